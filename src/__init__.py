@@ -1,0 +1,1 @@
+"""dlm-bench: latency, throughput, memory and quality of masked diffusion vs autoregressive LMs."""

@@ -1,0 +1,435 @@
+"""YAML experiment file -> typed, validated `Experiment`; CLI overrides; grid expansion into cells.
+
+This module knows nothing of models or torch: it only checks that a configuration is well
+formed, so that every mistake is reported in one line (naming the field and what is allowed)
+before anything expensive happens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import yaml
+
+FAMILIES = {"llama": "autoregressive", "llada": "diffusion"}
+PRECISIONS = ("bf16", "fp16", "fp32")
+ATTENTION_BACKENDS = ("flash_attention_2", "sdpa", "eager")
+DEVICES = ("auto", "cuda", "cpu")
+PROMPT_SOURCES = ("file", "wikitext", "random_ids")
+DIFFUSION_SAMPLERS = ("low_confidence", "random")
+DIFFUSION_CACHES = ("none",)
+AR_DECODE_MODES = ("eager",)
+
+
+class ConfigError(ValueError):
+    """A configuration mistake; the message names the field and what is allowed."""
+
+
+# --------------------------------------------------------------------------- schema
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Where a model comes from.
+
+    Exactly one of `path` (local checkpoint directory) and `hub_id` (resolved from the local
+    Hugging Face cache only), or, with `synthetic: true`, an `architecture` config file alone.
+    `synthetic: true` means random-init weights (results are labelled `weights=synthetic`).
+    """
+
+    name: str
+    family: str
+    path: Optional[str] = None
+    hub_id: Optional[str] = None
+    architecture: Optional[str] = None
+    tokenizer: Optional[str] = None
+    synthetic: bool = False
+
+    @property
+    def kind(self) -> str:
+        """'autoregressive' or 'diffusion'."""
+        return FAMILIES[self.family]
+
+    @property
+    def source(self) -> str:
+        return self.path or self.hub_id or self.architecture or ""
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    batch_size: list[int]
+    seq_len: list[int]
+    steps: list[int]
+
+
+@dataclass(frozen=True)
+class DiffusionSpec:
+    """Masked-diffusion sampler settings; list-valued fields are grid axes."""
+
+    block_length: int = 32
+    sampler: list[str] = field(default_factory=lambda: ["low_confidence"])
+    cache: list[str] = field(default_factory=lambda: ["none"])
+    temperature: float = 0.0
+    cfg_scale: float = 0.0
+    threshold: float = 0.9
+
+
+@dataclass(frozen=True)
+class AutoregressiveSpec:
+    decode: list[str] = field(default_factory=lambda: ["eager"])
+    temperature: float = 0.0
+
+
+@dataclass(frozen=True)
+class TimingSpec:
+    warmup: int = 3
+    repeats: int = 3
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    source: str = "file"
+    file: Optional[str] = None
+    max_prompts: int = 8
+    dataset_cache_dir: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class QualitySpec:
+    compute_bertscore: bool = False
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    models: list[ModelSpec]
+    grid: GridSpec
+    output_dir: str = "results/raw_data"
+    figures_dir: str = "results/figures"
+    device: str = "auto"
+    precision: str = "bf16"
+    attention: str = "flash_attention_2"
+    allow_attention_mismatch: bool = False
+    seed: int = 1234
+    diffusion: DiffusionSpec = field(default_factory=DiffusionSpec)
+    autoregressive: AutoregressiveSpec = field(default_factory=AutoregressiveSpec)
+    timing: TimingSpec = field(default_factory=TimingSpec)
+    prompts: PromptSpec = field(default_factory=PromptSpec)
+    quality: QualitySpec = field(default_factory=QualitySpec)
+    base_dir: str = "."
+
+    def resolve(self, path: Optional[str]) -> Optional[Path]:
+        """A config-relative path made absolute (paths are relative to the project root)."""
+        if path is None:
+            return None
+        p = Path(os.path.expanduser(path))
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+
+# --------------------------------------------------------------------------- typed building
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    if dataclasses.is_dataclass(tp):
+        return "mapping"
+    return {int: "integer", float: "number", bool: "true/false", str: "string", type(None): "null"}.get(tp, str(tp))
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], where)
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            value = [value]  # a scalar is a one-value axis
+        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        return _build(tp, value, where)
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }.get(tp)
+    if not ok:
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    return float(value) if tp is float else value
+
+
+def _build(cls: type, data: dict, where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.name != "base_dir"]
+    for key in data:
+        if key not in names:
+            raise ConfigError(f"{where + '.' if where else ''}{key}: unknown key; allowed: {', '.join(names)}")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name != "base_dir":
+                raise ConfigError(f"{where + '.' if where else ''}{f.name}: missing required key")
+            continue
+        kwargs[f.name] = _coerce(data[f.name], hints[f.name], f"{where + '.' if where else ''}{f.name}")
+    return cls(**kwargs)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _positive(values: list[int], where: str) -> None:
+    for v in values:
+        if v <= 0:
+            raise ConfigError(f"{where}: {v} is not allowed; allowed: integers > 0")
+    if not values:
+        raise ConfigError(f"{where}: empty list; give at least one value")
+
+
+def _one_of(value: str, allowed: tuple[str, ...], where: str) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{where}: {value!r} is not allowed; allowed: {', '.join(allowed)}")
+
+
+def validate(exp: Experiment) -> None:
+    """Raise ConfigError for the first problem found. Checks files, never loads a model."""
+    g, d = exp.grid, exp.diffusion
+    _positive(g.batch_size, "grid.batch_size")
+    _positive(g.seq_len, "grid.seq_len")
+    _positive(g.steps, "grid.steps")
+    for n in g.seq_len:
+        if n % 2:
+            raise ConfigError(f"grid.seq_len: {n} is odd; allowed: even integers (prompt = output = N/2)")
+    _one_of(exp.precision, PRECISIONS, "precision")
+    _one_of(exp.attention, ATTENTION_BACKENDS, "attention")
+    _one_of(exp.device, DEVICES, "device")
+    _one_of(exp.prompts.source, PROMPT_SOURCES, "prompts.source")
+    _positive([exp.timing.repeats], "timing.repeats")
+    if exp.timing.warmup < 0:
+        raise ConfigError(f"timing.warmup: {exp.timing.warmup} is not allowed; allowed: integers >= 0")
+    _positive([exp.prompts.max_prompts], "prompts.max_prompts")
+    _positive([d.block_length], "diffusion.block_length")
+    for s in d.sampler:
+        _one_of(s, DIFFUSION_SAMPLERS, "diffusion.sampler")
+    for c in d.cache:
+        _one_of(c, DIFFUSION_CACHES, "diffusion.cache")
+    for m in exp.autoregressive.decode:
+        _one_of(m, AR_DECODE_MODES, "autoregressive.decode")
+    if d.temperature < 0 or exp.autoregressive.temperature < 0:
+        raise ConfigError("temperature: negative values are not allowed; allowed: numbers >= 0")
+    if not 0.0 < d.threshold <= 1.0:
+        raise ConfigError(f"diffusion.threshold: {d.threshold} is not allowed; allowed: 0 < threshold <= 1")
+
+    if not exp.models:
+        raise ConfigError("models: empty list; give at least one model")
+    names = [m.name for m in exp.models]
+    for i, m in enumerate(exp.models):
+        where = f"models[{i}] ({m.name})"
+        if names.count(m.name) > 1:
+            raise ConfigError(f"{where}.name: duplicate model name; names must be unique")
+        _one_of(m.family, tuple(FAMILIES), f"{where}.family")
+        sources = [s for s in (m.path, m.hub_id) if s]
+        if len(sources) > 1:
+            raise ConfigError(f"{where}: give only one of path, hub_id")
+        if not sources and not (m.synthetic and m.architecture):
+            raise ConfigError(f"{where}: no weights source; allowed: path, hub_id, or synthetic: true with architecture")
+        for key in ("path", "architecture", "tokenizer"):
+            value = getattr(m, key)
+            if value and not exp.resolve(value).exists():
+                raise ConfigError(f"{where}.{key}: file or directory not found: {value}")
+
+    if any(m.kind == "diffusion" for m in exp.models):
+        for n in g.seq_len:
+            n_out = n // 2
+            if n_out % d.block_length:
+                raise ConfigError(
+                    f"diffusion.block_length: {d.block_length} does not divide N_out = {n_out} (seq_len {n}); "
+                    f"allowed: divisors of every N_out")
+            blocks = n_out // d.block_length
+            for k in g.steps:
+                if k > n_out:
+                    raise ConfigError(f"grid.steps: {k} is larger than N_out = {n_out} (seq_len {n}); allowed: 1..{n_out}")
+                if k % blocks:
+                    raise ConfigError(
+                        f"grid.steps: {k} is not a multiple of the number of blocks {blocks} "
+                        f"(N_out {n_out} / block_length {d.block_length}); allowed: multiples of {blocks}")
+
+    if exp.prompts.source == "file":
+        if not exp.prompts.file:
+            raise ConfigError("prompts.file: required when prompts.source is 'file'")
+        if not exp.resolve(exp.prompts.file).is_file():
+            raise ConfigError(f"prompts.file: file not found: {exp.prompts.file}")
+
+
+# --------------------------------------------------------------------------- loading + overrides
+
+OVERRIDE_PATHS = {
+    "steps": ("grid", "steps"),
+    "batch_size": ("grid", "batch_size"),
+    "seq_len": ("grid", "seq_len"),
+    "max_prompts": ("prompts", "max_prompts"),
+    "compute_bertscore": ("quality", "compute_bertscore"),
+    "output_dir": ("output_dir",),
+    "figures_dir": ("figures_dir",),
+}
+
+
+def apply_overrides(raw: dict, overrides: dict[str, Any]) -> dict:
+    """Return a copy of the raw YAML mapping with CLI overrides applied (None = not given)."""
+    raw = json.loads(json.dumps(raw))
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key == "prompt_file":
+            raw.setdefault("prompts", {})
+            raw["prompts"]["source"] = "file"
+            raw["prompts"]["file"] = value
+            continue
+        if key == "models":
+            known = [m.get("name") for m in raw.get("models", []) if isinstance(m, dict)]
+            unknown = [v for v in value if v not in known]
+            if unknown:
+                raise ConfigError(f"--models: unknown model {', '.join(unknown)}; allowed: {', '.join(map(str, known))}")
+            raw["models"] = [m for m in raw["models"] if m.get("name") in value]
+            continue
+        path = OVERRIDE_PATHS[key]
+        node = raw
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return raw
+
+
+def load_experiment(path: str | Path, overrides: Optional[dict[str, Any]] = None,
+                    base_dir: Optional[str | Path] = None) -> Experiment:
+    """Read, override and validate an experiment file. Raises ConfigError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--config: file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    raw = apply_overrides(raw, overrides or {})
+    exp = _build(Experiment, raw, "")
+    base = Path(base_dir) if base_dir else project_root()
+    exp = dataclasses.replace(exp, base_dir=str(base))
+    validate(exp)
+    return exp
+
+
+def project_root() -> Path:
+    """The repository root (the folder holding src/)."""
+    return Path(__file__).resolve().parent.parent
+
+
+# --------------------------------------------------------------------------- cells
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One grid point: model x B x N (x K x sampler options for diffusion, x decode mode for AR)."""
+
+    model: ModelSpec
+    batch_size: int
+    seq_len: int
+    steps: Optional[int]
+    sampler: Optional[str]
+    cache: Optional[str]
+    decode: Optional[str]
+    block_length: Optional[int]
+    temperature: float
+    cfg_scale: Optional[float]
+    threshold: Optional[float]
+    precision: str
+    attention: str
+
+    @property
+    def prompt_len(self) -> int:
+        """P, in tokens."""
+        return self.seq_len // 2
+
+    @property
+    def n_out(self) -> int:
+        """N_out, in tokens."""
+        return self.seq_len - self.seq_len // 2
+
+    def identity(self) -> dict[str, Any]:
+        spec = dataclasses.asdict(self.model)
+        spec.pop("tokenizer")
+        return {"model": spec, **{k: v for k, v in dataclasses.asdict(self).items() if k != "model"}}
+
+    def cell_id(self, hardware: str) -> str:
+        """Short stable hash of everything that defines this cell plus the hardware name."""
+        blob = json.dumps({"cell": self.identity(), "hardware": hardware}, sort_keys=True)
+        return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+    def describe(self) -> str:
+        extra = (f"K={self.steps} sampler={self.sampler} cache={self.cache}" if self.steps is not None
+                 else f"decode={self.decode}")
+        return f"{self.model.name} B={self.batch_size} N={self.seq_len} {extra}"
+
+
+def expand_cells(exp: Experiment) -> list[Cell]:
+    """The grid product, in a stable order (model, N, B, then diffusion/AR options)."""
+    g, d, a = exp.grid, exp.diffusion, exp.autoregressive
+    cells: list[Cell] = []
+    for model in exp.models:
+        for n, b in itertools.product(g.seq_len, g.batch_size):
+            common = dict(model=model, batch_size=b, seq_len=n, precision=exp.precision, attention=exp.attention)
+            if model.kind == "diffusion":
+                for k, sampler, cache in itertools.product(g.steps, d.sampler, d.cache):
+                    cells.append(Cell(**common, steps=k, sampler=sampler, cache=cache, decode=None,
+                                      block_length=d.block_length, temperature=d.temperature,
+                                      cfg_scale=d.cfg_scale,
+                                      threshold=d.threshold if sampler == "threshold" else None))
+            else:
+                for mode in a.decode:
+                    cells.append(Cell(**common, steps=None, sampler=None, cache=None, decode=mode,
+                                      block_length=None, temperature=a.temperature, cfg_scale=None,
+                                      threshold=None))
+    return cells
+
+
+def parse_shard(text: Optional[str]) -> tuple[int, int]:
+    """'i/n' -> (i, n); None -> from SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT, else (0, 1)."""
+    if text is None:
+        task = os.environ.get("SLURM_ARRAY_TASK_ID")
+        count = os.environ.get("SLURM_ARRAY_TASK_COUNT")
+        if task is None or count is None:
+            return 0, 1
+        minimum = int(os.environ.get("SLURM_ARRAY_TASK_MIN", "0"))
+        return int(task) - minimum, int(count)
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard: {text!r} is not allowed; allowed: i/n with 0 <= i < n") from None
+    if not 0 <= i < n:
+        raise ConfigError(f"--shard: {text!r} is not allowed; allowed: i/n with 0 <= i < n")
+    return i, n
+
+
+def select_shard(cells: list[Cell], shard: tuple[int, int]) -> list[Cell]:
+    """Cells whose grid index is i mod n."""
+    i, n = shard
+    return [c for j, c in enumerate(cells) if j % n == i]

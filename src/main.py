@@ -1,0 +1,99 @@
+"""dlm-bench command line: run a grid (or a shard of it), merge results, draw the first figure.
+
+    python src/main.py --config config/experiments_mini.yaml
+    python -m src.main --config config/experiments.yaml --steps 64 --batch_size 1 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `src` importable as a package
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    __package__ = "src"
+
+from src.config import ConfigError, expand_cells, load_experiment, parse_shard, select_shard  # noqa: E402
+
+log = logging.getLogger("dlm_bench")
+
+EXIT_CONFIG = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dlm-bench", description=__doc__.splitlines()[0])
+    p.add_argument("--config", required=True, help="experiment YAML file")
+    p.add_argument("--steps", type=int, nargs="+", help="override grid.steps (diffusion steps K)")
+    p.add_argument("--batch_size", type=int, nargs="+", help="override grid.batch_size (B)")
+    p.add_argument("--seq_len", type=int, nargs="+", help="override grid.seq_len (N = prompt + output tokens)")
+    p.add_argument("--max_prompts", type=int, help="override prompts.max_prompts")
+    p.add_argument("--compute_bertscore", action="store_true", default=None, help="score BERTScore after timing")
+    p.add_argument("--prompt_file", help="prompts from this file (one per line, or JSONL with prompt/reference)")
+    p.add_argument("--output_dir", help="override output_dir (raw data)")
+    p.add_argument("--figures_dir", help="override figures_dir")
+    p.add_argument("--models", nargs="+", help="run only these model names from the config")
+    p.add_argument("--shard", help="run cells i mod n only, as 'i/n' (default: SLURM array task, else 0/1)")
+    p.add_argument("--dry_run", action="store_true", help="print the expanded grid and cell count; load nothing")
+    p.add_argument("--no_figure", action="store_true", help="skip the figure at the end")
+    p.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return p
+
+
+def overrides_from(args: argparse.Namespace) -> dict:
+    keys = ("steps", "batch_size", "seq_len", "max_prompts", "compute_bertscore", "prompt_file", "output_dir",
+            "figures_dir", "models")
+    return {k: getattr(args, k) for k in keys}
+
+
+def dry_run(exp, shard) -> int:
+    cells = select_shard(expand_cells(exp), shard)
+    print(f"experiment {exp.name}: {len(cells)} cells (shard {shard[0]}/{shard[1]})")
+    for cell in cells:
+        print(f"  {cell.describe()}  P={cell.prompt_len} N_out={cell.n_out} {cell.precision} {cell.attention}")
+    print(f"{len(cells)} cells")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        exp = load_experiment(args.config, overrides_from(args))
+        shard = parse_shard(args.shard)
+        if args.dry_run:
+            return dry_run(exp, shard)
+        from src.models.loader import check_sources
+        from src.quality.prompts import PromptSourceError
+
+        check_sources(exp)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+    from src.runner import AttentionBackendError, run_experiment
+
+    try:
+        summary = run_experiment(exp, shard)
+    except PromptSourceError as exc:
+        print(f"prompt error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except AttentionBackendError as exc:
+        print(f"attention error: {exc}", file=sys.stderr)
+        return 1
+    log.info("done: %d ok, %d oom, %d errors, %d skipped as finished; results in %s", summary.ok, summary.oom,
+             summary.errors, summary.skipped, summary.csv_path)
+    if not args.no_figure:
+        from src.analysis.first_figure import plot_first_figure
+
+        try:
+            png = plot_first_figure(summary.csv_path, exp.resolve(exp.figures_dir) / "latency_throughput.png")
+            log.info("figure: %s", png)
+        except ValueError as exc:
+            log.warning("no figure drawn: %s", exc)
+    return 1 if summary.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,268 @@
+"""The loop over cells: skip finished ones, load each model once, warm up, measure, record.
+
+One cell, start to end: `run_cell` builds the generator for the cell, takes its B prompts,
+runs W warm-up generations, resets the peak-memory counters, runs R timed generations (clock
+marks around each and inside it), turns the marks into metrics and returns a `CellRecord`.
+An out-of-memory error is a result (`status=oom`); any other error is recorded
+(`status=error`) and the sweep goes on; the next run retries it.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Optional
+
+import torch
+from tqdm import tqdm
+
+from .config import Cell, Experiment, expand_cells, project_root, select_shard
+from .generation import GenerationTrace, Generator
+from .generation.autoregressive import HFGenerateGenerator
+from .generation.diffusion import MaskedDiffusionGenerator
+from .measure import metrics
+from .measure.clock import Clock, clock_for
+from .measure.environment import capture_environment, resolve_device
+from .measure.memory import read_peak, reset_peak
+from .models.attention import kernel_context
+from .models.loader import LoadedModel, load_model, load_tokenizer
+from .quality.prompts import (PromptSet, PromptSourceError, build_prompt_sets, random_prompt_set,
+                              read_prompt_file, read_wikitext)
+from .results import CellRecord, Repetition, ResultStore
+
+log = logging.getLogger(__name__)
+
+
+class AttentionBackendError(RuntimeError):
+    """The requested attention kernel cannot run for a model (and mismatches are not allowed)."""
+
+
+@dataclass
+class RunSummary:
+    cells_in_shard: int
+    skipped: int
+    ok: int = 0
+    oom: int = 0
+    errors: int = 0
+    csv_path: Optional[str] = None
+    records: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- prompts
+
+
+class PromptProvider:
+    """The same passages for every model; prompts per (model, N) built once."""
+
+    def __init__(self, exp: Experiment):
+        self.exp = exp
+        self._passages = None
+        self._sets: dict[int, dict[str, PromptSet]] = {}
+
+    def passages(self):
+        if self._passages is None:
+            p = self.exp.prompts
+            if p.source == "file":
+                self._passages = read_prompt_file(self.exp.resolve(p.file))
+            elif p.source == "wikitext":
+                self._passages = read_wikitext(p.dataset_cache_dir)
+            else:
+                self._passages = []
+        return self._passages
+
+    def text_sets(self, seq_len: int) -> dict[str, PromptSet]:
+        """Per model name, prompts for one N from the text source (all tokenizers at once)."""
+        if seq_len not in self._sets:
+            tokenizers = {}
+            for spec in self.exp.models:
+                tok = load_tokenizer(spec, self.exp)
+                if tok is None:
+                    raise PromptSourceError(f"models ({spec.name}): no tokenizer, but prompts.source is "
+                                            f"{self.exp.prompts.source!r}; use prompts.source: random_ids")
+                tokenizers[spec.name] = tok
+            self._sets[seq_len] = build_prompt_sets(self.passages(), tokenizers, seq_len,
+                                                    self.exp.prompts.max_prompts, self.exp.prompts.source)
+        return self._sets[seq_len]
+
+    def check(self) -> None:
+        """Pre-flight: the text source gives enough passages for every N (raises PromptSourceError)."""
+        if self.exp.prompts.source != "random_ids":
+            for n in self.exp.grid.seq_len:
+                self.text_sets(n)
+
+    def for_model(self, loaded: LoadedModel, seq_len: int) -> PromptSet:
+        if self.exp.prompts.source == "random_ids":
+            excluded = {loaded.mask_token_id} if loaded.mask_token_id is not None else set()
+            return random_prompt_set(loaded.architecture.vocab_size, excluded, seq_len,
+                                     self.exp.prompts.max_prompts, self.exp.seed)
+        return self.text_sets(seq_len)[loaded.spec.name]
+
+
+# --------------------------------------------------------------------------- one cell
+
+
+def make_generator(cell: Cell, loaded: LoadedModel) -> Generator:
+    if cell.model.kind == "diffusion":
+        return MaskedDiffusionGenerator(loaded.model, loaded.mask_token_id, cell.block_length, cell.sampler,
+                                        cell.temperature, cell.cfg_scale or 0.0)
+    return HFGenerateGenerator(loaded.model, cell.temperature)
+
+
+def measure_repetition(cell: Cell, trace: GenerationTrace, clock: Clock, start, end) -> Repetition:
+    """Metrics of one timed generation from its clock marks (after synchronisation)."""
+    latency = metrics.e2e_latency_ms(clock.elapsed_ms(start, end))
+    offsets = [clock.elapsed_ms(start, m) for m in trace.marks]
+    rep = Repetition(latency_ms=latency,
+                     tokens_per_s=metrics.throughput_tokens_per_s(cell.batch_size, cell.n_out, latency),
+                     steps_executed=trace.steps_executed)
+    if cell.model.kind == "autoregressive":
+        rep.ttft_ms = metrics.ttft_ms(offsets)
+        rep.itl_ms = metrics.mean_itl_ms(offsets)
+    else:
+        steps = metrics.step_latencies_ms(offsets)
+        rep.step_ms_p50, rep.step_ms_p99 = metrics.percentile(steps, 50), metrics.percentile(steps, 99)
+    return rep
+
+
+def _summarise(record: CellRecord, reps: list[Repetition], trace: GenerationTrace) -> None:
+    lat = [r.latency_ms for r in reps]
+    record.repetitions = reps
+    record.latency_ms_median = metrics.median(lat)
+    record.latency_ms_min, record.latency_ms_max = min(lat), max(lat)
+    record.latency_ms_cv = metrics.coefficient_of_variation(lat)
+    record.tokens_per_s_median = metrics.median([r.tokens_per_s for r in reps])
+    for name in ("ttft_ms", "itl_ms", "step_ms_p50", "step_ms_p99"):
+        values = [getattr(r, name) for r in reps if getattr(r, name) is not None]
+        if values:
+            setattr(record, "ttft_ms_median" if name == "ttft_ms" else "itl_ms_median" if name == "itl_ms" else name,
+                    metrics.median(values))
+    record.steps_executed = trace.steps_executed
+    record.forward_passes = trace.forward_passes
+    record.forward_passes_per_token = metrics.forward_passes_per_token(trace.forward_passes, record.n_out)
+
+
+def new_record(cell: Cell, exp: Experiment, loaded: Optional[LoadedModel], env: dict, cell_id: str) -> CellRecord:
+    return CellRecord(
+        cell_id=cell_id, status="error", experiment=exp.name, model_name=cell.model.name,
+        family=cell.model.family, kind=cell.model.kind, model_source=cell.model.source,
+        weights=(loaded.weights if loaded else ("synthetic" if cell.model.synthetic else "pretrained")),
+        batch_size=cell.batch_size, seq_len=cell.seq_len, prompt_len=cell.prompt_len, n_out=cell.n_out,
+        steps=cell.steps, sampler=cell.sampler, cache=cell.cache, decode=cell.decode,
+        block_length=cell.block_length, temperature=cell.temperature, cfg_scale=cell.cfg_scale,
+        threshold=cell.threshold, precision=cell.precision, attention_backend=cell.attention,
+        attention_kernel=loaded.attention_kernel if loaded else None, hardware=env["hardware"],
+        warmup=exp.timing.warmup, repeats=exp.timing.repeats, environment=env,
+        n_params=loaded.architecture.n_params if loaded else None,
+        n_params_non_embedding=loaded.architecture.n_params_non_embedding if loaded else None,
+        started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+
+def _is_kernel_unavailable(exc: BaseException) -> bool:
+    return isinstance(exc, RuntimeError) and "no available kernel" in str(exc).lower()
+
+
+def run_cell(cell: Cell, loaded: LoadedModel, prompts: PromptSet, exp: Experiment, clock: Clock,
+             env: dict, cell_id: str) -> CellRecord:
+    """Warm up, measure R repetitions and return the record (never raises for OOM)."""
+    record = new_record(cell, exp, loaded, env, cell_id)
+    record.clock = getattr(clock, "name", type(clock).__name__)
+    record.prompt_source = prompts.source
+    t0 = time.perf_counter()
+    generator = make_generator(cell, loaded)
+    ids, record.passage_ids = prompts.batch(cell.batch_size, loaded.device)
+    steps = cell.steps
+    torch.manual_seed(exp.seed)
+    try:
+        with kernel_context(loaded.attention_kernel):
+            for _ in range(exp.timing.warmup):
+                generator.generate(ids, cell.n_out, steps=steps)
+            clock.synchronize()
+            reset_peak(loaded.device)
+            reps = []
+            for _ in range(exp.timing.repeats):
+                start = clock.mark()
+                trace = generator.generate(ids, cell.n_out, steps=steps, marker=clock.mark)
+                end = clock.mark()
+                clock.synchronize()
+                reps.append(measure_repetition(cell, trace, clock, start, end))
+            mem = read_peak(loaded.device)
+        _summarise(record, reps, trace)
+        record.peak_mem_reserved_gib, record.peak_mem_allocated_gib = mem.reserved_gib, mem.allocated_gib
+        record.process_max_rss_gib = mem.process_max_rss_gib
+        record.outputs = _outputs(trace, loaded)
+        record.status = "ok"
+    except torch.OutOfMemoryError as exc:
+        record.status, record.error = "oom", str(exc).splitlines()[0][:500]
+    except Exception as exc:  # recorded; the sweep goes on
+        if _is_kernel_unavailable(exc) and not exp.allow_attention_mismatch:
+            raise AttentionBackendError(
+                f"{cell.model.name}: attention kernel {loaded.attention_kernel!r} (requested "
+                f"{exp.attention!r}) cannot run here: {str(exc).splitlines()[0]}. Choose another "
+                f"attention backend for all models, or set allow_attention_mismatch: true") from exc
+        log.exception("cell %s (%s) failed", cell_id, cell.describe())
+        record.status, record.error = "error", f"{type(exc).__name__}: {str(exc).splitlines()[0][:500]}"
+    finally:
+        if loaded.device.type == "cuda":
+            torch.cuda.empty_cache()
+    record.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    record.wall_s = time.perf_counter() - t0
+    return record
+
+
+def _outputs(trace: GenerationTrace, loaded: LoadedModel) -> dict:
+    ids = trace.output_ids.tolist()
+    out = {"token_ids": ids}
+    if loaded.tokenizer is not None:
+        out["text"] = loaded.tokenizer.batch_decode(ids, skip_special_tokens=False)
+    return out
+
+
+# --------------------------------------------------------------------------- the sweep
+
+
+def run_experiment(exp: Experiment, shard: tuple[int, int] = (0, 1), progress: bool = True) -> RunSummary:
+    """Run this shard's unfinished cells; merge the results; return what happened."""
+    device = resolve_device(exp.device)
+    env = capture_environment(device, project_root())
+    hardware = env["hardware"]
+    store = ResultStore(exp.resolve(exp.output_dir))
+    cells = select_shard(expand_cells(exp), shard)
+    todo = [c for c in cells if not store.is_done(c.cell_id(hardware))]
+    summary = RunSummary(cells_in_shard=len(cells), skipped=len(cells) - len(todo))
+    log.info("shard %d/%d: %d cells, %d already done, %d to run on %s", shard[0], shard[1], len(cells),
+             summary.skipped, len(todo), hardware)
+    prompts = PromptProvider(exp)
+    prompts.check()
+    clock = clock_for(device)
+    bar = tqdm(total=len(todo), desc="cells", unit="cell", disable=not progress)
+    for spec in exp.models:
+        model_cells = [c for c in todo if c.model.name == spec.name]
+        if not model_cells:
+            continue
+        loaded = load_model(spec, exp, device)
+        for cell in model_cells:
+            cell_id = cell.cell_id(hardware)
+            bar.set_postfix_str(cell.describe())
+            record = run_cell(cell, loaded, prompts.for_model(loaded, cell.seq_len), exp, clock, env, cell_id)
+            store.write(record)
+            summary.records.append(cell_id)
+            if record.status == "ok":
+                summary.ok += 1
+                log.info("cell %s %s: ok, L_e2e median %.2f ms (cv %.1f%%), %.1f tok/s, weights=%s", cell_id,
+                         cell.describe(), record.latency_ms_median, 100 * record.latency_ms_cv,
+                         record.tokens_per_s_median, record.weights)
+            else:
+                summary.oom += record.status == "oom"
+                summary.errors += record.status == "error"
+                log.warning("cell %s %s: %s (%s)", cell_id, cell.describe(), record.status, record.error)
+            bar.update(1)
+        del loaded
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    bar.close()
+    summary.csv_path = str(store.merge())
+    return summary

@@ -1,0 +1,125 @@
+import copy
+
+import pytest
+import yaml
+
+from conftest import mini_config_dict, write_config
+from src.config import ConfigError, expand_cells, load_experiment, parse_shard, select_shard
+from src.main import main
+
+
+def test_mini_config_of_the_repo_loads_and_expands():
+    from conftest import ROOT
+
+    exp = load_experiment(ROOT / "config" / "experiments_mini.yaml")
+    cells = expand_cells(exp)
+    # 2 B x 2 N: 4 AR cells + 4 x 2 K diffusion cells
+    assert len(cells) == 12
+    assert {c.model.kind for c in cells} == {"autoregressive", "diffusion"}
+    assert all(c.prompt_len == c.n_out == c.seq_len // 2 for c in cells)
+
+
+def test_paper_config_is_the_paper_grid():
+    from conftest import ROOT
+
+    exp = load_experiment(ROOT / "config" / "experiments.yaml")
+    assert [m.hub_id for m in exp.models] == ["meta-llama/Meta-Llama-3-8B", "GSAI-ML/LLaDA-8B-Base"]
+    assert exp.grid.batch_size == [1, 8, 32] and exp.grid.seq_len == [512, 1024, 2048]
+    assert exp.grid.steps == [32, 64, 128]
+    assert exp.precision == "bf16" and exp.attention == "flash_attention_2" and exp.timing.warmup == 3
+    assert len(expand_cells(exp)) == 9 + 27
+
+
+def _mutate(data, dotted, value):
+    node = data
+    parts = dotted.split(".")
+    for p in parts[:-1]:
+        node = node[int(p)] if isinstance(node, list) else node[p]
+    if value is KeyError:
+        del node[parts[-1]]
+    else:
+        node[parts[-1]] = value
+    return data
+
+
+BAD = [
+    ("grid.colour", "blue", "grid.colour: unknown key"),
+    ("timing.warmup", "three", "timing.warmup: expected integer"),
+    ("grid.batch_size", [1, 0], "grid.batch_size: 0 is not allowed"),
+    ("grid.seq_len", [33], "grid.seq_len: 33 is odd"),
+    ("grid.steps", [64], "grid.steps: 64 is larger than N_out = 16"),
+    ("diffusion.block_length", 5, "diffusion.block_length: 5 does not divide N_out = 16"),
+    ("grid.steps", [3], "grid.steps: 3 is not a multiple of the number of blocks 2"),
+    ("models.0.family", "gpt2", "models[0] (tiny-llama).family: 'gpt2' is not allowed; allowed: llama, llada"),
+    ("attention", "xformers", "attention: 'xformers' is not allowed; allowed: flash_attention_2, sdpa, eager"),
+    ("precision", "int3", "precision: 'int3' is not allowed"),
+    ("models.1.path", "/nonexistent/llada", "models[1] (tiny-llada).path: file or directory not found"),
+    ("prompts.file", "/nonexistent/prompts.txt", "prompts.file: file not found"),
+    ("timing.repeats", True, "timing.repeats: expected integer"),
+    ("grid.steps", KeyError, "grid.steps: missing required key"),
+]
+
+
+@pytest.mark.parametrize("field,value,message", BAD, ids=[b[0] + "=" + repr(b[1])[:12] for b in BAD])
+def test_config_error_is_one_line_exit_2_and_writes_nothing(tiny_models, tmp_path, capsys, field, value, message):
+    data = _mutate(copy.deepcopy(mini_config_dict(tiny_models, tmp_path)), field, value)
+    path = write_config(tmp_path, data)
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(").replace(")", r"\)")):
+        load_experiment(path)
+    assert main(["--config", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("config error: ") and "\n" not in err and message.split(":")[0] in err
+    assert not (tmp_path / "raw").exists()
+
+
+def test_unknown_model_in_cli_override(mini_config, capsys):
+    assert main(["--config", str(mini_config), "--models", "gpt-5"]) == 2
+    assert "--models: unknown model gpt-5; allowed: tiny-llama, tiny-llada" in capsys.readouterr().err
+
+
+def test_missing_config_file(tmp_path, capsys):
+    assert main(["--config", str(tmp_path / "nope.yaml")]) == 2
+    assert "file not found" in capsys.readouterr().err
+
+
+def test_cli_overrides_apply_before_validation(mini_config):
+    exp = load_experiment(mini_config, {"steps": [8], "batch_size": [3], "max_prompts": 1, "models": ["tiny-llada"],
+                                        "compute_bertscore": True})
+    assert exp.grid.steps == [8] and exp.grid.batch_size == [3] and exp.prompts.max_prompts == 1
+    assert [m.name for m in exp.models] == ["tiny-llada"] and exp.quality.compute_bertscore
+    with pytest.raises(ConfigError, match="grid.steps: 7 is not a multiple"):
+        load_experiment(mini_config, {"steps": [7]})
+
+
+def test_dry_run_prints_grid_and_loads_nothing(mini_config, capsys, monkeypatch):
+    import src.models.loader as loader
+
+    monkeypatch.setattr(loader, "load_model", lambda *a, **k: pytest.fail("dry run loaded a model"))
+    assert main(["--config", str(mini_config), "--dry_run"]) == 0
+    out = capsys.readouterr().out
+    assert "6 cells" in out and "tiny-llada B=2 N=32 K=8" in out and "tiny-llama B=1 N=32 decode=eager" in out
+
+
+def test_shards_partition_the_grid(mini_config):
+    cells = expand_cells(load_experiment(mini_config))
+    parts = [select_shard(cells, (i, 3)) for i in range(3)]
+    assert sum(len(p) for p in parts) == len(cells)
+    assert {id(c) for p in parts for c in p} == {id(c) for c in cells}
+    assert parse_shard("1/3") == (1, 3)
+    with pytest.raises(ConfigError, match="--shard"):
+        parse_shard("3/3")
+
+
+def test_shard_from_slurm_environment(monkeypatch):
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "5")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "4")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "2")
+    assert parse_shard(None) == (3, 4)
+
+
+def test_cell_id_is_stable_and_depends_on_hardware(mini_config):
+    a = expand_cells(load_experiment(mini_config))
+    b = expand_cells(load_experiment(mini_config))
+    assert [c.cell_id("gpu-x") for c in a] == [c.cell_id("gpu-x") for c in b]
+    assert len({c.cell_id("gpu-x") for c in a}) == len(a)
+    assert a[0].cell_id("gpu-x") != a[0].cell_id("gpu-y")

@@ -1,0 +1,115 @@
+import pytest
+import torch
+
+from src.generation.autoregressive import HFGenerateGenerator
+from src.generation.diffusion import MaskedDiffusionGenerator, add_gumbel_noise, transfer_schedule
+from src.models.llada import LLaDAConfig, LLaDAModelLM
+
+MASK = 95
+CFG = LLaDAConfig(d_model=32, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=64, vocab_size=96,
+                  embedding_size=96, mask_token_id=MASK, eos_token_id=94, pad_token_id=94)
+
+
+class CountingModel(torch.nn.Module):
+    """Wraps a LLaDA model and records how many mask tokens each forward's canvas holds."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.masks_seen = model, []
+
+    def forward(self, ids, **kw):
+        self.masks_seen.append(int((ids == MASK).sum(dim=1)[0]))
+        return self.model(ids, **kw)
+
+
+def _llada(seed=0):
+    m = LLaDAModelLM(CFG)
+    m.init_random(generator=torch.Generator().manual_seed(seed))
+    return m.eval()
+
+
+@pytest.mark.parametrize("count,steps,expected", [(32, 4, [8, 8, 8, 8]), (10, 4, [3, 3, 2, 2]), (5, 5, [1] * 5),
+                                                  (7, 3, [3, 2, 2])])
+def test_reference_transfer_schedule(count, steps, expected):
+    assert transfer_schedule(count, steps) == expected
+
+
+@pytest.mark.parametrize("sampler,temperature,cfg", [("low_confidence", 0.0, 0.0), ("random", 0.0, 0.0),
+                                                     ("low_confidence", 0.7, 0.0), ("low_confidence", 0.0, 1.5)])
+def test_sampler_unmasks_the_schedule_and_keeps_the_prompt(sampler, temperature, cfg):
+    torch.manual_seed(0)
+    model = CountingModel(_llada())
+    gen = MaskedDiffusionGenerator(model, MASK, block_length=8, sampler=sampler, temperature=temperature,
+                                   cfg_scale=cfg)
+    prompt = torch.randint(0, 90, (3, 6))
+    marks = []
+    trace = gen.generate(prompt, 24, steps=9, marker=lambda: marks.append(1) or len(marks))
+    assert trace.output_ids.shape == (3, 24)
+    assert not (trace.output_ids == MASK).any()
+    # 3 blocks of 8, 3 steps per block: 3, 3, 2 per step
+    assert trace.committed_per_step == [3, 3, 2] * 3 and trace.steps_executed == 9 and len(trace.marks) == 9
+    # what the model saw: the masks left before each step shrink by the scheduled amount
+    seen = model.masks_seen  # CFG runs both branches in one doubled batch
+    expected = [24 - sum(trace.committed_per_step[:i]) for i in range(9)]
+    assert seen == expected
+    assert trace.forward_passes == 9 * (2 if cfg else 1)
+
+
+def test_sampler_never_changes_the_prompt_or_committed_tokens():
+    torch.manual_seed(1)
+    model = _llada()
+    prompt = torch.randint(0, 90, (2, 5))
+    snapshots = []
+
+    class Spy(torch.nn.Module):
+        def forward(self, ids, **kw):
+            snapshots.append(ids.clone())
+            return model(ids, **kw)
+
+    MaskedDiffusionGenerator(Spy(), MASK, block_length=4).generate(prompt, 8, steps=8)
+    for before, after in zip(snapshots, snapshots[1:]):
+        assert torch.equal(after[:, :5], prompt)
+        committed = before != MASK
+        assert torch.equal(after[committed], before[committed])
+
+
+def test_low_confidence_commits_the_most_confident_position():
+    # a model whose logits make position 2 of the block far more confident than the others
+    class Fixed(torch.nn.Module):
+        def forward(self, ids, logits_slice=None, **kw):
+            logits = torch.zeros(ids.shape[0], ids.shape[1], 96)
+            logits[:, :, 7] = 1.0
+            logits[:, 4 + 2, 9] = 20.0  # prompt length 4, block position 2
+            return type("O", (), {"logits": logits[:, logits_slice]})()
+
+    trace = MaskedDiffusionGenerator(Fixed(), MASK, block_length=4).generate(torch.zeros(1, 4, dtype=torch.long), 4,
+                                                                              steps=4)
+    assert trace.output_ids[0, 2] == 9
+
+
+def test_gumbel_noise_identity_at_zero_and_float64_otherwise():
+    logits = torch.randn(2, 3, 5)
+    assert add_gumbel_noise(logits, 0.0) is logits
+    assert add_gumbel_noise(logits, 1.0).dtype == torch.float64
+
+
+def test_diffusion_rejects_bad_shapes():
+    gen = MaskedDiffusionGenerator(_llada(), MASK, block_length=5)
+    with pytest.raises(ValueError, match="does not divide"):
+        gen.generate(torch.zeros(1, 3, dtype=torch.long), 8, steps=4)
+
+
+def test_autoregressive_emits_exactly_n_out_even_past_eos(tiny_models):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_models["llama"]), dtype=torch.float32).eval()
+    prompt = torch.randint(0, 200, (2, 8))
+    first = HFGenerateGenerator(model).generate(prompt, 3).output_ids
+    # make the greedy first token the EOS token: generation must still run to n_out
+    model.generation_config.eos_token_id = int(first[0, 0])
+    model.config.eos_token_id = int(first[0, 0])
+    marks = []
+    trace = HFGenerateGenerator(model).generate(prompt, 20, marker=lambda: len(marks.append(0) or marks))
+    assert trace.output_ids.shape == (2, 20)
+    assert int(trace.output_ids[0, 0]) == int(first[0, 0])
+    assert len(trace.marks) == 20 and trace.forward_passes == 20

@@ -1,0 +1,120 @@
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import src.runner as runner
+from conftest import ROOT
+from src.config import load_experiment
+from src.main import main
+
+
+def _rows(cfg_dir):
+    return list(csv.DictReader(open(cfg_dir / "raw" / "raw_metrics.csv")))
+
+
+def test_mini_run_writes_rows_for_both_architectures_and_a_figure(mini_config, tmp_path):
+    assert main(["--config", str(mini_config)]) == 0
+    rows = _rows(tmp_path)
+    assert len(rows) == 6 and {r["kind"] for r in rows} == {"autoregressive", "diffusion"}
+    assert all(r["status"] == "ok" and r["weights"] == "synthetic" for r in rows)
+    for r in rows:
+        lat = [float(x) for x in r["latency_ms_all"].split(";")]
+        assert len(lat) == 2 and float(r["latency_ms_median"]) == pytest.approx(sum(lat) / 2, abs=1e-3)
+        assert float(r["tokens_per_s_median"]) > 0 and r["attention_kernel"] == "sdpa"
+        assert r["clock"] == "perf_counter" and r["env_torch_version"] == torch.__version__
+    ar = [r for r in rows if r["kind"] == "autoregressive"]
+    assert all(float(r["ttft_ms_median"]) > 0 and float(r["itl_ms_median"]) > 0 for r in ar)
+    dl = [r for r in rows if r["kind"] == "diffusion"]
+    assert all(float(r["step_ms_p99"]) >= float(r["step_ms_p50"]) > 0 for r in dl)
+    assert {int(r["forward_passes"]) for r in dl} == {4, 8}
+    record = json.loads(next((tmp_path / "raw" / "cells").glob("*.json")).read_text())
+    assert len(record["outputs"]["token_ids"][0]) == 16 and isinstance(record["outputs"]["text"][0], str)
+    assert (tmp_path / "fig" / "latency_throughput.png").stat().st_size > 10_000
+
+
+def test_second_run_skips_every_cell(mini_config, monkeypatch):
+    exp = load_experiment(mini_config)
+    first = runner.run_experiment(exp, progress=False)
+    assert first.ok == 6
+    monkeypatch.setattr(runner, "load_model", lambda *a, **k: pytest.fail("a finished cell was re-run"))
+    second = runner.run_experiment(exp, progress=False)
+    assert second.skipped == 6 and second.ok == 0
+
+
+def test_interrupted_run_keeps_finished_cells_and_resumes_the_rest(mini_config, monkeypatch):
+    exp = load_experiment(mini_config)
+    real = runner.run_cell
+    calls = []
+
+    def crash_on_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # like scancel / a node failure in the middle of a cell
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "run_cell", crash_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_experiment(exp, progress=False)
+    cells_dir = exp.resolve(exp.output_dir) / "cells"
+    assert len(list(cells_dir.glob("*.json"))) == 2
+    monkeypatch.setattr(runner, "run_cell", real)
+    resumed = runner.run_experiment(exp, progress=False)
+    assert resumed.skipped == 2 and resumed.ok == 4
+    assert len(list(cells_dir.glob("*.json"))) == 6
+
+
+def test_oom_is_a_result_and_errors_are_recorded_and_retried(mini_config, monkeypatch):
+    exp = load_experiment(mini_config, {"models": ["tiny-llada"], "batch_size": [1]})
+    real = runner.make_generator
+
+    class Failing:
+        def __init__(self, exc):
+            self.exc = exc
+
+        def generate(self, *a, **k):
+            raise self.exc
+
+    def failing(cell, loaded):
+        if cell.steps == 4:
+            return Failing(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80 GiB"))
+        return Failing(ValueError("boom"))
+
+    monkeypatch.setattr(runner, "make_generator", failing)
+    summary = runner.run_experiment(exp, progress=False)
+    assert summary.oom == 1 and summary.errors == 1
+    rows = {r["steps"]: r for r in csv.DictReader(open(summary.csv_path))}
+    assert rows["4"]["status"] == "oom" and "out of memory" in rows["4"]["error"]
+    assert rows["8"]["status"] == "error" and "ValueError: boom" in rows["8"]["error"]
+    monkeypatch.setattr(runner, "make_generator", real)
+    again = runner.run_experiment(exp, progress=False)
+    assert again.skipped == 1 and again.ok == 1  # the OOM stays a result; the error is retried
+
+
+def test_missing_kernel_stops_the_run_unless_allowed(mini_config, monkeypatch):
+    exp = load_experiment(mini_config, {"models": ["tiny-llada"], "batch_size": [1], "steps": [4]})
+
+    class NoKernel:
+        def generate(self, *a, **k):
+            raise RuntimeError("No available kernel. Aborting execution.")
+
+    monkeypatch.setattr(runner, "make_generator", lambda cell, loaded: NoKernel())
+    with pytest.raises(runner.AttentionBackendError, match="allow_attention_mismatch"):
+        runner.run_experiment(exp, progress=False)
+
+
+def test_too_few_passages_is_a_clear_error(mini_config, capsys):
+    assert main(["--config", str(mini_config), "--max_prompts", "500"]) == 2
+    err = capsys.readouterr().err
+    assert "found 20 passage(s) with at least 32 tokens" in err and "need max_prompts = 500" in err
+
+
+@pytest.mark.parametrize("entry", [["src/main.py"], ["-m", "src.main"]])
+def test_both_entry_points_work(entry, mini_config):
+    out = subprocess.run([sys.executable, *entry, "--config", str(mini_config), "--dry_run"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "6 cells" in out.stdout
