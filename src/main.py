@@ -1,7 +1,9 @@
-"""dlm-bench command line: run a grid (or a shard of it), merge results, draw the first figure.
+"""dlm-bench command line: run a grid (or a shard of it), score quality, merge results, draw figures.
 
-    python src/main.py --config config/experiments_mini.yaml
+    python src/main.py --config config/experiments_mini.yaml          # run (default command)
     python -m src.main --config config/experiments.yaml --steps 64 --batch_size 1 8
+    python src/main.py score --config config/experiments.yaml         # quality pass over saved generations
+    python src/main.py merge --config config/experiments.yaml         # rebuild the CSV + figures only
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ EXIT_CONFIG = 2
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dlm-bench", description=__doc__.splitlines()[0])
+    p.add_argument("command", nargs="?", default="run", choices=["run", "score", "merge"],
+                   help="run: time the grid (then score if quality.compute_bertscore); score: quality pass only; "
+                        "merge: rebuild raw_metrics.csv and figures from the cell files")
     p.add_argument("--config", required=True, help="experiment YAML file")
     p.add_argument("--steps", type=int, nargs="+", help="override grid.steps (diffusion steps K)")
     p.add_argument("--batch_size", type=int, nargs="+", help="override grid.batch_size (B)")
@@ -59,40 +64,62 @@ def dry_run(exp, shard) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    overrides = overrides_from(args)
+    if args.command == "score":
+        overrides["compute_bertscore"] = True
     try:
-        exp = load_experiment(args.config, overrides_from(args))
+        exp = load_experiment(args.config, overrides)
         shard = parse_shard(args.shard)
         if args.dry_run:
             return dry_run(exp, shard)
-        from src.models.loader import check_sources
-        from src.quality.prompts import PromptSourceError
+        if args.command == "run":
+            from src.models.loader import check_sources
 
-        check_sources(exp)
+            check_sources(exp)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
 
+    from src.quality.prompts import PromptSourceError
     from src.runner import AttentionBackendError, run_experiment
 
-    try:
-        summary = run_experiment(exp, shard)
-    except PromptSourceError as exc:
-        print(f"prompt error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except AttentionBackendError as exc:
-        print(f"attention error: {exc}", file=sys.stderr)
-        return 1
-    log.info("done: %d ok, %d oom, %d errors, %d skipped as finished; results in %s", summary.ok, summary.oom,
-             summary.errors, summary.skipped, summary.csv_path)
-    if not args.no_figure:
-        from src.analysis.first_figure import plot_first_figure
-
+    errors = 0
+    if args.command == "run":
         try:
-            png = plot_first_figure(summary.csv_path, exp.resolve(exp.figures_dir) / "latency_throughput.png")
-            log.info("figure: %s", png)
-        except ValueError as exc:
-            log.warning("no figure drawn: %s", exc)
-    return 1 if summary.errors else 0
+            summary = run_experiment(exp, shard)
+        except PromptSourceError as exc:
+            print(f"prompt error: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        except AttentionBackendError as exc:
+            print(f"attention error: {exc}", file=sys.stderr)
+            return 1
+        errors = summary.errors
+        log.info("done: %d ok, %d oom, %d errors, %d skipped as finished; results in %s", summary.ok, summary.oom,
+                 summary.errors, summary.skipped, summary.csv_path)
+    if args.command == "score" or (args.command == "run" and (exp.quality.compute_bertscore or exp.quality.judge_path
+                                                              or exp.quality.judge_hub_id)):
+        from src.measure.environment import resolve_device
+        from src.quality.scoring import score_experiment
+
+        score_experiment(exp, resolve_device(exp.device))
+    if args.command == "merge":
+        from src.results import ResultStore
+
+        ResultStore(exp.resolve(exp.output_dir)).merge()
+    if not args.no_figure:
+        draw_figures(exp)
+    return 1 if errors else 0
+
+
+def draw_figures(exp) -> None:
+    from src.analysis.first_figure import plot_first_figure
+
+    csv_path = exp.resolve(exp.output_dir) / "raw_metrics.csv"
+    try:
+        png = plot_first_figure(csv_path, exp.resolve(exp.figures_dir) / "latency_throughput.png")
+        log.info("figure: %s", png)
+    except (ValueError, FileNotFoundError) as exc:
+        log.warning("no figure drawn: %s", exc)
 
 
 if __name__ == "__main__":

@@ -93,23 +93,24 @@ class CellRecord:
     repetitions: list[Repetition] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)  # token ids + decoded text of one generation
     extra_columns: dict[str, Any] = field(default_factory=dict)  # scalar columns added by later passes
+    generations: list[dict[str, Any]] = field(default_factory=list)  # untimed, all prompts, for scoring
 
     def to_json(self) -> dict:
-        return _jsonable(dataclasses.asdict(self))
+        return jsonable(dataclasses.asdict(self))
 
 
-_NESTED = ("environment", "repetitions", "outputs", "passage_ids", "extra_columns")
+_NESTED = ("environment", "repetitions", "outputs", "passage_ids", "extra_columns", "generations")
 CSV_COLUMNS = [f.name for f in dataclasses.fields(CellRecord) if f.name not in _NESTED] + ["latency_ms_all", "passage_ids"]
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
     """NaN -> None so the files are strict JSON."""
     if isinstance(obj, float) and math.isnan(obj):
         return None
     if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
+        return {k: jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     return obj
 
 
@@ -162,7 +163,7 @@ class ResultStore:
         return record is not None and record.get("status") in DONE_STATUSES
 
     def write(self, record: CellRecord | dict) -> Path:
-        data = record.to_json() if isinstance(record, CellRecord) else _jsonable(record)
+        data = record.to_json() if isinstance(record, CellRecord) else jsonable(record)
         path = self.path(data["cell_id"])
         atomic_write_text(path, json.dumps(data, indent=1, sort_keys=False))
         return path

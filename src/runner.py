@@ -29,6 +29,7 @@ from .measure.environment import capture_environment, resolve_device
 from .measure.memory import read_peak, reset_peak
 from .models.attention import kernel_context
 from .models.loader import LoadedModel, load_model, load_tokenizer
+from .quality.generations import generate_for_quality
 from .quality.prompts import (PromptSet, PromptSourceError, build_prompt_sets, random_prompt_set,
                               read_prompt_file, read_wikitext)
 from .results import CellRecord, Repetition, ResultStore
@@ -193,6 +194,10 @@ def run_cell(cell: Cell, loaded: LoadedModel, prompts: PromptSet, exp: Experimen
         record.peak_mem_reserved_gib, record.peak_mem_allocated_gib = mem.reserved_gib, mem.allocated_gib
         record.process_max_rss_gib = mem.process_max_rss_gib
         record.outputs = _outputs(trace, loaded)
+        if exp.quality.generate and prompts.reference_ids and loaded.tokenizer is not None:
+            with kernel_context(loaded.attention_kernel):
+                record.generations = generate_for_quality(generator, prompts, cell.batch_size, cell.n_out, steps,
+                                                          loaded.device, loaded.tokenizer)
         record.status = "ok"
     except torch.OutOfMemoryError as exc:
         record.status, record.error = "oom", str(exc).splitlines()[0][:500]

@@ -78,18 +78,24 @@ def read_wikitext(cache_dir: Optional[str], split: str = "validation") -> list[P
         raise PromptSourceError(f"prompts.source wikitext: cannot load Salesforce/wikitext "
                                 f"(wikitext-103-raw-v1, {split}) from the cache: {exc}. Download it with "
                                 f"scripts/download_assets.py or use --prompt_file") from None
+    return articles_from_lines(rows["text"], f"wikitext103:{split}")
+
+
+def articles_from_lines(lines: Sequence[str], prefix: str) -> list[Passage]:
+    """Join Wikitext lines into one passage per article (`= Title =` starts an article; `= = Sub = =`
+    headings and blank lines are dropped)."""
     articles: list[Passage] = []
     title, body = None, []
-    for text in rows["text"]:
+    for text in lines:
         stripped = text.strip()
         if stripped.startswith("= ") and not stripped.startswith("= = ") and stripped.endswith(" ="):
             if title is not None and body:
-                articles.append(Passage(f"wikitext103:{split}:{len(articles)}", " ".join(body)))
+                articles.append(Passage(f"{prefix}:{len(articles)}", " ".join(body)))
             title, body = stripped.strip("= ").strip(), []
-        elif stripped:
+        elif stripped and not stripped.startswith("= = "):
             body.append(stripped)
     if title is not None and body:
-        articles.append(Passage(f"wikitext103:{split}:{len(articles)}", " ".join(body)))
+        articles.append(Passage(f"{prefix}:{len(articles)}", " ".join(body)))
     return articles
 
 

@@ -1,0 +1,55 @@
+"""BERTScore (bert-score package) of generations against their reference continuations."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BertScoreSettings:
+    model: str  # bert-score model name, local directory, or package:<python package shipping a model>
+    num_layers: Optional[int]
+    rescale: bool
+    baseline_path: Optional[str]
+    batch_size: int = 16
+
+
+def resolve_model(model: str) -> str:
+    """`package:NAME` -> the model folder inside that installed package; other values unchanged."""
+    if not model.startswith("package:"):
+        return model
+    pkg = importlib.import_module(model.split(":", 1)[1])
+    folder = Path(pkg.__file__).resolve().parent / "model"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{model}: no model folder in the package")
+    return str(folder)
+
+
+class BertScore:
+    """One loaded scorer; `score` returns per-pair (precision, recall, F1)."""
+
+    def __init__(self, settings: BertScoreSettings, device: str):
+        from bert_score import BERTScorer
+
+        self.settings = settings
+        model = resolve_model(settings.model)
+        kwargs = dict(model_type=model, num_layers=settings.num_layers, batch_size=settings.batch_size,
+                      device=device, lang="en")
+        if settings.rescale:
+            kwargs.update(rescale_with_baseline=True, baseline_path=settings.baseline_path)
+        self.scorer = BERTScorer(**kwargs)
+        log.info("BERTScore model %s (layer %s, rescaled: %s)", model, self.scorer.num_layers, settings.rescale)
+
+    @property
+    def label(self) -> str:
+        return f"{self.settings.model}@L{self.scorer.num_layers}{'+rescaled' if self.settings.rescale else ''}"
+
+    def score(self, candidates: list[str], references: list[str]) -> list[tuple[float, float, float]]:
+        p, r, f = self.scorer.score(candidates, references, verbose=False)
+        return list(zip(p.tolist(), r.tolist(), f.tolist()))

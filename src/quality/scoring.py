@@ -1,0 +1,139 @@
+"""The scoring pass over saved generations: BERTScore, generative perplexity, diversity; then
+quality_metrics.json, quality columns in the cell rows, and parity.csv.
+
+Runs after a timing sweep (same process with --compute_bertscore, or later with `score`), never
+inside a timed region.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from tqdm import tqdm
+
+from ..config import Experiment
+from ..results import ResultStore, atomic_write_text, jsonable
+from .bertscore import BertScore, BertScoreSettings
+from .diversity import distinct_n, is_degenerate, unigram_entropy_bits
+from .parity import parity_table
+from .perplexity import conditional_perplexity
+from .stats import bootstrap_mean
+
+log = logging.getLogger(__name__)
+
+SMOKE_LABEL = "smoke-test quality (synthetic weights): not model quality"
+MODEL_LABEL = "model quality"
+
+
+@dataclass
+class Judge:
+    name: str
+    model: Any
+    tokenizer: Any
+
+
+def load_judge(exp: Experiment, device: torch.device) -> Optional[Judge]:
+    """The perplexity judge from quality.judge_path / judge_hub_id (local files only), or None."""
+    q = exp.quality
+    if not (q.judge_path or q.judge_hub_id):
+        return None
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if q.judge_path:
+        where = str(exp.resolve(q.judge_path))
+    else:
+        from huggingface_hub import snapshot_download
+
+        where = snapshot_download(q.judge_hub_id, local_files_only=True)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype).to(device).eval()
+    return Judge(q.judge_path or q.judge_hub_id, model, AutoTokenizer.from_pretrained(where))
+
+
+def score_generations(generations: list[dict], bert: Optional[BertScore], judge: Optional[Judge],
+                      ppl_cache: dict) -> list[dict]:
+    """Per-prompt scores of one cell's generations."""
+    rows = []
+    bert_scores = bert.score([g["output_text"] for g in generations], [g["reference_text"] for g in generations]) \
+        if bert else [None] * len(generations)
+    for g, bs in zip(generations, bert_scores):
+        words = g["output_text"].split()
+        row = {"passage_id": g["passage_id"], "unigram_entropy_bits": unigram_entropy_bits(words),
+               "distinct_1": distinct_n(words, 1), "distinct_2": distinct_n(words, 2),
+               "degenerate": float(is_degenerate(words))}
+        if bs is not None:
+            row["bertscore_precision"], row["bertscore_recall"], row["bertscore_f1"] = bs
+        if judge is not None:
+            row["gen_ppl"] = conditional_perplexity(judge.model, judge.tokenizer, g["prompt_text"], g["output_text"])
+            key = (g["prompt_text"], g["reference_text"])
+            if key not in ppl_cache:
+                ppl_cache[key] = conditional_perplexity(judge.model, judge.tokenizer, *key)
+            row["ref_ppl"] = ppl_cache[key]
+        rows.append(row)
+    return rows
+
+
+def aggregate(per_prompt: list[dict], resamples: int) -> dict[str, dict[str, float]]:
+    metrics = [k for k in per_prompt[0] if k != "passage_id"] if per_prompt else []
+    out = {}
+    for m in metrics:
+        est = bootstrap_mean([r[m] for r in per_prompt], resamples)
+        out[m] = {"mean": est.value, "ci_low": est.ci_low, "ci_high": est.ci_high}
+    return out
+
+
+def write_parity(records: list[dict], path: Path, resamples: int) -> Path:
+    rows = parity_table(records, resamples)
+    buf = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        buf.write("seq_len,batch_size,metric,s_parity,reached,speedup_factor\n")
+    atomic_write_text(path, buf.getvalue())
+    return path
+
+
+def score_experiment(exp: Experiment, device: torch.device, progress: bool = True) -> dict[str, Path]:
+    """Score every finished cell that has saved generations; write the quality files."""
+    q = exp.quality
+    store = ResultStore(exp.resolve(exp.output_dir))
+    records = [r for r in store.records() if r.get("status") == "ok" and r.get("generations")]
+    bert = None
+    if q.compute_bertscore:
+        bert = BertScore(BertScoreSettings(q.bertscore_model, q.bertscore_num_layers, q.bertscore_rescale,
+                                           str(exp.resolve(q.bertscore_baseline_path)) if q.bertscore_baseline_path
+                                           else None, q.bertscore_batch_size), str(device))
+    judge = load_judge(exp, device)
+    quality_path = store.root / "quality_metrics.json"
+    quality = json.loads(quality_path.read_text()) if quality_path.exists() else {}
+    ppl_cache: dict = {}
+    for rec in tqdm(records, desc="scoring", unit="cell", disable=not progress):
+        per_prompt = score_generations(rec["generations"], bert, judge, ppl_cache)
+        aggregates = aggregate(per_prompt, q.bootstrap_resamples)
+        label = SMOKE_LABEL if rec["weights"] == "synthetic" else MODEL_LABEL
+        quality[rec["cell_id"]] = {
+            "model_name": rec["model_name"], "kind": rec["kind"], "seq_len": rec["seq_len"],
+            "batch_size": rec["batch_size"], "steps": rec["steps"], "sampler": rec["sampler"], "cache": rec["cache"],
+            "weights": rec["weights"], "quality_label": label, "bertscore_model": bert.label if bert else None,
+            "judge": judge.name if judge else None, "per_prompt": per_prompt, "aggregates": aggregates}
+        columns = {"quality_label": label, "quality_prompts": len(per_prompt),
+                   "bertscore_model": bert.label if bert else None, "judge": judge.name if judge else None}
+        for metric, est in aggregates.items():
+            columns.update({f"{metric}_{k}": v for k, v in est.items()})
+        rec["extra_columns"] = columns
+        store.write(rec)
+    atomic_write_text(quality_path, json.dumps(jsonable(quality), indent=1))
+    csv_path = store.merge()
+    parity_path = write_parity(store.records(), store.root / "parity.csv", q.bootstrap_resamples)
+    log.info("scored %d cells: %s, %s", len(records), quality_path, parity_path)
+    return {"quality": quality_path, "csv": csv_path, "parity": parity_path}
+

