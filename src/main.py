@@ -26,9 +26,10 @@ EXIT_CONFIG = 2
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dlm-bench", description=__doc__.splitlines()[0])
-    p.add_argument("command", nargs="?", default="run", choices=["run", "score", "merge"],
-                   help="run: time the grid (then score if quality.compute_bertscore); score: quality pass only; "
-                        "merge: rebuild raw_metrics.csv and figures from the cell files")
+    p.add_argument("command", nargs="?", default="run", choices=["run", "score", "merge", "finalize"],
+                   help="run: time the grid (then score when the config asks for quality); score: quality pass "
+                        "only; merge: rebuild raw_metrics.csv and figures from the cell files; finalize: merge, "
+                        "then score when the config asks for quality (the end of a SLURM sweep)")
     p.add_argument("--config", required=True, help="experiment YAML file")
     p.add_argument("--steps", type=int, nargs="+", help="override grid.steps (diffusion steps K)")
     p.add_argument("--batch_size", type=int, nargs="+", help="override grid.batch_size (B)")
@@ -41,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", nargs="+", help="run only these model names from the config")
     p.add_argument("--shard", help="run cells i mod n only, as 'i/n' (default: SLURM array task, else 0/1)")
     p.add_argument("--dry_run", action="store_true", help="print the expanded grid and cell count; load nothing")
-    p.add_argument("--no_figure", action="store_true", help="skip the figure at the end")
+    p.add_argument("--no_figure", action="store_true", help="skip the figures at the end")
+    p.add_argument("--no_score", action="store_true", help="run: skip the quality pass (SLURM shards leave it to "
+                                                             "the finalize job)")
     p.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p
 
@@ -96,16 +99,16 @@ def main(argv: list[str] | None = None) -> int:
         errors = summary.errors
         log.info("done: %d ok, %d oom, %d errors, %d skipped as finished; results in %s", summary.ok, summary.oom,
                  summary.errors, summary.skipped, summary.csv_path)
-    if args.command == "score" or (args.command == "run" and (exp.quality.compute_bertscore or exp.quality.judge_path
-                                                              or exp.quality.judge_hub_id)):
+    if args.command in ("merge", "finalize"):
+        from src.results import ResultStore
+
+        ResultStore(exp.resolve(exp.output_dir)).merge()
+    wants_quality = exp.quality.compute_bertscore or exp.quality.judge_path or exp.quality.judge_hub_id
+    if args.command == "score" or (args.command in ("run", "finalize") and wants_quality and not args.no_score):
         from src.measure.environment import resolve_device
         from src.quality.scoring import score_experiment
 
         score_experiment(exp, resolve_device(exp.device))
-    if args.command == "merge":
-        from src.results import ResultStore
-
-        ResultStore(exp.resolve(exp.output_dir)).merge()
     if not args.no_figure:
         draw_figures(exp)
     return 1 if errors else 0

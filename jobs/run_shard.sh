@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The body of every array task: bootstrap the environment, run this task's shard of the grid.
+# A requeued or resubmitted task skips the cells that already have a finished record.
+# Arguments are passed to src/main.py (e.g. --steps 64 --batch_size 4); the config comes from
+# DLM_CONFIG unless the arguments give --config.
+set -euo pipefail
+repo="${DLM_REPO:-${SLURM_SUBMIT_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}}"
+cd "$repo"
+# shellcheck disable=SC1091
+source jobs/env_bootstrap.sh
+echo "[shard] task ${SLURM_ARRAY_TASK_ID:-0} of ${SLURM_ARRAY_TASK_COUNT:-1}, restart count ${SLURM_RESTART_COUNT:-0}"
+exec "$DLM_PYTHON" src/main.py run --config "${DLM_CONFIG:?set DLM_CONFIG or use scripts/submit.py}" --no_figure --no_score "$@"
