@@ -1,0 +1,149 @@
+"""Load a model by spec: local checkpoint dir, hub id from the local HF cache, or synthetic weights."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from ..config import ConfigError, Experiment, ModelSpec
+from .attention import hf_attn_implementation, resolve_kernel
+from .llada import LLaDAConfig, build_synthetic_llada, load_llada
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+SYNTHETIC_MARKER = "dlm_bench_weights"  # key in config.json of checkpoints this project wrote
+
+
+@dataclass
+class Architecture:
+    """Shape facts used by the roofline and recorded per row (counts in parameters)."""
+
+    n_layers: int
+    d_model: int
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+    mlp_hidden: int
+    vocab_size: int
+    n_params: int
+    n_params_non_embedding: int  # without the input embedding and the LM head
+
+
+@dataclass
+class LoadedModel:
+    spec: ModelSpec
+    model: torch.nn.Module
+    tokenizer: Any  # a transformers tokenizer, or None (synthetic architecture without one)
+    weights: str  # 'pretrained' or 'synthetic'
+    attention_kernel: str  # the kernel that runs (see models.attention)
+    device: torch.device
+    dtype: torch.dtype
+    architecture: Architecture
+    mask_token_id: Optional[int]
+    source_dir: Optional[Path]
+
+
+def resolve_source(spec: ModelSpec, exp: Experiment) -> Optional[Path]:
+    """Local directory holding the checkpoint (hub ids are looked up in the local cache only)."""
+    if spec.path:
+        return exp.resolve(spec.path)
+    if spec.hub_id:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+
+        try:
+            return Path(snapshot_download(spec.hub_id, local_files_only=True))
+        except (LocalEntryNotFoundError, FileNotFoundError, OSError):
+            raise ConfigError(
+                f"models ({spec.name}).hub_id: {spec.hub_id} is not in the local Hugging Face cache "
+                f"(HF_HOME / HF_HUB_CACHE); download it first with scripts/download_assets.py, or set "
+                f"synthetic: true to time random weights") from None
+    return None
+
+
+def check_sources(exp: Experiment) -> None:
+    """Pre-flight: every non-synthetic model can be found on disk. Raises ConfigError."""
+    for spec in exp.models:
+        if not spec.synthetic or spec.path or spec.hub_id:
+            resolve_source(spec, exp)
+
+
+def _config_dict(spec: ModelSpec, exp: Experiment, source: Optional[Path]) -> dict:
+    cfg_path = exp.resolve(spec.architecture) if spec.architecture else source / "config.json"
+    return json.loads(Path(cfg_path).read_text())
+
+
+def load_tokenizer(spec: ModelSpec, exp: Experiment, source: Optional[Path] = None):
+    """The model's tokenizer (from `tokenizer:` or the checkpoint dir), or None when it has none."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    if source is None and not spec.tokenizer:
+        source = resolve_source(spec, exp)
+    where = exp.resolve(spec.tokenizer) if spec.tokenizer else source
+    if where is None or not any((Path(where) / f).exists() for f in ("tokenizer.json", "tokenizer_config.json")):
+        return None
+    if (Path(where) / "tokenizer.json").exists():  # LLaMA-3 and LLaDA both ship a fast tokenizer
+        return PreTrainedTokenizerFast.from_pretrained(str(where))
+    return AutoTokenizer.from_pretrained(str(where))
+
+
+def _architecture(model: torch.nn.Module, cfg: dict, family: str) -> Architecture:
+    n_params = sum(p.numel() for p in model.parameters())
+    if family == "llada":
+        c = LLaDAConfig.from_dict(cfg)
+        emb = 2 * c.embedding_size * c.d_model
+        return Architecture(c.n_layers, c.d_model, c.n_heads, c.n_kv_heads, c.head_dim, c.mlp_hidden_size,
+                            c.embedding_size, n_params, n_params - emb)
+    heads = cfg["num_attention_heads"]
+    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // heads
+    emb_in = model.get_input_embeddings().weight.numel()
+    emb_out = model.get_output_embeddings().weight.numel()
+    tied = model.get_input_embeddings().weight is model.get_output_embeddings().weight
+    return Architecture(cfg["num_hidden_layers"], cfg["hidden_size"], heads,
+                        cfg.get("num_key_value_heads") or heads, head_dim, cfg["intermediate_size"],
+                        cfg["vocab_size"], n_params, n_params - emb_in - (0 if tied else emb_out))
+
+
+def load_model(spec: ModelSpec, exp: Experiment, device: torch.device) -> LoadedModel:
+    """Load (or randomly initialise) one model in the experiment's precision and attention kernel."""
+    dtype = DTYPES[exp.precision]
+    kernel = resolve_kernel(exp.attention)
+    source = resolve_source(spec, exp)
+    cfg = _config_dict(spec, exp, source)
+    synthetic = spec.synthetic or cfg.get(SYNTHETIC_MARKER) is not None
+    torch.manual_seed(exp.seed)
+    if spec.family == "llada":
+        if spec.synthetic:
+            model = build_synthetic_llada(LLaDAConfig.from_dict(cfg), device, dtype, kernel, exp.seed)
+        else:
+            model = load_llada(source, device, dtype, kernel)
+        mask_id = LLaDAConfig.from_dict(cfg).mask_token_id
+    else:
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        impl = hf_attn_implementation(kernel)
+        if spec.synthetic:
+            hf_cfg = AutoConfig.for_model(**cfg)
+            with torch.device(device):
+                model = AutoModelForCausalLM.from_config(hf_cfg, dtype=dtype, attn_implementation=impl)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(str(source), dtype=dtype, attn_implementation=impl,
+                                                         device_map=str(device))
+        if model.config._attn_implementation != impl:
+            raise RuntimeError(f"{spec.name}: asked transformers for attention {impl!r}, "
+                               f"got {model.config._attn_implementation!r}")
+        mask_id = None
+    model.eval()
+    arch = _architecture(model, cfg, spec.family)
+    log.info("loaded %s (%s, %.3g M params, weights=%s, attention kernel=%s, %s on %s)", spec.name,
+             spec.family, arch.n_params / 1e6, "synthetic" if synthetic else "pretrained", kernel, exp.precision,
+             device)
+    return LoadedModel(spec=spec, model=model, tokenizer=load_tokenizer(spec, exp, source),
+                       weights="synthetic" if synthetic else "pretrained", attention_kernel=kernel,
+                       device=device, dtype=dtype, architecture=arch, mask_token_id=mask_id, source_dir=source)
