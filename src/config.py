@@ -25,9 +25,9 @@ PRECISIONS = ("bf16", "fp16", "fp32")
 ATTENTION_BACKENDS = ("flash_attention_2", "sdpa", "eager")
 DEVICES = ("auto", "cuda", "cpu")
 PROMPT_SOURCES = ("file", "wikitext", "random_ids")
-DIFFUSION_SAMPLERS = ("low_confidence", "random")
-DIFFUSION_CACHES = ("none",)
-AR_DECODE_MODES = ("eager",)
+DIFFUSION_SAMPLERS = ("low_confidence", "random", "entropy", "threshold")
+DIFFUSION_CACHES = ("none", "prefix", "dual")
+AR_DECODE_MODES = ("eager", "static", "static_compiled")
 
 
 class ConfigError(ValueError):
@@ -112,9 +112,13 @@ class QualitySpec:
         in that PyPI package). A local model needs `bertscore_num_layers`, and rescaling needs
         `bertscore_baseline_path`.
     judge_path / judge_hub_id: the causal LM that scores generative perplexity.
+    generate: after timing, the cells with the grid's smallest batch size generate once more over
+        every prompt (untimed, in batches of `batch_size`) and save the outputs for scoring; output
+        quality does not depend on B, so the other batch sizes reuse them for S_parity.
     """
 
     generate: bool = True
+    batch_size: int = 8
     compute_bertscore: bool = False
     bertscore_model: str = "roberta-large"
     bertscore_num_layers: Optional[int] = None
@@ -251,6 +255,9 @@ def validate(exp: Experiment) -> None:
         _one_of(c, DIFFUSION_CACHES, "diffusion.cache")
     for m in exp.autoregressive.decode:
         _one_of(m, AR_DECODE_MODES, "autoregressive.decode")
+    if d.cfg_scale > 0 and any(c != "none" for c in d.cache):
+        raise ConfigError("diffusion.cfg_scale: classifier-free guidance cannot be combined with a KV cache; "
+                          "allowed: cfg_scale 0 with cache prefix/dual, or cache [none]")
     if d.temperature < 0 or exp.autoregressive.temperature < 0:
         raise ConfigError("temperature: negative values are not allowed; allowed: numbers >= 0")
     if not 0.0 < d.threshold <= 1.0:
@@ -291,7 +298,8 @@ def validate(exp: Experiment) -> None:
                         f"(N_out {n_out} / block_length {d.block_length}); allowed: multiples of {blocks}")
 
     q = exp.quality
-    _positive([q.bertscore_batch_size, q.bootstrap_resamples], "quality.bertscore_batch_size/bootstrap_resamples")
+    for key in ("batch_size", "bertscore_batch_size", "bootstrap_resamples"):
+        _positive([getattr(q, key)], f"quality.{key}")
     local_bertscore = q.bertscore_model.startswith("package:") or exp.resolve(q.bertscore_model).exists()
     if q.compute_bertscore and local_bertscore:
         if q.bertscore_num_layers is None:
@@ -322,6 +330,10 @@ OVERRIDE_PATHS = {
     "seq_len": ("grid", "seq_len"),
     "max_prompts": ("prompts", "max_prompts"),
     "compute_bertscore": ("quality", "compute_bertscore"),
+    "sampler": ("diffusion", "sampler"),
+    "cache": ("diffusion", "cache"),
+    "decode": ("autoregressive", "decode"),
+    "generate_quality": ("quality", "generate"),
     "output_dir": ("output_dir",),
     "figures_dir": ("figures_dir",),
 }

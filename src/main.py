@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, nargs="+", help="override grid.steps (diffusion steps K)")
     p.add_argument("--batch_size", type=int, nargs="+", help="override grid.batch_size (B)")
     p.add_argument("--seq_len", type=int, nargs="+", help="override grid.seq_len (N = prompt + output tokens)")
+    p.add_argument("--sampler", nargs="+", help="override diffusion.sampler (low_confidence random entropy threshold)")
+    p.add_argument("--cache", nargs="+", help="override diffusion.cache (none prefix dual)")
+    p.add_argument("--decode", nargs="+", help="override autoregressive.decode (eager static static_compiled)")
     p.add_argument("--max_prompts", type=int, help="override prompts.max_prompts")
     p.add_argument("--compute_bertscore", action="store_true", default=None, help="score BERTScore after timing")
     p.add_argument("--prompt_file", help="prompts from this file (one per line, or JSONL with prompt/reference)")
@@ -50,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def overrides_from(args: argparse.Namespace) -> dict:
-    keys = ("steps", "batch_size", "seq_len", "max_prompts", "compute_bertscore", "prompt_file", "output_dir",
+    keys = ("steps", "batch_size", "seq_len", "sampler", "cache", "decode", "max_prompts", "compute_bertscore", "prompt_file", "output_dir",
             "figures_dir", "models")
     return {k: getattr(args, k) for k in keys}
 

@@ -82,6 +82,17 @@ class CellRecord:
     peak_mem_reserved_gib: float = math.nan
     peak_mem_allocated_gib: float = math.nan
     process_max_rss_gib: float = math.nan
+    tokens_per_step_mean: float = math.nan
+    agreement_with_uncached: float = math.nan  # cached samplers: share of tokens equal to the uncached sampler's
+    flops_per_generation: float = math.nan
+    min_bytes_per_generation: float = math.nan
+    achieved_tflops: float = math.nan
+    achieved_tbps: float = math.nan
+    mfu: float = math.nan
+    mbu: float = math.nan
+    peak_tflops: float = math.nan
+    peak_tbps: float = math.nan
+    peak_source: Optional[str] = None
     n_params: Optional[int] = None
     n_params_non_embedding: Optional[int] = None
     prompt_source: Optional[str] = None

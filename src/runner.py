@@ -21,12 +21,13 @@ from tqdm import tqdm
 
 from .config import Cell, Experiment, expand_cells, project_root, select_shard
 from .generation import GenerationTrace, Generator
-from .generation.autoregressive import HFGenerateGenerator
+from .generation.autoregressive import make_ar_generator
 from .generation.diffusion import MaskedDiffusionGenerator
 from .measure import metrics
 from .measure.clock import Clock, clock_for
 from .measure.environment import capture_environment, resolve_device
 from .measure.memory import read_peak, reset_peak
+from .measure import roofline
 from .models.attention import kernel_context
 from .models.loader import LoadedModel, load_model, load_tokenizer
 from .quality.generations import generate_for_quality
@@ -105,11 +106,31 @@ class PromptProvider:
 # --------------------------------------------------------------------------- one cell
 
 
-def make_generator(cell: Cell, loaded: LoadedModel) -> Generator:
+def make_generator(cell: Cell, loaded: LoadedModel, cache: Optional[str] = None) -> Generator:
+    """The generator a cell measures (`cache` overrides the cell's KV-cache mode)."""
     if cell.model.kind == "diffusion":
         return MaskedDiffusionGenerator(loaded.model, loaded.mask_token_id, cell.block_length, cell.sampler,
-                                        cell.temperature, cell.cfg_scale or 0.0)
-    return HFGenerateGenerator(loaded.model, cell.temperature)
+                                        cell.temperature, cell.cfg_scale or 0.0, cache or cell.cache,
+                                        cell.threshold if cell.threshold is not None else 0.9)
+    return make_ar_generator(loaded.model, cell.decode, cell.temperature)
+
+
+def agreement(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Share of positions where two [B, n_out] outputs hold the same token."""
+    return float((a == b).float().mean())
+
+
+def add_roofline(record: CellRecord, trace: GenerationTrace, loaded: LoadedModel, peaks: roofline.Peaks) -> None:
+    """Analytic FLOPs/bytes of the generation and their rates against the peaks (median latency)."""
+    arch = loaded.architecture
+    record.flops_per_generation = roofline.generation_flops(trace.work, arch)
+    record.min_bytes_per_generation = roofline.generation_min_bytes(
+        trace.work, arch, roofline.BYTES_PER_PARAM[record.precision])
+    record.achieved_tflops = roofline.achieved_tflops(record.flops_per_generation, record.latency_ms_median)
+    record.achieved_tbps = roofline.achieved_tbps(record.min_bytes_per_generation, record.latency_ms_median)
+    record.mfu = roofline.utilisation(record.achieved_tflops, peaks.tflops)
+    record.mbu = roofline.utilisation(record.achieved_tbps, peaks.tbps)
+    record.peak_tflops, record.peak_tbps, record.peak_source = peaks.tflops, peaks.tbps, peaks.source
 
 
 def measure_repetition(cell: Cell, trace: GenerationTrace, clock: Clock, start, end) -> Repetition:
@@ -143,6 +164,7 @@ def _summarise(record: CellRecord, reps: list[Repetition], trace: GenerationTrac
     record.steps_executed = trace.steps_executed
     record.forward_passes = trace.forward_passes
     record.forward_passes_per_token = metrics.forward_passes_per_token(trace.forward_passes, record.n_out)
+    record.tokens_per_step_mean = record.n_out / trace.steps_executed
 
 
 def new_record(cell: Cell, exp: Experiment, loaded: Optional[LoadedModel], env: dict, cell_id: str) -> CellRecord:
@@ -166,7 +188,7 @@ def _is_kernel_unavailable(exc: BaseException) -> bool:
 
 
 def run_cell(cell: Cell, loaded: LoadedModel, prompts: PromptSet, exp: Experiment, clock: Clock,
-             env: dict, cell_id: str) -> CellRecord:
+             env: dict, cell_id: str, peaks: Optional[roofline.Peaks] = None) -> CellRecord:
     """Warm up, measure R repetitions and return the record (never raises for OOM)."""
     record = new_record(cell, exp, loaded, env, cell_id)
     record.clock = getattr(clock, "name", type(clock).__name__)
@@ -193,11 +215,17 @@ def run_cell(cell: Cell, loaded: LoadedModel, prompts: PromptSet, exp: Experimen
         _summarise(record, reps, trace)
         record.peak_mem_reserved_gib, record.peak_mem_allocated_gib = mem.reserved_gib, mem.allocated_gib
         record.process_max_rss_gib = mem.process_max_rss_gib
+        add_roofline(record, trace, loaded, peaks or roofline.datasheet_peaks(env["hardware"]))
         record.outputs = _outputs(trace, loaded)
-        if exp.quality.generate and prompts.reference_ids and loaded.tokenizer is not None:
+        if cell.cache not in (None, "none"):
             with kernel_context(loaded.attention_kernel):
-                record.generations = generate_for_quality(generator, prompts, cell.batch_size, cell.n_out, steps,
-                                                          loaded.device, loaded.tokenizer)
+                uncached = make_generator(cell, loaded, cache="none").generate(ids, cell.n_out, steps=steps)
+            record.agreement_with_uncached = agreement(trace.output_ids, uncached.output_ids)
+        if (exp.quality.generate and cell.batch_size == min(exp.grid.batch_size) and prompts.reference_ids
+                and loaded.tokenizer is not None):
+            with kernel_context(loaded.attention_kernel):
+                record.generations = generate_for_quality(generator, prompts, exp.quality.batch_size, cell.n_out,
+                                                          steps, loaded.device, loaded.tokenizer)
         record.status = "ok"
     except torch.OutOfMemoryError as exc:
         record.status, record.error = "oom", str(exc).splitlines()[0][:500]
@@ -242,6 +270,7 @@ def run_experiment(exp: Experiment, shard: tuple[int, int] = (0, 1), progress: b
     prompts = PromptProvider(exp)
     prompts.check()
     clock = clock_for(device)
+    peaks = roofline.peaks_for(hardware, store.root / "calibration.json")
     bar = tqdm(total=len(todo), desc="cells", unit="cell", disable=not progress)
     for spec in exp.models:
         model_cells = [c for c in todo if c.model.name == spec.name]
@@ -251,7 +280,7 @@ def run_experiment(exp: Experiment, shard: tuple[int, int] = (0, 1), progress: b
         for cell in model_cells:
             cell_id = cell.cell_id(hardware)
             bar.set_postfix_str(cell.describe())
-            record = run_cell(cell, loaded, prompts.for_model(loaded, cell.seq_len), exp, clock, env, cell_id)
+            record = run_cell(cell, loaded, prompts.for_model(loaded, cell.seq_len), exp, clock, env, cell_id, peaks)
             store.write(record)
             summary.records.append(cell_id)
             if record.status == "ok":

@@ -8,13 +8,19 @@ from src.config import ConfigError, expand_cells, load_experiment, parse_shard, 
 from src.main import main
 
 
-def test_mini_config_of_the_repo_loads_and_expands():
+def test_mini_config_of_the_repo_loads_and_expands(tiny_models, tmp_path):
     from conftest import ROOT
 
-    exp = load_experiment(ROOT / "config" / "experiments_mini.yaml")
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "tiny").symlink_to(tiny_models["llama"].parent)
+    (tmp_path / "data").symlink_to(ROOT / "data")
+    exp = load_experiment(ROOT / "config" / "experiments_mini.yaml", base_dir=tmp_path)
     cells = expand_cells(exp)
-    # 2 B x 2 N: 4 AR cells + 4 x 2 K diffusion cells
-    assert len(cells) == 12
+    # 2 B x 2 N: 3 decode modes for the AR model, 2 K x 4 samplers x 3 caches for the diffusion model
+    assert len(cells) == 4 * 3 + 4 * 2 * 4 * 3
+    assert {c.sampler for c in cells} == {None, "low_confidence", "random", "entropy", "threshold"}
+    assert {c.cache for c in cells} == {None, "none", "prefix", "dual"}
+    assert {c.decode for c in cells} == {None, "eager", "static", "static_compiled"}
     assert {c.model.kind for c in cells} == {"autoregressive", "diffusion"}
     assert all(c.prompt_len == c.n_out == c.seq_len // 2 for c in cells)
 

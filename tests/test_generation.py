@@ -80,7 +80,7 @@ def test_low_confidence_commits_the_most_confident_position():
             logits = torch.zeros(ids.shape[0], ids.shape[1], 96)
             logits[:, :, 7] = 1.0
             logits[:, 4 + 2, 9] = 20.0  # prompt length 4, block position 2
-            return type("O", (), {"logits": logits[:, logits_slice]})()
+            return type("O", (), {"logits": logits[:, logits_slice], "kv": None})()
 
     trace = MaskedDiffusionGenerator(Fixed(), MASK, block_length=4).generate(torch.zeros(1, 4, dtype=torch.long), 4,
                                                                               steps=4)

@@ -15,6 +15,23 @@ from torch import Tensor
 Marker = Callable[[], Any]
 
 
+@dataclass(frozen=True)
+class ForwardWork:
+    """What one model forward call processed, for the roofline (counts per call, in tokens).
+
+    batch: sequences in the call (a CFG step runs 2B); query_tokens: tokens run through the layers
+    per sequence; attention_pairs: (query, key) pairs scored per sequence and layer; logits_tokens:
+    positions the LM head is applied to per sequence; cached_tokens: keys/values read from a cache
+    per sequence and layer.
+    """
+
+    batch: int
+    query_tokens: int
+    attention_pairs: int
+    logits_tokens: int
+    cached_tokens: int
+
+
 @dataclass
 class GenerationTrace:
     """What one generation produced.
@@ -24,14 +41,16 @@ class GenerationTrace:
         denoising step (diffusion, taken after the step's tokens are committed).
     forward_passes: model forward calls (a CFG step counts 2).
     steps_executed: decode iterations actually run (AR: n_out; diffusion: denoising steps).
-    committed_per_step: diffusion only, tokens committed at each step (per sequence).
+    committed_per_step: diffusion only, tokens committed at each step (per sequence, batch mean).
+    work: one ForwardWork per model forward call.
     """
 
     output_ids: Tensor
     marks: list[Any]
     forward_passes: int
     steps_executed: int
-    committed_per_step: list[int] = field(default_factory=list)
+    committed_per_step: list[float] = field(default_factory=list)
+    work: list[ForwardWork] = field(default_factory=list)
 
 
 class Generator(Protocol):

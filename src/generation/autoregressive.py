@@ -1,4 +1,12 @@
-"""Autoregressive generation of exactly N_out tokens (EOS ignored) with per-token marks."""
+"""Autoregressive generation of exactly N_out tokens (EOS ignored) with per-token marks.
+
+Decode modes (the `autoregressive.decode` axis):
+- `eager`: transformers' `generate` with its dynamic KV cache (the everyday baseline);
+- `static`: a native loop (prefill, then one token per forward) over a preallocated static KV cache;
+- `static_compiled`: the same loop with the one-token step compiled by `torch.compile`
+  (CUDA graphs on a GPU: mode "reduce-overhead"), the AR baseline at its best.
+All three emit the same tokens at temperature 0.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +17,22 @@ import torch
 from torch import Tensor
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from . import GenerationTrace, Marker
+from ..config import AR_DECODE_MODES as DECODE_MODES
+from . import ForwardWork, GenerationTrace, Marker
+
+
+def ar_work(batch: int, prompt_len: int, n_out: int) -> list[ForwardWork]:
+    """Forward calls of KV-cached AR generation: a causal prefill, then n_out - 1 one-token steps."""
+    prefill = ForwardWork(batch, prompt_len, prompt_len * (prompt_len + 1) // 2, 1, 0)
+    return [prefill] + [ForwardWork(batch, 1, prompt_len + i, 1, prompt_len + i - 1) for i in range(1, n_out)]
+
+
+def select_next(logits: Tensor, temperature: float) -> Tensor:
+    """Next token ids [B, 1] from last-position logits [B, V]: argmax, or sampling at temperature."""
+    if temperature > 0:
+        probs = torch.softmax(logits.float() / temperature, dim=-1)
+        return torch.multinomial(probs, 1)
+    return logits.argmax(dim=-1, keepdim=True)
 
 
 class _MarkEachToken(LogitsProcessor):
@@ -52,4 +75,73 @@ class HFGenerateGenerator:
         new = out[:, prompt_ids.shape[1]:]
         if new.shape[1] != n_out:
             raise RuntimeError(f"autoregressive generation produced {new.shape[1]} tokens, expected {n_out}")
-        return GenerationTrace(output_ids=new, marks=marks, forward_passes=n_out, steps_executed=n_out)
+        return GenerationTrace(output_ids=new, marks=marks, forward_passes=n_out, steps_executed=n_out,
+                               work=ar_work(prompt_ids.shape[0], prompt_ids.shape[1], n_out))
+
+
+def _decode_one(model: torch.nn.Module, token: Tensor, position: Tensor, cache) -> Tensor:
+    """Logits [B, V] of the next position after feeding `token` [B, 1] at `position` [1]."""
+    return model(input_ids=token, cache_position=position, past_key_values=cache, use_cache=True).logits[:, -1]
+
+
+class StaticCacheGenerator:
+    """Prefill + one-token decode steps over a static KV cache, optionally compiled (gpt-fast style).
+
+    Caches are allocated once per (batch, length) and reset before each generation, so no memory
+    is allocated inside the timed loop and compiled graphs see the same buffers every time.
+    """
+
+    def __init__(self, model: torch.nn.Module, compile: bool, temperature: float = 0.0):
+        self.model, self.temperature = model, temperature
+        device = next(model.parameters()).device
+        if compile:
+            # GPU: static shapes, one CUDA graph per (B, length); CPU: dynamic shapes from the start, so
+            # a sweep over several shapes compiles once rather than once per shape
+            gpu = device.type == "cuda"
+            self.step = torch.compile(_decode_one, mode="reduce-overhead" if gpu else "default",
+                                      dynamic=False if gpu else True, fullgraph=False)
+        else:
+            self.step = _decode_one
+        self._caches: dict[tuple[int, int], object] = {}
+
+    def _cache(self, batch: int, length: int):
+        from transformers import StaticCache
+
+        key = (batch, length)
+        if key not in self._caches:
+            self._caches[key] = StaticCache(config=self.model.config, max_cache_len=length)
+        cache = self._caches[key]
+        cache.reset()
+        return cache
+
+    @torch.inference_mode()
+    def generate(self, prompt_ids: Tensor, n_out: int, *, steps: Optional[int] = None,
+                 marker: Optional[Marker] = None) -> GenerationTrace:
+        batch, prompt_len = prompt_ids.shape
+        device = prompt_ids.device
+        cache = self._cache(batch, prompt_len + n_out)
+        positions = torch.arange(prompt_len + n_out, device=device)
+        marks: list = []
+        logits = self.model(input_ids=prompt_ids, cache_position=positions[:prompt_len], past_key_values=cache,
+                            use_cache=True).logits[:, -1]
+        token = select_next(logits, self.temperature)
+        tokens = [token]
+        if marker is not None:
+            marks.append(marker())
+        for i in range(n_out - 1):
+            logits = self.step(self.model, token, positions[prompt_len + i:prompt_len + i + 1], cache)
+            token = select_next(logits, self.temperature).clone()
+            tokens.append(token)
+            if marker is not None:
+                marks.append(marker())
+        return GenerationTrace(output_ids=torch.cat(tokens, dim=1), marks=marks, forward_passes=n_out,
+                               steps_executed=n_out, work=ar_work(batch, prompt_len, n_out))
+
+
+def make_ar_generator(model: torch.nn.Module, decode: str, temperature: float = 0.0):
+    """The generator of one decode mode."""
+    if decode == "eager":
+        return HFGenerateGenerator(model, temperature)
+    if decode in ("static", "static_compiled"):
+        return StaticCacheGenerator(model, compile=decode == "static_compiled", temperature=temperature)
+    raise ValueError(f"unknown decode mode {decode!r}; allowed: {', '.join(DECODE_MODES)}")

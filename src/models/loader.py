@@ -11,6 +11,7 @@ from typing import Any, Optional
 import torch
 
 from ..config import ConfigError, Experiment, ModelSpec
+from ..measure.roofline import Architecture
 from .attention import hf_attn_implementation, resolve_kernel
 from .llada import LLaDAConfig, build_synthetic_llada, load_llada
 
@@ -18,21 +19,6 @@ log = logging.getLogger(__name__)
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 SYNTHETIC_MARKER = "dlm_bench_weights"  # key in config.json of checkpoints this project wrote
-
-
-@dataclass
-class Architecture:
-    """Shape facts used by the roofline and recorded per row (counts in parameters)."""
-
-    n_layers: int
-    d_model: int
-    n_heads: int
-    n_kv_heads: int
-    head_dim: int
-    mlp_hidden: int
-    vocab_size: int
-    n_params: int
-    n_params_non_embedding: int  # without the input embedding and the LM head
 
 
 @dataclass

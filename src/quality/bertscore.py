@@ -51,5 +51,12 @@ class BertScore:
         return f"{self.settings.model}@L{self.scorer.num_layers}{'+rescaled' if self.settings.rescale else ''}"
 
     def score(self, candidates: list[str], references: list[str]) -> list[tuple[float, float, float]]:
-        p, r, f = self.scorer.score(candidates, references, verbose=False)
-        return list(zip(p.tolist(), r.tolist(), f.tolist()))
+        """Per pair (P, R, F1). A pair with an empty side scores 0 (bert-score's own convention,
+        applied here because its tokenizer call fails on empty text under transformers 5)."""
+        keep = [i for i, (c, r) in enumerate(zip(candidates, references)) if c.strip() and r.strip()]
+        out = [(0.0, 0.0, 0.0)] * len(candidates)
+        if keep:
+            p, r, f = self.scorer.score([candidates[i] for i in keep], [references[i] for i in keep], verbose=False)
+            for i, scores in zip(keep, zip(p.tolist(), r.tolist(), f.tolist())):
+                out[i] = scores
+        return out

@@ -1,0 +1,103 @@
+"""Every diffusion sampler x cache and every AR decode path at one (B, N, K), side by side.
+
+    python scripts/bench_samplers.py --config config/experiments_mini.yaml --batch_size 1 --seq_len 64 --steps 32
+    python scripts/bench_samplers.py --config config/experiments_synthetic_8b.yaml --batch_size 1 \\
+        --seq_len 512 --steps 256 --output results/bench_samplers_h100.md
+
+Prints (and with --output writes, as Markdown with the hardware label) steps executed, forward
+passes, L_e2e, tokens/s, agreement with the uncached sampler, and the AR paths' TTFT/ITL.
+Nothing is written to the results folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from src.config import (AR_DECODE_MODES, DIFFUSION_CACHES, DIFFUSION_SAMPLERS, ConfigError,  # noqa: E402
+                        expand_cells, load_experiment, project_root)
+from src.measure.clock import clock_for  # noqa: E402
+from src.measure.environment import capture_environment, resolve_device  # noqa: E402
+from src.measure import roofline  # noqa: E402
+from src.models.loader import load_model  # noqa: E402
+from src.runner import PromptProvider, run_cell  # noqa: E402
+
+COLUMNS = ["model", "path", "steps", "fwd passes", "L_e2e ms", "tokens/s", "TTFT ms", "ITL ms", "agreement", "MFU",
+           "MBU", "status"]
+
+
+def _fmt(value, digits=1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def row(record) -> list[str]:
+    path = (f"{record.sampler}/{record.cache}" + (f" t={record.threshold}" if record.threshold else "")
+            if record.kind == "diffusion" else record.decode)
+    return [record.model_name, path, _fmt(record.steps_executed), _fmt(record.forward_passes),
+            _fmt(record.latency_ms_median, 2), _fmt(record.tokens_per_s_median), _fmt(record.ttft_ms_median, 2),
+            _fmt(record.itl_ms_median, 3), _fmt(record.agreement_with_uncached, 3), _fmt(record.mfu, 3),
+            _fmt(record.mbu, 3), record.status + (f": {record.error}" if record.error else "")]
+
+
+def markdown(rows: list[list[str]], header: str) -> str:
+    lines = [header, "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", required=True)
+    p.add_argument("--batch_size", type=int, required=True)
+    p.add_argument("--seq_len", type=int, required=True)
+    p.add_argument("--steps", type=int, required=True, help="diffusion steps K (an upper bound for threshold)")
+    p.add_argument("--models", nargs="+")
+    p.add_argument("--output", help="also write the table as Markdown to this file")
+    args = p.parse_args()
+    try:
+        exp = load_experiment(args.config, {"batch_size": [args.batch_size], "seq_len": [args.seq_len],
+                                            "steps": [args.steps], "sampler": list(DIFFUSION_SAMPLERS),
+                                            "cache": list(DIFFUSION_CACHES), "decode": list(AR_DECODE_MODES),
+                                            "generate_quality": False, "models": args.models})
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    device = resolve_device(exp.device)
+    env = capture_environment(device, project_root())
+    clock = clock_for(device)
+    peaks = roofline.peaks_for(env["hardware"], exp.resolve(exp.output_dir) / "calibration.json")
+    prompts = PromptProvider(exp)
+    cells = expand_cells(exp)
+    rows, weights = [], set()
+    for spec in exp.models:
+        loaded = load_model(spec, exp, device)
+        weights.add(loaded.weights)
+        for cell in (c for c in cells if c.model.name == spec.name):
+            record = run_cell(cell, loaded, prompts.for_model(loaded, cell.seq_len), exp, clock, env,
+                              cell.cell_id(env["hardware"]), peaks)
+            rows.append(row(record))
+            print(" | ".join(rows[-1]), flush=True)
+        del loaded
+    header = (f"# Samplers at B={args.batch_size}, N={args.seq_len} (P = N_out = {args.seq_len // 2}), K={args.steps}\n\n"
+              f"hardware: {env['hardware']} | torch {env['torch_version']} | {exp.precision} | attention "
+              f"{exp.attention} | weights: {', '.join(sorted(weights))}"
+              + (" (random-init: timing only)" if "synthetic" in weights else "")
+              + f" | warm-ups {exp.timing.warmup}, repeats {exp.timing.repeats} (medians) | peaks: {peaks.source}")
+    table = markdown(rows, header)
+    print("\n" + table)
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

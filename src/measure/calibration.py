@@ -1,0 +1,53 @@
+"""Measured ceilings of this device: bf16 matmul TFLOP/s and device-to-device copy TB/s.
+
+Stored in `calibration.json` (keyed by hardware name) next to the results; the roofline prefers
+them over datasheet peaks.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from ..results import atomic_write_text
+from .clock import clock_for
+from .environment import hardware_name
+
+
+def _time_ms(fn, device: torch.device, repeats: int) -> float:
+    clock = clock_for(device)
+    for _ in range(3):
+        fn()
+    clock.synchronize()
+    start = clock.mark()
+    for _ in range(repeats):
+        fn()
+    end = clock.mark()
+    clock.synchronize()
+    return clock.elapsed_ms(start, end) / repeats
+
+
+def measure_ceilings(device: torch.device, matmul_size: int | None = None, copy_mib: int | None = None,
+                     repeats: int = 20) -> dict:
+    """bf16 matmul TFLOP/s (n x n x n) and copy TB/s (bytes read + written) on `device`."""
+    gpu = device.type == "cuda"
+    n = matmul_size or (8192 if gpu else 512)
+    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    mm_ms = _time_ms(lambda: a @ b, device, repeats)
+    nbytes = (copy_mib or (2048 if gpu else 64)) * 2**20
+    src = torch.empty(nbytes, dtype=torch.uint8, device=device)
+    dst = torch.empty_like(src)
+    copy_ms = _time_ms(lambda: dst.copy_(src), device, repeats)
+    return {"hardware": hardware_name(device), "matmul_tflops": 2 * n**3 / (mm_ms / 1000) / 1e12,
+            "matmul_size": n, "copy_tbps": 2 * nbytes / (copy_ms / 1000) / 1e12, "copy_bytes": nbytes,
+            "repeats": repeats, "torch_version": torch.__version__}
+
+
+def write_calibration(path: Path, entry: dict) -> Path:
+    table = json.loads(path.read_text()) if path.is_file() else {}
+    table[entry["hardware"]] = entry
+    atomic_write_text(path, json.dumps(table, indent=1))
+    return path

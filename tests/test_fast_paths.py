@@ -1,0 +1,183 @@
+"""Diffusion fast samplers and caches, the AR static/compiled paths, and the roofline formulas."""
+
+import pytest
+import torch
+
+from src.generation import ForwardWork
+from src.generation.autoregressive import StaticCacheGenerator, HFGenerateGenerator, ar_work
+from src.generation.diffusion import MaskedDiffusionGenerator, choose, propose
+from src.measure import roofline
+from src.models.llada import LLaDAConfig, LLaDAModelLM
+
+MASK = 95
+CFG = LLaDAConfig(d_model=32, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=64, vocab_size=96,
+                  embedding_size=96, mask_token_id=MASK, eos_token_id=94, pad_token_id=94)
+
+
+def _llada(seed=0):
+    m = LLaDAModelLM(CFG)
+    m.init_random(generator=torch.Generator().manual_seed(seed))
+    return m.eval()
+
+
+def _canvas(prompt_len=6, n_out=16, committed=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.full((2, prompt_len + n_out), MASK)
+    x[:, :prompt_len + committed] = torch.randint(0, 90, (2, prompt_len + committed), generator=g)
+    return x
+
+
+@pytest.mark.parametrize("cache", ["prefix", "dual"])
+def test_cached_forward_equals_uncached_forward_where_the_cache_is_fresh(cache):
+    model = _llada()
+    x = _canvas()
+    start, end = 6, 14  # the block being decoded
+    gen = MaskedDiffusionGenerator(model, MASK, block_length=8, cache=cache)
+    with torch.no_grad():
+        full, kv = gen._full(x, 6, start, end, [], keep_kv=True)
+        cached = gen._cached(x, start, end, kv, [])
+    torch.testing.assert_close(cached, full, atol=1e-5, rtol=1e-5)
+
+
+def test_cached_samplers_run_and_mostly_agree_with_the_uncached_one():
+    model = _llada()
+    prompt = torch.randint(0, 90, (2, 6), generator=torch.Generator().manual_seed(3))
+    ref = MaskedDiffusionGenerator(model, MASK, block_length=8).generate(prompt, 16, steps=16)
+    for cache in ("prefix", "dual"):
+        trace = MaskedDiffusionGenerator(model, MASK, block_length=8, cache=cache).generate(prompt, 16, steps=16)
+        assert not (trace.output_ids == MASK).any() and trace.steps_executed == 16
+        # the first step of each block is an exact full forward, so those commits always agree
+        assert (trace.output_ids == ref.output_ids).float().mean() > 0.1
+        assert trace.work[0].query_tokens == 22 and trace.work[1].query_tokens == (16 if cache == "prefix" else 8)
+        assert trace.work[1].cached_tokens == 22 - trace.work[1].query_tokens
+
+
+def test_threshold_one_commits_one_token_per_step():
+    prompt = torch.randint(0, 90, (1, 5), generator=torch.Generator().manual_seed(1))
+    trace = MaskedDiffusionGenerator(_llada(), MASK, block_length=8, sampler="threshold", threshold=1.0).generate(
+        prompt, 16, steps=16)
+    assert trace.committed_per_step == [1.0] * 16 and not (trace.output_ids == MASK).any()
+
+
+def test_threshold_near_zero_finishes_each_block_in_one_step():
+    prompt = torch.randint(0, 90, (2, 5), generator=torch.Generator().manual_seed(1))
+    trace = MaskedDiffusionGenerator(_llada(), MASK, block_length=8, sampler="threshold", threshold=1e-9).generate(
+        prompt, 16, steps=16)
+    assert trace.steps_executed == 2 and trace.committed_per_step == [8.0, 8.0] and trace.forward_passes == 2
+
+
+def test_threshold_respects_the_step_budget():
+    prompt = torch.randint(0, 90, (1, 5), generator=torch.Generator().manual_seed(1))
+    trace = MaskedDiffusionGenerator(_llada(), MASK, block_length=8, sampler="threshold", threshold=1.0).generate(
+        prompt, 16, steps=4)  # 2 steps per block: one token, then everything left
+    assert trace.committed_per_step == [1.0, 7.0, 1.0, 7.0]
+
+
+def test_entropy_ordering_on_hand_built_logits():
+    logits = torch.zeros(1, 3, 96)
+    logits[0, 0, :10] = 5.0   # spread over 10 tokens: high entropy
+    logits[0, 1, 7] = 30.0    # one token: lowest entropy
+    logits[0, 2, :3] = 5.0    # spread over 3 tokens: medium
+    x0, score = propose(logits, "entropy", 0.0, MASK)
+    assert score.argsort(descending=True)[0].tolist() == [1, 2, 0]
+    chosen = choose(score, torch.ones(1, 3, dtype=torch.bool), k=1, threshold=None, commit_all=False)
+    assert chosen.tolist() == [[False, True, False]] and x0[0, 1] == 7
+
+
+def test_threshold_choice_includes_the_best_and_everything_above():
+    score = torch.tensor([[0.2, 0.95, 0.5, 0.91]])
+    masked = torch.tensor([[True, True, True, False]])
+    assert choose(score, masked, None, 0.9, False).tolist() == [[False, True, False, False]]
+    assert choose(torch.tensor([[0.2, 0.3, 0.1, 0.0]]), masked, None, 0.9, False).tolist() == [[False, True, False, False]]
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["static", "static_compiled"])
+def test_static_paths_emit_the_eager_tokens(tiny_models, compiled):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_models["llama"]), dtype=torch.float32).eval()
+    prompt = torch.randint(0, 200, (2, 10), generator=torch.Generator().manual_seed(0))
+    eager = HFGenerateGenerator(model).generate(prompt, 12).output_ids
+    gen = StaticCacheGenerator(model, compile=compiled)
+    for _ in range(2):  # the cache is reused and reset between generations
+        marks = []
+        trace = gen.generate(prompt, 12, marker=lambda: marks.append(0) or len(marks))
+        assert torch.equal(trace.output_ids, eager)
+        assert len(trace.marks) == 12 and trace.forward_passes == 12
+
+
+def test_flop_and_byte_counts_match_a_hand_calculation():
+    arch = roofline.Architecture(n_layers=2, d_model=8, n_heads=2, n_kv_heads=1, head_dim=4, mlp_hidden=16,
+                                 vocab_size=10, n_params=0, n_params_non_embedding=1000)
+    w = ForwardWork(batch=3, query_tokens=5, attention_pairs=25, logits_tokens=2, cached_tokens=4)
+    # per sequence: 2*1000*5 + 2*8*10*2 + 4*2*(2*4)*25 = 10000 + 320 + 1600 = 11920; x3 sequences
+    assert roofline.forward_flops(w, arch) == 3 * 11920
+    # weights (1000 + 80) once; per sequence: 5*8 embedding + (4+5)*2*2*1*4 kv + 2*2*5*8 hidden = 40+144+160
+    assert roofline.forward_min_bytes(w, arch, 2) == (1080 + 3 * 344) * 2
+    assert roofline.achieved_tflops(2e12, 500.0) == pytest.approx(4.0)
+    assert roofline.utilisation(4.0, 8.0) == 0.5
+
+
+def test_ar_work_counts_prefill_and_decode_steps():
+    work = ar_work(batch=2, prompt_len=4, n_out=3)
+    assert work[0] == ForwardWork(2, 4, 10, 1, 0)
+    assert work[1:] == [ForwardWork(2, 1, 5, 1, 4), ForwardWork(2, 1, 6, 1, 5)]
+
+
+def test_peaks_prefer_calibration_and_know_common_gpus(tmp_path):
+    assert roofline.datasheet_peaks("NVIDIA H100 80GB HBM3").tflops == 989.0
+    assert roofline.datasheet_peaks("NVIDIA H100 PCIe").tbps == 2.0
+    assert roofline.datasheet_peaks("NVIDIA A100-SXM4-80GB").tbps == 2.039
+    assert roofline.datasheet_peaks("cpu: AMD EPYC").source == "none"
+    cal = tmp_path / "calibration.json"
+    cal.write_text('{"NVIDIA H100 80GB HBM3": {"matmul_tflops": 798.0, "copy_tbps": 3.0}}')
+    peaks = roofline.peaks_for("NVIDIA H100 80GB HBM3", cal)
+    assert (peaks.tflops, peaks.tbps) == (798.0, 3.0) and peaks.source.startswith("calibration")
+
+
+def test_calibration_measures_positive_ceilings(tmp_path):
+    from src.measure.calibration import measure_ceilings, write_calibration
+
+    entry = measure_ceilings(torch.device("cpu"), matmul_size=64, copy_mib=1, repeats=2)
+    assert entry["matmul_tflops"] > 0 and entry["copy_tbps"] > 0
+    path = write_calibration(tmp_path / "c.json", entry)
+    assert entry["hardware"] in path.read_text()
+
+
+def test_runner_records_agreement_and_roofline_for_cached_cells(mini_config):
+    import csv
+
+    import src.runner as runner
+    from src.config import load_experiment
+
+    exp = load_experiment(mini_config, {"models": ["tiny-llada"], "batch_size": [1], "steps": [4],
+                                        "sampler": ["low_confidence", "threshold"], "cache": ["none", "dual"]})
+    summary = runner.run_experiment(exp, progress=False)
+    assert summary.ok == 4
+    rows = list(csv.DictReader(open(summary.csv_path)))
+    for r in rows:
+        assert float(r["flops_per_generation"]) > 0 and float(r["min_bytes_per_generation"]) > 0
+        assert r["peak_source"] == "none" and r["mfu"] == ""  # no peak figures for a CPU
+        if r["cache"] == "dual":
+            assert 0.0 <= float(r["agreement_with_uncached"]) <= 1.0
+        else:
+            assert r["agreement_with_uncached"] == ""
+    assert {r["threshold"] for r in rows} == {"", "0.9"}
+
+
+def test_bench_samplers_prints_every_path(mini_config, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    out_md = tmp_path / "bench.md"
+    out = subprocess.run([sys.executable, "scripts/bench_samplers.py", "--config", str(mini_config), "--batch_size", "1",
+                          "--seq_len", "32", "--steps", "8", "--output", str(out_md)], cwd=ROOT, capture_output=True,
+                         text=True, timeout=400)
+    assert out.returncode == 0, out.stderr[-2000:]
+    table = out_md.read_text()
+    for path in ("eager", "static", "static_compiled", "low_confidence/none", "random/prefix", "entropy/dual",
+                 "threshold/dual t=0.9"):
+        assert f"| {path} |" in table
+    assert table.count("| ok |") == 15 and "random-init: timing only" in table
