@@ -118,14 +118,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def draw_figures(exp) -> None:
-    from src.analysis.first_figure import plot_first_figure
+    """Figures and summary.md from the merged results (the analysis reads files only)."""
+    from src.analysis.data import MixedRowsError
+    from src.analysis.report import analyze
 
-    csv_path = exp.resolve(exp.output_dir) / "raw_metrics.csv"
     try:
-        png = plot_first_figure(csv_path, exp.resolve(exp.figures_dir) / "latency_throughput.png")
-        log.info("figure: %s", png)
-    except (ValueError, FileNotFoundError) as exc:
-        log.warning("no figure drawn: %s", exc)
+        out = analyze(exp.resolve(exp.output_dir), exp.resolve(exp.figures_dir))
+        log.info("figures and summary: %s", ", ".join(str(p) for p in out.values()))
+    except (MixedRowsError, ValueError, FileNotFoundError) as exc:
+        log.warning("no figures drawn: %s", exc)
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ def _latencies(record: dict) -> list[float]:
 
 
 def parity_table(records: list[dict], resamples: int = 1000) -> list[dict]:
-    """One row per (N, B, metric, AR model, diffusion model, sampler, cache): S_parity (strict and
+    """One row per (N, B, metric, AR model and decode mode, diffusion model, sampler, cache): S_parity (strict and
     CI-aware) and the Speedup Factor at each, with a bootstrap 95% CI over the timed repetitions.
 
     Quality does not depend on B, so each model's quality at (N, K) is taken from its smallest-B
@@ -70,8 +70,9 @@ def parity_table(records: list[dict], resamples: int = 1000) -> list[dict]:
         at_n = [r for r in ok if r["seq_len"] == n]
         ars = [r for r in at_n if r["kind"] == "autoregressive"]
         dls = [r for r in at_n if r["kind"] == "diffusion"]
-        for ar_name in sorted({r["model_name"] for r in ars}):
-            ar_cells = {r["batch_size"]: r for r in ars if r["model_name"] == ar_name}
+        for ar_name, ar_decode in sorted({(r["model_name"], r.get("decode") or "") for r in ars}):
+            ar_cells = {r["batch_size"]: r for r in ars
+                        if (r["model_name"], r.get("decode") or "") == (ar_name, ar_decode)}
             ar_quality_cell = ar_cells[min(ar_cells)]
             variants = sorted({(r["model_name"], r["sampler"], r["cache"]) for r in dls})
             for dl_name, sampler, cache in variants:
@@ -89,7 +90,7 @@ def parity_table(records: list[dict], resamples: int = 1000) -> list[dict]:
                     k_strict, k_ci = s_parity(curve, ar_q, higher), s_parity_ci(curve, ar_q, higher)
                     for b, ar_cell in sorted(ar_cells.items()):
                         row = {"seq_len": n, "batch_size": b, "metric": metric, "higher_is_better": higher,
-                               "ar_model": ar_name, "diffusion_model": dl_name, "sampler": sampler, "cache": cache,
+                               "ar_model": ar_name, "ar_decode": ar_decode, "diffusion_model": dl_name, "sampler": sampler, "cache": cache,
                                "ar_quality": ar_q.value, "steps_in_grid": ";".join(str(k) for k in sorted(curve)),
                                "diffusion_quality_curve": ";".join(f"{k}:{curve[k].value:.4g}" for k in sorted(curve)),
                                "weights": ",".join(sorted({ar_cell["weights"], *(c["weights"] for c in cells)})),

@@ -1,0 +1,41 @@
+"""Figures, summary.md and (optionally) paper.md's generated section from one results folder.
+
+    python scripts/analyze.py --input results/raw_data --output results/figures
+    python scripts/analyze.py --input results/raw_data/cpu_mini_synthetic --output results/figures/cpu_mini_synthetic \\
+        --summary results/summary.md --paper paper.md
+"""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from src.analysis.data import MixedRowsError  # noqa: E402
+from src.analysis.report import analyze  # noqa: E402
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--input", default="results/raw_data", help="folder with raw_metrics.csv (and parity.csv)")
+    p.add_argument("--output", default="results/figures", help="folder for the PNG figures")
+    p.add_argument("--summary", help="summary Markdown file (default: <input>/../summary.md)")
+    p.add_argument("--paper", help="regenerate the GENERATED section of this paper.md")
+    p.add_argument("--facet", nargs="+", default=[], choices=["hardware", "precision", "attention_kernel"],
+                   help="allow rows that differ in these columns")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        out = analyze(Path(args.input), Path(args.output), Path(args.summary) if args.summary else None,
+                      Path(args.paper) if args.paper else None, tuple(args.facet))
+    except (MixedRowsError, FileNotFoundError, ValueError) as exc:
+        print(f"analysis error: {exc}", file=sys.stderr)
+        return 2
+    for name, path in out.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""Result files -> DataFrames for the analysis, with the guards that keep comparisons honest.
+
+Reads only `results/raw_data/` files (raw_metrics.csv, parity.csv); never a model.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+GUARDED_COLUMNS = ("hardware", "precision", "attention_kernel")
+MIN_REPEATS = 3
+MAX_CV = 0.05  # run-to-run coefficient of variation above which a cell is flagged
+
+# the sampler / decode paths the paper's plan calls "as published"
+BASELINE_SAMPLER, BASELINE_CACHE, BASELINE_DECODE = "low_confidence", "none", "eager"
+
+# Okabe-Ito, colour-blind safe
+PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
+
+
+class MixedRowsError(ValueError):
+    """Rows from different hardware/precision/attention kernels would share one comparison."""
+
+
+@dataclass
+class Results:
+    rows: pd.DataFrame  # every row of raw_metrics.csv (ok, oom and error)
+    parity: pd.DataFrame  # parity.csv (may be empty)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> pd.DataFrame:
+        return self.rows[self.rows["status"] == "ok"]
+
+    @property
+    def synthetic(self) -> bool:
+        return (self.rows["weights"] == "synthetic").any()
+
+    def caption(self) -> str:
+        ok = self.ok if not self.ok.empty else self.rows
+        parts = [", ".join(sorted(ok[c].dropna().astype(str).unique())) for c in ("hardware", "precision",
+                                                                                  "attention_kernel")]
+        weights = ("SYNTHETIC random-init weights: timing only, quality is a smoke test" if self.synthetic
+                   else "pretrained weights")
+        return f"{parts[0]} | {parts[1]} | attention: {parts[2]} | {weights}"
+
+
+def check_comparable(df: pd.DataFrame, facet: tuple[str, ...] = ()) -> None:
+    """Refuse rows that differ in hardware, precision or attention kernel (unless faceted by it)."""
+    for column in GUARDED_COLUMNS:
+        if column in facet or column not in df:
+            continue
+        values = sorted(df[column].dropna().astype(str).unique())
+        if len(values) > 1:
+            raise MixedRowsError(f"rows from different {column} values {values} cannot share one figure or table; "
+                                 f"analyse them separately or facet by {column}")
+
+
+def quality_warnings(df: pd.DataFrame) -> list[str]:
+    """Cells with too few repetitions or a high run-to-run spread."""
+    out = []
+    ok = df[df["status"] == "ok"]
+    for _, r in ok.iterrows():
+        label = describe(r)
+        if r["repeats"] < MIN_REPEATS:
+            out.append(f"{label}: only {int(r['repeats'])} repetitions (< {MIN_REPEATS})")
+        if r["latency_ms_cv"] > MAX_CV:
+            out.append(f"{label}: run-to-run CV {100 * r['latency_ms_cv']:.1f}% (> {100 * MAX_CV:.0f}%)")
+    return out
+
+
+def describe(r: pd.Series) -> str:
+    if r["kind"] == "diffusion":
+        return f"{r['model_name']} B={r['batch_size']} N={r['seq_len']} K={int(r['steps'])} {r['sampler']}/{r['cache']}"
+    return f"{r['model_name']} B={r['batch_size']} N={r['seq_len']} {r['decode']}"
+
+
+def load_results(input_dir: str | Path, facet: tuple[str, ...] = ()) -> Results:
+    """Read the tables of one results folder and apply the guards."""
+    input_dir = Path(input_dir)
+    csv_path = input_dir / "raw_metrics.csv"
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"{csv_path}: no results (run the sweep first)")
+    rows = pd.read_csv(csv_path)
+    check_comparable(rows[rows["status"] == "ok"], facet)
+    parity_path = input_dir / "parity.csv"
+    parity = pd.read_csv(parity_path) if parity_path.is_file() and parity_path.stat().st_size else pd.DataFrame()
+    warnings = quality_warnings(rows)
+    for w in warnings:
+        log.warning(w)
+    return Results(rows, parity, warnings)
+
+
+def baseline(df: pd.DataFrame) -> pd.DataFrame:
+    """The "as published" rows: the reference diffusion sampler without cache, eager AR generate.
+    When a sweep has none of them for a model, that model's rows are kept as they are."""
+    keep = []
+    for _, g in df.groupby("model_name"):
+        if (g["kind"] == "diffusion").all():
+            sel = g[(g["sampler"] == BASELINE_SAMPLER) & (g["cache"] == BASELINE_CACHE)]
+        else:
+            sel = g[g["decode"] == BASELINE_DECODE]
+        keep.append(sel if not sel.empty else g)
+    return pd.concat(keep) if keep else df

@@ -1,0 +1,266 @@
+"""The paper's figures, each from result tables only. Every function returns the PNG path.
+
+Each figure carries the hardware, precision, attention kernel and weights label in its caption.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .data import BASELINE_CACHE, BASELINE_DECODE, BASELINE_SAMPLER, PALETTE, Results, baseline  # noqa: E402
+
+QUALITY_METRICS = {"bertscore_f1": ("BERTScore F1 (higher is better)", True),
+                   "gen_ppl": ("generative perplexity (lower is better)", False)}
+
+plt.rcParams.update({"font.size": 9, "axes.titlesize": 10, "legend.fontsize": 7, "figure.dpi": 100})
+
+
+def _save(fig, results: Results, out: Path) -> Path:
+    fig.suptitle(results.caption(), fontsize=8)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=150, bbox_inches="tight")
+    plt.close(fig)
+    return out
+
+
+def _int_ticks(ax, values, axis="x") -> None:
+    values = sorted(int(v) for v in values)
+    (ax.set_xticks if axis == "x" else ax.set_yticks)(values, [str(v) for v in values])
+    ax.minorticks_off()
+
+
+def _ar_label(r) -> str:
+    return f"{r['model_name']} ({r['decode']})"
+
+
+def latency_and_throughput(results: Results, out: Path) -> Path:
+    """L_e2e vs K per N (smallest B; AR as dashed levels) and T_gen vs B (largest N)."""
+    df = baseline(results.ok)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    b_ref, n_ref = df["batch_size"].min(), df["seq_len"].max()
+    for i, n in enumerate(sorted(df["seq_len"].unique())):
+        color = PALETTE[i % len(PALETTE)]
+        sub = df[(df["seq_len"] == n) & (df["batch_size"] == b_ref)]
+        for name, g in sub[sub["kind"] == "diffusion"].groupby("model_name"):
+            g = g.sort_values("steps")
+            ax1.plot(g["steps"], g["latency_ms_median"], marker="o", color=color, label=f"{name}, N={n}")
+        for _, r in sub[sub["kind"] == "autoregressive"].iterrows():
+            ax1.axhline(r["latency_ms_median"], color=color, linestyle="--", label=f"{_ar_label(r)}, N={n}")
+    if df["steps"].notna().any():
+        _int_ticks(ax1, df["steps"].dropna().unique())
+    ax1.set(xlabel="diffusion steps K", ylabel="L_e2e, median (ms)", title=f"Latency vs steps (B={b_ref})",
+            yscale="log")
+    ax1.legend()
+    at_n = df[df["seq_len"] == n_ref]
+    series = 0
+    for (name, k), g in at_n.groupby(["model_name", at_n["steps"].fillna(-1)]):
+        label = f"{name}, K={int(k)}" if k >= 0 else _ar_label(g.iloc[0])
+        g = g.sort_values("batch_size")
+        ax2.plot(g["batch_size"], g["tokens_per_s_median"], marker="s", color=PALETTE[series % len(PALETTE)],
+                 label=label)
+        series += 1
+    ax2.set(xlabel="batch size B", ylabel="T_gen = B*N_out/L_e2e (tokens/s)",
+            title=f"Throughput vs batch size (N={n_ref})", xscale="log", yscale="log")
+    _int_ticks(ax2, df["batch_size"].unique())
+    ax2.legend()
+    return _save(fig, results, out)
+
+
+def _pareto_front(points: list[tuple[float, float]], higher_is_better: bool) -> list[tuple[float, float]]:
+    """Points not dominated by another with lower latency and better quality, by latency."""
+    front, best = [], -math.inf
+    for lat, q in sorted(points):
+        value = q if higher_is_better else -q
+        if value > best:
+            front.append((lat, q))
+            best = value
+    return front
+
+
+def pareto(results: Results, out: Path) -> Path:
+    """Quality vs L_e2e per N (rows) and metric (columns): every LLaDA variant per K, every AR mode."""
+    df = results.ok[results.ok["batch_size"] == results.ok["batch_size"].min()]
+    metrics = [m for m in QUALITY_METRICS if f"{m}_mean" in df and df[f"{m}_mean"].notna().any()]
+    if not metrics:
+        raise ValueError("no quality columns: run the scoring pass first")
+    ns = sorted(df.loc[df[[f"{m}_mean" for m in metrics]].notna().any(axis=1), "seq_len"].unique())
+    fig, axes = plt.subplots(len(ns), len(metrics), figsize=(5.2 * len(metrics), 3.8 * len(ns)), squeeze=False,
+                             constrained_layout=True)
+    for i, n in enumerate(ns):
+        for j, metric in enumerate(metrics):
+            ax, (label, higher) = axes[i][j], QUALITY_METRICS[metric]
+            sub = df[(df["seq_len"] == n) & df[f"{metric}_mean"].notna()]
+            points = []
+            for c, (name, g) in enumerate(sub.groupby(["model_name", "sampler", "cache", "decode"], dropna=False)):
+                g = g.sort_values("steps")
+                kind = g["kind"].iloc[0]
+                tag = f"{name[0]} {name[1]}/{name[2]}" if kind == "diffusion" else f"{name[0]} ({name[3]})"
+                ax.plot(g["latency_ms_median"], g[f"{metric}_mean"], marker="o" if kind == "diffusion" else "*",
+                        markersize=5 if kind == "diffusion" else 12, linestyle="-" if kind == "diffusion" else "",
+                        color=PALETTE[c % len(PALETTE)], label=tag)
+                if kind == "diffusion":
+                    for _, r in g.iterrows():
+                        ax.annotate(f"K={int(r['steps'])}", (r["latency_ms_median"], r[f"{metric}_mean"]),
+                                    fontsize=6, xytext=(2, 2), textcoords="offset points")
+                points += list(zip(g["latency_ms_median"], g[f"{metric}_mean"]))
+            front = _pareto_front(points, higher)
+            ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="grey", linewidth=1,
+                    linestyle=":", label="Pareto frontier")
+            ax.set(xscale="log", xlabel="L_e2e, median (ms)", ylabel=label, title=f"N={n}: {metric}")
+            ax.legend(fontsize=5, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return _save(fig, results, out)
+
+
+def throughput_bars(results: Results, out: Path) -> Path:
+    """T_gen by B for each model (LLaDA per K, baseline sampler), one panel per N."""
+    df = baseline(results.ok)
+    ns = sorted(df["seq_len"].unique())
+    fig, axes = plt.subplots(1, len(ns), figsize=(5 * len(ns), 3.8), squeeze=False, constrained_layout=True)
+    for ax, n in zip(axes[0], ns):
+        sub = df[df["seq_len"] == n]
+        series = [(f"{r.model_name}, K={int(r.steps)}" if r.kind == "diffusion" else f"{r.model_name} ({r.decode})")
+                  for r in sub.drop_duplicates(["model_name", "steps", "decode"]).itertuples()]
+        bs = sorted(sub["batch_size"].unique())
+        width = 0.8 / max(1, len(series))
+        for s_i, label in enumerate(series):
+            values = []
+            for b in bs:
+                row = sub[(sub["batch_size"] == b) & sub.apply(
+                    lambda r: (f"{r.model_name}, K={int(r.steps)}" if r.kind == "diffusion"
+                               else f"{r.model_name} ({r.decode})") == label, axis=1)]
+                values.append(row["tokens_per_s_median"].iloc[0] if not row.empty else np.nan)
+            ax.bar(np.arange(len(bs)) + s_i * width, values, width, label=label, color=PALETTE[s_i % len(PALETTE)])
+        ax.set_xticks(np.arange(len(bs)) + 0.4 - width / 2, [str(b) for b in bs])
+        ax.set(xlabel="batch size B", ylabel="T_gen (output tokens/s)", title=f"Throughput, N={n}", yscale="log")
+        ax.legend(fontsize=6)
+    return _save(fig, results, out)
+
+
+def memory_heatmaps(results: Results, out: Path) -> Path:
+    """Peak memory over B x N per model (max over K and variants); OOM cells are marked OOM."""
+    rows = results.rows
+    column = "peak_mem_reserved_gib"
+    if rows.loc[rows["status"] == "ok", column].isna().all():
+        column = "process_max_rss_gib"  # CPU runs: only the process RSS exists
+    models = sorted(rows["model_name"].unique())
+    bs, ns = sorted(rows["batch_size"].unique()), sorted(rows["seq_len"].unique())
+    fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.6), squeeze=False, constrained_layout=True)
+    for ax, model in zip(axes[0], models):
+        grid = np.full((len(bs), len(ns)), np.nan)
+        oom = np.zeros_like(grid, dtype=bool)
+        for i, b in enumerate(bs):
+            for j, n in enumerate(ns):
+                cell = rows[(rows["model_name"] == model) & (rows["batch_size"] == b) & (rows["seq_len"] == n)]
+                ok = cell[cell["status"] == "ok"][column]
+                if ok.notna().any():
+                    grid[i, j] = ok.max()
+                oom[i, j] = (cell["status"] == "oom").any()
+        im = ax.imshow(np.ma.masked_invalid(grid), cmap="cividis", origin="lower", aspect="auto")
+        for i in range(len(bs)):
+            for j in range(len(ns)):
+                text = "OOM" if oom[i, j] else ("—" if np.isnan(grid[i, j]) else f"{grid[i, j]:.2f}")
+                ax.text(j, i, text, ha="center", va="center", fontsize=8,
+                        color="white" if oom[i, j] or np.isnan(grid[i, j]) else "black",
+                        bbox=dict(facecolor="#D55E00", edgecolor="none") if oom[i, j] else None)
+        ax.set_xticks(range(len(ns)), [str(n) for n in ns])
+        ax.set_yticks(range(len(bs)), [str(b) for b in bs])
+        ax.set(xlabel="sequence length N", ylabel="batch size B", title=model)
+        fig.colorbar(im, ax=ax, label=f"{column.replace('_gib', '')} (GiB)")
+    return _save(fig, results, out)
+
+
+def quality_vs_steps(results: Results, out: Path) -> Path:
+    """Diffusion quality vs K with 95% CI bands, the AR level as a line, S_parity marked."""
+    df = baseline(results.ok)
+    df = df[df["batch_size"] == df["batch_size"].min()]
+    metrics = [m for m in QUALITY_METRICS if f"{m}_mean" in df and df[f"{m}_mean"].notna().any()]
+    if not metrics:
+        raise ValueError("no quality columns: run the scoring pass first")
+    ns = sorted(df.loc[df[[f"{m}_mean" for m in metrics]].notna().any(axis=1), "seq_len"].unique())
+    fig, axes = plt.subplots(len(metrics), len(ns), figsize=(4.6 * len(ns), 3.4 * len(metrics)), squeeze=False,
+                             constrained_layout=True)
+    par = results.parity
+    for i, metric in enumerate(metrics):
+        label, _ = QUALITY_METRICS[metric]
+        for j, n in enumerate(ns):
+            ax = axes[i][j]
+            sub = df[df["seq_len"] == n]
+            for c, (name, g) in enumerate(sub[sub["kind"] == "diffusion"].groupby("model_name")):
+                g = g.sort_values("steps")
+                ax.plot(g["steps"], g[f"{metric}_mean"], marker="o", color=PALETTE[c], label=name)
+                ax.fill_between(g["steps"], g[f"{metric}_ci_low"], g[f"{metric}_ci_high"], color=PALETTE[c], alpha=0.2)
+            for c, (_, r) in enumerate(sub[sub["kind"] == "autoregressive"].iterrows()):
+                color = PALETTE[(c + 3) % len(PALETTE)]
+                ax.axhline(r[f"{metric}_mean"], color=color, linestyle="--", label=_ar_label(r))
+                ax.axhspan(r[f"{metric}_ci_low"], r[f"{metric}_ci_high"], color=color, alpha=0.1)
+            if not par.empty:
+                hit = par[(par["seq_len"] == n) & (par["metric"] == metric) & (par["sampler"] == BASELINE_SAMPLER)
+                          & (par["cache"] == BASELINE_CACHE) & (par["ar_decode"] == BASELINE_DECODE)]
+                if not hit.empty and hit["reached"].iloc[0]:
+                    k = hit["s_parity"].iloc[0]
+                    ax.axvline(k, color="black", linewidth=1, linestyle=":", label=f"S_parity = {int(k)}")
+                elif not hit.empty:
+                    ax.text(0.02, 0.02, "parity not reached in grid", transform=ax.transAxes, fontsize=7)
+            ax.set(xlabel="diffusion steps K", ylabel=label, title=f"N={n}", xscale="log")
+            if sub["steps"].notna().any():
+                _int_ticks(ax, sub["steps"].dropna().unique())
+            ax.legend(fontsize=6)
+    return _save(fig, results, out)
+
+
+def latency_breakdown(results: Results, out: Path) -> Path:
+    """AR: TTFT vs decode time stacked per (N, B); diffusion: per-step p50 and p99 per (N, K)."""
+    df = baseline(results.ok)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    ar = df[df["kind"] == "autoregressive"].sort_values(["seq_len", "batch_size"])
+    labels = [f"N={r.seq_len}\nB={r.batch_size}" for r in ar.itertuples()]
+    x = np.arange(len(ar))
+    ax1.bar(x, ar["ttft_ms_median"], color=PALETTE[0], label="TTFT (prefill)")
+    ax1.bar(x, ar["latency_ms_median"] - ar["ttft_ms_median"], bottom=ar["ttft_ms_median"], color=PALETTE[1],
+            label="decode (L_e2e - TTFT)")
+    ax1.set_xticks(x, labels, fontsize=6)
+    ax1.set(ylabel="ms", title="Autoregressive: TTFT vs decode")
+    ax1.legend()
+    dl = df[df["kind"] == "diffusion"]
+    dl = dl[dl["batch_size"] == dl["batch_size"].min()].sort_values(["seq_len", "steps"])
+    x = np.arange(len(dl))
+    ax2.bar(x - 0.2, dl["step_ms_p50"], 0.4, color=PALETTE[2], label="per-step p50")
+    ax2.bar(x + 0.2, dl["step_ms_p99"], 0.4, color=PALETTE[3], label="per-step p99")
+    ax2.set_xticks(x, [f"N={r.seq_len}\nK={int(r.steps)}" for r in dl.itertuples()], fontsize=6)
+    ax2.set(ylabel="ms per denoising step",
+            title=f"Diffusion: step latency (B={dl['batch_size'].min() if len(dl) else '-'})")
+    ax2.legend()
+    return _save(fig, results, out)
+
+
+def roofline_plot(results: Results, out: Path) -> Path:
+    """Achieved TFLOP/s vs arithmetic intensity (FLOPs per minimum byte), with the peaks when known."""
+    df = results.ok.dropna(subset=["flops_per_generation", "min_bytes_per_generation"])
+    fig, ax = plt.subplots(figsize=(6.5, 4.5), constrained_layout=True)
+    for c, ((kind, name), g) in enumerate(df.groupby(["kind", "model_name"])):
+        intensity = g["flops_per_generation"] / g["min_bytes_per_generation"]
+        ax.scatter(intensity, g["achieved_tflops"], color=PALETTE[c % len(PALETTE)], s=14, label=f"{name} ({kind})")
+    peak_f, peak_b = df["peak_tflops"].dropna(), df["peak_tbps"].dropna()
+    if not peak_f.empty and not peak_b.empty:
+        xs = np.logspace(-1, 4, 100)
+        ax.plot(xs, np.minimum(peak_f.iloc[0], xs * peak_b.iloc[0]), color="black", linewidth=1,
+                label=f"roofline ({df['peak_source'].dropna().iloc[0]})")
+    else:
+        ax.text(0.02, 0.95, "no peak figures for this hardware: points only", transform=ax.transAxes, fontsize=7)
+    ax.set(xscale="log", yscale="log", xlabel="arithmetic intensity (FLOP per minimum byte)",
+           ylabel="achieved TFLOP/s", title="Every cell against the hardware roofline")
+    ax.legend(fontsize=6)
+    return _save(fig, results, out)
+
+
+FIGURES = {"latency_throughput": latency_and_throughput, "pareto": pareto, "throughput_bars": throughput_bars,
+           "memory_heatmap": memory_heatmaps, "quality_vs_steps": quality_vs_steps,
+           "latency_breakdown": latency_breakdown, "roofline": roofline_plot}

@@ -1,0 +1,125 @@
+"""Markdown tables of the headline numbers and the S_parity / Speedup Factor verdict, from the files."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from .data import BASELINE_CACHE, BASELINE_DECODE, BASELINE_SAMPLER, Results, baseline
+
+
+def _f(value, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
+        return "—"
+    if isinstance(value, (int, float)):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _k(r) -> str:
+    return str(int(r["steps"])) if r["kind"] == "diffusion" else "—"
+
+
+def headline_table(results: Results) -> str:
+    rows = []
+    df = baseline(results.rows).sort_values(["seq_len", "batch_size", "kind", "model_name", "steps"])
+    for _, r in df.iterrows():
+        if r["status"] != "ok":
+            rows.append([r["model_name"], str(r["seq_len"]), str(r["batch_size"]), _k(r)] + ["—"] * 7 + [r["status"]])
+            continue
+        mem = r["peak_mem_reserved_gib"] if not math.isnan(r["peak_mem_reserved_gib"]) else math.nan
+        rows.append([r["model_name"], str(r["seq_len"]), str(r["batch_size"]), _k(r),
+                     f"{_f(r['latency_ms_median'], 2)} ({_f(r['latency_ms_min'], 2)}–{_f(r['latency_ms_max'], 2)})",
+                     _f(r["tokens_per_s_median"]), _f(r["ttft_ms_median"], 2), _f(r["itl_ms_median"], 3),
+                     f"{_f(r['step_ms_p50'], 2)} / {_f(r['step_ms_p99'], 2)}" if r["kind"] == "diffusion" else "—",
+                     _f(mem, 2), _f(r["mfu"], 3), r["status"]])
+    return _table(["model", "N", "B", "K", "L_e2e ms, median (min–max)", "T_gen tok/s", "TTFT ms", "ITL ms",
+                   "step p50 / p99 ms", "M_peak GiB", "MFU", "status"], rows)
+
+
+def verdict(row: pd.Series) -> str:
+    if not row["reached"]:
+        return "parity not reached within the grid"
+    s, lo, hi = row["speedup_factor"], row["speedup_factor_ci_low"], row["speedup_factor_ci_high"]
+    if math.isnan(s):
+        return "no timed cell at S_parity"
+    if lo > 1:
+        return "diffusion faster at equal quality"
+    if hi < 1:
+        return "autoregressive faster at equal quality"
+    return "no significant difference"
+
+
+def parity_table(results: Results) -> str:
+    par = results.parity
+    if par.empty:
+        return "_No parity table: the quality pass has not run (`python src/main.py score --config ...`)._"
+    par = par[(par["sampler"] == BASELINE_SAMPLER) & (par["cache"] == BASELINE_CACHE)
+              & (par["ar_decode"] == BASELINE_DECODE)]
+    rows = []
+    for _, r in par.sort_values(["seq_len", "metric", "batch_size"]).iterrows():
+        k = str(int(r["s_parity"])) if r["reached"] else "not reached"
+        k_ci = str(int(r["s_parity_ciaware"])) if r["reached_ciaware"] else "not reached"
+        speed = (f"{_f(r['speedup_factor'], 2)} [{_f(r['speedup_factor_ci_low'], 2)}, "
+                 f"{_f(r['speedup_factor_ci_high'], 2)}]") if r["reached"] else "—"
+        rows.append([str(r["seq_len"]), str(r["batch_size"]), r["metric"], _f(r["ar_quality"], 3),
+                     r["diffusion_quality_curve"], k, k_ci, speed, verdict(r)])
+    return _table(["N", "B", "metric", "AR quality", "diffusion quality by K", "S_parity", "S_parity (CI-aware)",
+                   "Speedup Factor [95% CI]", "verdict"], rows)
+
+
+def fast_path_table(results: Results) -> str:
+    """Every sampler/cache and decode path at the largest N, smallest B and largest K, vs the baseline."""
+    ok = results.ok
+    if ok.empty:
+        return "_No finished cells._"
+    both = ok.groupby("seq_len")["kind"].nunique()
+    n = both[both == both.max()].index.max()  # the largest N that has both architectures
+    b = ok["batch_size"].min()
+    sub = ok[(ok["seq_len"] == n) & (ok["batch_size"] == b)]
+    dl = sub[sub["kind"] == "diffusion"]
+    if not dl.empty:
+        dl = dl[dl["steps"] == dl["steps"].max()]
+    rows = []
+    for part in (sub[sub["kind"] == "autoregressive"], dl):
+        base = baseline(part)
+        base_lat = base["latency_ms_median"].iloc[0] if not base.empty else math.nan
+        for _, r in part.sort_values("latency_ms_median").iterrows():
+            path = f"{r['sampler']}/{r['cache']}" if r["kind"] == "diffusion" else r["decode"]
+            rows.append([r["model_name"], path, _k(r), _f(r["steps_executed"], 0), _f(r["latency_ms_median"], 2),
+                         _f(r["tokens_per_s_median"]), _f(base_lat / r["latency_ms_median"], 2),
+                         _f(r["agreement_with_uncached"], 3), _f(r["mfu"], 3), _f(r["mbu"], 3)])
+    return (f"At N={n}, B={b}" + (f", K={int(dl['steps'].max())}" if not dl.empty else "") + ":\n\n"
+            + _table(["model", "path", "K", "steps run", "L_e2e ms", "T_gen tok/s", "speedup vs as-published",
+                      "agreement with uncached", "MFU", "MBU"], rows))
+
+
+def summary_markdown(results: Results, title: str = "dlm-bench results") -> str:
+    synthetic = results.synthetic
+    parts = [f"# {title}", "", f"**Setting:** {results.caption()}", ""]
+    if synthetic:
+        parts += ["> These rows come from **random-weight (synthetic) models**: latency, throughput and memory are "
+                  "measurements of the architectures at that size; quality numbers are smoke tests of the pipeline, "
+                  "not model quality.", ""]
+    counts = results.rows["status"].value_counts().to_dict()
+    parts += [f"Cells: {len(results.rows)} ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))}).", "",
+              "## Latency, throughput and memory (as published: LLaDA reference sampler without cache, "
+              "LLaMA eager `generate`)", "", headline_table(results), "",
+              "## S_parity and Speedup Factor", "",
+              "S_parity: fewest diffusion steps K at which LLaDA's mean quality reaches LLaMA's (perplexity: lower "
+              "is better); CI-aware: LLaDA's 95% interval reaches LLaMA's mean. Speedup Factor = L_e2e(LLaMA) / "
+              "L_e2e(LLaDA at S_parity), with a bootstrap 95% CI over the timed repetitions.", "",
+              parity_table(results), "", "## Both sides at their best", "", fast_path_table(results), ""]
+    if results.warnings:
+        parts += ["## Measurement warnings", ""] + [f"- {w}" for w in results.warnings[:40]]
+        if len(results.warnings) > 40:
+            parts.append(f"- … and {len(results.warnings) - 40} more")
+        parts.append("")
+    return "\n".join(parts)

@@ -1,0 +1,170 @@
+"""Figures, summary and paper regeneration on a small hand-made results set."""
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import pytest
+
+from src.analysis import figures
+from src.analysis.data import MixedRowsError, load_results
+from src.analysis.report import BEGIN, END, analyze, update_paper, paper_section
+from src.analysis.summary import summary_markdown
+from src.results import CellRecord, ResultStore
+from src.quality.scoring import write_parity
+
+
+def _record(cell_id, model, kind, b, n, k, lat, status="ok", f1=None, ppl=None, hardware="GPU-X", mem=10.0,
+            decode=None, cache="none"):
+    diffusion = kind == "diffusion"
+    r = CellRecord(cell_id=cell_id, status=status, experiment="t", model_name=model,
+                   family="llada" if diffusion else "llama", kind=kind, model_source="x", weights="synthetic",
+                   batch_size=b, seq_len=n, prompt_len=n // 2, n_out=n // 2, steps=k if diffusion else None,
+                   sampler="low_confidence" if diffusion else None, cache=cache if diffusion else None,
+                   decode=None if diffusion else (decode or "eager"), block_length=32 if diffusion else None,
+                   temperature=0.0, cfg_scale=0.0 if diffusion else None, threshold=None, precision="bf16",
+                   attention_backend="flash_attention_2", attention_kernel="sdpa_flash", hardware=hardware,
+                   warmup=3, repeats=3, environment={"hardware": hardware})
+    if status == "ok":
+        r.latency_ms_median = r.latency_ms_min = r.latency_ms_max = lat
+        r.latency_ms_cv = 0.01
+        r.tokens_per_s_median = b * (n // 2) / (lat / 1000)
+        r.repetitions = [{"latency_ms": lat, "tokens_per_s": r.tokens_per_s_median}] * 3
+        r.peak_mem_reserved_gib = mem
+        r.flops_per_generation, r.min_bytes_per_generation = 1e12, 1e10
+        r.achieved_tflops, r.achieved_tbps = 1e12 / (lat / 1000) / 1e12, 1e10 / (lat / 1000) / 1e12
+        r.peak_tflops, r.peak_tbps, r.peak_source = 989.0, 3.35, "datasheet: H100"
+        r.steps_executed = k if diffusion else n // 2
+        if diffusion:
+            r.step_ms_p50, r.step_ms_p99 = lat / k, 1.2 * lat / k
+        else:
+            r.ttft_ms_median, r.itl_ms_median = lat / 10, lat / n
+        cols = {}
+        for metric, value in (("bertscore_f1", f1), ("gen_ppl", ppl)):
+            if value is not None:
+                cols.update({f"{metric}_mean": value, f"{metric}_ci_low": value - 0.01 * value,
+                             f"{metric}_ci_high": value + 0.01 * value})
+        r.extra_columns = cols
+    return r
+
+
+def make_results(root: Path, hardware_b="GPU-X") -> Path:
+    store = ResultStore(root)
+    recs = [
+        _record("a1", "llama", "autoregressive", 1, 64, None, 100.0, f1=0.80, ppl=20.0),
+        _record("a2", "llama", "autoregressive", 4, 64, None, 150.0, mem=12.0),
+        _record("a3", "llama", "autoregressive", 1, 64, None, 40.0, f1=0.80, ppl=20.0, decode="static_compiled"),
+        _record("d1", "llada", "diffusion", 1, 64, 8, 50.0, f1=0.70, ppl=30.0),
+        _record("d2", "llada", "diffusion", 1, 64, 16, 80.0, f1=0.82, ppl=19.0),
+        _record("d3", "llada", "diffusion", 4, 64, 8, 90.0),
+        _record("d4", "llada", "diffusion", 4, 64, 16, 300.0, status="oom", hardware=hardware_b),
+        _record("d5", "llada", "diffusion", 1, 64, 16, 60.0, f1=0.79, ppl=21.0, cache="dual"),
+        _record("a4", "llama", "autoregressive", 1, 128, None, 200.0),  # no LLaDA cell at N=128: missing
+    ]
+    for r in recs:
+        store.write(r)
+    store.merge()
+    write_parity(store.records(), root / "parity.csv", 200)
+    return root
+
+
+def test_each_figure_is_drawn_with_its_panels(tmp_path):
+    results = load_results(make_results(tmp_path / "raw"))
+    # 2 N values (64 with quality, 128 without: quality panels only for 64), 2 quality metrics,
+    # 2 models (+ a colour bar each)
+    expected_panels = {"latency_throughput": 2, "pareto": 2, "throughput_bars": 2, "memory_heatmap": 2 + 2,
+                       "quality_vs_steps": 2, "latency_breakdown": 2, "roofline": 1}
+    for name, fn in figures.FIGURES.items():
+        captured = {}
+        real_save = figures._save
+
+        def spy(fig, res, out, captured=captured):
+            captured["axes"] = len(fig.axes)
+            captured["labels"] = [t.get_text() for ax in fig.axes for t in ax.get_legend().get_texts()] \
+                if any(ax.get_legend() for ax in fig.axes) else []
+            captured["texts"] = [t.get_text() for ax in fig.axes for t in ax.texts]
+            return real_save(fig, res, out)
+
+        figures._save = spy
+        try:
+            png = fn(results, tmp_path / "fig" / f"{name}.png")
+        finally:
+            figures._save = real_save
+        assert mpimg.imread(png).shape[0] > 200
+        assert captured["axes"] == expected_panels[name], name
+        if name == "memory_heatmap":
+            assert "OOM" in captured["texts"]  # the OOM cell is marked, not blank
+            assert "—" in captured["texts"]  # a missing cell
+        if name == "quality_vs_steps":
+            assert any(label.startswith("S_parity = 16") for label in captured["labels"])
+        if name == "pareto":
+            assert "Pareto frontier" in captured["labels"] and "llama (static_compiled)" in captured["labels"]
+
+
+def test_pareto_front():
+    pts = [(10, 0.5), (20, 0.7), (15, 0.4), (30, 0.6), (40, 0.9)]
+    assert figures._pareto_front(pts, True) == [(10, 0.5), (20, 0.7), (40, 0.9)]
+    assert figures._pareto_front([(10, 30.0), (20, 25.0), (30, 26.0)], False) == [(10, 30.0), (20, 25.0)]
+
+
+def test_summary_numbers_match_the_fixture(tmp_path):
+    results = load_results(make_results(tmp_path / "raw"))
+    text = summary_markdown(results)
+    # as-published LLaMA at B=1: 100 ms, T_gen = 1 * 32 / 0.1 s = 320 tok/s
+    assert "| llama | 64 | 1 | — | 100.00 (100.00–100.00) | 320.0 |" in text
+    # S_parity for BERTScore is K=16 (0.82 >= 0.80); speedup at B=1 = 100 / 80 = 1.25
+    assert "| 64 | 1 | bertscore_f1 | 0.800 | 8:0.7;16:0.82 | 16 | 16 | 1.25 [1.25, 1.25] | diffusion faster" in text
+    # at B=4 the parity cell is an OOM: no timed cell at S_parity
+    assert "| 64 | 4 | bertscore_f1 |" in text and "no timed cell at S_parity" in text
+    # fast paths: the compiled AR path is 2.5x the eager one; dual cache 80/60
+    assert "| llama | static_compiled | — | 32 | 40.00 | 800.0 | 2.50 |" in text
+    assert "| llada | low_confidence/dual | 16 | 16 | 60.00 |" in text and "| 1.33 |" in text
+    assert "SYNTHETIC" in text or "synthetic" in text
+
+
+def test_mixed_hardware_is_refused_unless_faceted(tmp_path):
+    root = make_results(tmp_path / "raw")
+    store = ResultStore(root)
+    store.write(_record("z1", "llama", "autoregressive", 8, 64, None, 90.0, hardware="GPU-Y"))
+    store.merge()
+    with pytest.raises(MixedRowsError, match="different hardware"):
+        load_results(root)
+    assert load_results(root, facet=("hardware",)).rows.shape[0] == 10
+
+
+def test_warnings_for_few_repeats_and_high_spread(tmp_path):
+    store = ResultStore(tmp_path / "raw")
+    r = _record("w1", "llama", "autoregressive", 1, 64, None, 100.0)
+    r.repeats, r.latency_ms_cv = 2, 0.2
+    store.write(r)
+    store.merge()
+    warnings = load_results(tmp_path / "raw").warnings
+    assert any("only 2 repetitions" in w for w in warnings) and any("CV 20.0%" in w for w in warnings)
+
+
+def test_paper_regeneration_is_idempotent(tmp_path):
+    raw = make_results(tmp_path / "raw")
+    paper = tmp_path / "paper.md"
+    paper.write_text(f"# Paper\n\nintro\n\n{BEGIN}\nold\n{END}\n\n## After\n")
+    analyze(raw, tmp_path / "fig", tmp_path / "summary.md", paper)
+    first = paper.read_text()
+    assert "old" not in first and "### Generated results" in first and "## After" in first
+    assert "![pareto](fig/pareto.png)" in first
+    results = load_results(raw)
+    assert update_paper(paper, paper_section(results, {n: tmp_path / "fig" / f"{n}.png" for n in figures.FIGURES},
+                                            paper)) is False
+    analyze(raw, tmp_path / "fig", tmp_path / "summary.md", paper)
+    assert paper.read_text() == first
+
+
+def test_repo_paper_has_the_markers():
+    from conftest import ROOT
+
+    text = (ROOT / "paper.md").read_text()
+    assert text.count(BEGIN) == 1 and text.count(END) == 1
+    for section in ("## Abstract", "## 1 Introduction", "## 2 Related work", "## 3 Methodology",
+                    "## 4 Experimental setup", "## 5 Results", "## 6 Discussion", "## 7 Conclusion", "## References",
+                    "## Appendix A: Reproducibility"):
+        assert section in text
