@@ -85,13 +85,18 @@ def _pareto_front(points: list[tuple[float, float]], higher_is_better: bool) -> 
     return front
 
 
-def pareto(results: Results, out: Path) -> Path:
-    """Quality vs L_e2e per N (rows) and metric (columns): every LLaDA variant per K, every AR mode."""
-    df = results.ok[results.ok["batch_size"] == results.ok["batch_size"].min()]
+def _scored(df: pd.DataFrame) -> tuple[list[str], list[int]]:
+    """The quality metrics present in `df` and the N values that have scores for them."""
     metrics = [m for m in QUALITY_METRICS if f"{m}_mean" in df and df[f"{m}_mean"].notna().any()]
     if not metrics:
         raise ValueError("no quality columns: run the scoring pass first")
-    ns = sorted(df.loc[df[[f"{m}_mean" for m in metrics]].notna().any(axis=1), "seq_len"].unique())
+    return metrics, sorted(df.loc[df[[f"{m}_mean" for m in metrics]].notna().any(axis=1), "seq_len"].unique())
+
+
+def pareto(results: Results, out: Path) -> Path:
+    """Quality vs L_e2e per N (rows) and metric (columns): every LLaDA variant per K, every AR mode."""
+    df = results.ok[results.ok["batch_size"] == results.ok["batch_size"].min()]
+    metrics, ns = _scored(df)
     fig, axes = plt.subplots(len(ns), len(metrics), figsize=(5.2 * len(metrics), 3.8 * len(ns)), squeeze=False,
                              constrained_layout=True)
     for i, n in enumerate(ns):
@@ -181,10 +186,7 @@ def quality_vs_steps(results: Results, out: Path) -> Path:
     """Diffusion quality vs K with 95% CI bands, the AR level as a line, S_parity marked."""
     df = baseline(results.ok)
     df = df[df["batch_size"] == df["batch_size"].min()]
-    metrics = [m for m in QUALITY_METRICS if f"{m}_mean" in df and df[f"{m}_mean"].notna().any()]
-    if not metrics:
-        raise ValueError("no quality columns: run the scoring pass first")
-    ns = sorted(df.loc[df[[f"{m}_mean" for m in metrics]].notna().any(axis=1), "seq_len"].unique())
+    metrics, ns = _scored(df)
     fig, axes = plt.subplots(len(metrics), len(ns), figsize=(4.6 * len(ns), 3.4 * len(metrics)), squeeze=False,
                              constrained_layout=True)
     par = results.parity
