@@ -7,7 +7,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$root"
 bash scripts/setup_env.sh
 py="${VENV:-$root/.venv}/bin/python"
-if [ ! -f models/tiny/llada/config.json ] || [ ! -f models/tiny/llama/config.json ]; then
+if [ ! -f models/tiny/llada/config.json ] || [ ! -f models/tiny/llama/config.json ] || [ ! -f models/tiny/dream/config.json ]; then
   echo "[run] writing the tiny stand-in checkpoints to models/tiny"
   "$py" scripts/make_tiny_models.py --out models/tiny
 fi

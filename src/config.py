@@ -20,7 +20,7 @@ from typing import Any, Optional, Union
 
 import yaml
 
-FAMILIES = {"llama": "autoregressive", "llada": "diffusion"}
+FAMILIES = {"llama": "autoregressive", "qwen2": "autoregressive", "llada": "diffusion", "dream": "diffusion"}
 PRECISIONS = ("bf16", "fp16", "fp32")
 ATTENTION_BACKENDS = ("flash_attention_2", "sdpa", "eager")
 DEVICES = ("auto", "cuda", "cpu")

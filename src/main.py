@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--figures_dir", help="override figures_dir")
     p.add_argument("--models", nargs="+", help="run only these model names from the config")
     p.add_argument("--shard", help="run cells i mod n only, as 'i/n' (default: SLURM array task, else 0/1)")
+    p.add_argument("--time_budget_s", type=float, help="start no new cell after this many seconds (resume later)")
     p.add_argument("--dry_run", action="store_true", help="print the expanded grid and cell count; load nothing")
     p.add_argument("--no_figure", action="store_true", help="skip the figures at the end")
     p.add_argument("--no_score", action="store_true", help="run: skip the quality pass (SLURM shards leave it to "
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     errors = 0
     if args.command == "run":
         try:
-            summary = run_experiment(exp, shard)
+            summary = run_experiment(exp, shard, time_budget_s=args.time_budget_s)
         except PromptSourceError as exc:
             print(f"prompt error: {exc}", file=sys.stderr)
             return EXIT_CONFIG

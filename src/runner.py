@@ -47,6 +47,7 @@ class RunSummary:
     cells_in_shard: int
     skipped: int
     ok: int = 0
+    out_of_time: int = 0  # cells left for a later run because the time budget ran out
     oom: int = 0
     errors: int = 0
     csv_path: Optional[str] = None
@@ -256,8 +257,19 @@ def _outputs(trace: GenerationTrace, loaded: LoadedModel) -> dict:
 # --------------------------------------------------------------------------- the sweep
 
 
-def run_experiment(exp: Experiment, shard: tuple[int, int] = (0, 1), progress: bool = True) -> RunSummary:
-    """Run this shard's unfinished cells; merge the results; return what happened."""
+def run_experiment(exp: Experiment, shard: tuple[int, int] = (0, 1), progress: bool = True,
+                   time_budget_s: Optional[float] = None) -> RunSummary:
+    """Run this shard's unfinished cells; merge the results; return what happened.
+
+    time_budget_s: start no new cell after this many seconds (finished cells are kept; a later run
+    resumes with the rest). At least one cell always runs, so every run makes progress.
+    """
+    started = time.perf_counter()
+
+    def out_of_time() -> bool:
+        return (time_budget_s is not None and bool(summary.records)
+                and time.perf_counter() - started > time_budget_s)
+
     device = resolve_device(exp.device)
     env = capture_environment(device, project_root())
     hardware = env["hardware"]
@@ -274,10 +286,16 @@ def run_experiment(exp: Experiment, shard: tuple[int, int] = (0, 1), progress: b
     bar = tqdm(total=len(todo), desc="cells", unit="cell", disable=not progress)
     for spec in exp.models:
         model_cells = [c for c in todo if c.model.name == spec.name]
+        if out_of_time():
+            summary.out_of_time += len(model_cells)
+            continue
         if not model_cells:
             continue
         loaded = load_model(spec, exp, device)
         for cell in model_cells:
+            if out_of_time():
+                summary.out_of_time += 1
+                continue
             cell_id = cell.cell_id(hardware)
             bar.set_postfix_str(cell.describe())
             record = run_cell(cell, loaded, prompts.for_model(loaded, cell.seq_len), exp, clock, env, cell_id, peaks)
@@ -298,5 +316,8 @@ def run_experiment(exp: Experiment, shard: tuple[int, int] = (0, 1), progress: b
         if device.type == "cuda":
             torch.cuda.empty_cache()
     bar.close()
+    if summary.out_of_time:
+        log.warning("time budget of %.0f s reached: %d cells left for the next run", time_budget_s,
+                    summary.out_of_time)
     summary.csv_path = str(store.merge())
     return summary

@@ -168,3 +168,26 @@ def test_repo_paper_has_the_markers():
                     "## 4 Experimental setup", "## 5 Results", "## 6 Discussion", "## 7 Conclusion", "## References",
                     "## Appendix A: Reproducibility"):
         assert section in text
+
+
+def test_targets_table_reports_met_and_missed_with_margins(tmp_path):
+    from src.analysis.summary import targets_table
+
+    store = ResultStore(tmp_path / "raw")
+    d = _record("t1", "llada", "diffusion", 8, 1024, 32, 500.0)
+    d.mfu = 0.62
+    a = _record("t2", "llama", "autoregressive", 1, 1024, None, 900.0, decode="static_compiled")
+    a.mbu = 0.81
+    e = _record("t3", "llama", "autoregressive", 1, 1024, None, 2000.0)
+    e.mbu, e.latency_ms_cv = 0.30, 0.03
+    for r in (d, a, e):
+        r.wall_s = 10.0
+        store.write(r)
+    store.merge()
+    (tmp_path / "raw" / "overhead.json").write_text(json.dumps(
+        {"cells": [{"cell": "llada B=1", "overhead": 0.012}, {"cell": "llama B=1", "overhead": 0.021}]}))
+    text = targets_table(load_results(tmp_path / "raw"))
+    assert "| vanilla LLaDA sampler, B·N ≥ 4096: MFU ≥ 70% | min 62.0%, median 62.0% over 1 cells | missed by 8.0 points |" in text
+    assert "min 81.0% (eager beside it: median 30.0%) | met |" in text
+    assert "llama B=1: 2.10% | met |" in text
+    assert "1 of 3 cells at or above 2% | missed |" in text and "sum of cell wall time 30 s" in text

@@ -56,7 +56,7 @@ BAD = [
     ("grid.steps", [64], "grid.steps: 64 is larger than N_out = 16"),
     ("diffusion.block_length", 5, "diffusion.block_length: 5 does not divide N_out = 16"),
     ("grid.steps", [3], "grid.steps: 3 is not a multiple of the number of blocks 2"),
-    ("models.0.family", "gpt2", "models[0] (tiny-llama).family: 'gpt2' is not allowed; allowed: llama, llada"),
+    ("models.0.family", "gpt2", "models[0] (tiny-llama).family: 'gpt2' is not allowed; allowed: llama, qwen2, llada, dream"),
     ("attention", "xformers", "attention: 'xformers' is not allowed; allowed: flash_attention_2, sdpa, eager"),
     ("precision", "int3", "precision: 'int3' is not allowed"),
     ("models.1.path", "/nonexistent/llada", "models[1] (tiny-llada).path: file or directory not found"),

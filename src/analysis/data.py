@@ -6,8 +6,10 @@ Reads only `results/raw_data/` files (raw_metrics.csv, parity.csv); never a mode
 from __future__ import annotations
 
 import logging
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import pandas as pd
 
@@ -33,6 +35,7 @@ class Results:
     rows: pd.DataFrame  # every row of raw_metrics.csv (ok, oom and error)
     parity: pd.DataFrame  # parity.csv (may be empty)
     warnings: list[str] = field(default_factory=list)
+    overhead: Optional[dict] = None  # overhead.json of scripts/profile_overhead.py, when present
 
     @property
     def ok(self) -> pd.DataFrame:
@@ -94,7 +97,9 @@ def load_results(input_dir: str | Path, facet: tuple[str, ...] = ()) -> Results:
     warnings = quality_warnings(rows)
     for w in warnings:
         log.warning(w)
-    return Results(rows, parity, warnings)
+    overhead_path = input_dir / "overhead.json"
+    overhead = json.loads(overhead_path.read_text()) if overhead_path.is_file() else None
+    return Results(rows, parity, warnings, overhead)
 
 
 def baseline(df: pd.DataFrame) -> pd.DataFrame:

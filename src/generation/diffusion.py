@@ -104,33 +104,37 @@ class MaskedDiffusionGenerator:
         self.model, self.mask_id, self.block_length = model, mask_id, block_length
         self.sampler, self.temperature, self.cfg_scale = sampler, temperature, cfg_scale
         self.cache, self.threshold = cache, threshold
+        # Dream-style models read position i's prediction from the output at i - 1
+        self.shift = int(bool(getattr(getattr(model, "config", None), "shift_logits", False)))
 
     # ------------------------------------------------------------------ forwards
 
     def _full(self, x: Tensor, prompt_len: int, start: int, end: int, work: list, keep_kv: bool):
         """Whole-canvas forward; logits of the block (and the canvas K/V when keep_kv)."""
         batch, total = x.shape
+        rows = slice(start - self.shift, end - self.shift)
         if self.cfg_scale > 0:
             unconditional = x.clone()
             unconditional[:, :prompt_len] = self.mask_id
-            both = self.model(torch.cat([x, unconditional]), logits_slice=slice(start, end)).logits
+            both = self.model(torch.cat([x, unconditional]), logits_slice=rows).logits
             cond, uncond = both.chunk(2)
             work.append(ForwardWork(2 * batch, total, total * total, end - start, 0))
             return uncond + (self.cfg_scale + 1) * (cond - uncond), None
-        out = self.model(x, logits_slice=slice(start, end), return_kv=keep_kv)
+        out = self.model(x, logits_slice=rows, return_kv=keep_kv)
         work.append(ForwardWork(batch, total, total * total, end - start, 0))
         return out.logits, out.kv
 
     def _cached(self, x: Tensor, start: int, end: int, kv: list, work: list) -> Tensor:
         """A later step of a block with a prefix or dual cache built at the block's first step."""
         batch, total = x.shape
+        first = start - self.shift  # shifted-logits models also recompute the position before the block
         if self.cache == "prefix":
-            context = [(k[:, :, :start], v[:, :, :start]) for k, v in kv]
-            ids, first = x[:, start:], start
+            context = [(k[:, :, :first], v[:, :, :first]) for k, v in kv]
+            ids = x[:, first:]
         else:
-            context = [(torch.cat([k[:, :, :start], k[:, :, end:]], 2), torch.cat([v[:, :, :start], v[:, :, end:]], 2))
+            context = [(torch.cat([k[:, :, :first], k[:, :, end:]], 2), torch.cat([v[:, :, :first], v[:, :, end:]], 2))
                        for k, v in kv]
-            ids, first = x[:, start:end], start
+            ids = x[:, first:end]
         positions = torch.arange(first, first + ids.shape[1], device=x.device)
         out = self.model(ids, positions=positions, context=context, logits_slice=slice(0, end - start))
         q = ids.shape[1]

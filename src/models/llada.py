@@ -41,6 +41,8 @@ class LLaDAConfig:
     mask_token_id: int = 126336
     eos_token_id: int = 126081
     pad_token_id: int = 126081
+    qkv_bias: bool = False  # Dream (Qwen2.5 architecture) has q/k/v biases; LLaDA has none
+    shift_logits: bool = False  # Dream: position i's prediction is read from the output at i - 1
 
     @property
     def head_dim(self) -> int:
@@ -68,7 +70,7 @@ class LLaDAConfig:
 
     def to_official_dict(self) -> dict:
         """config.json content in the official key layout."""
-        out = asdict(self)
+        out = {k: v for k, v in asdict(self).items() if k not in ("qkv_bias", "shift_logits")}
         out.update({
             "architectures": ["LLaDAModelLM"], "model_type": "llada", "block_type": "llama",
             "layer_norm_type": "rms", "activation_type": "silu", "weight_tying": False,
@@ -114,9 +116,9 @@ class LLaDABlock(nn.Module):
         d, hd = cfg.d_model, cfg.head_dim
         self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.n_kv_heads, hd
         self.attn_norm = RMSNorm(d, cfg.rms_norm_eps)
-        self.q_proj = nn.Linear(d, cfg.n_heads * hd, bias=False)
-        self.k_proj = nn.Linear(d, cfg.n_kv_heads * hd, bias=False)
-        self.v_proj = nn.Linear(d, cfg.n_kv_heads * hd, bias=False)
+        self.q_proj = nn.Linear(d, cfg.n_heads * hd, bias=cfg.qkv_bias)
+        self.k_proj = nn.Linear(d, cfg.n_kv_heads * hd, bias=cfg.qkv_bias)
+        self.v_proj = nn.Linear(d, cfg.n_kv_heads * hd, bias=cfg.qkv_bias)
         self.attn_out = nn.Linear(cfg.n_heads * hd, d, bias=False)
         self.ff_norm = RMSNorm(d, cfg.rms_norm_eps)
         self.ff_proj = nn.Linear(d, cfg.mlp_hidden_size, bias=False)
@@ -204,6 +206,8 @@ class LLaDAModelLM(nn.Module):
             for name, p in self.named_parameters():
                 if name.endswith("norm.weight") or name.endswith("ln_f.weight"):
                     p.fill_(1.0)
+                elif name.endswith(".bias"):
+                    p.zero_()
                 else:
                     p.normal_(0.0, std, generator=generator)
 

@@ -13,7 +13,13 @@ import torch
 from ..config import ConfigError, Experiment, ModelSpec
 from ..measure.roofline import Architecture
 from .attention import hf_attn_implementation, resolve_kernel
+from .dream import load_dream, native_config as dream_config
 from .llada import LLaDAConfig, build_synthetic_llada, load_llada
+
+
+def native_config(family: str, raw: dict) -> LLaDAConfig:
+    """The native diffusion-transformer config of a LLaDA or Dream config.json mapping."""
+    return dream_config(raw) if family == "dream" else LLaDAConfig.from_dict(raw)
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +87,8 @@ def load_tokenizer(spec: ModelSpec, exp: Experiment, source: Optional[Path] = No
 
 def _architecture(model: torch.nn.Module, cfg: dict, family: str) -> Architecture:
     n_params = sum(p.numel() for p in model.parameters())
-    if family == "llada":
-        c = LLaDAConfig.from_dict(cfg)
+    if family in ("llada", "dream"):
+        c = native_config(family, cfg)
         emb = 2 * c.embedding_size * c.d_model
         return Architecture(c.n_layers, c.d_model, c.n_heads, c.n_kv_heads, c.head_dim, c.mlp_hidden_size,
                             c.embedding_size, n_params, n_params - emb)
@@ -104,12 +110,12 @@ def load_model(spec: ModelSpec, exp: Experiment, device: torch.device) -> Loaded
     cfg = _config_dict(spec, exp, source)
     synthetic = spec.synthetic or cfg.get(SYNTHETIC_MARKER) is not None
     torch.manual_seed(exp.seed)
-    if spec.family == "llada":
+    if spec.kind == "diffusion":
         if spec.synthetic:
-            model = build_synthetic_llada(LLaDAConfig.from_dict(cfg), device, dtype, kernel, exp.seed)
+            model = build_synthetic_llada(native_config(spec.family, cfg), device, dtype, kernel, exp.seed)
         else:
-            model = load_llada(source, device, dtype, kernel)
-        mask_id = LLaDAConfig.from_dict(cfg).mask_token_id
+            model = (load_dream if spec.family == "dream" else load_llada)(source, device, dtype, kernel)
+        mask_id = model.config.mask_token_id
     else:
         from transformers import AutoConfig, AutoModelForCausalLM
 
