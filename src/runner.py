@@ -9,6 +9,7 @@ An out-of-memory error is a result (`status=oom`); any other error is recorded
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import time
@@ -236,6 +237,14 @@ def run_cell(cell: Cell, loaded: LoadedModel, prompts: PromptSet, exp: Experimen
                 f"{cell.model.name}: attention kernel {loaded.attention_kernel!r} (requested "
                 f"{exp.attention!r}) cannot run here: {str(exc).splitlines()[0]}. Choose another "
                 f"attention backend for all models, or set allow_attention_mismatch: true") from exc
+        if _is_kernel_unavailable(exc) and loaded.attention_kernel == "sdpa_flash":
+            # allowed mismatch: this cell runs on unrestricted SDPA, and its row says so
+            log.warning("cell %s (%s): flash backend unavailable, re-running with unrestricted SDPA "
+                        "(allow_attention_mismatch)", cell_id, cell.describe())
+            fallback = dataclasses.replace(loaded, attention_kernel="sdpa")
+            record = run_cell(cell, fallback, prompts, exp, clock, env, cell_id, peaks)
+            record.attention_kernel = "sdpa (fallback: sdpa_flash unavailable)"
+            return record
         log.exception("cell %s (%s) failed", cell_id, cell.describe())
         record.status, record.error = "error", f"{type(exc).__name__}: {str(exc).splitlines()[0][:500]}"
     finally:

@@ -106,6 +106,29 @@ def test_missing_kernel_stops_the_run_unless_allowed(mini_config, monkeypatch):
         runner.run_experiment(exp, progress=False)
 
 
+def test_allowed_mismatch_falls_back_to_sdpa_and_the_row_says_so(mini_config, monkeypatch):
+    import dataclasses as dc
+
+    exp = load_experiment(mini_config, {"models": ["tiny-llada"], "batch_size": [1], "steps": [4]})
+    exp = dc.replace(exp, attention="flash_attention_2", allow_attention_mismatch=True)
+    real = runner.make_generator
+
+    class FlashOnlyFails:
+        def __init__(self, inner, kernel):
+            self.inner, self.kernel = inner, kernel
+
+        def generate(self, *a, **k):
+            if self.kernel == "sdpa_flash":
+                raise RuntimeError("No available kernel. Aborting execution.")
+            return self.inner.generate(*a, **k)
+
+    monkeypatch.setattr(runner, "make_generator",
+                        lambda cell, loaded, cache=None: FlashOnlyFails(real(cell, loaded, cache), loaded.attention_kernel))
+    summary = runner.run_experiment(exp, progress=False)
+    rows = list(csv.DictReader(open(summary.csv_path)))
+    assert summary.ok == 1 and rows[0]["attention_kernel"] == "sdpa (fallback: sdpa_flash unavailable)"
+
+
 def test_too_few_passages_is_a_clear_error(mini_config, capsys):
     assert main(["--config", str(mini_config), "--max_prompts", "500"]) == 2
     err = capsys.readouterr().err
