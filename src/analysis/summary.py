@@ -105,32 +105,31 @@ def _verdict(ok: bool) -> str:
     return "met" if ok else "missed"
 
 
+def _utilisation_target(target: str, values: pd.Series, goal: float, context: str) -> list[str]:
+    """One targets row: the worst and median utilisation of the cells concerned against `goal`."""
+    if values.empty:
+        return [target, "no such cell", "—"]
+    if values.isna().all():
+        return [target, "no peak figures for this hardware", "n/a"]
+    worst = values.min()
+    margin = "" if worst >= goal else f" by {_f(100 * (goal - worst))} points"
+    return [target, f"min {_f(100 * worst)}%, median {_f(100 * values.median())}% {context}",
+            _verdict(worst >= goal) + margin]
+
+
 def targets_table(results: Results) -> str:
     """The performance targets of the GPU campaign, evaluated on whatever rows exist."""
     ok = results.ok
     rows = []
     dl = baseline(ok[ok["kind"] == "diffusion"])
     big = dl[dl["batch_size"] * dl["seq_len"] >= 4096]
-    if big.empty:
-        rows.append(["vanilla LLaDA sampler, B·N ≥ 4096: MFU ≥ 70%", "no such cell", "—"])
-    elif big["mfu"].isna().all():
-        rows.append(["vanilla LLaDA sampler, B·N ≥ 4096: MFU ≥ 70%", "no peak figures for this hardware", "n/a"])
-    else:
-        worst = big["mfu"].min()
-        rows.append(["vanilla LLaDA sampler, B·N ≥ 4096: MFU ≥ 70%",
-                     f"min {_f(100 * worst)}%, median {_f(100 * big['mfu'].median())}% over {len(big)} cells",
-                     _verdict(worst >= 0.70) + ("" if worst >= 0.70 else f" by {_f(100 * (0.70 - worst))} points")])
+    rows.append(_utilisation_target("vanilla LLaDA sampler, B·N ≥ 4096: MFU ≥ 70%", big["mfu"], 0.70,
+                                    f"over {len(big)} cells"))
     ar = ok[(ok["kind"] == "autoregressive") & (ok["batch_size"] == 1)]
-    fast, eager = ar[ar["decode"] == "static_compiled"], ar[ar["decode"] == "eager"]
-    if fast.empty:
-        rows.append(["AR static + compiled decode, B=1: MBU ≥ 75%", "no such cell", "—"])
-    elif fast["mbu"].isna().all():
-        rows.append(["AR static + compiled decode, B=1: MBU ≥ 75%", "no peak figures for this hardware", "n/a"])
-    else:
-        worst = fast["mbu"].min()
-        rows.append(["AR static + compiled decode, B=1: MBU ≥ 75%",
-                     f"min {_f(100 * worst)}% (eager beside it: median {_f(100 * eager['mbu'].median())}%)",
-                     _verdict(worst >= 0.75) + ("" if worst >= 0.75 else f" by {_f(100 * (0.75 - worst))} points")])
+    eager = ar.loc[ar["decode"] == "eager", "mbu"]
+    rows.append(_utilisation_target("AR static + compiled decode, B=1: MBU ≥ 75%",
+                                    ar.loc[ar["decode"] == "static_compiled", "mbu"], 0.75,
+                                    f"(eager beside it: median {_f(100 * eager.median())}%)"))
     if results.overhead:
         worst = max(c["overhead"] for c in results.overhead["cells"])
         detail = "; ".join(f"{c['cell']}: {_f(100 * c['overhead'], 2)}%" for c in results.overhead["cells"])
