@@ -82,6 +82,8 @@ class CellRecord:
     peak_mem_reserved_gib: float = math.nan
     peak_mem_allocated_gib: float = math.nan
     process_max_rss_gib: float = math.nan
+    answer_tokens_mean: float = math.nan  # output tokens before the first EOS, mean over the batch
+    answer_tokens_per_s_median: float = math.nan  # B * answer_tokens_mean / L_e2e
     tokens_per_step_mean: float = math.nan
     agreement_with_uncached: float = math.nan  # cached samplers: share of tokens equal to the uncached sampler's
     flops_per_generation: float = math.nan

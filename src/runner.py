@@ -218,6 +218,10 @@ def run_cell(cell: Cell, loaded: LoadedModel, prompts: PromptSet, exp: Experimen
         record.peak_mem_reserved_gib, record.peak_mem_allocated_gib = mem.reserved_gib, mem.allocated_gib
         record.process_max_rss_gib = mem.process_max_rss_gib
         add_roofline(record, trace, loaded, peaks or roofline.datasheet_peaks(env["hardware"]))
+        answers = metrics.answer_tokens(trace.output_ids.tolist(), loaded.eos_token_id)
+        record.answer_tokens_mean = sum(answers) / len(answers)
+        record.answer_tokens_per_s_median = metrics.throughput_tokens_per_s(
+            cell.batch_size, record.answer_tokens_mean, record.latency_ms_median)
         record.outputs = _outputs(trace, loaded)
         if cell.cache not in (None, "none"):
             with kernel_context(loaded.attention_kernel):

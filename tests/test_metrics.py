@@ -34,3 +34,8 @@ def test_median_and_cv():
     assert metrics.coefficient_of_variation([10.0, 10.0, 10.0]) == 0.0
     assert metrics.coefficient_of_variation([9.0, 11.0]) == pytest.approx(math.sqrt(2) / 10)
     assert metrics.coefficient_of_variation([5.0]) == 0.0
+
+
+def test_answer_tokens_stop_at_the_first_eos():
+    assert metrics.answer_tokens([[5, 6, 2, 7, 2], [5, 6, 7], [2, 2]], eos_id=2) == [2, 3, 0]
+    assert metrics.answer_tokens([[1, 2]], eos_id=None) == [2]

@@ -26,6 +26,9 @@ def test_mini_run_writes_rows_for_both_architectures_and_a_figure(mini_config, t
         assert len(lat) == 2 and float(r["latency_ms_median"]) == pytest.approx(sum(lat) / 2, abs=1e-3)
         assert float(r["tokens_per_s_median"]) > 0 and r["attention_kernel"] == "sdpa"
         assert r["clock"] == "perf_counter" and r["env_torch_version"] == torch.__version__
+        assert 0 <= float(r["answer_tokens_mean"]) <= 16
+        assert float(r["answer_tokens_per_s_median"]) == pytest.approx(
+            int(r["batch_size"]) * float(r["answer_tokens_mean"]) / (float(r["latency_ms_median"]) / 1000), rel=1e-6)
     ar = [r for r in rows if r["kind"] == "autoregressive"]
     assert all(float(r["ttft_ms_median"]) > 0 and float(r["itl_ms_median"]) > 0 for r in ar)
     dl = [r for r in rows if r["kind"] == "diffusion"]

@@ -42,6 +42,11 @@ def throughput_tokens_per_s(batch_size: int, n_out: int, latency_ms: float) -> f
     return batch_size * n_out / (latency_ms / 1000.0)
 
 
+def answer_tokens(output_ids: Sequence[Sequence[int]], eos_id: int | None) -> list[int]:
+    """Per sequence, output tokens before the first EOS (all of them when there is none)."""
+    return [list(row).index(eos_id) if eos_id is not None and eos_id in row else len(row) for row in output_ids]
+
+
 def forward_passes_per_token(forward_passes: int, n_out: int) -> float:
     """Model forward calls per output token (per sequence)."""
     return forward_passes / n_out

@@ -39,6 +39,7 @@ class LoadedModel:
     architecture: Architecture
     mask_token_id: Optional[int]
     source_dir: Optional[Path]
+    eos_token_id: Optional[int] = None
 
 
 def resolve_source(spec: ModelSpec, exp: Experiment) -> Optional[Path]:
@@ -136,6 +137,8 @@ def load_model(spec: ModelSpec, exp: Experiment, device: torch.device) -> Loaded
     log.info("loaded %s (%s, %.3g M params, weights=%s, attention kernel=%s, %s on %s)", spec.name,
              spec.family, arch.n_params / 1e6, "synthetic" if synthetic else "pretrained", kernel, exp.precision,
              device)
-    return LoadedModel(spec=spec, model=model, tokenizer=load_tokenizer(spec, exp, source),
-                       weights="synthetic" if synthetic else "pretrained", attention_kernel=kernel,
-                       device=device, dtype=dtype, architecture=arch, mask_token_id=mask_id, source_dir=source)
+    tokenizer = load_tokenizer(spec, exp, source)
+    eos = tokenizer.eos_token_id if tokenizer is not None else cfg.get("eos_token_id")
+    return LoadedModel(spec=spec, model=model, tokenizer=tokenizer, weights="synthetic" if synthetic else "pretrained",
+                       attention_kernel=kernel, device=device, dtype=dtype, architecture=arch, mask_token_id=mask_id,
+                       source_dir=source, eos_token_id=eos if isinstance(eos, int) else None)
