@@ -75,11 +75,14 @@ def test_attention_kernels_agree(kernel):
     torch.testing.assert_close(ref, other, atol=1e-4, rtol=1e-4)
 
 
-def test_causal_eager_matches_sdpa_with_gqa():
-    q = torch.randn(1, 4, 5, 8)
+@pytest.mark.parametrize("n_queries", [5, 2])
+def test_causal_eager_matches_sdpa_with_gqa(n_queries):
+    q = torch.randn(1, 4, n_queries, 8)
     k, v = torch.randn(1, 2, 5, 8), torch.randn(1, 2, 5, 8)
-    torch.testing.assert_close(attend(q, k, v, "eager", causal=True), attend(q, k, v, "sdpa", causal=True),
-                               atol=1e-5, rtol=1e-5)
+    eager = attend(q, k, v, "eager", causal=True)
+    torch.testing.assert_close(eager, attend(q, k, v, "sdpa", causal=True), atol=1e-5, rtol=1e-5)
+    # the last query sees every key: the same as non-causal attention for that row
+    torch.testing.assert_close(eager[:, :, -1], attend(q, k, v, "eager", causal=False)[:, :, -1], atol=1e-5, rtol=1e-5)
 
 
 def test_forward_with_cached_context_equals_full_forward():

@@ -50,8 +50,16 @@ def kernel_context(kernel: str) -> Iterator[None]:
         yield
 
 
+def _causal_mask(sq: int, sk: int, device: torch.device) -> Tensor:
+    """[sq, sk] bool, True where query i (the i-th of the last sq positions) may see key j."""
+    return torch.ones(sq, sk, dtype=torch.bool, device=device).tril(sk - sq)
+
+
 def attend(q: Tensor, k: Tensor, v: Tensor, kernel: str, causal: bool) -> Tensor:
-    """Attention of q [B, H, Sq, D] over k, v [B, H_kv, Sk, D]; returns [B, H, Sq, D]."""
+    """Attention of q [B, H, Sq, D] over k, v [B, H_kv, Sk, D]; returns [B, H, Sq, D].
+
+    With `causal`, the queries are the last Sq of the Sk positions (bottom-right alignment, as flash-attn).
+    """
     if k.shape[1] != q.shape[1]:
         rep = q.shape[1] // k.shape[1]
         k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
@@ -60,13 +68,14 @@ def attend(q: Tensor, k: Tensor, v: Tensor, kernel: str, causal: bool) -> Tensor
 
         out = flash_attn_func(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), causal=causal)
         return out.transpose(1, 2)
+    sq, sk = q.shape[2], k.shape[2]
     if kernel in ("sdpa", "sdpa_flash"):
+        if causal and sq != sk:  # SDPA's is_causal aligns top-left; flash-attn and eager align bottom-right
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=_causal_mask(sq, sk, q.device))
         return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
     if kernel == "eager":
         scores = (q.float() @ k.float().transpose(-1, -2)) / (q.shape[-1] ** 0.5)
         if causal:
-            sq, sk = q.shape[2], k.shape[2]
-            mask = torch.ones(sq, sk, dtype=torch.bool, device=q.device).tril(sk - sq)
-            scores = scores.masked_fill(~mask, float("-inf"))
+            scores = scores.masked_fill(~_causal_mask(sq, sk, q.device), float("-inf"))
         return (scores.softmax(-1) @ v.float()).to(q.dtype)
     raise ValueError(f"unknown attention kernel {kernel!r}")
