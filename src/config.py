@@ -91,8 +91,23 @@ class AutoregressiveSpec:
 
 @dataclass(frozen=True)
 class TimingSpec:
+    """How each cell is timed.
+
+    warmup: untimed generations before the timed ones.
+    repeats: timed generations (the median is reported).
+    warmup_steps: diffusion only; each warm-up stops after this many denoising steps (same shapes and
+        code path as the timed run, fewer iterations); null = whole generations.
+    max_timed_s: no further repetition starts once the timed ones add up to this many seconds, provided
+        `min_repeats` have run; null = always `repeats`.
+    min_repeats: the fewest repetitions `max_timed_s` may leave (never more than `repeats`; 2 or more
+        gives a run-to-run CV).
+    """
+
     warmup: int = 3
     repeats: int = 3
+    warmup_steps: Optional[int] = None
+    max_timed_s: Optional[float] = None
+    min_repeats: int = 2
 
 
 @dataclass(frozen=True)
@@ -247,6 +262,11 @@ def validate(exp: Experiment) -> None:
     _positive([exp.timing.repeats], "timing.repeats")
     if exp.timing.warmup < 0:
         raise ConfigError(f"timing.warmup: {exp.timing.warmup} is not allowed; allowed: integers >= 0")
+    if exp.timing.warmup_steps is not None:
+        _positive([exp.timing.warmup_steps], "timing.warmup_steps")
+    if exp.timing.max_timed_s is not None and exp.timing.max_timed_s <= 0:
+        raise ConfigError(f"timing.max_timed_s: {exp.timing.max_timed_s} is not allowed; allowed: numbers > 0 or null")
+    _positive([exp.timing.min_repeats], "timing.min_repeats")
     _positive([exp.prompts.max_prompts], "prompts.max_prompts")
     _positive([d.block_length], "diffusion.block_length")
     for s in d.sampler:

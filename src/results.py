@@ -65,8 +65,9 @@ class CellRecord:
     clock: Optional[str] = None
     hardware: Optional[str] = None
     error: Optional[str] = None
-    warmup: int = 0
-    repeats: int = 0
+    warmup: int = 0  # warm-up generations run
+    warmup_steps: Optional[int] = None  # diffusion: denoising steps per warm-up; None = whole generations
+    repeats: int = 0  # timed repetitions run
     latency_ms_median: float = math.nan
     latency_ms_min: float = math.nan
     latency_ms_max: float = math.nan

@@ -20,7 +20,7 @@ from typing import Optional
 import torch
 from tqdm import tqdm
 
-from .config import Cell, Experiment, expand_cells, project_root, select_shard
+from .config import Cell, Experiment, TimingSpec, expand_cells, project_root, select_shard
 from .generation import GenerationTrace, Generator
 from .generation.autoregressive import make_ar_generator
 from .generation.diffusion import MaskedDiffusionGenerator
@@ -153,7 +153,7 @@ def measure_repetition(cell: Cell, trace: GenerationTrace, clock: Clock, start, 
 
 def _summarise(record: CellRecord, reps: list[Repetition], trace: GenerationTrace) -> None:
     lat = [r.latency_ms for r in reps]
-    record.repetitions = reps
+    record.repetitions, record.repeats = reps, len(reps)
     record.latency_ms_median = metrics.median(lat)
     record.latency_ms_min, record.latency_ms_max = min(lat), max(lat)
     record.latency_ms_cv = metrics.coefficient_of_variation(lat)
@@ -185,8 +185,55 @@ def new_record(cell: Cell, exp: Experiment, loaded: Optional[LoadedModel], env: 
         started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
-def _is_kernel_unavailable(exc: BaseException) -> bool:
-    return isinstance(exc, RuntimeError) and "no available kernel" in str(exc).lower()
+class _WarmupStepsDone(Exception):
+    """Raised by the warm-up marker to end a diffusion warm-up after `timing.warmup_steps` steps."""
+
+
+def warm_up(generator: Generator, ids: torch.Tensor, cell: Cell, timing: TimingSpec) -> Optional[int]:
+    """Run the cell's warm-up generations; returns the denoising steps each ran (None = whole generations).
+
+    A diffusion warm-up with `timing.warmup_steps` runs the real generation and stops it from the
+    per-step marker: the same shapes and code path as the timed run, fewer iterations.
+    """
+    limit = timing.warmup_steps if cell.steps is not None else None
+    if limit is not None:
+        limit = min(limit, cell.steps)
+    for _ in range(timing.warmup):
+        if limit is None:
+            generator.generate(ids, cell.n_out, steps=cell.steps)
+            continue
+        done = 0
+
+        def count_step() -> None:
+            nonlocal done
+            done += 1
+            if done >= limit:
+                raise _WarmupStepsDone
+
+        try:
+            generator.generate(ids, cell.n_out, steps=cell.steps, marker=count_step)
+        except _WarmupStepsDone:
+            pass
+    return limit
+
+
+def another_repetition(timing: TimingSpec, reps: list[Repetition]) -> bool:
+    """Whether one more timed repetition starts: fewer than `repeats` ran, and `max_timed_s` (if set)
+    is not yet spent or fewer than `min_repeats` ran."""
+    if len(reps) >= timing.repeats:
+        return False
+    if timing.max_timed_s is None or len(reps) < timing.min_repeats:
+        return True
+    return sum(r.latency_ms for r in reps) / 1000.0 < timing.max_timed_s
+
+
+def _is_kernel_unavailable(exc: Optional[BaseException]) -> bool:
+    """SDPA found no kernel among the allowed backends; also when wrapped (e.g. by torch.compile)."""
+    while exc is not None:
+        if isinstance(exc, RuntimeError) and "no available kernel" in str(exc).lower():
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def run_cell(cell: Cell, loaded: LoadedModel, prompts: PromptSet, exp: Experiment, clock: Clock,
@@ -202,12 +249,11 @@ def run_cell(cell: Cell, loaded: LoadedModel, prompts: PromptSet, exp: Experimen
     torch.manual_seed(exp.seed)
     try:
         with kernel_context(loaded.attention_kernel):
-            for _ in range(exp.timing.warmup):
-                generator.generate(ids, cell.n_out, steps=steps)
+            record.warmup_steps = warm_up(generator, ids, cell, exp.timing)
             clock.synchronize()
             reset_peak(loaded.device)
-            reps = []
-            for _ in range(exp.timing.repeats):
+            reps: list[Repetition] = []
+            while another_repetition(exp.timing, reps):
                 start = clock.mark()
                 trace = generator.generate(ids, cell.n_out, steps=steps, marker=clock.mark)
                 end = clock.mark()

@@ -62,6 +62,9 @@ BAD = [
     ("models.1.path", "/nonexistent/llada", "models[1] (tiny-llada).path: file or directory not found"),
     ("prompts.file", "/nonexistent/prompts.txt", "prompts.file: file not found"),
     ("timing.repeats", True, "timing.repeats: expected integer"),
+    ("timing.warmup_steps", 0, "timing.warmup_steps: 0 is not allowed; allowed: integers > 0"),
+    ("timing.max_timed_s", -1, "timing.max_timed_s: -1.0 is not allowed; allowed: numbers > 0 or null"),
+    ("timing.min_repeats", 0, "timing.min_repeats: 0 is not allowed; allowed: integers > 0"),
     ("grid.steps", KeyError, "grid.steps: missing required key"),
 ]
 

@@ -109,7 +109,18 @@ def test_missing_kernel_stops_the_run_unless_allowed(mini_config, monkeypatch):
         runner.run_experiment(exp, progress=False)
 
 
-def test_allowed_mismatch_falls_back_to_sdpa_and_the_row_says_so(mini_config, monkeypatch):
+def _no_kernel_error(wrapped: bool) -> RuntimeError:
+    inner = RuntimeError("No available kernel. Aborting execution.")
+    if not wrapped:
+        return inner
+    try:  # as torch.compile re-raises a failure inside a compiled graph
+        raise RuntimeError("backend compiler failed") from inner
+    except RuntimeError as outer:
+        return outer
+
+
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_allowed_mismatch_falls_back_to_sdpa_and_the_row_says_so(mini_config, monkeypatch, wrapped):
     import dataclasses as dc
 
     exp = load_experiment(mini_config, {"models": ["tiny-llada"], "batch_size": [1], "steps": [4]})
@@ -122,7 +133,7 @@ def test_allowed_mismatch_falls_back_to_sdpa_and_the_row_says_so(mini_config, mo
 
         def generate(self, *a, **k):
             if self.kernel == "sdpa_flash":
-                raise RuntimeError("No available kernel. Aborting execution.")
+                raise _no_kernel_error(wrapped)
             return self.inner.generate(*a, **k)
 
     monkeypatch.setattr(runner, "make_generator",
@@ -144,3 +155,55 @@ def test_both_entry_points_work(entry, mini_config):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "6 cells" in out.stdout
+
+
+class _CountingDiffusion:
+    """A stand-in generator that calls the marker once per denoising step and counts whole runs."""
+
+    def __init__(self):
+        self.steps_seen, self.finished = [], 0
+
+    def generate(self, ids, n_out, *, steps=None, marker=None):
+        seen = 0
+        for _ in range(steps):
+            seen += 1
+            if marker is not None:
+                try:
+                    marker()
+                except Exception:
+                    self.steps_seen.append(seen)
+                    raise
+        self.steps_seen.append(seen)
+        self.finished += 1
+
+
+def test_diffusion_warmups_stop_after_warmup_steps(mini_config):
+    import dataclasses as dc
+
+    exp = load_experiment(mini_config, {"models": ["tiny-llada"], "batch_size": [1], "steps": [8]})
+    (cell,) = runner.expand_cells(exp)
+    gen = _CountingDiffusion()
+    timing = dc.replace(exp.timing, warmup=3, warmup_steps=3)
+    assert runner.warm_up(gen, torch.zeros(1, 16, dtype=torch.long), cell, timing) == 3
+    assert gen.steps_seen == [3, 3, 3] and gen.finished == 0
+    gen = _CountingDiffusion()
+    assert runner.warm_up(gen, None, cell, dc.replace(timing, warmup_steps=None)) is None
+    assert gen.steps_seen == [8, 8, 8] and gen.finished == 3
+
+
+def test_max_timed_s_stops_repeats_at_min_repeats(mini_config, tmp_path):
+    import yaml
+
+    data = yaml.safe_load(mini_config.read_text())
+    data["timing"] = {"warmup": 1, "repeats": 5, "warmup_steps": 2, "max_timed_s": 1e-6, "min_repeats": 2}
+    mini_config.write_text(yaml.safe_dump(data))
+    assert main(["--config", str(mini_config), "--batch_size", "1", "--no_figure"]) == 0
+    rows = _rows(tmp_path)
+    assert rows and all(r["repeats"] == "2" and len(r["latency_ms_all"].split(";")) == 2 for r in rows)
+    assert {r["warmup_steps"] for r in rows if r["kind"] == "diffusion"} == {"2"}
+    assert {r["warmup_steps"] for r in rows if r["kind"] == "autoregressive"} == {""}
+    data["timing"]["max_timed_s"] = None
+    mini_config.write_text(yaml.safe_dump(data))
+    exp = load_experiment(mini_config)
+    assert all(runner.another_repetition(exp.timing, [None] * n) for n in range(5))
+    assert not runner.another_repetition(exp.timing, [None] * 5)
