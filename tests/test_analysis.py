@@ -175,7 +175,7 @@ def test_targets_table_reports_met_and_missed_with_margins(tmp_path):
 
     store = ResultStore(tmp_path / "raw")
     d = _record("t1", "llada", "diffusion", 8, 1024, 32, 500.0)
-    d.mfu = 0.62
+    d.mfu, d.flops_per_generation = 0.62, 1e15  # compute-bound: 1e15 / 989e12 s per generation
     a = _record("t2", "llama", "autoregressive", 1, 1024, None, 900.0, decode="static_compiled")
     a.mbu = 0.81
     e = _record("t3", "llama", "autoregressive", 1, 1024, None, 2000.0)
@@ -191,3 +191,5 @@ def test_targets_table_reports_met_and_missed_with_margins(tmp_path):
     assert "min 81.0%, median 81.0% (eager beside it: median 30.0%) | met |" in text
     assert "llama B=1: 2.10% | met |" in text
     assert "1 of 3 cells at or above 2% | missed |" in text and "sum of cell wall time 30 s" in text
+    # 3 repetitions each: 3 * 1e15 / 989e12 (compute-bound) + 2 * 3 * 1e10 / 3.35e12 (memory-bound) = 3.05 s
+    assert "the timed generations alone need ≥ 3.1 s at the roofline" in text

@@ -1,5 +1,7 @@
 """Diffusion fast samplers and caches, the AR static/compiled paths, and the roofline formulas."""
 
+import math
+
 import pytest
 import torch
 
@@ -116,6 +118,10 @@ def test_flop_and_byte_counts_match_a_hand_calculation():
     assert roofline.forward_min_bytes(w, arch, 2) == (1080 + 3 * 344) * 2
     assert roofline.achieved_tflops(2e12, 500.0) == pytest.approx(4.0)
     assert roofline.utilisation(4.0, 8.0) == 0.5
+    # 2e12 FLOPs at 4 TFLOP/s = 0.5 s; 3e12 bytes at 2 TB/s = 1.5 s: the memory side bounds it
+    assert roofline.roofline_seconds(2e12, 3e12, 4.0, 2.0) == pytest.approx(1.5)
+    assert roofline.roofline_seconds(8e12, 3e12, 4.0, 2.0) == pytest.approx(2.0)
+    assert math.isnan(roofline.roofline_seconds(2e12, 3e12, float("nan"), 2.0))
 
 
 def test_ar_work_counts_prefill_and_decode_steps():

@@ -6,6 +6,7 @@ import math
 
 import pandas as pd
 
+from ..measure import roofline
 from .data import BASELINE_CACHE, BASELINE_DECODE, BASELINE_SAMPLER, Results, baseline
 
 
@@ -141,9 +142,14 @@ def targets_table(results: Results) -> str:
         rows.append(["run-to-run CV of L_e2e < 2% per cell",
                      f"max {_f(100 * ok['latency_ms_cv'].max(), 2)}%; {len(above)} of {len(ok)} cells at or above 2%",
                      _verdict(above.empty)])
+        floor_s = sum(r.repeats * roofline.roofline_seconds(r.flops_per_generation, r.min_bytes_per_generation,
+                                                             r.peak_tflops, r.peak_tbps)
+                      for r in ok.itertuples())
+        floor = ("" if math.isnan(floor_s) else
+                 f"; the timed generations alone need ≥ {_f(floor_s, 1)} s at the roofline (FLOPs and bytes at peak)")
         rows.append(["the whole grid within the session's device time",
-                     f"{len(ok)} ok / {len(results.rows)} cells; sum of cell wall time {_f(ok['wall_s'].sum(), 0)} s",
-                     "—"])
+                     f"{len(ok)} ok / {len(results.rows)} cells; sum of cell wall time {_f(ok['wall_s'].sum(), 0)} s"
+                     + floor, "—"])
     return _table(["target", "measured", "verdict"], rows)
 
 

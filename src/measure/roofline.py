@@ -96,6 +96,12 @@ def achieved_tbps(nbytes: float, latency_ms: float) -> float:
     return nbytes / (latency_ms / 1000.0) / 1e12
 
 
+def roofline_seconds(flops: float, nbytes: float, peak_tflops: float, peak_tbps: float) -> float:
+    """The fewest seconds a generation can take at the peaks: max(compute time, memory time); NaN if unknown."""
+    compute_s, memory_s = flops / (peak_tflops * 1e12), nbytes / (peak_tbps * 1e12)
+    return math.nan if math.isnan(compute_s) or math.isnan(memory_s) else max(compute_s, memory_s)
+
+
 def utilisation(achieved: float, peak: float) -> float:
     """achieved / peak; NaN when the peak is unknown."""
     return achieved / peak if peak and not math.isnan(peak) else math.nan
