@@ -2,7 +2,7 @@
 
 Generators know nothing of timing: the caller passes `marker`, a zero-argument callable whose
 return value (a clock mark) is stored after every output token (autoregressive) or every
-denoising step (diffusion).
+denoising step (diffusion). A marker may raise to end a generation early (shortened warm-ups do).
 """
 
 from __future__ import annotations
