@@ -85,6 +85,7 @@ def test_each_figure_is_drawn_with_its_panels(tmp_path):
             captured["labels"] = [t.get_text() for ax in fig.axes for t in ax.get_legend().get_texts()] \
                 if any(ax.get_legend() for ax in fig.axes) else []
             captured["texts"] = [t.get_text() for ax in fig.axes for t in ax.texts]
+            captured["clims"] = [im.get_clim() for ax in fig.axes for im in ax.images]
             return real_save(fig, res, out)
 
         figures._save = spy
@@ -97,6 +98,8 @@ def test_each_figure_is_drawn_with_its_panels(tmp_path):
         if name == "memory_heatmap":
             assert "OOM" in captured["texts"]  # the OOM cell is marked, not blank
             assert "—" in captured["texts"]  # a missing cell
+            top = max(r["peak_mem_reserved_gib"] for _, r in results.ok.iterrows())
+            assert captured["clims"] == [(0.0, top)] * 2  # one colour scale for both models, from 0 GiB
         if name == "quality_vs_steps":
             assert any(label.startswith("S_parity = 16") for label in captured["labels"])
         if name == "pareto":

@@ -150,15 +150,17 @@ def throughput_bars(results: Results, out: Path) -> Path:
 
 
 def memory_heatmaps(results: Results, out: Path) -> Path:
-    """Peak memory over B x N per model (max over K and variants); OOM cells are marked OOM."""
+    """Peak memory over B x N per model (max over K and variants); OOM cells are marked OOM.
+
+    All panels share one colour scale from 0 GiB, so equal colours mean equal memory across models."""
     rows = results.rows
     column = "peak_mem_reserved_gib"
     if rows.loc[rows["status"] == "ok", column].isna().all():
         column = "process_max_rss_gib"  # CPU runs: only the process RSS exists
     models = sorted(rows["model_name"].unique())
     bs, ns = sorted(rows["batch_size"].unique()), sorted(rows["seq_len"].unique())
-    fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.6), squeeze=False, constrained_layout=True)
-    for ax, model in zip(axes[0], models):
+    grids, ooms = {}, {}
+    for model in models:
         grid = np.full((len(bs), len(ns)), np.nan)
         oom = np.zeros_like(grid, dtype=bool)
         for i, b in enumerate(bs):
@@ -168,12 +170,17 @@ def memory_heatmaps(results: Results, out: Path) -> Path:
                 if ok.notna().any():
                     grid[i, j] = ok.max()
                 oom[i, j] = (cell["status"] == "oom").any()
-        im = ax.imshow(np.ma.masked_invalid(grid), cmap="cividis", origin="lower", aspect="auto")
+        grids[model], ooms[model] = grid, oom
+    top = max([np.nanmax(g) for g in grids.values() if not np.isnan(g).all()], default=1.0)
+    fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.6), squeeze=False, constrained_layout=True)
+    for ax, model in zip(axes[0], models):
+        grid, oom = grids[model], ooms[model]
+        im = ax.imshow(np.ma.masked_invalid(grid), cmap="cividis", origin="lower", aspect="auto", vmin=0.0, vmax=top)
         for i in range(len(bs)):
             for j in range(len(ns)):
                 text = "OOM" if oom[i, j] else ("—" if np.isnan(grid[i, j]) else f"{grid[i, j]:.2f}")
-                ax.text(j, i, text, ha="center", va="center", fontsize=8,
-                        color="white" if oom[i, j] or np.isnan(grid[i, j]) else "black",
+                dark = oom[i, j] or np.isnan(grid[i, j]) or grid[i, j] < 0.5 * top  # cividis is dark below mid-scale
+                ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if dark else "black",
                         bbox=dict(facecolor="#D55E00", edgecolor="none") if oom[i, j] else None)
         ax.set_xticks(range(len(ns)), [str(n) for n in ns])
         ax.set_yticks(range(len(bs)), [str(b) for b in bs])
