@@ -25,8 +25,12 @@ PRECISIONS = ("bf16", "fp16", "fp32")
 ATTENTION_BACKENDS = ("flash_attention_2", "sdpa", "eager")
 DEVICES = ("auto", "cuda", "cpu")
 PROMPT_SOURCES = ("file", "wikitext", "random_ids")
-DIFFUSION_SAMPLERS = ("low_confidence", "random", "entropy", "threshold")
+DIFFUSION_SAMPLERS = ("low_confidence", "random", "entropy", "margin", "threshold")
 DIFFUSION_CACHES = ("none", "prefix", "dual")
+DIFFUSION_SCHEDULES = ("llada", "dream")  # tokens committed per step: LLaDA's even split, Dream's linspace(1, eps)
+FAMILY_SCHEDULES = {"llada": "llada", "dream": "dream"}  # what `schedule: auto` means per diffusion family
+THRESHOLD_STEPS = ("cap", "unbounded")  # threshold sampler: steps as a budget, or run each block until empty
+NOISE_LAYOUTS = ("block", "canvas")  # Gumbel noise drawn over the block, or over the whole canvas (reference)
 AR_DECODE_MODES = ("eager", "static", "static_compiled")
 
 
@@ -73,7 +77,17 @@ class GridSpec:
 
 @dataclass(frozen=True)
 class DiffusionSpec:
-    """Masked-diffusion sampler settings; list-valued fields are grid axes."""
+    """Masked-diffusion sampler settings; list-valued fields are grid axes.
+
+    schedule: tokens committed per step: `llada` (even split), `dream` (Dream's linspace(1, eps)
+        schedule), or `auto`: each family's own (LLaDA -> llada, Dream -> dream).
+    eps: the final time of the Dream schedule.
+    threshold_steps: the threshold sampler's use of `steps`: `cap` (a budget: a block's last allowed
+        step commits everything left) or `unbounded` (each block runs until no mask is left, as
+        Fast-dLLM's generators do).
+    noise_layout: at temperature > 0, Gumbel noise drawn over the current `block` (fewer random numbers)
+        or over the whole `canvas` as LLaDA's generate.py draws it (a seeded run reproduces its tokens).
+    """
 
     block_length: int = 32
     sampler: list[str] = field(default_factory=lambda: ["low_confidence"])
@@ -81,6 +95,10 @@ class DiffusionSpec:
     temperature: float = 0.0
     cfg_scale: float = 0.0
     threshold: float = 0.9
+    schedule: str = "auto"
+    eps: float = 1e-3
+    threshold_steps: str = "cap"
+    noise_layout: str = "block"
 
 
 @dataclass(frozen=True)
@@ -273,6 +291,11 @@ def validate(exp: Experiment) -> None:
         _one_of(s, DIFFUSION_SAMPLERS, "diffusion.sampler")
     for c in d.cache:
         _one_of(c, DIFFUSION_CACHES, "diffusion.cache")
+    _one_of(d.schedule, ("auto",) + DIFFUSION_SCHEDULES, "diffusion.schedule")
+    _one_of(d.threshold_steps, THRESHOLD_STEPS, "diffusion.threshold_steps")
+    _one_of(d.noise_layout, NOISE_LAYOUTS, "diffusion.noise_layout")
+    if not 0.0 < d.eps < 1.0:
+        raise ConfigError(f"diffusion.eps: {d.eps} is not allowed; allowed: 0 < eps < 1")
     for m in exp.autoregressive.decode:
         _one_of(m, AR_DECODE_MODES, "autoregressive.decode")
     if d.cfg_scale > 0 and any(c != "none" for c in d.cache):
@@ -303,19 +326,10 @@ def validate(exp: Experiment) -> None:
 
     if any(m.kind == "diffusion" for m in exp.models):
         for n in g.seq_len:
-            n_out = n // 2
-            if n_out % d.block_length:
-                raise ConfigError(
-                    f"diffusion.block_length: {d.block_length} does not divide N_out = {n_out} (seq_len {n}); "
-                    f"allowed: divisors of every N_out")
-            blocks = n_out // d.block_length
             for k in g.steps:
-                if k > n_out:
-                    raise ConfigError(f"grid.steps: {k} is larger than N_out = {n_out} (seq_len {n}); allowed: 1..{n_out}")
-                if k % blocks:
-                    raise ConfigError(
-                        f"grid.steps: {k} is not a multiple of the number of blocks {blocks} "
-                        f"(N_out {n_out} / block_length {d.block_length}); allowed: multiples of {blocks}")
+                problem = diffusion_shape_error(n // 2, d.block_length, k)
+                if problem:
+                    raise ConfigError(f"{problem} (seq_len {n})")
 
     q = exp.quality
     for key in ("batch_size", "bertscore_batch_size", "bootstrap_resamples"):
@@ -340,6 +354,25 @@ def validate(exp: Experiment) -> None:
             raise ConfigError("prompts.file: required when prompts.source is 'file'")
         if not exp.resolve(exp.prompts.file).is_file():
             raise ConfigError(f"prompts.file: file not found: {exp.prompts.file}")
+
+
+def diffusion_shape_error(n_out: int, block_length: int, steps: int) -> Optional[str]:
+    """The first block rule a diffusion generation breaks, as 'field: problem; allowed: ...', or None.
+
+    The rules: block_length divides N_out; 1 <= steps <= N_out; steps is a multiple of the number of
+    blocks (each block gets the same number of steps). The config and the sampler both check them here.
+    """
+    if block_length <= 0 or n_out % block_length:
+        return f"diffusion.block_length: {block_length} does not divide N_out = {n_out}; allowed: divisors of N_out"
+    if steps < 1:
+        return f"grid.steps: {steps} is not allowed; allowed: 1..{n_out}"
+    if steps > n_out:
+        return f"grid.steps: {steps} is larger than N_out = {n_out}; allowed: 1..{n_out}"
+    blocks = n_out // block_length
+    if steps % blocks:
+        return (f"grid.steps: {steps} is not a multiple of the number of blocks {blocks} "
+                f"(N_out {n_out} / block_length {block_length}); allowed: multiples of {blocks}")
+    return None
 
 
 # --------------------------------------------------------------------------- loading + overrides
@@ -430,6 +463,10 @@ class Cell:
     threshold: Optional[float]
     precision: str
     attention: str
+    schedule: Optional[str] = None  # diffusion: llada | dream (resolved from `auto`)
+    eps: Optional[float] = None  # Dream schedule only
+    threshold_steps: Optional[str] = None  # threshold sampler only: cap | unbounded
+    noise_layout: Optional[str] = None  # diffusion at temperature > 0 only: block | canvas
 
     @property
     def prompt_len(self) -> int:
@@ -465,11 +502,15 @@ def expand_cells(exp: Experiment) -> list[Cell]:
         for n, b in itertools.product(g.seq_len, g.batch_size):
             common = dict(model=model, batch_size=b, seq_len=n, precision=exp.precision, attention=exp.attention)
             if model.kind == "diffusion":
+                schedule = FAMILY_SCHEDULES[model.family] if d.schedule == "auto" else d.schedule
                 for k, sampler, cache in itertools.product(g.steps, d.sampler, d.cache):
+                    threshold = sampler == "threshold"
                     cells.append(Cell(**common, steps=k, sampler=sampler, cache=cache, decode=None,
                                       block_length=d.block_length, temperature=d.temperature,
-                                      cfg_scale=d.cfg_scale,
-                                      threshold=d.threshold if sampler == "threshold" else None))
+                                      cfg_scale=d.cfg_scale, threshold=d.threshold if threshold else None,
+                                      schedule=schedule, eps=d.eps if schedule == "dream" else None,
+                                      threshold_steps=d.threshold_steps if threshold else None,
+                                      noise_layout=d.noise_layout if d.temperature > 0 else None))
             else:
                 for mode in a.decode:
                     cells.append(Cell(**common, steps=None, sampler=None, cache=None, decode=mode,

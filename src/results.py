@@ -61,6 +61,10 @@ class CellRecord:
     threshold: Optional[float]
     precision: str
     attention_backend: str
+    schedule: Optional[str] = None  # diffusion: llada | dream
+    eps: Optional[float] = None  # Dream schedule's final time
+    threshold_steps: Optional[str] = None  # threshold sampler: cap | unbounded
+    noise_layout: Optional[str] = None  # temperature > 0: block | canvas
     attention_kernel: Optional[str] = None
     clock: Optional[str] = None
     hardware: Optional[str] = None

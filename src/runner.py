@@ -113,7 +113,10 @@ def make_generator(cell: Cell, loaded: LoadedModel, cache: Optional[str] = None)
     if cell.model.kind == "diffusion":
         return MaskedDiffusionGenerator(loaded.model, loaded.mask_token_id, cell.block_length, cell.sampler,
                                         cell.temperature, cell.cfg_scale or 0.0, cache or cell.cache,
-                                        cell.threshold if cell.threshold is not None else 0.9)
+                                        cell.threshold if cell.threshold is not None else 0.9,
+                                        schedule=cell.schedule, eps=cell.eps if cell.eps is not None else 1e-3,
+                                        threshold_steps=cell.threshold_steps or "cap",
+                                        noise_layout=cell.noise_layout or "block")
     return make_ar_generator(loaded.model, cell.decode, cell.temperature)
 
 
@@ -177,7 +180,8 @@ def new_record(cell: Cell, exp: Experiment, loaded: Optional[LoadedModel], env: 
         batch_size=cell.batch_size, seq_len=cell.seq_len, prompt_len=cell.prompt_len, n_out=cell.n_out,
         steps=cell.steps, sampler=cell.sampler, cache=cell.cache, decode=cell.decode,
         block_length=cell.block_length, temperature=cell.temperature, cfg_scale=cell.cfg_scale,
-        threshold=cell.threshold, precision=cell.precision, attention_backend=cell.attention,
+        threshold=cell.threshold, schedule=cell.schedule, eps=cell.eps, threshold_steps=cell.threshold_steps,
+        noise_layout=cell.noise_layout, precision=cell.precision, attention_backend=cell.attention,
         attention_kernel=loaded.attention_kernel if loaded else None, hardware=env["hardware"],
         warmup=exp.timing.warmup, repeats=exp.timing.repeats, environment=env,
         n_params=loaded.architecture.n_params if loaded else None,

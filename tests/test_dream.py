@@ -16,6 +16,10 @@ from src.models.tiny import read_corpus, write_tiny_dream
 
 def test_dream_checkpoint_uses_qwen2_names_and_round_trips(tmp_path):
     out = write_tiny_dream(tmp_path / "dream", read_corpus(PROMPTS), seed=5)
+    generation = json.loads((out / "generation_config.json").read_text())
+    raw_cfg = json.loads((out / "config.json").read_text())
+    assert generation["mask_token_id"] == raw_cfg["mask_token_id"]
+    assert generation["eos_token_id"] == generation["pad_token_id"] == raw_cfg["eos_token_id"]
     names = set(json.loads((out / "model.safetensors.index.json").read_text())["weight_map"])
     assert {"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight",
             "model.layers.0.self_attn.q_proj.bias", "model.layers.1.mlp.down_proj.weight"} <= names
@@ -85,6 +89,9 @@ def test_dream_and_qwen2_sweep(tiny_models, tmp_path):
     assert summary.ok == 3
     rows = list(csv.DictReader(open(summary.csv_path)))
     assert {r["family"] for r in rows} == {"qwen2", "dream"}
+    # Dream's own schedule by default, recorded per row; AR rows carry none
+    assert {(r["schedule"], r["eps"]) for r in rows if r["family"] == "dream"} == {("dream", "0.001")}
+    assert {r["schedule"] for r in rows if r["family"] == "qwen2"} == {""}
     record = json.loads(next(p for p in (tmp_path / "raw" / "cells").glob("*.json")
                              if json.loads(p.read_text())["family"] == "dream").read_text())
     mask = json.loads((tiny_models["dream"] / "config.json").read_text())["mask_token_id"]

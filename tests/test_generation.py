@@ -1,7 +1,6 @@
 import pytest
 import torch
 
-from src.generation.autoregressive import HFGenerateGenerator
 from src.generation.diffusion import MaskedDiffusionGenerator, add_gumbel_noise, transfer_schedule
 from src.models.llada import LLaDAConfig, LLaDAModelLM
 
@@ -97,19 +96,3 @@ def test_diffusion_rejects_bad_shapes():
     gen = MaskedDiffusionGenerator(_llada(), MASK, block_length=5)
     with pytest.raises(ValueError, match="does not divide"):
         gen.generate(torch.zeros(1, 3, dtype=torch.long), 8, steps=4)
-
-
-def test_autoregressive_emits_exactly_n_out_even_past_eos(tiny_models):
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(str(tiny_models["llama"]), dtype=torch.float32).eval()
-    prompt = torch.randint(0, 200, (2, 8))
-    first = HFGenerateGenerator(model).generate(prompt, 3).output_ids
-    # make the greedy first token the EOS token: generation must still run to n_out
-    model.generation_config.eos_token_id = int(first[0, 0])
-    model.config.eos_token_id = int(first[0, 0])
-    marks = []
-    trace = HFGenerateGenerator(model).generate(prompt, 20, marker=lambda: len(marks.append(0) or marks))
-    assert trace.output_ids.shape == (2, 20)
-    assert int(trace.output_ids[0, 0]) == int(first[0, 0])
-    assert len(trace.marks) == 20 and trace.forward_passes == 20

@@ -5,7 +5,8 @@ Decode modes (the `autoregressive.decode` axis):
 - `static`: a native loop (prefill, then one token per forward) over a preallocated static KV cache;
 - `static_compiled`: the same loop with the one-token step compiled by `torch.compile`
   (CUDA graphs on a GPU: mode "reduce-overhead"), the AR baseline at its best.
-All three emit the same tokens at temperature 0.
+All three emit the same tokens at temperature 0, and all of them treat EOS as an ordinary token:
+every row gets exactly N_out real tokens (`check_exact_n_out` checks it after each generation).
 """
 
 from __future__ import annotations
@@ -25,6 +26,32 @@ def ar_work(batch: int, prompt_len: int, n_out: int) -> list[ForwardWork]:
     """Forward calls of KV-cached AR generation: a causal prefill, then n_out - 1 one-token steps."""
     prefill = ForwardWork(batch, prompt_len, prompt_len * (prompt_len + 1) // 2, 1, 0)
     return [prefill] + [ForwardWork(batch, 1, prompt_len + i, 1, prompt_len + i - 1) for i in range(1, n_out)]
+
+
+def eos_ids(model: torch.nn.Module) -> set[int]:
+    """The model's end-of-sequence token ids (generation config, then model config)."""
+    for cfg in (getattr(model, "generation_config", None), getattr(model, "config", None)):
+        value = getattr(cfg, "eos_token_id", None)
+        if value is not None and value != []:
+            return set(value) if isinstance(value, (list, tuple)) else {int(value)}
+    return set()
+
+
+def check_exact_n_out(output_ids: Tensor, batch: int, n_out: int, eos: set[int], pad_id: Optional[int]) -> None:
+    """Raise unless every row holds n_out generated tokens: the shape is [batch, n_out], and no row is an
+    EOS followed by padding to the end (what a generation loop does to a row it considers finished)."""
+    if tuple(output_ids.shape) != (batch, n_out):
+        raise RuntimeError(f"autoregressive generation produced shape {tuple(output_ids.shape)}, "
+                           f"expected ({batch}, {n_out})")
+    if pad_id is None or pad_id in eos or not eos or n_out < 2:
+        return
+    is_eos = torch.isin(output_ids[:, :-1], torch.tensor(sorted(eos), device=output_ids.device))
+    tail_is_pad = (output_ids[:, 1:] == pad_id).flip(1).cumprod(1).flip(1).bool()
+    padded = (is_eos & tail_is_pad).any(dim=1)
+    if bool(padded.any()):
+        rows = padded.nonzero().flatten().tolist()
+        raise RuntimeError(f"autoregressive generation stopped rows {rows} at EOS and padded them; "
+                           f"every row must emit {n_out} real tokens")
 
 
 def select_next(logits: Tensor, temperature: float) -> Tensor:
@@ -54,7 +81,11 @@ class HFGenerateGenerator:
         self.model = model
         self.temperature = temperature
         cfg = copy.deepcopy(model.generation_config)
-        cfg.eos_token_id = None  # never stop early: both architectures emit exactly n_out tokens
+        self.eos = eos_ids(model)
+        # No stopping at EOS: `None` would be filled in from the model's own generation config (and a
+        # batch row that hits EOS would be padded), whereas an empty list leaves generate without any
+        # EOS criterion, so EOS is an ordinary token as in the static loops.
+        cfg.eos_token_id = []
         cfg.pad_token_id = 0 if cfg.pad_token_id is None else cfg.pad_token_id
         cfg.do_sample = temperature > 0
         cfg.temperature = temperature if temperature > 0 else None
@@ -73,8 +104,7 @@ class HFGenerateGenerator:
             prompt_ids, attention_mask=torch.ones_like(prompt_ids), generation_config=cfg,
             logits_processor=LogitsProcessorList([_MarkEachToken(marker, marks)]))
         new = out[:, prompt_ids.shape[1]:]
-        if new.shape[1] != n_out:
-            raise RuntimeError(f"autoregressive generation produced {new.shape[1]} tokens, expected {n_out}")
+        check_exact_n_out(new, prompt_ids.shape[0], n_out, self.eos, cfg.pad_token_id)
         return GenerationTrace(output_ids=new, marks=marks, forward_passes=n_out, steps_executed=n_out,
                                work=ar_work(prompt_ids.shape[0], prompt_ids.shape[1], n_out))
 
@@ -134,7 +164,9 @@ class StaticCacheGenerator:
             tokens.append(token)
             if marker is not None:
                 marks.append(marker())
-        return GenerationTrace(output_ids=torch.cat(tokens, dim=1), marks=marks, forward_passes=n_out,
+        output_ids = torch.cat(tokens, dim=1)
+        check_exact_n_out(output_ids, batch, n_out, set(), None)  # the loop never pads: shape only
+        return GenerationTrace(output_ids=output_ids, marks=marks, forward_passes=n_out,
                                steps_executed=n_out, work=ar_work(batch, prompt_len, n_out))
 
 

@@ -1,4 +1,4 @@
-"""Masked-diffusion sampling for LLaDA-style models: the reference sampler and its fast variants.
+"""Masked-diffusion sampling for LLaDA- and Dream-style models: the reference samplers and their fast variants.
 
 The canvas is the prompt followed by N_out mask tokens, split into blocks of `block_length`
 decoded left to right; `steps` are split evenly over the blocks. At each step the model proposes a
@@ -8,15 +8,30 @@ tokens never change again and the prompt is never touched. The mask token itself
 (its logit is set to -inf): a trained model gives it ~0 probability, and random-weight stand-ins
 must not leave masks behind.
 
-Samplers (which positions to commit):
-- `low_confidence` (reference): the `k` most probable proposals, `k` from the reference schedule
-  (masked count // steps, the remainder spread +1 over the first steps);
-- `random` (reference): `k` positions chosen uniformly;
-- `entropy`: the `k` positions whose predictive distribution has the lowest entropy;
-- `threshold` (confidence-aware parallel decoding): every masked position whose proposal
-  probability is >= `threshold`, and always the single most confident one; a block ends as soon as
-  it has no mask left, so steps adapt. `steps` is an upper bound: at a block's last allowed step
-  everything left is committed.
+Schedules (how many tokens a block's steps commit):
+- `llada` (LLaDA's generate.py): masked count // steps per step, the remainder spread +1 over the
+  first steps;
+- `dream` (Dream's diffusion_generate): times t, s on linspace(1, eps, steps + 1) in float32; a step
+  commits int(masked * (1 - s / t)) of the masked positions left (so some steps commit none) and the
+  last step everything left. With one block over the whole answer this is Dream's own sampler.
+
+Samplers (which positions to commit), with Dream's `alg` names where it has one:
+- `low_confidence` (LLaDA's reference; Dream's maskgit_plus): the most probable proposals;
+- `margin` (Dream's topk_margin): the largest gap between the top-1 and top-2 probabilities;
+- `entropy` (Dream's entropy): the lowest entropy, scored as sum p log(p + 1e-10) as Dream does;
+- `random`: LLaDA schedule: k positions chosen uniformly; Dream schedule (Dream's origin): each masked
+  position independently with probability 1 - s / t (1 at the last step);
+- `threshold` (Fast-dLLM's confidence-aware parallel decoding): every masked position whose proposal
+  probability is >= `threshold`, and always the single most confident one. `threshold_steps`:
+  `cap` treats `steps` as a budget (at a block's last allowed step everything left is committed);
+  `unbounded` runs each block until it has no mask left and ignores `steps`, as Fast-dLLM's
+  generators do (the reference behaviour for comparisons with its published numbers).
+
+Random draws: uniform scores of `random` under the LLaDA schedule are drawn over the whole canvas
+[B, S] and sliced to the block, as generate.py does. The float64 Gumbel noise at temperature > 0 is
+drawn over the block by default (`noise_layout: block`); `noise_layout: canvas` draws it over the whole
+canvas [B, S, V] as generate.py does, so a seeded run gives the reference's tokens, at the price of
+S / block_length times more random numbers per step.
 
 Caches (what each step recomputes), combinable with every sampler:
 - `none`: the whole canvas every step (reference);
@@ -27,47 +42,111 @@ Caches (what each step recomputes), combinable with every sampler:
 
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import dataclass
+from typing import Iterator, Optional
 
 import torch
 from torch import Tensor
 
 from ..config import DIFFUSION_CACHES as CACHES
 from ..config import DIFFUSION_SAMPLERS as SAMPLERS
+from ..config import DIFFUSION_SCHEDULES as SCHEDULES
+from ..config import NOISE_LAYOUTS, THRESHOLD_STEPS, diffusion_shape_error
 from . import ForwardWork, GenerationTrace, Marker
+
+ENTROPY_EPS = 1e-10  # Dream's entropy scoring: sum p log(p + 1e-10)
 
 
 def transfer_schedule(masked_count: int, steps: int) -> list[int]:
-    """Tokens to commit at each of `steps` steps for `masked_count` masked positions."""
+    """LLaDA schedule: tokens to commit at each of `steps` steps for `masked_count` masked positions."""
     base, remainder = divmod(masked_count, steps)
     return [base + 1 if i < remainder else base for i in range(steps)]
 
 
-def add_gumbel_noise(logits: Tensor, temperature: float) -> Tensor:
+def dream_timesteps(steps: int, eps: float) -> Tensor:
+    """Dream's times: linspace(1, eps, steps + 1) in float32."""
+    return torch.linspace(1.0, eps, steps + 1, dtype=torch.float32)
+
+
+def dream_schedule(masked_count: int, steps: int, eps: float) -> list[int]:
+    """Dream schedule: int(masked left * (1 - s / t)) per step in float32 arithmetic, everything left last."""
+    times = dream_timesteps(steps, eps)
+    left, counts = masked_count, []
+    for i in range(steps):
+        n = left if i == steps - 1 else int(left * (1 - times[i + 1] / times[i]))
+        counts.append(n)
+        left -= n
+    return counts
+
+
+def dream_transfer_probabilities(steps: int, eps: float) -> list[float]:
+    """Dream's `origin`: per-step probability that a masked position is committed (1 at the last step)."""
+    times = dream_timesteps(steps, eps)
+    return [1.0 if i == steps - 1 else float(1 - times[i + 1] / times[i]) for i in range(steps)]
+
+
+def uniform(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device,
+            canvas: Optional[tuple[int, int]] = None) -> Tensor:
+    """U(0, 1) draws for block positions `shape` = [B, L, ...]. With `canvas` = (canvas length, first
+    block position) they are drawn over the whole canvas [B, S, ...] and sliced, as the reference does."""
+    if canvas is None:
+        return torch.rand(shape, dtype=dtype, device=device)
+    total, first = canvas
+    full = torch.rand((shape[0], total, *shape[2:]), dtype=dtype, device=device)
+    return full[:, first:first + shape[1]]
+
+
+def add_gumbel_noise(logits: Tensor, temperature: float, canvas: Optional[tuple[int, int]] = None) -> Tensor:
     """Reference Gumbel-max perturbation in float64: exp(logits) / (-log u)^T; identity at T = 0."""
     if temperature == 0:
         return logits
     logits = logits.to(torch.float64)
-    noise = torch.rand_like(logits)
+    noise = uniform(tuple(logits.shape), torch.float64, logits.device, canvas)
     return logits.exp() / (-torch.log(noise)) ** temperature
 
 
-def propose(logits: Tensor, sampler: str, temperature: float, mask_id: int) -> tuple[Tensor, Tensor]:
-    """Proposed tokens and their scores (higher = commit first) for block logits [B, L, V]."""
+def propose_tokens(logits: Tensor, temperature: float, mask_id: int,
+                   noise_canvas: Optional[tuple[int, int]] = None) -> tuple[Tensor, Tensor]:
+    """Proposed tokens [B, L] for block logits [B, L, V] (argmax, Gumbel-perturbed at temperature > 0),
+    and the logits with the mask token excluded. noise_canvas: see `uniform`."""
     logits = logits.clone()
     logits[..., mask_id] = float("-inf")
-    x0 = add_gumbel_noise(logits, temperature).argmax(dim=-1)
+    return add_gumbel_noise(logits, temperature, noise_canvas).argmax(dim=-1), logits
+
+
+def score_proposals(logits: Tensor, x0: Tensor, sampler: str,
+                    score_canvas: Optional[tuple[int, int]] = None) -> Tensor:
+    """Scores [B, L] of the proposals (higher = commit first). score_canvas: where `random` draws
+    its uniform scores (see `uniform`)."""
     if sampler in ("low_confidence", "threshold"):
         probs = torch.softmax(logits.float(), dim=-1)
-        score = probs.gather(-1, x0.unsqueeze(-1)).squeeze(-1)
-    elif sampler == "entropy":
-        logp = torch.log_softmax(logits.float(), dim=-1)
-        score = (logp.exp() * logp.nan_to_num(neginf=0.0)).sum(-1)  # = -entropy
-    elif sampler == "random":
-        score = torch.rand(x0.shape, device=x0.device)
-    else:
-        raise ValueError(f"unknown sampler {sampler!r}; allowed: {', '.join(SAMPLERS)}")
-    return x0, score
+        return probs.gather(-1, x0.unsqueeze(-1)).squeeze(-1)
+    if sampler == "margin":
+        top2 = torch.softmax(logits.float(), dim=-1).topk(2, dim=-1).values
+        return top2[..., 0] - top2[..., 1]
+    if sampler == "entropy":
+        probs = torch.softmax(logits.float(), dim=-1)
+        return (probs * torch.log(probs + ENTROPY_EPS)).sum(-1)  # = -entropy
+    if sampler == "random":
+        return uniform(tuple(x0.shape), torch.float32, x0.device, score_canvas)
+    raise ValueError(f"unknown sampler {sampler!r}; allowed: {', '.join(SAMPLERS)}")
+
+
+def propose(logits: Tensor, sampler: str, temperature: float, mask_id: int,
+            noise_canvas: Optional[tuple[int, int]] = None,
+            score_canvas: Optional[tuple[int, int]] = None) -> tuple[Tensor, Tensor]:
+    """Proposed tokens and their scores for block logits [B, L, V]."""
+    x0, logits = propose_tokens(logits, temperature, mask_id, noise_canvas)
+    return x0, score_proposals(logits, x0, sampler, score_canvas)
+
+
+def origin_choice(masked: Tensor, p: float) -> Tensor:
+    """Dream's origin: each masked position is committed with probability p; the draws are made over
+    the masked positions only, in row-major order, as Dream's sampler makes them."""
+    draws = torch.rand(int(masked.sum()), device=masked.device)
+    chosen = torch.zeros_like(masked)
+    chosen[masked] = draws < p
+    return chosen
 
 
 def choose(score: Tensor, masked: Tensor, k: Optional[int], threshold: Optional[float], commit_all: bool) -> Tensor:
@@ -89,21 +168,38 @@ def choose(score: Tensor, masked: Tensor, k: Optional[int], threshold: Optional[
     return masked & ((score >= threshold) | best)
 
 
+@dataclass(frozen=True)
+class StepPlan:
+    """What one denoising step of a block commits: the `k` top-scored positions, each masked position
+    with probability `p` (Dream's origin), everything at or above `threshold` (plus the best), or
+    everything left (`commit_all`)."""
+
+    k: Optional[int] = None
+    p: Optional[float] = None
+    threshold: Optional[float] = None
+    commit_all: bool = False
+
+
 class MaskedDiffusionGenerator:
-    """LLaDA sampler over a native LLaDA model (see module docstring)."""
+    """Block-wise masked-diffusion sampler over a native LLaDA or Dream model (see module docstring)."""
 
     def __init__(self, model: torch.nn.Module, mask_id: int, block_length: int,
                  sampler: str = "low_confidence", temperature: float = 0.0, cfg_scale: float = 0.0,
-                 cache: str = "none", threshold: float = 0.9):
-        if sampler not in SAMPLERS:
-            raise ValueError(f"unknown sampler {sampler!r}; allowed: {', '.join(SAMPLERS)}")
-        if cache not in CACHES:
-            raise ValueError(f"unknown cache {cache!r}; allowed: {', '.join(CACHES)}")
+                 cache: str = "none", threshold: float = 0.9, schedule: str = "llada", eps: float = 1e-3,
+                 threshold_steps: str = "cap", noise_layout: str = "block"):
+        for value, allowed, what in ((sampler, SAMPLERS, "sampler"), (cache, CACHES, "cache"),
+                                     (schedule, SCHEDULES, "schedule"), (threshold_steps, THRESHOLD_STEPS,
+                                                                         "threshold_steps"),
+                                     (noise_layout, NOISE_LAYOUTS, "noise_layout")):
+            if value not in allowed:
+                raise ValueError(f"unknown {what} {value!r}; allowed: {', '.join(allowed)}")
         if cache != "none" and cfg_scale > 0:
             raise ValueError("classifier-free guidance is not combined with a KV cache")
         self.model, self.mask_id, self.block_length = model, mask_id, block_length
         self.sampler, self.temperature, self.cfg_scale = sampler, temperature, cfg_scale
         self.cache, self.threshold = cache, threshold
+        self.schedule, self.eps = schedule, eps
+        self.threshold_steps, self.noise_layout = threshold_steps, noise_layout
         # Dream-style models read position i's prediction from the output at i - 1
         self.shift = int(bool(getattr(getattr(model, "config", None), "shift_logits", False)))
 
@@ -143,44 +239,71 @@ class MaskedDiffusionGenerator:
 
     # ------------------------------------------------------------------ sampling
 
+    def block_plan(self, steps_per_block: int) -> Iterator[StepPlan]:
+        """The steps of one block, in order; `unbounded` threshold decoding never runs out of steps
+        (the caller stops when the block has no mask left)."""
+        bl = self.block_length
+        if self.sampler == "threshold":
+            if self.threshold_steps == "unbounded":
+                while True:
+                    yield StepPlan(threshold=self.threshold)
+            for i in range(steps_per_block):
+                yield StepPlan(threshold=self.threshold, commit_all=i == steps_per_block - 1)
+            return
+        if self.schedule == "dream" and self.sampler == "random":
+            for p in dream_transfer_probabilities(steps_per_block, self.eps):
+                yield StepPlan(p=p)  # p = 1 at the last step: everything left, still drawn as Dream does
+            return
+        counts = (dream_schedule(bl, steps_per_block, self.eps) if self.schedule == "dream"
+                  else transfer_schedule(bl, steps_per_block))
+        for k in counts:
+            yield StepPlan(k=k)
+
     @torch.inference_mode()
     def generate(self, prompt_ids: Tensor, n_out: int, *, steps: Optional[int] = None,
                  marker: Optional[Marker] = None) -> GenerationTrace:
         if steps is None:
             raise ValueError("diffusion generation needs steps")
+        problem = diffusion_shape_error(n_out, self.block_length, steps)
+        if problem:
+            raise ValueError(problem)
         bl = self.block_length
-        if n_out % bl:
-            raise ValueError(f"block_length {bl} does not divide n_out {n_out}")
         n_blocks = n_out // bl
-        if steps % n_blocks:
-            raise ValueError(f"steps {steps} is not a multiple of the number of blocks {n_blocks}")
         steps_per_block = steps // n_blocks
         batch, prompt_len = prompt_ids.shape
         mask = torch.full((batch, n_out), self.mask_id, dtype=prompt_ids.dtype, device=prompt_ids.device)
         x = torch.cat([prompt_ids, mask], dim=1)
+        total = x.shape[1]
         marks: list = []
-        committed: list[float] = []
+        committed: list = []
         work: list[ForwardWork] = []
-        threshold = self.threshold if self.sampler == "threshold" else None
+        adaptive = self.sampler == "threshold" or (self.schedule == "dream" and self.sampler == "random")
         for b in range(n_blocks):
             start, end = prompt_len + b * bl, prompt_len + (b + 1) * bl
+            canvas = (total, start)
             kv = None
-            for i, k in enumerate(transfer_schedule(bl, steps_per_block)):
+            for i, plan in enumerate(self.block_plan(steps_per_block)):
                 block = x[:, start:end]
                 masked = block == self.mask_id
-                if threshold is not None and not masked.any():
+                if plan.threshold is not None and not masked.any():
                     break  # threshold decoding finished the block early (the only host sync per step)
                 if i == 0 or self.cache == "none":
                     logits, kv = self._full(x, prompt_len, start, end, work, keep_kv=self.cache != "none")
                 else:
                     logits = self._cached(x, start, end, kv, work)
-                x0, score = propose(logits, self.sampler, self.temperature, self.mask_id)
-                chosen = choose(score, masked, k, threshold, commit_all=threshold is not None and i == steps_per_block - 1)
+                x0, proposal_logits = propose_tokens(logits, self.temperature, self.mask_id,
+                                                     canvas if self.noise_layout == "canvas" else None)
+                if plan.p is not None:
+                    chosen = origin_choice(masked, plan.p)
+                else:
+                    score = score_proposals(proposal_logits, x0, self.sampler, score_canvas=canvas)
+                    chosen = choose(score, masked, plan.k, plan.threshold, plan.commit_all)
                 block.copy_(torch.where(chosen, x0, block))
-                committed.append(chosen.sum() if threshold is not None else k)
+                committed.append(chosen.sum() if adaptive else plan.k)
                 if marker is not None:
                     marks.append(marker())
         committed = [float(c) / batch if isinstance(c, Tensor) else c for c in committed]
         return GenerationTrace(output_ids=x[:, prompt_len:].clone(), marks=marks,
                                forward_passes=sum(w.batch for w in work) // batch, steps_executed=len(committed),
                                committed_per_step=committed, work=work)
+

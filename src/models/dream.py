@@ -79,6 +79,13 @@ def official_config(cfg: LLaDAConfig) -> dict:
             "pad_token_id": cfg.pad_token_id, "torch_dtype": "bfloat16", "use_cache": False}
 
 
+def official_generation_config(cfg: LLaDAConfig, bos_token_id: int) -> dict:
+    """generation_config.json for Dream's loader: the special-token ids its `diffusion_generate` reads
+    from the generation config (mask, pad, bos, eos); its sampler settings keep their own defaults."""
+    return {"bos_token_id": bos_token_id, "eos_token_id": cfg.eos_token_id, "pad_token_id": cfg.pad_token_id,
+            "mask_token_id": cfg.mask_token_id}
+
+
 def load_dream(directory: str | Path, device, dtype: torch.dtype, kernel: str) -> LLaDAModelLM:
     directory = Path(directory)
     cfg = native_config(json.loads((directory / "config.json").read_text()))

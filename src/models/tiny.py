@@ -115,6 +115,7 @@ def write_tiny_dream(out: Path, corpus: list[str], seed: int = 0, d_model: int =
     config = dream.official_config(cfg)
     config[SYNTHETIC_MARKER] = MARKER_VALUE
     (out / "config.json").write_text(json.dumps(config, indent=2))
+    (out / "generation_config.json").write_text(json.dumps(dream.official_generation_config(cfg, tok.bos_token_id), indent=2))
     tok.save_pretrained(str(out))
     return out
 
