@@ -21,12 +21,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from src.config import (AR_DECODE_MODES, DIFFUSION_CACHES, DIFFUSION_SAMPLERS, ConfigError,  # noqa: E402
-                        expand_cells, load_experiment, project_root)
+                        expand_cells, load_experiment, project_root, variant_label)
 from src.measure.clock import clock_for  # noqa: E402
 from src.measure.environment import capture_environment, resolve_device  # noqa: E402
 from src.measure import roofline  # noqa: E402
-from src.models.loader import load_model  # noqa: E402
-from src.runner import PromptProvider, run_cell  # noqa: E402
+from src.models.loader import LoadSettings, each_loaded  # noqa: E402
+from src.quality.prompts import PromptProvider  # noqa: E402
+from src.runner import RunContext, run_cell  # noqa: E402
 
 COLUMNS = ["model", "path", "steps", "fwd passes", "L_e2e ms", "tokens/s", "TTFT ms", "ITL ms", "agreement", "MFU",
            "MBU", "status"]
@@ -39,12 +40,12 @@ def _fmt(value, digits=1) -> str:
 
 
 def row(record) -> list[str]:
-    path = (f"{record.sampler}/{record.cache}" + (f" t={record.threshold}" if record.threshold else "")
-            if record.kind == "diffusion" else record.decode)
-    return [record.model_name, path, _fmt(record.steps_executed), _fmt(record.forward_passes),
-            _fmt(record.latency_ms_median, 2), _fmt(record.tokens_per_s_median), _fmt(record.ttft_ms_median, 2),
-            _fmt(record.itl_ms_median, 3), _fmt(record.agreement_with_uncached, 3), _fmt(record.mfu, 3),
-            _fmt(record.mbu, 3), record.status + (f": {record.error}" if record.error else "")]
+    r = record.to_row()
+    path = variant_label(r) + (f" t={r['threshold']}" if r.get("threshold") else "")
+    return [r["model_name"], path, _fmt(r["steps_executed"]), _fmt(r["forward_passes"]),
+            _fmt(r["latency_ms_median"], 2), _fmt(r["tokens_per_s_median"]), _fmt(r["ttft_ms_median"], 2),
+            _fmt(r["itl_ms_median"], 3), _fmt(r["agreement_with_uncached"], 3), _fmt(r["mfu"], 3),
+            _fmt(r["mbu"], 3), record.status + (f": {record.error}" if record.error else "")]
 
 
 def markdown(rows: list[list[str]], header: str) -> str:
@@ -66,26 +67,25 @@ def main() -> int:
         exp = load_experiment(args.config, {"batch_size": [args.batch_size], "seq_len": [args.seq_len],
                                             "steps": [args.steps], "sampler": list(DIFFUSION_SAMPLERS),
                                             "cache": list(DIFFUSION_CACHES), "decode": list(AR_DECODE_MODES),
-                                            "generate_quality": False, "models": args.models})
+                                            "models": args.models})
+        exp = dataclasses.replace(exp, quality=dataclasses.replace(exp.quality, generate=False))
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
     device = resolve_device(exp.device)
     env = capture_environment(device, project_root())
-    clock = clock_for(device)
     peaks = roofline.peaks_for(env["hardware"], exp.resolve(exp.output_dir) / "calibration.json")
-    prompts = PromptProvider(exp)
+    ctx = RunContext(exp.name, env, clock_for(device), peaks)
+    prompts = PromptProvider(exp.prompts, exp.models, exp.base_dir, exp.seed)
     cells = expand_cells(exp)
     rows, weights = [], set()
-    for spec in exp.models:
-        loaded = load_model(spec, exp, device)
+    for loaded in each_loaded(exp.models, device, LoadSettings(exp.precision, exp.attention, exp.seed, exp.base_dir)):
         weights.add(loaded.weights)
-        for cell in (c for c in cells if c.model.name == spec.name):
-            record = run_cell(cell, loaded, prompts.for_model(loaded, cell.seq_len), exp, clock, env,
-                              cell.cell_id(env["hardware"]), peaks)
-            rows.append(row(record))
+        for cell in (c for c in cells if c.model.name == loaded.spec.name):
+            cell_prompts = prompts.for_model(loaded.spec.name, loaded.architecture.vocab_size, loaded.mask_token_id,
+                                             cell.seq_len)
+            rows.append(row(run_cell(cell, loaded, cell_prompts, ctx)))
             print(" | ".join(rows[-1]), flush=True)
-        del loaded
     header = (f"# Samplers at B={args.batch_size}, N={args.seq_len} (P = N_out = {args.seq_len // 2}), K={args.steps}\n\n"
               f"hardware: {env['hardware']} | torch {env['torch_version']} | {exp.precision} | attention "
               f"{exp.attention} | weights: {', '.join(sorted(weights))}"

@@ -5,6 +5,7 @@
 """
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -15,9 +16,10 @@ from src.config import ConfigError, expand_cells, load_experiment  # noqa: E402
 from src.measure.environment import hardware_name, resolve_device  # noqa: E402
 from src.measure.overhead import harness_overhead  # noqa: E402
 from src.models.attention import kernel_context  # noqa: E402
-from src.models.loader import load_model  # noqa: E402
-from src.results import atomic_write_text  # noqa: E402
-from src.runner import PromptProvider, make_generator  # noqa: E402
+from src.fileio import atomic_write_text  # noqa: E402
+from src.models.loader import LoadSettings, each_loaded  # noqa: E402
+from src.quality.prompts import PromptProvider  # noqa: E402
+from src.runner import make_generator  # noqa: E402
 
 
 def main() -> int:
@@ -30,18 +32,20 @@ def main() -> int:
     args = p.parse_args()
     try:
         exp = load_experiment(args.config, {"batch_size": [args.batch_size], "seq_len": [args.seq_len],
-                                            "steps": [args.steps], "generate_quality": False})
+                                            "steps": [args.steps]})
+        exp = dataclasses.replace(exp, quality=dataclasses.replace(exp.quality, generate=False))
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
     device = resolve_device(exp.device)
-    prompts = PromptProvider(exp)
+    prompts = PromptProvider(exp.prompts, exp.models, exp.base_dir, exp.seed)
     out = {"hardware": hardware_name(device), "cells": []}
-    for spec in exp.models:
-        loaded = load_model(spec, exp, device)
-        cell = next(c for c in expand_cells(exp) if c.model.name == spec.name)
+    for loaded in each_loaded(exp.models, device, LoadSettings(exp.precision, exp.attention, exp.seed, exp.base_dir)):
+        cell = next(c for c in expand_cells(exp) if c.model.name == loaded.spec.name)
         gen = make_generator(cell, loaded)
-        ids, _ = prompts.for_model(loaded, cell.seq_len).batch(cell.batch_size, device)
+        cell_prompts = prompts.for_model(loaded.spec.name, loaded.architecture.vocab_size, loaded.mask_token_id,
+                                         cell.seq_len)
+        ids, _ = cell_prompts.batch(cell.batch_size, device)
         with kernel_context(loaded.attention_kernel):
             for _ in range(exp.timing.warmup):
                 gen.generate(ids, cell.n_out, steps=cell.steps)
@@ -49,7 +53,6 @@ def main() -> int:
         out["cells"].append({"cell": cell.describe(), "weights": loaded.weights, **result})
         print(f"{cell.describe()}: L_e2e {result['latency_ms']:.2f} ms, kernels {result['kernel_ms']:.2f} ms, "
               f"overhead {100 * result['overhead']:.2f}%")
-        del loaded
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(Path(args.output), json.dumps(out, indent=1))
     return 0

@@ -2,7 +2,8 @@
 
 This module knows nothing of models or torch: it only checks that a configuration is well
 formed, so that every mistake is reported in one line (naming the field and what is allowed)
-before anything expensive happens.
+before anything expensive happens. Each spec validates itself (`validate`); `Experiment.validate`
+adds the checks that span specs.
 """
 
 from __future__ import annotations
@@ -16,12 +17,11 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Mapping, Optional, Union
 
 import yaml
 
 FAMILIES = {"llama": "autoregressive", "qwen2": "autoregressive", "llada": "diffusion", "dream": "diffusion"}
-PRECISIONS = ("bf16", "fp16", "fp32")
 ATTENTION_BACKENDS = ("flash_attention_2", "sdpa", "eager")
 DEVICES = ("auto", "cuda", "cpu")
 PROMPT_SOURCES = ("file", "wikitext", "random_ids")
@@ -29,13 +29,50 @@ DIFFUSION_SAMPLERS = ("low_confidence", "random", "entropy", "margin", "threshol
 DIFFUSION_CACHES = ("none", "prefix", "dual")
 DIFFUSION_SCHEDULES = ("llada", "dream")  # tokens committed per step: LLaDA's even split, Dream's linspace(1, eps)
 FAMILY_SCHEDULES = {"llada": "llada", "dream": "dream"}  # what `schedule: auto` means per diffusion family
-THRESHOLD_STEPS = ("cap", "unbounded")  # threshold sampler: steps as a budget, or run each block until empty
-NOISE_LAYOUTS = ("block", "canvas")  # Gumbel noise drawn over the block, or over the whole canvas (reference)
+THRESHOLD_STEPS = ("cap", "unbounded")  # threshold sampler: steps as a budget, or each block until empty
+NOISE_LAYOUTS = ("block", "canvas")  # Gumbel noise over the block, or over the whole canvas (reference)
 AR_DECODE_MODES = ("eager", "static", "static_compiled")
+
+
+@dataclass(frozen=True)
+class Precision:
+    """A weight/activation precision: the torch dtype it maps to and its size (bytes per element)."""
+
+    torch_dtype: str
+    bytes_per_element: int
+
+
+PRECISIONS = {"bf16": Precision("bfloat16", 2), "fp16": Precision("float16", 2), "fp32": Precision("float32", 4)}
 
 
 class ConfigError(ValueError):
     """A configuration mistake; the message names the field and what is allowed."""
+
+
+def resolve_path(path: Optional[str], base_dir: str | Path) -> Optional[Path]:
+    """A config path made absolute (relative paths are relative to the project root)."""
+    if path is None:
+        return None
+    p = Path(os.path.expanduser(path))
+    return p if p.is_absolute() else Path(base_dir) / p
+
+
+def _positive(values: list[int], where: str) -> None:
+    if not values:
+        raise ConfigError(f"{where}: empty list; give at least one value")
+    for v in values:
+        if v <= 0:
+            raise ConfigError(f"{where}: {v} is not allowed; allowed: integers > 0")
+
+
+def _one_of(value: str, allowed: tuple[str, ...], where: str) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{where}: {value!r} is not allowed; allowed: {', '.join(allowed)}")
+
+
+def _exists(value: Optional[str], base_dir: str | Path, where: str) -> None:
+    if value and not resolve_path(value, base_dir).exists():
+        raise ConfigError(f"{where}: file or directory not found: {value}")
 
 
 # --------------------------------------------------------------------------- schema
@@ -67,12 +104,28 @@ class ModelSpec:
     def source(self) -> str:
         return self.path or self.hub_id or self.architecture or ""
 
+    def validate(self, where: str, base_dir: str | Path) -> None:
+        _one_of(self.family, tuple(FAMILIES), f"{where}.family")
+        if self.path and self.hub_id:
+            raise ConfigError(f"{where}: give only one of path, hub_id")
+        if not (self.path or self.hub_id) and not (self.synthetic and self.architecture):
+            raise ConfigError(f"{where}: no weights source; allowed: path, hub_id, or synthetic: true with architecture")
+        for key in ("path", "architecture", "tokenizer"):
+            _exists(getattr(self, key), base_dir, f"{where}.{key}")
+
 
 @dataclass(frozen=True)
 class GridSpec:
     batch_size: list[int]
     seq_len: list[int]
     steps: list[int]
+
+    def validate(self) -> None:
+        for name in ("batch_size", "seq_len", "steps"):
+            _positive(getattr(self, name), f"grid.{name}")
+        for n in self.seq_len:
+            if n % 2:
+                raise ConfigError(f"grid.seq_len: {n} is odd; allowed: even integers (prompt = output = N/2)")
 
 
 @dataclass(frozen=True)
@@ -100,11 +153,36 @@ class DiffusionSpec:
     threshold_steps: str = "cap"
     noise_layout: str = "block"
 
+    def validate(self) -> None:
+        _positive([self.block_length], "diffusion.block_length")
+        for s in self.sampler:
+            _one_of(s, DIFFUSION_SAMPLERS, "diffusion.sampler")
+        for c in self.cache:
+            _one_of(c, DIFFUSION_CACHES, "diffusion.cache")
+        _one_of(self.schedule, ("auto",) + DIFFUSION_SCHEDULES, "diffusion.schedule")
+        _one_of(self.threshold_steps, THRESHOLD_STEPS, "diffusion.threshold_steps")
+        _one_of(self.noise_layout, NOISE_LAYOUTS, "diffusion.noise_layout")
+        if self.cfg_scale > 0 and any(c != "none" for c in self.cache):
+            raise ConfigError("diffusion.cfg_scale: classifier-free guidance cannot be combined with a KV cache; "
+                              "allowed: cfg_scale 0 with cache prefix/dual, or cache [none]")
+        if self.temperature < 0:
+            raise ConfigError("diffusion.temperature: negative values are not allowed; allowed: numbers >= 0")
+        if not 0.0 < self.threshold <= 1.0:
+            raise ConfigError(f"diffusion.threshold: {self.threshold} is not allowed; allowed: 0 < threshold <= 1")
+        if not 0.0 < self.eps < 1.0:
+            raise ConfigError(f"diffusion.eps: {self.eps} is not allowed; allowed: 0 < eps < 1")
+
 
 @dataclass(frozen=True)
 class AutoregressiveSpec:
     decode: list[str] = field(default_factory=lambda: ["eager"])
     temperature: float = 0.0
+
+    def validate(self) -> None:
+        for m in self.decode:
+            _one_of(m, AR_DECODE_MODES, "autoregressive.decode")
+        if self.temperature < 0:
+            raise ConfigError("autoregressive.temperature: negative values are not allowed; allowed: numbers >= 0")
 
 
 @dataclass(frozen=True)
@@ -127,6 +205,16 @@ class TimingSpec:
     max_timed_s: Optional[float] = None
     min_repeats: int = 2
 
+    def validate(self) -> None:
+        _positive([self.repeats], "timing.repeats")
+        if self.warmup < 0:
+            raise ConfigError(f"timing.warmup: {self.warmup} is not allowed; allowed: integers >= 0")
+        if self.warmup_steps is not None:
+            _positive([self.warmup_steps], "timing.warmup_steps")
+        if self.max_timed_s is not None and self.max_timed_s <= 0:
+            raise ConfigError(f"timing.max_timed_s: {self.max_timed_s} is not allowed; allowed: numbers > 0 or null")
+        _positive([self.min_repeats], "timing.min_repeats")
+
 
 @dataclass(frozen=True)
 class PromptSpec:
@@ -134,6 +222,15 @@ class PromptSpec:
     file: Optional[str] = None
     max_prompts: int = 8
     dataset_cache_dir: Optional[str] = None
+
+    def validate(self, base_dir: str | Path) -> None:
+        _one_of(self.source, PROMPT_SOURCES, "prompts.source")
+        _positive([self.max_prompts], "prompts.max_prompts")
+        if self.source == "file":
+            if not self.file:
+                raise ConfigError("prompts.file: required when prompts.source is 'file'")
+            if not resolve_path(self.file, base_dir).is_file():
+                raise ConfigError(f"prompts.file: file not found: {self.file}")
 
 
 @dataclass(frozen=True)
@@ -162,6 +259,22 @@ class QualitySpec:
     judge_hub_id: Optional[str] = None
     bootstrap_resamples: int = 1000
 
+    def validate(self, base_dir: str | Path) -> None:
+        for key in ("batch_size", "bertscore_batch_size", "bootstrap_resamples"):
+            _positive([getattr(self, key)], f"quality.{key}")
+        local = self.bertscore_model.startswith("package:") or resolve_path(self.bertscore_model, base_dir).exists()
+        if self.compute_bertscore and local:
+            if self.bertscore_num_layers is None:
+                raise ConfigError("quality.bertscore_num_layers: required for a local BERTScore model "
+                                  f"({self.bertscore_model}); allowed: 1..number of encoder layers")
+            if self.bertscore_rescale and not self.bertscore_baseline_path:
+                raise ConfigError("quality.bertscore_baseline_path: required to rescale a local BERTScore model; "
+                                  "give a baseline file or set bertscore_rescale: false")
+        if self.judge_path and self.judge_hub_id:
+            raise ConfigError("quality: give only one of judge_path, judge_hub_id")
+        for key in ("judge_path", "bertscore_baseline_path"):
+            _exists(getattr(self, key), base_dir, f"quality.{key}")
+
 
 @dataclass(frozen=True)
 class Experiment:
@@ -184,10 +297,52 @@ class Experiment:
 
     def resolve(self, path: Optional[str]) -> Optional[Path]:
         """A config-relative path made absolute (paths are relative to the project root)."""
-        if path is None:
-            return None
-        p = Path(os.path.expanduser(path))
-        return p if p.is_absolute() else Path(self.base_dir) / p
+        return resolve_path(path, self.base_dir)
+
+    def validate(self) -> None:
+        """Raise ConfigError for the first problem found. Checks files, never loads a model."""
+        self.grid.validate()
+        _one_of(self.precision, tuple(PRECISIONS), "precision")
+        _one_of(self.attention, ATTENTION_BACKENDS, "attention")
+        _one_of(self.device, DEVICES, "device")
+        self.prompts.validate(self.base_dir)
+        self.timing.validate()
+        self.diffusion.validate()
+        self.autoregressive.validate()
+        if not self.models:
+            raise ConfigError("models: empty list; give at least one model")
+        names = [m.name for m in self.models]
+        for i, m in enumerate(self.models):
+            where = f"models[{i}] ({m.name})"
+            if names.count(m.name) > 1:
+                raise ConfigError(f"{where}.name: duplicate model name; names must be unique")
+            m.validate(where, self.base_dir)
+        if any(m.kind == "diffusion" for m in self.models):
+            for n in self.grid.seq_len:
+                for k in self.grid.steps:
+                    problem = diffusion_shape_error(n // 2, self.diffusion.block_length, k)
+                    if problem:
+                        raise ConfigError(f"{problem} (seq_len {n})")
+        self.quality.validate(self.base_dir)
+
+
+def diffusion_shape_error(n_out: int, block_length: int, steps: int) -> Optional[str]:
+    """The first block rule a diffusion generation breaks, as 'field: problem; allowed: ...', or None.
+
+    The rules: block_length divides N_out; 1 <= steps <= N_out; steps is a multiple of the number of
+    blocks (each block gets the same number of steps). The config and the sampler both check them here.
+    """
+    if block_length <= 0 or n_out % block_length:
+        return f"diffusion.block_length: {block_length} does not divide N_out = {n_out}; allowed: divisors of N_out"
+    if steps < 1:
+        return f"grid.steps: {steps} is not allowed; allowed: 1..{n_out}"
+    if steps > n_out:
+        return f"grid.steps: {steps} is larger than N_out = {n_out}; allowed: 1..{n_out}"
+    blocks = n_out // block_length
+    if steps % blocks:
+        return (f"grid.steps: {steps} is not a multiple of the number of blocks {blocks} "
+                f"(N_out {n_out} / block_length {block_length}); allowed: multiples of {blocks}")
+    return None
 
 
 # --------------------------------------------------------------------------- typed building
@@ -235,190 +390,80 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 def _build(cls: type, data: dict, where: str) -> Any:
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls) if f.name != "base_dir"]
+    prefix = f"{where}." if where else ""
     for key in data:
         if key not in names:
-            raise ConfigError(f"{where + '.' if where else ''}{key}: unknown key; allowed: {', '.join(names)}")
+            raise ConfigError(f"{prefix}{key}: unknown key; allowed: {', '.join(names)}")
     kwargs = {}
     for f in dataclasses.fields(cls):
         if f.name not in data:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name != "base_dir":
-                raise ConfigError(f"{where + '.' if where else ''}{f.name}: missing required key")
+                raise ConfigError(f"{prefix}{f.name}: missing required key")
             continue
-        kwargs[f.name] = _coerce(data[f.name], hints[f.name], f"{where + '.' if where else ''}{f.name}")
+        kwargs[f.name] = _coerce(data[f.name], hints[f.name], f"{prefix}{f.name}")
     return cls(**kwargs)
 
 
-# --------------------------------------------------------------------------- validation
+# --------------------------------------------------------------------------- CLI overrides
 
 
-def _positive(values: list[int], where: str) -> None:
-    for v in values:
-        if v <= 0:
-            raise ConfigError(f"{where}: {v} is not allowed; allowed: integers > 0")
-    if not values:
-        raise ConfigError(f"{where}: empty list; give at least one value")
+@dataclass(frozen=True)
+class Override:
+    """A command-line flag `--name` that replaces one config field (`path` in the YAML mapping)."""
+
+    name: str
+    path: tuple[str, ...]
+    help: str
+    type: Optional[type] = None  # int for numbers; None for strings and switches
+    many: bool = False  # one or more values (a grid axis)
+    switch: bool = False  # `--name` alone sets the field to true
 
 
-def _one_of(value: str, allowed: tuple[str, ...], where: str) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{where}: {value!r} is not allowed; allowed: {', '.join(allowed)}")
+OVERRIDES: tuple[Override, ...] = (
+    Override("steps", ("grid", "steps"), "override grid.steps (diffusion steps K)", int, many=True),
+    Override("batch_size", ("grid", "batch_size"), "override grid.batch_size (B)", int, many=True),
+    Override("seq_len", ("grid", "seq_len"), "override grid.seq_len (N = prompt + output tokens)", int, many=True),
+    Override("sampler", ("diffusion", "sampler"), f"override diffusion.sampler ({' '.join(DIFFUSION_SAMPLERS)})",
+             many=True),
+    Override("cache", ("diffusion", "cache"), f"override diffusion.cache ({' '.join(DIFFUSION_CACHES)})", many=True),
+    Override("decode", ("autoregressive", "decode"), f"override autoregressive.decode ({' '.join(AR_DECODE_MODES)})",
+             many=True),
+    Override("max_prompts", ("prompts", "max_prompts"), "override prompts.max_prompts", int),
+    Override("prompt_file", ("prompts", "file"), "prompts from this file (one passage per line, or JSONL with "
+                                                 "prompt/reference); sets prompts.source: file"),
+    Override("compute_bertscore", ("quality", "compute_bertscore"), "score BERTScore after timing "
+                                                                   "(quality.compute_bertscore: true)", switch=True),
+    Override("output_dir", ("output_dir",), "override output_dir (raw data)"),
+    Override("figures_dir", ("figures_dir",), "override figures_dir"),
+    Override("models", ("models",), "run only these model names from the config", many=True),
+)
 
 
-def validate(exp: Experiment) -> None:
-    """Raise ConfigError for the first problem found. Checks files, never loads a model."""
-    g, d = exp.grid, exp.diffusion
-    _positive(g.batch_size, "grid.batch_size")
-    _positive(g.seq_len, "grid.seq_len")
-    _positive(g.steps, "grid.steps")
-    for n in g.seq_len:
-        if n % 2:
-            raise ConfigError(f"grid.seq_len: {n} is odd; allowed: even integers (prompt = output = N/2)")
-    _one_of(exp.precision, PRECISIONS, "precision")
-    _one_of(exp.attention, ATTENTION_BACKENDS, "attention")
-    _one_of(exp.device, DEVICES, "device")
-    _one_of(exp.prompts.source, PROMPT_SOURCES, "prompts.source")
-    _positive([exp.timing.repeats], "timing.repeats")
-    if exp.timing.warmup < 0:
-        raise ConfigError(f"timing.warmup: {exp.timing.warmup} is not allowed; allowed: integers >= 0")
-    if exp.timing.warmup_steps is not None:
-        _positive([exp.timing.warmup_steps], "timing.warmup_steps")
-    if exp.timing.max_timed_s is not None and exp.timing.max_timed_s <= 0:
-        raise ConfigError(f"timing.max_timed_s: {exp.timing.max_timed_s} is not allowed; allowed: numbers > 0 or null")
-    _positive([exp.timing.min_repeats], "timing.min_repeats")
-    _positive([exp.prompts.max_prompts], "prompts.max_prompts")
-    _positive([d.block_length], "diffusion.block_length")
-    for s in d.sampler:
-        _one_of(s, DIFFUSION_SAMPLERS, "diffusion.sampler")
-    for c in d.cache:
-        _one_of(c, DIFFUSION_CACHES, "diffusion.cache")
-    _one_of(d.schedule, ("auto",) + DIFFUSION_SCHEDULES, "diffusion.schedule")
-    _one_of(d.threshold_steps, THRESHOLD_STEPS, "diffusion.threshold_steps")
-    _one_of(d.noise_layout, NOISE_LAYOUTS, "diffusion.noise_layout")
-    if not 0.0 < d.eps < 1.0:
-        raise ConfigError(f"diffusion.eps: {d.eps} is not allowed; allowed: 0 < eps < 1")
-    for m in exp.autoregressive.decode:
-        _one_of(m, AR_DECODE_MODES, "autoregressive.decode")
-    if d.cfg_scale > 0 and any(c != "none" for c in d.cache):
-        raise ConfigError("diffusion.cfg_scale: classifier-free guidance cannot be combined with a KV cache; "
-                          "allowed: cfg_scale 0 with cache prefix/dual, or cache [none]")
-    if d.temperature < 0 or exp.autoregressive.temperature < 0:
-        raise ConfigError("temperature: negative values are not allowed; allowed: numbers >= 0")
-    if not 0.0 < d.threshold <= 1.0:
-        raise ConfigError(f"diffusion.threshold: {d.threshold} is not allowed; allowed: 0 < threshold <= 1")
-
-    if not exp.models:
-        raise ConfigError("models: empty list; give at least one model")
-    names = [m.name for m in exp.models]
-    for i, m in enumerate(exp.models):
-        where = f"models[{i}] ({m.name})"
-        if names.count(m.name) > 1:
-            raise ConfigError(f"{where}.name: duplicate model name; names must be unique")
-        _one_of(m.family, tuple(FAMILIES), f"{where}.family")
-        sources = [s for s in (m.path, m.hub_id) if s]
-        if len(sources) > 1:
-            raise ConfigError(f"{where}: give only one of path, hub_id")
-        if not sources and not (m.synthetic and m.architecture):
-            raise ConfigError(f"{where}: no weights source; allowed: path, hub_id, or synthetic: true with architecture")
-        for key in ("path", "architecture", "tokenizer"):
-            value = getattr(m, key)
-            if value and not exp.resolve(value).exists():
-                raise ConfigError(f"{where}.{key}: file or directory not found: {value}")
-
-    if any(m.kind == "diffusion" for m in exp.models):
-        for n in g.seq_len:
-            for k in g.steps:
-                problem = diffusion_shape_error(n // 2, d.block_length, k)
-                if problem:
-                    raise ConfigError(f"{problem} (seq_len {n})")
-
-    q = exp.quality
-    for key in ("batch_size", "bertscore_batch_size", "bootstrap_resamples"):
-        _positive([getattr(q, key)], f"quality.{key}")
-    local_bertscore = q.bertscore_model.startswith("package:") or exp.resolve(q.bertscore_model).exists()
-    if q.compute_bertscore and local_bertscore:
-        if q.bertscore_num_layers is None:
-            raise ConfigError("quality.bertscore_num_layers: required for a local BERTScore model "
-                              f"({q.bertscore_model}); allowed: 1..number of encoder layers")
-        if q.bertscore_rescale and not q.bertscore_baseline_path:
-            raise ConfigError("quality.bertscore_baseline_path: required to rescale a local BERTScore model; "
-                              "give a baseline file or set bertscore_rescale: false")
-    if q.judge_path and q.judge_hub_id:
-        raise ConfigError("quality: give only one of judge_path, judge_hub_id")
-    for key in ("judge_path", "bertscore_baseline_path"):
-        value = getattr(q, key)
-        if value and not exp.resolve(value).exists():
-            raise ConfigError(f"quality.{key}: file or directory not found: {value}")
-
-    if exp.prompts.source == "file":
-        if not exp.prompts.file:
-            raise ConfigError("prompts.file: required when prompts.source is 'file'")
-        if not exp.resolve(exp.prompts.file).is_file():
-            raise ConfigError(f"prompts.file: file not found: {exp.prompts.file}")
-
-
-def diffusion_shape_error(n_out: int, block_length: int, steps: int) -> Optional[str]:
-    """The first block rule a diffusion generation breaks, as 'field: problem; allowed: ...', or None.
-
-    The rules: block_length divides N_out; 1 <= steps <= N_out; steps is a multiple of the number of
-    blocks (each block gets the same number of steps). The config and the sampler both check them here.
-    """
-    if block_length <= 0 or n_out % block_length:
-        return f"diffusion.block_length: {block_length} does not divide N_out = {n_out}; allowed: divisors of N_out"
-    if steps < 1:
-        return f"grid.steps: {steps} is not allowed; allowed: 1..{n_out}"
-    if steps > n_out:
-        return f"grid.steps: {steps} is larger than N_out = {n_out}; allowed: 1..{n_out}"
-    blocks = n_out // block_length
-    if steps % blocks:
-        return (f"grid.steps: {steps} is not a multiple of the number of blocks {blocks} "
-                f"(N_out {n_out} / block_length {block_length}); allowed: multiples of {blocks}")
-    return None
-
-
-# --------------------------------------------------------------------------- loading + overrides
-
-OVERRIDE_PATHS = {
-    "steps": ("grid", "steps"),
-    "batch_size": ("grid", "batch_size"),
-    "seq_len": ("grid", "seq_len"),
-    "max_prompts": ("prompts", "max_prompts"),
-    "compute_bertscore": ("quality", "compute_bertscore"),
-    "sampler": ("diffusion", "sampler"),
-    "cache": ("diffusion", "cache"),
-    "decode": ("autoregressive", "decode"),
-    "generate_quality": ("quality", "generate"),
-    "output_dir": ("output_dir",),
-    "figures_dir": ("figures_dir",),
-}
-
-
-def apply_overrides(raw: dict, overrides: dict[str, Any]) -> dict:
+def apply_overrides(raw: dict, overrides: Mapping[str, Any]) -> dict:
     """Return a copy of the raw YAML mapping with CLI overrides applied (None = not given)."""
     raw = json.loads(json.dumps(raw))
+    known = {o.name: o for o in OVERRIDES}
     for key, value in overrides.items():
         if value is None:
             continue
-        if key == "prompt_file":
-            raw.setdefault("prompts", {})
-            raw["prompts"]["source"] = "file"
-            raw["prompts"]["file"] = value
-            continue
         if key == "models":
-            known = [m.get("name") for m in raw.get("models", []) if isinstance(m, dict)]
-            unknown = [v for v in value if v not in known]
+            names = [m.get("name") for m in raw.get("models", []) if isinstance(m, dict)]
+            unknown = [v for v in value if v not in names]
             if unknown:
-                raise ConfigError(f"--models: unknown model {', '.join(unknown)}; allowed: {', '.join(map(str, known))}")
+                raise ConfigError(f"--models: unknown model {', '.join(unknown)}; allowed: {', '.join(map(str, names))}")
             raw["models"] = [m for m in raw["models"] if m.get("name") in value]
             continue
-        path = OVERRIDE_PATHS[key]
+        if key == "prompt_file":
+            raw.setdefault("prompts", {})["source"] = "file"
         node = raw
+        path = known[key].path
         for part in path[:-1]:
             node = node.setdefault(part, {})
         node[path[-1]] = value
     return raw
 
 
-def load_experiment(path: str | Path, overrides: Optional[dict[str, Any]] = None,
+def load_experiment(path: str | Path, overrides: Optional[Mapping[str, Any]] = None,
                     base_dir: Optional[str | Path] = None) -> Experiment:
     """Read, override and validate an experiment file. Raises ConfigError."""
     path = Path(path)
@@ -432,9 +477,8 @@ def load_experiment(path: str | Path, overrides: Optional[dict[str, Any]] = None
         raise ConfigError(f"{path}: expected a mapping at the top level")
     raw = apply_overrides(raw, overrides or {})
     exp = _build(Experiment, raw, "")
-    base = Path(base_dir) if base_dir else project_root()
-    exp = dataclasses.replace(exp, base_dir=str(base))
-    validate(exp)
+    exp = dataclasses.replace(exp, base_dir=str(Path(base_dir) if base_dir else project_root()))
+    exp.validate()
     return exp
 
 
@@ -447,22 +491,53 @@ def project_root() -> Path:
 
 
 @dataclass(frozen=True)
+class MeasurementSettings:
+    """What, besides the grid point, decides what a cell measures; all of it enters the cell id.
+
+    prompt_digest: SHA-1 of the prompt file (the passages themselves, wherever the file lives).
+    prompt_tokenizers: every model's tokenizer source: a passage is used only when it is long enough
+        in all of them, so the model set decides which passages each model gets.
+    quality_batch_size: batch of the untimed quality generations, None when the cell makes none.
+    """
+
+    seed: int
+    timing: TimingSpec
+    prompt_source: str
+    prompt_digest: Optional[str]
+    max_prompts: int
+    prompt_tokenizers: tuple[str, ...]
+    quality_batch_size: Optional[int]
+    allow_attention_mismatch: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out.update(out.pop("timing"))
+        out["prompt_tokenizers"] = list(self.prompt_tokenizers)
+        return out
+
+
+@dataclass(frozen=True)
 class Cell:
-    """One grid point: model x B x N (x K x sampler options for diffusion, x decode mode for AR)."""
+    """One grid point: model x B x N (x K x sampler options for diffusion, x decode mode for AR).
+
+    Every field but `model` and `settings` is a grid column: `identity()` turns them (with the model's
+    name, family and source) into the columns of the cell's row, so a new axis is one new field here.
+    """
 
     model: ModelSpec
+    settings: MeasurementSettings
     batch_size: int
     seq_len: int
-    steps: Optional[int]
-    sampler: Optional[str]
-    cache: Optional[str]
-    decode: Optional[str]
-    block_length: Optional[int]
-    temperature: float
-    cfg_scale: Optional[float]
-    threshold: Optional[float]
     precision: str
-    attention: str
+    attention_backend: str
+    steps: Optional[int] = None
+    sampler: Optional[str] = None
+    cache: Optional[str] = None
+    decode: Optional[str] = None
+    block_length: Optional[int] = None
+    temperature: float = 0.0
+    cfg_scale: Optional[float] = None
+    threshold: Optional[float] = None
     schedule: Optional[str] = None  # diffusion: llada | dream (resolved from `auto`)
     eps: Optional[float] = None  # Dream schedule only
     threshold_steps: Optional[str] = None  # threshold sampler only: cap | unbounded
@@ -478,44 +553,77 @@ class Cell:
         """N_out, in tokens."""
         return self.seq_len - self.seq_len // 2
 
+    @property
+    def kind(self) -> str:
+        return self.model.kind
+
     def identity(self) -> dict[str, Any]:
-        spec = dataclasses.asdict(self.model)
-        spec.pop("tokenizer")
-        return {"model": spec, **{k: v for k, v in dataclasses.asdict(self).items() if k != "model"}}
+        """The cell's grid columns, in row order."""
+        grid = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("model", "settings")}
+        return {"model_name": self.model.name, "family": self.model.family, "kind": self.model.kind,
+                "model_source": self.model.source, "prompt_len": self.prompt_len, "n_out": self.n_out, **grid}
 
     def cell_id(self, hardware: str) -> str:
-        """Short stable hash of everything that defines this cell plus the hardware name."""
-        blob = json.dumps({"cell": self.identity(), "hardware": hardware}, sort_keys=True)
+        """Short stable hash of everything that decides what this cell measures, plus the hardware name."""
+        blob = json.dumps({"cell": self.identity(), "model": dataclasses.asdict(self.model),
+                           "settings": self.settings.as_dict(), "hardware": hardware}, sort_keys=True)
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
     def describe(self) -> str:
-        extra = (f"K={self.steps} sampler={self.sampler} cache={self.cache}" if self.steps is not None
-                 else f"decode={self.decode}")
-        return f"{self.model.name} B={self.batch_size} N={self.seq_len} {extra}"
+        return cell_label(self.identity())
+
+
+def variant_label(row: Mapping[str, Any]) -> str:
+    """The generation path of a cell or row: `sampler/cache` (diffusion) or the decode mode (AR)."""
+    if row["kind"] == "diffusion":
+        label = f"{row['sampler']}/{row['cache']}"
+        if row.get("schedule") not in (None, "", FAMILY_SCHEDULES.get(row.get("family"))):
+            label += f" ({row['schedule']} schedule)"
+        return label
+    return str(row["decode"])
+
+
+def cell_label(row: Mapping[str, Any]) -> str:
+    """The human label of a cell or row: model, B, N, K and generation path."""
+    k = f" K={int(row['steps'])}" if row["kind"] == "diffusion" else ""
+    return f"{row['model_name']} B={int(row['batch_size'])} N={int(row['seq_len'])}{k} {variant_label(row)}"
+
+
+def _file_digest(path: Optional[Path]) -> Optional[str]:
+    return hashlib.sha1(path.read_bytes()).hexdigest() if path is not None and path.is_file() else None
 
 
 def expand_cells(exp: Experiment) -> list[Cell]:
     """The grid product, in a stable order (model, N, B, then diffusion/AR options)."""
     g, d, a = exp.grid, exp.diffusion, exp.autoregressive
+    text_prompts = exp.prompts.source != "random_ids"
+    tokenizers = tuple(sorted(m.tokenizer or m.source for m in exp.models)) if text_prompts else ()
+    digest = _file_digest(exp.resolve(exp.prompts.file)) if exp.prompts.source == "file" else None
+
+    def settings(batch_size: int) -> MeasurementSettings:
+        generates = exp.quality.generate and text_prompts and batch_size == min(g.batch_size)
+        return MeasurementSettings(exp.seed, exp.timing, exp.prompts.source, digest, exp.prompts.max_prompts,
+                                   tokenizers, exp.quality.batch_size if generates else None,
+                                   exp.allow_attention_mismatch)
+
     cells: list[Cell] = []
     for model in exp.models:
         for n, b in itertools.product(g.seq_len, g.batch_size):
-            common = dict(model=model, batch_size=b, seq_len=n, precision=exp.precision, attention=exp.attention)
+            common = dict(model=model, settings=settings(b), batch_size=b, seq_len=n, precision=exp.precision,
+                          attention_backend=exp.attention)
             if model.kind == "diffusion":
                 schedule = FAMILY_SCHEDULES[model.family] if d.schedule == "auto" else d.schedule
                 for k, sampler, cache in itertools.product(g.steps, d.sampler, d.cache):
                     threshold = sampler == "threshold"
-                    cells.append(Cell(**common, steps=k, sampler=sampler, cache=cache, decode=None,
-                                      block_length=d.block_length, temperature=d.temperature,
-                                      cfg_scale=d.cfg_scale, threshold=d.threshold if threshold else None,
-                                      schedule=schedule, eps=d.eps if schedule == "dream" else None,
+                    cells.append(Cell(**common, steps=k, sampler=sampler, cache=cache, block_length=d.block_length,
+                                      temperature=d.temperature, cfg_scale=d.cfg_scale,
+                                      threshold=d.threshold if threshold else None, schedule=schedule,
+                                      eps=d.eps if schedule == "dream" else None,
                                       threshold_steps=d.threshold_steps if threshold else None,
                                       noise_layout=d.noise_layout if d.temperature > 0 else None))
             else:
                 for mode in a.decode:
-                    cells.append(Cell(**common, steps=None, sampler=None, cache=None, decode=mode,
-                                      block_length=None, temperature=a.temperature, cfg_scale=None,
-                                      threshold=None))
+                    cells.append(Cell(**common, decode=mode, temperature=a.temperature))
     return cells
 
 

@@ -17,7 +17,7 @@ if __package__ in (None, ""):  # run as a script: make `src` importable as a pac
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     __package__ = "src"
 
-from src.config import ConfigError, expand_cells, load_experiment, parse_shard, select_shard  # noqa: E402
+from src.config import OVERRIDES, ConfigError, expand_cells, load_experiment, parse_shard, select_shard  # noqa: E402
 
 log = logging.getLogger("dlm_bench")
 
@@ -31,18 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "only; merge: rebuild raw_metrics.csv and figures from the cell files; finalize: merge, "
                         "then score when the config asks for quality (the end of a SLURM sweep)")
     p.add_argument("--config", required=True, help="experiment YAML file")
-    p.add_argument("--steps", type=int, nargs="+", help="override grid.steps (diffusion steps K)")
-    p.add_argument("--batch_size", type=int, nargs="+", help="override grid.batch_size (B)")
-    p.add_argument("--seq_len", type=int, nargs="+", help="override grid.seq_len (N = prompt + output tokens)")
-    p.add_argument("--sampler", nargs="+", help="override diffusion.sampler (low_confidence random entropy threshold)")
-    p.add_argument("--cache", nargs="+", help="override diffusion.cache (none prefix dual)")
-    p.add_argument("--decode", nargs="+", help="override autoregressive.decode (eager static static_compiled)")
-    p.add_argument("--max_prompts", type=int, help="override prompts.max_prompts")
-    p.add_argument("--compute_bertscore", action="store_true", default=None, help="score BERTScore after timing")
-    p.add_argument("--prompt_file", help="prompts from this file (one per line, or JSONL with prompt/reference)")
-    p.add_argument("--output_dir", help="override output_dir (raw data)")
-    p.add_argument("--figures_dir", help="override figures_dir")
-    p.add_argument("--models", nargs="+", help="run only these model names from the config")
+    for o in OVERRIDES:
+        if o.switch:
+            p.add_argument(f"--{o.name}", action="store_true", default=None, help=o.help)
+        else:
+            p.add_argument(f"--{o.name}", type=o.type or str, nargs="+" if o.many else None, help=o.help)
     p.add_argument("--shard", help="run cells i mod n only, as 'i/n' (default: SLURM array task, else 0/1)")
     p.add_argument("--time_budget_s", type=float, help="start no new cell after this many seconds (resume later)")
     p.add_argument("--dry_run", action="store_true", help="print the expanded grid and cell count; load nothing")
@@ -54,16 +47,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def overrides_from(args: argparse.Namespace) -> dict:
-    keys = ("steps", "batch_size", "seq_len", "sampler", "cache", "decode", "max_prompts", "compute_bertscore", "prompt_file", "output_dir",
-            "figures_dir", "models")
-    return {k: getattr(args, k) for k in keys}
+    """The override mapping of parsed arguments (None = not given)."""
+    return {o.name: getattr(args, o.name) for o in OVERRIDES}
 
 
 def dry_run(exp, shard) -> int:
     cells = select_shard(expand_cells(exp), shard)
     print(f"experiment {exp.name}: {len(cells)} cells (shard {shard[0]}/{shard[1]})")
     for cell in cells:
-        print(f"  {cell.describe()}  P={cell.prompt_len} N_out={cell.n_out} {cell.precision} {cell.attention}")
+        print(f"  {cell.describe()}  P={cell.prompt_len} N_out={cell.n_out} {cell.precision} {cell.attention_backend}")
     print(f"{len(cells)} cells")
     return 0
 
@@ -82,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             from src.models.loader import check_sources
 
-            check_sources(exp)
+            check_sources(exp.models, exp.base_dir)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

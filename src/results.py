@@ -1,9 +1,11 @@
-"""The row schema, per-cell JSON records and their merge into the CSV tables.
+"""The cell record and its files.
 
-Every finished cell is one JSON file `cells/<cell_id>.json`, written atomically (temporary file +
-rename), so concurrent array tasks never share a file and an interrupted run leaves only whole
-records. `merge` rebuilds `raw_metrics.csv` and `environment.json` from those files; it is
-idempotent and also writes atomically.
+A `CellRecord` is built once per measured cell from typed parts (the cell's identity, timing
+statistics of its repetitions, work, memory, roofline, answer tokens, quality); `to_row()` is the
+only place it becomes flat CSV columns. Every finished cell is one JSON file `cells/<cell_id>.json`,
+written atomically (temporary file + rename), so concurrent array tasks never share a file and an
+interrupted run leaves only whole records. `merge` rebuilds `raw_metrics.csv` and `environment.json`
+from those files; it is idempotent and also writes atomically.
 """
 
 from __future__ import annotations
@@ -13,13 +15,17 @@ import dataclasses
 import io
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
+
+from .fileio import atomic_write_text, jsonable
+from .measure import metrics
+from .quality.metrics import ESTIMATE_PARTS, QUALITY_METRICS
+from .quality.stats import Estimate
 
 DONE_STATUSES = ("ok", "oom")  # an OOM is a result; an error is retried on the next run
+NAN = math.nan
 
 
 @dataclass
@@ -35,129 +41,191 @@ class Repetition:
     steps_executed: Optional[int] = None
 
 
+@dataclass(frozen=True)
+class TimingStats:
+    """Summary of the timed repetitions: medians (ms, tokens/s), spread, and how many ran."""
+
+    repeats: int
+    latency_ms_median: float
+    latency_ms_min: float
+    latency_ms_max: float
+    latency_ms_cv: float
+    tokens_per_s_median: float
+    ttft_ms_median: float = NAN
+    itl_ms_median: float = NAN
+    step_ms_p50: float = NAN
+    step_ms_p99: float = NAN
+
+    @classmethod
+    def from_repetitions(cls, reps: Sequence[Repetition]) -> "TimingStats":
+        lat = [r.latency_ms for r in reps]
+
+        def median_of(name: str) -> float:
+            return metrics.median([getattr(r, name) for r in reps if getattr(r, name) is not None])
+
+        return cls(repeats=len(reps), latency_ms_median=metrics.median(lat), latency_ms_min=min(lat),
+                   latency_ms_max=max(lat), latency_ms_cv=metrics.coefficient_of_variation(lat),
+                   tokens_per_s_median=metrics.median([r.tokens_per_s for r in reps]),
+                   ttft_ms_median=median_of("ttft_ms"), itl_ms_median=median_of("itl_ms"),
+                   step_ms_p50=median_of("step_ms_p50"), step_ms_p99=median_of("step_ms_p99"))
+
+
+@dataclass(frozen=True)
+class WorkStats:
+    """What one generation did: decode iterations, model forward calls (a CFG step counts 2), per token."""
+
+    steps_executed: int
+    forward_passes: int
+    forward_passes_per_token: float
+    tokens_per_step_mean: float
+
+    @classmethod
+    def of(cls, steps_executed: int, forward_passes: int, n_out: int) -> "WorkStats":
+        return cls(steps_executed, forward_passes, metrics.forward_passes_per_token(forward_passes, n_out),
+                   n_out / steps_executed)
+
+
+@dataclass(frozen=True)
+class MemoryStats:
+    """Peaks over the timed repetitions, GiB. GPU figures are NaN on the CPU; `process_max_rss_gib` is
+    the process-lifetime maximum resident set size (the only figure on the CPU)."""
+
+    peak_mem_reserved_gib: float
+    peak_mem_allocated_gib: float
+    process_max_rss_gib: float
+
+
+@dataclass(frozen=True)
+class RooflineStats:
+    """Analytic FLOPs and minimum bytes of one generation, their rates at the median latency
+    (TFLOP/s, TB/s) and the fractions of the peaks (MFU, MBU; NaN when the peaks are unknown)."""
+
+    flops_per_generation: float
+    min_bytes_per_generation: float
+    achieved_tflops: float
+    achieved_tbps: float
+    mfu: float
+    mbu: float
+    peak_tflops: float
+    peak_tbps: float
+    peak_source: str
+
+
+@dataclass(frozen=True)
+class AnswerStats:
+    """Output tokens before the first EOS (batch mean) and their rate B * that / L_e2e (tokens/s)."""
+
+    answer_tokens_mean: float
+    answer_tokens_per_s_median: float
+
+    @classmethod
+    def of(cls, output_ids: Sequence[Sequence[int]], eos_id: Optional[int], latency_ms: float) -> "AnswerStats":
+        counts = metrics.answer_tokens(output_ids, eos_id)
+        mean = sum(counts) / len(counts)
+        return cls(mean, metrics.throughput_tokens_per_s(len(counts), mean, latency_ms))
+
+
+@dataclass
+class QualityResult:
+    """A cell's scores (see quality.metrics): one estimate per metric over the prompt set."""
+
+    label: str  # model quality, or a smoke test of the pipeline (synthetic weights)
+    prompts: int
+    bertscore_model: Optional[str]
+    judge: Optional[str]
+    estimates: dict[str, Estimate]
+
+    def columns(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"quality_label": self.label, "quality_prompts": self.prompts,
+                               "bertscore_model": self.bertscore_model, "judge": self.judge}
+        for name in QUALITY_METRICS:
+            est = self.estimates.get(name)
+            for part, value in zip(ESTIMATE_PARTS, (est.value, est.ci_low, est.ci_high) if est else (NAN,) * 3):
+                out[f"{name}_{part}"] = value
+        return out
+
+
+_PARTS = {"timing": TimingStats, "work": WorkStats, "memory": MemoryStats, "roofline": RooflineStats,
+          "answers": AnswerStats}
+
+
 @dataclass
 class CellRecord:
-    """One grid cell's outcome. Summary fields are medians over the measured repetitions."""
+    """One grid cell's outcome. `identity` is `Cell.identity()`: the cell's grid columns."""
 
     cell_id: str
+    identity: dict[str, Any]
     status: str  # ok | oom | error
     experiment: str
-    model_name: str
-    family: str
-    kind: str  # autoregressive | diffusion
-    model_source: str
     weights: str  # pretrained | synthetic
-    batch_size: int
-    seq_len: int
-    prompt_len: int
-    n_out: int
-    steps: Optional[int]
-    sampler: Optional[str]
-    cache: Optional[str]
-    decode: Optional[str]
-    block_length: Optional[int]
-    temperature: float
-    cfg_scale: Optional[float]
-    threshold: Optional[float]
-    precision: str
-    attention_backend: str
-    schedule: Optional[str] = None  # diffusion: llada | dream
-    eps: Optional[float] = None  # Dream schedule's final time
-    threshold_steps: Optional[str] = None  # threshold sampler: cap | unbounded
-    noise_layout: Optional[str] = None  # temperature > 0: block | canvas
+    hardware: str
+    settings: dict[str, Any]  # what else defines the measurement (`Cell.settings()`)
+    environment: dict[str, Any] = field(default_factory=dict)
     attention_kernel: Optional[str] = None
     clock: Optional[str] = None
-    hardware: Optional[str] = None
-    error: Optional[str] = None
+    error: Optional[str] = None  # why the measurement failed (status oom / error)
+    extras_error: Optional[str] = None  # why an untimed extra (agreement, quality generations) failed
     warmup: int = 0  # warm-up generations run
     warmup_steps: Optional[int] = None  # diffusion: denoising steps per warm-up; None = whole generations
-    repeats: int = 0  # timed repetitions run
-    latency_ms_median: float = math.nan
-    latency_ms_min: float = math.nan
-    latency_ms_max: float = math.nan
-    latency_ms_cv: float = math.nan
-    tokens_per_s_median: float = math.nan
-    ttft_ms_median: float = math.nan
-    itl_ms_median: float = math.nan
-    step_ms_p50: float = math.nan
-    step_ms_p99: float = math.nan
-    steps_executed: Optional[int] = None
-    forward_passes: Optional[int] = None
-    forward_passes_per_token: float = math.nan
-    peak_mem_reserved_gib: float = math.nan
-    peak_mem_allocated_gib: float = math.nan
-    process_max_rss_gib: float = math.nan
-    answer_tokens_mean: float = math.nan  # output tokens before the first EOS, mean over the batch
-    answer_tokens_per_s_median: float = math.nan  # B * answer_tokens_mean / L_e2e
-    tokens_per_step_mean: float = math.nan
-    agreement_with_uncached: float = math.nan  # cached samplers: share of tokens equal to the uncached sampler's
-    flops_per_generation: float = math.nan
-    min_bytes_per_generation: float = math.nan
-    achieved_tflops: float = math.nan
-    achieved_tbps: float = math.nan
-    mfu: float = math.nan
-    mbu: float = math.nan
-    peak_tflops: float = math.nan
-    peak_tbps: float = math.nan
-    peak_source: Optional[str] = None
+    timing: Optional[TimingStats] = None
+    work: Optional[WorkStats] = None
+    memory: Optional[MemoryStats] = None
+    roofline: Optional[RooflineStats] = None
+    answers: Optional[AnswerStats] = None
+    agreement_with_uncached: Optional[float] = None  # cached samplers: share of tokens equal to the uncached ones
+    quality: Optional[QualityResult] = None
     n_params: Optional[int] = None
     n_params_non_embedding: Optional[int] = None
     prompt_source: Optional[str] = None
     passage_ids: list[str] = field(default_factory=list)
     started_at: Optional[str] = None
     finished_at: Optional[str] = None
-    wall_s: float = math.nan
-    environment: dict[str, Any] = field(default_factory=dict)
+    wall_s: float = NAN
     repetitions: list[Repetition] = field(default_factory=list)
-    outputs: dict[str, Any] = field(default_factory=dict)  # token ids + decoded text of one generation
-    extra_columns: dict[str, Any] = field(default_factory=dict)  # scalar columns added by later passes
+    outputs: dict[str, Any] = field(default_factory=dict)  # token ids + decoded text of one timed generation
     generations: list[dict[str, Any]] = field(default_factory=list)  # untimed, all prompts, for scoring
+
+    def to_row(self) -> dict[str, Any]:
+        """The one flattening into CSV columns (empty parts become NaN columns, so headers are stable)."""
+        row: dict[str, Any] = {"cell_id": self.cell_id, "status": self.status, "experiment": self.experiment,
+                               **self.identity, "weights": self.weights, "hardware": self.hardware,
+                               "attention_kernel": self.attention_kernel, "clock": self.clock, "error": self.error,
+                               "extras_error": self.extras_error, "warmup": self.warmup,
+                               "warmup_steps": self.warmup_steps}
+        for name, cls in _PARTS.items():
+            part = getattr(self, name)
+            for f in dataclasses.fields(cls):
+                row[f.name] = getattr(part, f.name) if part is not None else (0 if f.name == "repeats" else NAN)
+        row["agreement_with_uncached"] = self.agreement_with_uncached
+        row.update((self.quality or QualityResult("", 0, None, None, {})).columns())
+        row.update(n_params=self.n_params, n_params_non_embedding=self.n_params_non_embedding,
+                   prompt_source=self.prompt_source, started_at=self.started_at, finished_at=self.finished_at,
+                   wall_s=self.wall_s)
+        row["latency_ms_all"] = ";".join(f"{r.latency_ms:.4f}" for r in self.repetitions)
+        row["passage_ids"] = ";".join(self.passage_ids)
+        row.update({f"setting_{k}": v for k, v in sorted(self.settings.items())})
+        row.update({f"env_{k}": v for k, v in sorted(self.environment.items())})
+        return row
 
     def to_json(self) -> dict:
         return jsonable(dataclasses.asdict(self))
 
-
-_NESTED = ("environment", "repetitions", "outputs", "passage_ids", "extra_columns", "generations")
-CSV_COLUMNS = [f.name for f in dataclasses.fields(CellRecord) if f.name not in _NESTED] + ["latency_ms_all", "passage_ids"]
-
-
-def jsonable(obj: Any) -> Any:
-    """NaN -> None so the files are strict JSON."""
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [jsonable(v) for v in obj]
-    return obj
-
-
-def csv_row(record: dict) -> dict[str, Any]:
-    """A flat CSV row from a record mapping (environment keys become env_* columns)."""
-    row = {k: record.get(k) for k in CSV_COLUMNS if k in record}
-    row["latency_ms_all"] = ";".join(f"{r['latency_ms']:.4f}" for r in record.get("repetitions", []))
-    row["passage_ids"] = ";".join(record.get("passage_ids", []))
-    for key, value in sorted(record.get("environment", {}).items()):
-        row[f"env_{key}"] = value
-    for key, value in sorted(record.get("extra_columns", {}).items()):
-        row[key] = value
-    return row
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder and rename: readers see old or new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    @classmethod
+    def from_json(cls, data: dict) -> "CellRecord":
+        kwargs = dict(data)
+        for name, part_cls in _PARTS.items():
+            if kwargs.get(name) is not None:
+                kwargs[name] = part_cls(**{k: (NAN if v is None and k != "peak_source" else v)
+                                           for k, v in kwargs[name].items()})
+        if kwargs.get("quality") is not None:
+            q = dict(kwargs["quality"])
+            q["estimates"] = {k: Estimate(*(NAN if x is None else x for x in (e["value"], e["ci_low"], e["ci_high"])))
+                              for k, e in q["estimates"].items()}
+            kwargs["quality"] = QualityResult(**q)
+        kwargs["repetitions"] = [Repetition(**r) for r in kwargs.get("repetitions", [])]
+        if kwargs.get("wall_s") is None:
+            kwargs["wall_s"] = NAN
+        return cls(**kwargs)
 
 
 class ResultStore:
@@ -170,56 +238,51 @@ class ResultStore:
     def path(self, cell_id: str) -> Path:
         return self.cells_dir / f"{cell_id}.json"
 
-    def read(self, cell_id: str) -> Optional[dict]:
-        try:
-            return json.loads(self.path(cell_id).read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return None
+    def read(self, cell_id: str) -> Optional[CellRecord]:
+        return _load(self.path(cell_id))
 
     def is_done(self, cell_id: str) -> bool:
         record = self.read(cell_id)
-        return record is not None and record.get("status") in DONE_STATUSES
+        return record is not None and record.status in DONE_STATUSES
 
-    def write(self, record: CellRecord | dict) -> Path:
-        data = record.to_json() if isinstance(record, CellRecord) else jsonable(record)
-        path = self.path(data["cell_id"])
-        atomic_write_text(path, json.dumps(data, indent=1, sort_keys=False))
+    def write(self, record: CellRecord) -> Path:
+        path = self.path(record.cell_id)
+        atomic_write_text(path, json.dumps(record.to_json(), indent=1))
         return path
 
-    def records(self) -> list[dict]:
-        """Every readable cell record, in a stable order."""
-        out = []
-        for p in sorted(self.cells_dir.glob("*.json")):
-            try:
-                out.append(json.loads(p.read_text()))
-            except json.JSONDecodeError:
-                continue
-        return sorted(out, key=_order)
+    def records(self) -> list[CellRecord]:
+        """Every readable cell record, in a stable order (model, N, B, then the cell's options)."""
+        out = [r for r in (_load(p) for p in sorted(self.cells_dir.glob("*.json"))) if r is not None]
+        return sorted(out, key=lambda r: (str(r.identity.get("model_name")), r.identity.get("seq_len") or 0,
+                                          r.identity.get("batch_size") or 0, json.dumps(r.identity, sort_keys=True),
+                                          r.cell_id))
 
     def merge(self) -> Path:
         """Rebuild raw_metrics.csv and environment.json from the cell files; returns the CSV path."""
         records = self.records()
-        rows = [csv_row(r) for r in records]
-        columns = list(CSV_COLUMNS)
+        rows = [r.to_row() for r in records]
+        columns: list[str] = []
         for row in rows:
             columns += [k for k in row if k not in columns]
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
+        writer = csv.DictWriter(buf, fieldnames=columns or ["cell_id", "status"])
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+            writer.writerow({k: ("" if v is None or (isinstance(v, float) and math.isnan(v)) else v)
+                             for k, v in row.items()})
         csv_path = self.root / "raw_metrics.csv"
         atomic_write_text(csv_path, buf.getvalue())
-        environments = {}
+        environments: dict[str, dict] = {}
         for r in records:
-            env = r.get("environment") or {}
-            key = json.dumps(env, sort_keys=True)
-            environments.setdefault(key, {"environment": env, "cell_ids": []})["cell_ids"].append(r["cell_id"])
+            key = json.dumps(r.environment, sort_keys=True)
+            environments.setdefault(key, {"environment": r.environment, "cell_ids": []})["cell_ids"].append(r.cell_id)
         atomic_write_text(self.root / "environment.json", json.dumps(list(environments.values()), indent=1))
         return csv_path
 
 
-def _order(record: dict) -> tuple:
-    return (record.get("model_name") or "", record.get("seq_len") or 0, record.get("batch_size") or 0,
-            record.get("steps") or 0, record.get("sampler") or "", record.get("cache") or "",
-            record.get("decode") or "", record.get("cell_id"))
+def _load(path: Path) -> Optional[CellRecord]:
+    """A record file, or None when it is missing or not a whole record."""
+    try:
+        return CellRecord.from_json(json.loads(path.read_text()))
+    except (FileNotFoundError, json.JSONDecodeError, TypeError, KeyError, AttributeError, UnicodeDecodeError):
+        return None

@@ -1,16 +1,19 @@
-"""The loop over cells: skip finished ones, load each model once, warm up, measure, record.
+"""The loop over cells: skip finished ones, load each model once, measure each cell, write its record.
 
-One cell, start to end: `run_cell` builds the generator for the cell, takes its B prompts,
-runs W warm-up generations, resets the peak-memory counters, runs R timed generations (clock
-marks around each and inside it), turns the marks into metrics and returns a `CellRecord`.
-An out-of-memory error is a result (`status=oom`); any other error is recorded
+One cell, top to bottom:
+1. `run_cell` takes the cell's B prompts and tries the attention kernels it may use, in order
+   (the requested one; with `allow_attention_mismatch`, unrestricted SDPA after it);
+2. `measure` warms up, resets the peak-memory counters, times R generations with clock marks
+   around and inside each, and reads the peaks: nothing else;
+3. the untimed extras (agreement with the uncached sampler, the quality generations) run in their
+   own guard: an error there is recorded beside the timing and never discards it;
+4. `new_record` builds the cell's `CellRecord` once from those parts.
+An out-of-memory error in the measurement is a result (`status=oom`); any other error is recorded
 (`status=error`) and the sweep goes on; the next run retries it.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import gc
 import logging
 import time
 from dataclasses import dataclass, field
@@ -20,7 +23,7 @@ from typing import Optional
 import torch
 from tqdm import tqdm
 
-from .config import Cell, Experiment, TimingSpec, expand_cells, project_root, select_shard
+from .config import PRECISIONS, Cell, Experiment, TimingSpec, expand_cells, project_root, select_shard
 from .generation import GenerationTrace, Generator
 from .generation.autoregressive import make_ar_generator
 from .generation.diffusion import MaskedDiffusionGenerator
@@ -30,13 +33,14 @@ from .measure.environment import capture_environment, resolve_device
 from .measure.memory import read_peak, reset_peak
 from .measure import roofline
 from .models.attention import kernel_context
-from .models.loader import LoadedModel, load_model, load_tokenizer
+from .models.loader import LoadedModel, LoadSettings, each_loaded
 from .quality.generations import generate_for_quality
-from .quality.prompts import (PromptSet, PromptSourceError, build_prompt_sets, random_prompt_set,
-                              read_prompt_file, read_wikitext)
-from .results import CellRecord, Repetition, ResultStore
+from .quality.prompts import PromptProvider, PromptSet
+from .results import AnswerStats, CellRecord, MemoryStats, Repetition, ResultStore, TimingStats, WorkStats
 
 log = logging.getLogger(__name__)
+
+FALLBACK_LABEL = "sdpa (fallback: sdpa_flash unavailable)"
 
 
 class AttentionBackendError(RuntimeError):
@@ -55,138 +59,32 @@ class RunSummary:
     records: list[str] = field(default_factory=list)
 
 
-# --------------------------------------------------------------------------- prompts
+@dataclass(frozen=True)
+class RunContext:
+    """What every cell of one run shares: the experiment's name, the environment, the clock, the peaks."""
+
+    experiment: str
+    environment: dict
+    clock: Clock
+    peaks: roofline.Peaks
+
+    @property
+    def hardware(self) -> str:
+        return self.environment["hardware"]
 
 
-class PromptProvider:
-    """The same passages for every model; prompts per (model, N) built once."""
-
-    def __init__(self, exp: Experiment):
-        self.exp = exp
-        self._passages = None
-        self._sets: dict[int, dict[str, PromptSet]] = {}
-
-    def passages(self):
-        if self._passages is None:
-            p = self.exp.prompts
-            if p.source == "file":
-                self._passages = read_prompt_file(self.exp.resolve(p.file))
-            elif p.source == "wikitext":
-                self._passages = read_wikitext(p.dataset_cache_dir)
-            else:
-                self._passages = []
-        return self._passages
-
-    def text_sets(self, seq_len: int) -> dict[str, PromptSet]:
-        """Per model name, prompts for one N from the text source (all tokenizers at once)."""
-        if seq_len not in self._sets:
-            tokenizers = {}
-            for spec in self.exp.models:
-                tok = load_tokenizer(spec, self.exp)
-                if tok is None:
-                    raise PromptSourceError(f"models ({spec.name}): no tokenizer, but prompts.source is "
-                                            f"{self.exp.prompts.source!r}; use prompts.source: random_ids")
-                tokenizers[spec.name] = tok
-            self._sets[seq_len] = build_prompt_sets(self.passages(), tokenizers, seq_len,
-                                                    self.exp.prompts.max_prompts, self.exp.prompts.source)
-        return self._sets[seq_len]
-
-    def check(self) -> None:
-        """Pre-flight: the text source gives enough passages for every N (raises PromptSourceError)."""
-        if self.exp.prompts.source != "random_ids":
-            for n in self.exp.grid.seq_len:
-                self.text_sets(n)
-
-    def for_model(self, loaded: LoadedModel, seq_len: int) -> PromptSet:
-        if self.exp.prompts.source == "random_ids":
-            excluded = {loaded.mask_token_id} if loaded.mask_token_id is not None else set()
-            return random_prompt_set(loaded.architecture.vocab_size, excluded, seq_len,
-                                     self.exp.prompts.max_prompts, self.exp.seed)
-        return self.text_sets(seq_len)[loaded.spec.name]
+# --------------------------------------------------------------------------- measurement
 
 
-# --------------------------------------------------------------------------- one cell
+@dataclass
+class Measurement:
+    """What `measure` saw: every timed repetition, the last one's trace, the memory peaks, and the
+    denoising steps each warm-up ran (None = whole generations)."""
 
-
-def make_generator(cell: Cell, loaded: LoadedModel, cache: Optional[str] = None) -> Generator:
-    """The generator a cell measures (`cache` overrides the cell's KV-cache mode)."""
-    if cell.model.kind == "diffusion":
-        return MaskedDiffusionGenerator(loaded.model, loaded.mask_token_id, cell.block_length, cell.sampler,
-                                        cell.temperature, cell.cfg_scale or 0.0, cache or cell.cache,
-                                        cell.threshold if cell.threshold is not None else 0.9,
-                                        schedule=cell.schedule, eps=cell.eps if cell.eps is not None else 1e-3,
-                                        threshold_steps=cell.threshold_steps or "cap",
-                                        noise_layout=cell.noise_layout or "block")
-    return make_ar_generator(loaded.model, cell.decode, cell.temperature)
-
-
-def agreement(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Share of positions where two [B, n_out] outputs hold the same token."""
-    return float((a == b).float().mean())
-
-
-def add_roofline(record: CellRecord, trace: GenerationTrace, loaded: LoadedModel, peaks: roofline.Peaks) -> None:
-    """Analytic FLOPs/bytes of the generation and their rates against the peaks (median latency)."""
-    arch = loaded.architecture
-    record.flops_per_generation = roofline.generation_flops(trace.work, arch)
-    record.min_bytes_per_generation = roofline.generation_min_bytes(
-        trace.work, arch, roofline.BYTES_PER_PARAM[record.precision])
-    record.achieved_tflops = roofline.achieved_tflops(record.flops_per_generation, record.latency_ms_median)
-    record.achieved_tbps = roofline.achieved_tbps(record.min_bytes_per_generation, record.latency_ms_median)
-    record.mfu = roofline.utilisation(record.achieved_tflops, peaks.tflops)
-    record.mbu = roofline.utilisation(record.achieved_tbps, peaks.tbps)
-    record.peak_tflops, record.peak_tbps, record.peak_source = peaks.tflops, peaks.tbps, peaks.source
-
-
-def measure_repetition(cell: Cell, trace: GenerationTrace, clock: Clock, start, end) -> Repetition:
-    """Metrics of one timed generation from its clock marks (after synchronisation)."""
-    latency = metrics.e2e_latency_ms(clock.elapsed_ms(start, end))
-    offsets = [clock.elapsed_ms(start, m) for m in trace.marks]
-    rep = Repetition(latency_ms=latency,
-                     tokens_per_s=metrics.throughput_tokens_per_s(cell.batch_size, cell.n_out, latency),
-                     steps_executed=trace.steps_executed)
-    if cell.model.kind == "autoregressive":
-        rep.ttft_ms = metrics.ttft_ms(offsets)
-        rep.itl_ms = metrics.mean_itl_ms(offsets)
-    else:
-        steps = metrics.step_latencies_ms(offsets)
-        rep.step_ms_p50, rep.step_ms_p99 = metrics.percentile(steps, 50), metrics.percentile(steps, 99)
-    return rep
-
-
-def _summarise(record: CellRecord, reps: list[Repetition], trace: GenerationTrace) -> None:
-    lat = [r.latency_ms for r in reps]
-    record.repetitions, record.repeats = reps, len(reps)
-    record.latency_ms_median = metrics.median(lat)
-    record.latency_ms_min, record.latency_ms_max = min(lat), max(lat)
-    record.latency_ms_cv = metrics.coefficient_of_variation(lat)
-    record.tokens_per_s_median = metrics.median([r.tokens_per_s for r in reps])
-    for name in ("ttft_ms", "itl_ms", "step_ms_p50", "step_ms_p99"):
-        values = [getattr(r, name) for r in reps if getattr(r, name) is not None]
-        if values:
-            setattr(record, "ttft_ms_median" if name == "ttft_ms" else "itl_ms_median" if name == "itl_ms" else name,
-                    metrics.median(values))
-    record.steps_executed = trace.steps_executed
-    record.forward_passes = trace.forward_passes
-    record.forward_passes_per_token = metrics.forward_passes_per_token(trace.forward_passes, record.n_out)
-    record.tokens_per_step_mean = record.n_out / trace.steps_executed
-
-
-def new_record(cell: Cell, exp: Experiment, loaded: Optional[LoadedModel], env: dict, cell_id: str) -> CellRecord:
-    return CellRecord(
-        cell_id=cell_id, status="error", experiment=exp.name, model_name=cell.model.name,
-        family=cell.model.family, kind=cell.model.kind, model_source=cell.model.source,
-        weights=(loaded.weights if loaded else ("synthetic" if cell.model.synthetic else "pretrained")),
-        batch_size=cell.batch_size, seq_len=cell.seq_len, prompt_len=cell.prompt_len, n_out=cell.n_out,
-        steps=cell.steps, sampler=cell.sampler, cache=cell.cache, decode=cell.decode,
-        block_length=cell.block_length, temperature=cell.temperature, cfg_scale=cell.cfg_scale,
-        threshold=cell.threshold, schedule=cell.schedule, eps=cell.eps, threshold_steps=cell.threshold_steps,
-        noise_layout=cell.noise_layout, precision=cell.precision, attention_backend=cell.attention,
-        attention_kernel=loaded.attention_kernel if loaded else None, hardware=env["hardware"],
-        warmup=exp.timing.warmup, repeats=exp.timing.repeats, environment=env,
-        n_params=loaded.architecture.n_params if loaded else None,
-        n_params_non_embedding=loaded.architecture.n_params_non_embedding if loaded else None,
-        started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    repetitions: list[Repetition]
+    trace: GenerationTrace
+    memory: MemoryStats
+    warmup_steps: Optional[int]
 
 
 class _WarmupStepsDone(Exception):
@@ -199,9 +97,7 @@ def warm_up(generator: Generator, ids: torch.Tensor, cell: Cell, timing: TimingS
     A diffusion warm-up with `timing.warmup_steps` runs the real generation and stops it from the
     per-step marker: the same shapes and code path as the timed run, fewer iterations.
     """
-    limit = timing.warmup_steps if cell.steps is not None else None
-    if limit is not None:
-        limit = min(limit, cell.steps)
+    limit = min(timing.warmup_steps, cell.steps) if timing.warmup_steps and cell.steps is not None else None
     for _ in range(timing.warmup):
         if limit is None:
             generator.generate(ids, cell.n_out, steps=cell.steps)
@@ -231,6 +127,64 @@ def another_repetition(timing: TimingSpec, reps: list[Repetition]) -> bool:
     return sum(r.latency_ms for r in reps) / 1000.0 < timing.max_timed_s
 
 
+def repetition(cell: Cell, trace: GenerationTrace, clock: Clock, start, end) -> Repetition:
+    """Metrics of one timed generation from its clock marks (after synchronisation)."""
+    latency = clock.elapsed_ms(start, end)
+    offsets = [clock.elapsed_ms(start, m) for m in trace.marks]
+    rep = Repetition(latency_ms=latency,
+                     tokens_per_s=metrics.throughput_tokens_per_s(cell.batch_size, cell.n_out, latency),
+                     steps_executed=trace.steps_executed)
+    if cell.kind == "autoregressive":
+        rep.ttft_ms, rep.itl_ms = metrics.ttft_ms(offsets), metrics.mean_itl_ms(offsets)
+    else:
+        steps = metrics.step_latencies_ms(offsets)
+        rep.step_ms_p50, rep.step_ms_p99 = metrics.percentile(steps, 50), metrics.percentile(steps, 99)
+    return rep
+
+
+def measure(generator: Generator, ids: torch.Tensor, cell: Cell, clock: Clock, device: torch.device,
+            kernel: str) -> Measurement:
+    """Warm up, then time repetitions until the timing settings say stop, then read the memory peaks."""
+    timing = cell.settings.timing
+    with kernel_context(kernel):
+        warmup_steps = warm_up(generator, ids, cell, timing)
+        clock.synchronize()
+        reset_peak(device)
+        reps: list[Repetition] = []
+        while another_repetition(timing, reps):
+            start = clock.mark()
+            trace = generator.generate(ids, cell.n_out, steps=cell.steps, marker=clock.mark)
+            end = clock.mark()
+            clock.synchronize()
+            reps.append(repetition(cell, trace, clock, start, end))
+        memory = read_peak(device)
+    return Measurement(reps, trace, memory, warmup_steps)
+
+
+# --------------------------------------------------------------------------- policy
+
+
+def make_generator(cell: Cell, loaded: LoadedModel, cache: Optional[str] = None) -> Generator:
+    """The generator a cell measures (`cache` overrides the cell's KV-cache mode)."""
+    if cell.kind == "diffusion":
+        return MaskedDiffusionGenerator(loaded.model, loaded.mask_token_id, cell.block_length, cell.sampler,
+                                        cell.temperature, cell.cfg_scale or 0.0, cache or cell.cache,
+                                        cell.threshold if cell.threshold is not None else 0.9,
+                                        schedule=cell.schedule, eps=cell.eps if cell.eps is not None else 1e-3,
+                                        threshold_steps=cell.threshold_steps or "cap",
+                                        noise_layout=cell.noise_layout or "block")
+    return make_ar_generator(loaded.model, cell.decode, cell.temperature)
+
+
+def kernels_to_try(kernel: str, allow_mismatch: bool) -> list[tuple[str, str]]:
+    """(kernel, label for the row) in the order a cell tries them: the requested kernel, then, when a
+    mismatch is allowed and the request was SDPA's flash backend, unrestricted SDPA (labelled)."""
+    options = [(kernel, kernel)]
+    if allow_mismatch and kernel == "sdpa_flash":
+        options.append(("sdpa", FALLBACK_LABEL))
+    return options
+
+
 def _is_kernel_unavailable(exc: Optional[BaseException]) -> bool:
     """SDPA found no kernel among the allowed backends; also when wrapped (e.g. by torch.compile)."""
     while exc is not None:
@@ -240,81 +194,107 @@ def _is_kernel_unavailable(exc: Optional[BaseException]) -> bool:
     return False
 
 
-def run_cell(cell: Cell, loaded: LoadedModel, prompts: PromptSet, exp: Experiment, clock: Clock,
-             env: dict, cell_id: str, peaks: Optional[roofline.Peaks] = None) -> CellRecord:
-    """Warm up, measure R repetitions and return the record (never raises for OOM)."""
-    record = new_record(cell, exp, loaded, env, cell_id)
-    record.clock = getattr(clock, "name", type(clock).__name__)
-    record.prompt_source = prompts.source
-    t0 = time.perf_counter()
-    generator = make_generator(cell, loaded)
-    ids, record.passage_ids = prompts.batch(cell.batch_size, loaded.device)
-    steps = cell.steps
-    torch.manual_seed(exp.seed)
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:500] if str(exc) else ''}"
+
+
+@dataclass
+class Extras:
+    """Untimed work after the measurement: agreement with the uncached sampler (cached samplers) and
+    the generations over every prompt that the scoring pass reads."""
+
+    agreement_with_uncached: Optional[float] = None
+    generations: list[dict] = field(default_factory=list)
+    error: Optional[str] = None
+
+
+def run_extras(cell: Cell, loaded: LoadedModel, generator: Generator, kernel: str, trace: GenerationTrace,
+               ids: torch.Tensor, prompts: PromptSet) -> Extras:
+    """The extras of a measured cell; an error or OOM here is recorded in `Extras.error`."""
+    extras = Extras()
     try:
-        with kernel_context(loaded.attention_kernel):
-            record.warmup_steps = warm_up(generator, ids, cell, exp.timing)
-            clock.synchronize()
-            reset_peak(loaded.device)
-            reps: list[Repetition] = []
-            while another_repetition(exp.timing, reps):
-                start = clock.mark()
-                trace = generator.generate(ids, cell.n_out, steps=steps, marker=clock.mark)
-                end = clock.mark()
-                clock.synchronize()
-                reps.append(measure_repetition(cell, trace, clock, start, end))
-            mem = read_peak(loaded.device)
-        _summarise(record, reps, trace)
-        record.peak_mem_reserved_gib, record.peak_mem_allocated_gib = mem.reserved_gib, mem.allocated_gib
-        record.process_max_rss_gib = mem.process_max_rss_gib
-        add_roofline(record, trace, loaded, peaks or roofline.datasheet_peaks(env["hardware"]))
-        answers = metrics.answer_tokens(trace.output_ids.tolist(), loaded.eos_token_id)
-        record.answer_tokens_mean = sum(answers) / len(answers)
-        record.answer_tokens_per_s_median = metrics.throughput_tokens_per_s(
-            cell.batch_size, record.answer_tokens_mean, record.latency_ms_median)
-        record.outputs = _outputs(trace, loaded)
-        if cell.cache not in (None, "none"):
-            with kernel_context(loaded.attention_kernel):
-                uncached = make_generator(cell, loaded, cache="none").generate(ids, cell.n_out, steps=steps)
-            record.agreement_with_uncached = agreement(trace.output_ids, uncached.output_ids)
-        if (exp.quality.generate and cell.batch_size == min(exp.grid.batch_size) and prompts.reference_ids
-                and loaded.tokenizer is not None):
-            with kernel_context(loaded.attention_kernel):
-                record.generations = generate_for_quality(generator, prompts, exp.quality.batch_size, cell.n_out,
-                                                          steps, loaded.device, loaded.tokenizer)
-        record.status = "ok"
-    except torch.OutOfMemoryError as exc:
-        record.status, record.error = "oom", str(exc).splitlines()[0][:500]
-    except Exception as exc:  # recorded; the sweep goes on
-        if _is_kernel_unavailable(exc) and not exp.allow_attention_mismatch:
-            raise AttentionBackendError(
-                f"{cell.model.name}: attention kernel {loaded.attention_kernel!r} (requested "
-                f"{exp.attention!r}) cannot run here: {str(exc).splitlines()[0]}. Choose another "
-                f"attention backend for all models, or set allow_attention_mismatch: true") from exc
-        if _is_kernel_unavailable(exc) and loaded.attention_kernel == "sdpa_flash":
-            # allowed mismatch: this cell runs on unrestricted SDPA, and its row says so
-            log.warning("cell %s (%s): flash backend unavailable, re-running with unrestricted SDPA "
-                        "(allow_attention_mismatch)", cell_id, cell.describe())
-            fallback = dataclasses.replace(loaded, attention_kernel="sdpa")
-            record = run_cell(cell, fallback, prompts, exp, clock, env, cell_id, peaks)
-            record.attention_kernel = "sdpa (fallback: sdpa_flash unavailable)"
-            return record
-        log.exception("cell %s (%s) failed", cell_id, cell.describe())
-        record.status, record.error = "error", f"{type(exc).__name__}: {str(exc).splitlines()[0][:500]}"
-    finally:
-        if loaded.device.type == "cuda":
-            torch.cuda.empty_cache()
-    record.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    record.wall_s = time.perf_counter() - t0
+        with kernel_context(kernel):
+            if cell.cache not in (None, "none"):
+                uncached = make_generator(cell, loaded, cache="none").generate(ids, cell.n_out, steps=cell.steps)
+                extras.agreement_with_uncached = float((trace.output_ids == uncached.output_ids).float().mean())
+            if (cell.settings.quality_batch_size is not None and prompts.reference_ids
+                    and loaded.tokenizer is not None):
+                extras.generations = generate_for_quality(generator, prompts, cell.settings.quality_batch_size,
+                                                          cell.n_out, cell.steps, loaded.device, loaded.tokenizer)
+    except Exception as exc:  # OOM included: the timing above stands
+        log.warning("cell %s: extras failed (%s); the measurement is kept", cell.describe(), _one_line(exc))
+        extras.error = _one_line(exc)
+    return extras
+
+
+def new_record(cell: Cell, loaded: LoadedModel, ctx: RunContext, status: str, error: Optional[str],
+               kernel_label: Optional[str], measurement: Optional[Measurement], extras: Extras,
+               prompt_source: str, passage_ids: list[str], started_at: str, wall_s: float) -> CellRecord:
+    """The cell's record, built once from its parts."""
+    record = CellRecord(
+        cell_id=cell.cell_id(ctx.hardware), identity=cell.identity(), status=status, experiment=ctx.experiment,
+        weights=loaded.weights, hardware=ctx.hardware, settings=cell.settings.as_dict(), environment=ctx.environment,
+        attention_kernel=kernel_label or loaded.attention_kernel, clock=ctx.clock.name, error=error,
+        extras_error=extras.error, warmup=cell.settings.timing.warmup, n_params=loaded.architecture.n_params,
+        n_params_non_embedding=loaded.architecture.n_params_non_embedding, prompt_source=prompt_source,
+        passage_ids=passage_ids, started_at=started_at,
+        finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), wall_s=wall_s,
+        agreement_with_uncached=extras.agreement_with_uncached, generations=extras.generations)
+    if measurement is None:
+        return record
+    trace = measurement.trace
+    record.warmup_steps = measurement.warmup_steps
+    record.repetitions = measurement.repetitions
+    record.timing = TimingStats.from_repetitions(measurement.repetitions)
+    record.work = WorkStats.of(trace.steps_executed, trace.forward_passes, cell.n_out)
+    record.memory = measurement.memory
+    record.roofline = roofline.roofline_stats(trace.work, loaded.architecture,
+                                              PRECISIONS[cell.precision].bytes_per_element,
+                                              record.timing.latency_ms_median, ctx.peaks)
+    output_ids = trace.output_ids.tolist()
+    record.answers = AnswerStats.of(output_ids, loaded.eos_token_id, record.timing.latency_ms_median)
+    record.outputs = {"token_ids": output_ids}
+    if loaded.tokenizer is not None:
+        record.outputs["text"] = loaded.tokenizer.batch_decode(output_ids, skip_special_tokens=False)
     return record
 
 
-def _outputs(trace: GenerationTrace, loaded: LoadedModel) -> dict:
-    ids = trace.output_ids.tolist()
-    out = {"token_ids": ids}
-    if loaded.tokenizer is not None:
-        out["text"] = loaded.tokenizer.batch_decode(ids, skip_special_tokens=False)
-    return out
+def run_cell(cell: Cell, loaded: LoadedModel, prompts: PromptSet, ctx: RunContext) -> CellRecord:
+    """Measure one cell on the first kernel that runs, then its extras; never raises for OOM."""
+    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    t0 = time.perf_counter()
+    ids, passage_ids = prompts.batch(cell.batch_size, loaded.device)
+    allow = cell.settings.allow_attention_mismatch
+    status, error, label, measurement, extras = "error", None, None, None, Extras()
+    for kernel, kernel_label in kernels_to_try(loaded.attention_kernel, allow):
+        torch.manual_seed(cell.settings.seed)
+        generator = make_generator(cell, loaded)
+        try:
+            measurement = measure(generator, ids, cell, ctx.clock, loaded.device, kernel)
+        except torch.OutOfMemoryError as exc:
+            status, error = "oom", str(exc).splitlines()[0][:500]
+            break
+        except Exception as exc:  # recorded; the sweep goes on
+            if _is_kernel_unavailable(exc):
+                if kernel == "sdpa_flash" and allow:
+                    log.warning("cell %s: flash backend unavailable, trying unrestricted SDPA (allow_attention_"
+                                "mismatch)", cell.describe())
+                    continue
+                raise AttentionBackendError(
+                    f"{cell.model.name}: attention kernel {kernel!r} (requested {cell.attention_backend!r}) cannot "
+                    f"run here: {str(exc).splitlines()[0]}. Choose another attention backend for all models, or set "
+                    f"allow_attention_mismatch: true") from exc
+            log.exception("cell %s failed", cell.describe())
+            error = _one_line(exc)
+            break
+        finally:
+            if loaded.device.type == "cuda":
+                torch.cuda.empty_cache()
+        status, label = "ok", kernel_label
+        extras = run_extras(cell, loaded, generator, kernel, measurement.trace, ids, prompts)
+        break
+    return new_record(cell, loaded, ctx, status, error, label, measurement, extras, prompts.source, passage_ids,
+                      started_at, time.perf_counter() - t0)
 
 
 # --------------------------------------------------------------------------- the sweep
@@ -328,59 +308,56 @@ def run_experiment(exp: Experiment, shard: tuple[int, int] = (0, 1), progress: b
     resumes with the rest). At least one cell always runs, so every run makes progress.
     """
     started = time.perf_counter()
-
-    def out_of_time() -> bool:
-        return (time_budget_s is not None and bool(summary.records)
-                and time.perf_counter() - started > time_budget_s)
-
     device = resolve_device(exp.device)
-    env = capture_environment(device, project_root())
-    hardware = env["hardware"]
+    environment = capture_environment(device, project_root())
+    hardware = environment["hardware"]
     store = ResultStore(exp.resolve(exp.output_dir))
     cells = select_shard(expand_cells(exp), shard)
     todo = [c for c in cells if not store.is_done(c.cell_id(hardware))]
     summary = RunSummary(cells_in_shard=len(cells), skipped=len(cells) - len(todo))
     log.info("shard %d/%d: %d cells, %d already done, %d to run on %s", shard[0], shard[1], len(cells),
              summary.skipped, len(todo), hardware)
-    prompts = PromptProvider(exp)
-    prompts.check()
-    clock = clock_for(device)
-    peaks = roofline.peaks_for(hardware, store.root / "calibration.json")
+    prompts = PromptProvider(exp.prompts, exp.models, exp.base_dir, exp.seed)
+    prompts.check(exp.grid.seq_len)
+    ctx = RunContext(exp.name, environment, clock_for(device),
+                     roofline.peaks_for(hardware, store.root / "calibration.json"))
+
+    def out_of_time() -> bool:
+        return (time_budget_s is not None and bool(summary.records)
+                and time.perf_counter() - started > time_budget_s)
+
+    specs = (s for s in exp.models if any(c.model.name == s.name for c in todo) and not out_of_time())
+    settings = LoadSettings(exp.precision, exp.attention, exp.seed, exp.base_dir)
     bar = tqdm(total=len(todo), desc="cells", unit="cell", disable=not progress)
-    for spec in exp.models:
-        model_cells = [c for c in todo if c.model.name == spec.name]
-        if out_of_time():
-            summary.out_of_time += len(model_cells)
-            continue
-        if not model_cells:
-            continue
-        loaded = load_model(spec, exp, device)
-        for cell in model_cells:
+    for loaded in each_loaded(specs, device, settings):
+        for cell in (c for c in todo if c.model.name == loaded.spec.name):
             if out_of_time():
-                summary.out_of_time += 1
-                continue
-            cell_id = cell.cell_id(hardware)
+                break
             bar.set_postfix_str(cell.describe())
-            record = run_cell(cell, loaded, prompts.for_model(loaded, cell.seq_len), exp, clock, env, cell_id, peaks)
+            cell_prompts = prompts.for_model(loaded.spec.name, loaded.architecture.vocab_size, loaded.mask_token_id,
+                                             cell.seq_len)
+            record = run_cell(cell, loaded, cell_prompts, ctx)
             store.write(record)
-            summary.records.append(cell_id)
-            if record.status == "ok":
-                summary.ok += 1
-                log.info("cell %s %s: ok, L_e2e median %.2f ms (cv %.1f%%), %.1f tok/s, weights=%s", cell_id,
-                         cell.describe(), record.latency_ms_median, 100 * record.latency_ms_cv,
-                         record.tokens_per_s_median, record.weights)
-            else:
-                summary.oom += record.status == "oom"
-                summary.errors += record.status == "error"
-                log.warning("cell %s %s: %s (%s)", cell_id, cell.describe(), record.status, record.error)
+            summary.records.append(record.cell_id)
+            _count(summary, record, cell)
             bar.update(1)
-        del loaded
-        gc.collect()
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
     bar.close()
+    summary.out_of_time = len(todo) - len(summary.records)
     if summary.out_of_time:
         log.warning("time budget of %.0f s reached: %d cells left for the next run", time_budget_s,
                     summary.out_of_time)
     summary.csv_path = str(store.merge())
     return summary
+
+
+def _count(summary: RunSummary, record: CellRecord, cell: Cell) -> None:
+    """Tally one finished cell and log its line."""
+    if record.status == "ok":
+        summary.ok += 1
+        log.info("cell %s %s: ok, L_e2e median %.2f ms (cv %.1f%%), %.1f tok/s, weights=%s", record.cell_id,
+                 cell.describe(), record.timing.latency_ms_median, 100 * record.timing.latency_ms_cv,
+                 record.timing.tokens_per_s_median, record.weights)
+        return
+    summary.oom += record.status == "oom"
+    summary.errors += record.status == "error"
+    log.warning("cell %s %s: %s (%s)", record.cell_id, cell.describe(), record.status, record.error)

@@ -12,41 +12,45 @@ from src.analysis import figures
 from src.analysis.data import MixedRowsError, load_results
 from src.analysis.report import BEGIN, END, analyze, update_paper, paper_section
 from src.analysis.summary import summary_markdown
-from src.results import CellRecord, ResultStore
-from src.quality.scoring import write_parity
+from src.config import Cell, MeasurementSettings, ModelSpec, TimingSpec
+from src.quality.stats import Estimate
+from src.results import (CellRecord, MemoryStats, QualityResult, Repetition, ResultStore, RooflineStats, TimingStats,
+                         WorkStats)
+
+
+SETTINGS = MeasurementSettings(seed=0, timing=TimingSpec(), prompt_source="file", prompt_digest=None, max_prompts=2,
+                               prompt_tokenizers=(), quality_batch_size=None, allow_attention_mismatch=False)
 
 
 def _record(cell_id, model, kind, b, n, k, lat, status="ok", f1=None, ppl=None, hardware="GPU-X", mem=10.0,
-            decode=None, cache="none"):
+            decode=None, cache="none", mfu=math.nan, mbu=math.nan, cv=0.01, repeats=3, flops=1e12, wall_s=math.nan):
     diffusion = kind == "diffusion"
-    r = CellRecord(cell_id=cell_id, status=status, experiment="t", model_name=model,
-                   family="llada" if diffusion else "llama", kind=kind, model_source="x", weights="synthetic",
-                   batch_size=b, seq_len=n, prompt_len=n // 2, n_out=n // 2, steps=k if diffusion else None,
-                   sampler="low_confidence" if diffusion else None, cache=cache if diffusion else None,
-                   decode=None if diffusion else (decode or "eager"), block_length=32 if diffusion else None,
-                   temperature=0.0, cfg_scale=0.0 if diffusion else None, threshold=None, precision="bf16",
-                   attention_backend="flash_attention_2", attention_kernel="sdpa_flash", hardware=hardware,
-                   warmup=3, repeats=3, environment={"hardware": hardware})
-    if status == "ok":
-        r.latency_ms_median = r.latency_ms_min = r.latency_ms_max = lat
-        r.latency_ms_cv = 0.01
-        r.tokens_per_s_median = b * (n // 2) / (lat / 1000)
-        r.repetitions = [{"latency_ms": lat, "tokens_per_s": r.tokens_per_s_median}] * 3
-        r.peak_mem_reserved_gib = mem
-        r.flops_per_generation, r.min_bytes_per_generation = 1e12, 1e10
-        r.achieved_tflops, r.achieved_tbps = 1e12 / (lat / 1000) / 1e12, 1e10 / (lat / 1000) / 1e12
-        r.peak_tflops, r.peak_tbps, r.peak_source = 989.0, 3.35, "datasheet: H100"
-        r.steps_executed = k if diffusion else n // 2
-        if diffusion:
-            r.step_ms_p50, r.step_ms_p99 = lat / k, 1.2 * lat / k
-        else:
-            r.ttft_ms_median, r.itl_ms_median = lat / 10, lat / n
-        cols = {}
-        for metric, value in (("bertscore_f1", f1), ("gen_ppl", ppl)):
-            if value is not None:
-                cols.update({f"{metric}_mean": value, f"{metric}_ci_low": value - 0.01 * value,
-                             f"{metric}_ci_high": value + 0.01 * value})
-        r.extra_columns = cols
+    spec = ModelSpec(model, "llada" if diffusion else "llama", path="x")
+    if diffusion:
+        cell = Cell(spec, SETTINGS, b, n, "bf16", "flash_attention_2", steps=k, sampler="low_confidence", cache=cache,
+                    block_length=32, cfg_scale=0.0, schedule="llada")
+    else:
+        cell = Cell(spec, SETTINGS, b, n, "bf16", "flash_attention_2", decode=decode or "eager")
+    r = CellRecord(cell_id=cell_id, identity=cell.identity(), status=status, experiment="t", weights="synthetic",
+                   hardware=hardware, settings=SETTINGS.as_dict(), environment={"hardware": hardware},
+                   attention_kernel="sdpa_flash", warmup=3, wall_s=wall_s)
+    if status != "ok":
+        return r
+    tokens_per_s = b * (n // 2) / (lat / 1000)
+    r.repetitions = [Repetition(lat, tokens_per_s)] * repeats
+    r.timing = TimingStats(repeats, lat, lat, lat, cv, tokens_per_s,
+                           ttft_ms_median=math.nan if diffusion else lat / 10,
+                           itl_ms_median=math.nan if diffusion else lat / n,
+                           step_ms_p50=lat / k if diffusion else math.nan,
+                           step_ms_p99=1.2 * lat / k if diffusion else math.nan)
+    r.work = WorkStats.of(k if diffusion else n // 2, k if diffusion else n // 2, n // 2)
+    r.memory = MemoryStats(mem, mem, 1.0)
+    r.roofline = RooflineStats(flops, 1e10, flops / (lat / 1000) / 1e12, 1e10 / (lat / 1000) / 1e12, mfu, mbu,
+                               989.0, 3.35, "datasheet: H100")
+    estimates = {m: Estimate(v, v - 0.01 * v, v + 0.01 * v) for m, v in (("bertscore_f1", f1), ("gen_ppl", ppl))
+                 if v is not None}
+    if estimates:
+        r.quality = QualityResult("smoke", 2, None, None, estimates)
     return r
 
 
@@ -66,7 +70,6 @@ def make_results(root: Path, hardware_b="GPU-X") -> Path:
     for r in recs:
         store.write(r)
     store.merge()
-    write_parity(store.records(), root / "parity.csv", 200)
     return root
 
 
@@ -139,9 +142,7 @@ def test_mixed_hardware_is_refused_unless_faceted(tmp_path):
 
 def test_warnings_for_few_repeats_and_high_spread(tmp_path):
     store = ResultStore(tmp_path / "raw")
-    r = _record("w1", "llama", "autoregressive", 1, 64, None, 100.0)
-    r.repeats, r.latency_ms_cv = 2, 0.2
-    store.write(r)
+    store.write(_record("w1", "llama", "autoregressive", 1, 64, None, 100.0, repeats=2, cv=0.2))
     store.merge()
     warnings = load_results(tmp_path / "raw").warnings
     assert any("only 2 repetitions" in w for w in warnings) and any("CV 20.0%" in w for w in warnings)
@@ -177,14 +178,11 @@ def test_targets_table_reports_met_and_missed_with_margins(tmp_path):
     from src.analysis.summary import targets_table
 
     store = ResultStore(tmp_path / "raw")
-    d = _record("t1", "llada", "diffusion", 8, 1024, 32, 500.0)
-    d.mfu, d.flops_per_generation = 0.62, 1e15  # compute-bound: 1e15 / 989e12 s per generation
-    a = _record("t2", "llama", "autoregressive", 1, 1024, None, 900.0, decode="static_compiled")
-    a.mbu = 0.81
-    e = _record("t3", "llama", "autoregressive", 1, 1024, None, 2000.0)
-    e.mbu, e.latency_ms_cv = 0.30, 0.03
+    # d is compute-bound: 1e15 / 989e12 s per generation
+    d = _record("t1", "llada", "diffusion", 8, 1024, 32, 500.0, mfu=0.62, flops=1e15, wall_s=10.0)
+    a = _record("t2", "llama", "autoregressive", 1, 1024, None, 900.0, decode="static_compiled", mbu=0.81, wall_s=10.0)
+    e = _record("t3", "llama", "autoregressive", 1, 1024, None, 2000.0, mbu=0.30, cv=0.03, wall_s=10.0)
     for r in (d, a, e):
-        r.wall_s = 10.0
         store.write(r)
     store.merge()
     (tmp_path / "raw" / "overhead.json").write_text(json.dumps(
@@ -196,3 +194,22 @@ def test_targets_table_reports_met_and_missed_with_margins(tmp_path):
     assert "1 of 3 cells at or above 2% | missed |" in text and "sum of cell wall time 30 s" in text
     # 3 repetitions each: 3 * 1e15 / 989e12 (compute-bound) + 2 * 3 * 1e10 / 3.35e12 (memory-bound) = 3.05 s
     assert "the timed generations alone need ≥ 3.1 s at the roofline" in text
+
+
+def test_parity_speedup_per_batch_size_by_hand(tmp_path):
+    from src.analysis.parity import parity_table
+
+    store = ResultStore(tmp_path / "raw")
+    for r in (_record("a1", "ar", "autoregressive", 1, 64, None, 1000.0, f1=0.80),
+              _record("a8", "ar", "autoregressive", 8, 64, None, 1500.0),
+              _record("d1", "dl", "diffusion", 1, 64, 32, 200.0, f1=0.70), _record("d2", "dl", "diffusion", 1, 64, 64, 400.0, f1=0.81),
+              _record("d3", "dl", "diffusion", 8, 64, 32, 600.0), _record("d4", "dl", "diffusion", 8, 64, 64, 3000.0)):
+        store.write(r)
+    store.merge()
+    table = parity_table(load_results(tmp_path / "raw").rows)
+    rows = {int(r["batch_size"]): r for _, r in table[table["metric"] == "bertscore_f1"].iterrows()}
+    # quality 0.81 >= 0.80 first at K=64 (0.70 + 1% does not reach 0.80 either)
+    assert rows[1]["s_parity"] == 64 and rows[1]["s_parity_ciaware"] == 64
+    # L_e2e(AR) / L_e2e(diffusion at K=64) at each B: 1000 / 400 and 1500 / 3000
+    assert rows[1]["speedup_factor"] == pytest.approx(2.5) and rows[8]["speedup_factor"] == pytest.approx(0.5)
+    assert rows[1]["speedup_factor_ci_low"] == rows[1]["speedup_factor_ci_high"] == pytest.approx(2.5)

@@ -106,7 +106,7 @@ def test_dry_run_prints_grid_and_loads_nothing(mini_config, capsys, monkeypatch)
     monkeypatch.setattr(loader, "load_model", lambda *a, **k: pytest.fail("dry run loaded a model"))
     assert main(["--config", str(mini_config), "--dry_run"]) == 0
     out = capsys.readouterr().out
-    assert "6 cells" in out and "tiny-llada B=2 N=32 K=8" in out and "tiny-llama B=1 N=32 decode=eager" in out
+    assert "6 cells" in out and "tiny-llada B=2 N=32 K=8" in out and "tiny-llama B=1 N=32 eager" in out
 
 
 def test_shards_partition_the_grid(mini_config):

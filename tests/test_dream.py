@@ -93,6 +93,6 @@ def test_dream_and_qwen2_sweep(tiny_models, tmp_path):
     assert {(r["schedule"], r["eps"]) for r in rows if r["family"] == "dream"} == {("dream", "0.001")}
     assert {r["schedule"] for r in rows if r["family"] == "qwen2"} == {""}
     record = json.loads(next(p for p in (tmp_path / "raw" / "cells").glob("*.json")
-                             if json.loads(p.read_text())["family"] == "dream").read_text())
+                             if json.loads(p.read_text())["identity"]["family"] == "dream").read_text())
     mask = json.loads((tiny_models["dream"] / "config.json").read_text())["mask_token_id"]
     assert all(mask not in row for row in record["outputs"]["token_ids"])

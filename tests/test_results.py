@@ -1,15 +1,24 @@
 import csv
 import json
 
-from src.results import CellRecord, ResultStore, atomic_write_text
+import math
+
+import pytest
+
+from src.fileio import atomic_write_text
+from src.quality.stats import Estimate
+from src.results import CellRecord, QualityResult, Repetition, ResultStore, TimingStats
 
 
 def _record(cell_id, status="ok", model="m", latency=10.0):
-    return CellRecord(cell_id=cell_id, status=status, experiment="e", model_name=model, family="llama",
-                      kind="autoregressive", model_source="x", weights="synthetic", batch_size=1, seq_len=8,
-                      prompt_len=4, n_out=4, steps=None, sampler=None, cache=None, decode="eager", block_length=None,
-                      temperature=0.0, cfg_scale=None, threshold=None, precision="bf16", attention_backend="sdpa",
-                      latency_ms_median=latency, environment={"hardware": "cpu: test"})
+    record = CellRecord(cell_id=cell_id, identity={"model_name": model, "kind": "autoregressive", "seq_len": 8,
+                                                   "batch_size": 1, "decode": "eager"},
+                        status=status, experiment="e", weights="synthetic", hardware="cpu: test",
+                        settings={"seed": 1}, environment={"hardware": "cpu: test"})
+    if status == "ok":
+        record.repetitions = [Repetition(latency, 400.0)]
+        record.timing = TimingStats.from_repetitions(record.repetitions)
+    return record
 
 
 def test_done_statuses_and_retry_of_errors(tmp_path):
@@ -41,14 +50,38 @@ def test_json_records_are_strict_json(tmp_path):
     store = ResultStore(tmp_path)
     store.write(_record("n"))  # NaN fields become null
     text = (tmp_path / "cells" / "n.json").read_text()
-    assert "NaN" not in text and json.loads(text)["ttft_ms_median"] is None
+    assert "NaN" not in text and json.loads(text)["timing"]["ttft_ms_median"] is None
 
 
 def test_half_written_files_are_ignored_and_atomic_write_leaves_no_temp(tmp_path):
     store = ResultStore(tmp_path)
     store.write(_record("good"))
     (tmp_path / "cells" / "broken.json").write_text('{"cell_id": "broken", "sta')
-    assert [r["cell_id"] for r in store.records()] == ["good"]
+    assert [r.cell_id for r in store.records()] == ["good"]
     atomic_write_text(tmp_path / "x.txt", "hello")
     assert (tmp_path / "x.txt").read_text() == "hello"
     assert not list(tmp_path.glob(".x.txt.*"))
+
+
+def test_timing_stats_from_repetitions_by_hand():
+    reps = [Repetition(10.0, 100.0, ttft_ms=1.0), Repetition(30.0, 50.0, ttft_ms=3.0), Repetition(20.0, 60.0)]
+    t = TimingStats.from_repetitions(reps)
+    assert (t.repeats, t.latency_ms_median, t.latency_ms_min, t.latency_ms_max) == (3, 20.0, 10.0, 30.0)
+    assert t.latency_ms_cv == pytest.approx(10.0 / 20.0)  # sample sd of 10, 20, 30 is 10
+    assert t.tokens_per_s_median == 60.0 and t.ttft_ms_median == 2.0 and math.isnan(t.itl_ms_median)
+
+
+def test_to_row_flattens_every_part_once_and_round_trips(tmp_path):
+    record = _record("r1", latency=12.5)
+    record.quality = QualityResult("model quality", 4, "enc@L6", None, {"bertscore_f1": Estimate(0.5, 0.4, 0.6)})
+    row = record.to_row()
+    assert row["model_name"] == "m" and row["decode"] == "eager" and row["latency_ms_median"] == 12.5
+    assert (row["bertscore_f1_mean"], row["bertscore_f1_ci_low"], row["bertscore_f1_ci_high"]) == (0.5, 0.4, 0.6)
+    assert math.isnan(row["gen_ppl_mean"])  # a declared quality column that was not scored
+    assert row["setting_seed"] == 1 and row["env_hardware"] == "cpu: test" and row["latency_ms_all"] == "12.5000"
+    assert math.isnan(row["mfu"])  # no roofline part yet: NaN columns, the header stays the same
+    store = ResultStore(tmp_path)
+    store.write(record)
+    again = store.read("r1")
+    assert again.quality.estimates["bertscore_f1"] == Estimate(0.5, 0.4, 0.6)
+    assert again.to_row().keys() == row.keys() and again.timing == record.timing

@@ -1,6 +1,6 @@
 """Result files -> DataFrames for the analysis, with the guards that keep comparisons honest.
 
-Reads only `results/raw_data/` files (raw_metrics.csv, parity.csv); never a model.
+Reads only result files (raw_metrics.csv, overhead.json); never a model, never torch.
 """
 
 from __future__ import annotations
@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Optional
 
 import pandas as pd
+
+from ..config import cell_label
+from .parity import parity_table
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +36,7 @@ class MixedRowsError(ValueError):
 @dataclass
 class Results:
     rows: pd.DataFrame  # every row of raw_metrics.csv (ok, oom and error)
-    parity: pd.DataFrame  # parity.csv (may be empty)
+    parity: pd.DataFrame  # S_parity and Speedup Factor rows (empty without quality scores)
     warnings: list[str] = field(default_factory=list)
     overhead: Optional[dict] = None  # overhead.json of scripts/profile_overhead.py, when present
 
@@ -70,7 +73,7 @@ def quality_warnings(df: pd.DataFrame) -> list[str]:
     out = []
     ok = df[df["status"] == "ok"]
     for _, r in ok.iterrows():
-        label = describe(r)
+        label = cell_label(r)
         if r["repeats"] < MIN_REPEATS:
             out.append(f"{label}: only {int(r['repeats'])} repetitions (< {MIN_REPEATS})")
         if r["latency_ms_cv"] > MAX_CV:
@@ -78,22 +81,22 @@ def quality_warnings(df: pd.DataFrame) -> list[str]:
     return out
 
 
-def describe(r: pd.Series) -> str:
-    if r["kind"] == "diffusion":
-        return f"{r['model_name']} B={r['batch_size']} N={r['seq_len']} K={int(r['steps'])} {r['sampler']}/{r['cache']}"
-    return f"{r['model_name']} B={r['batch_size']} N={r['seq_len']} {r['decode']}"
+def default_facets(rows: pd.DataFrame) -> tuple[str, ...]:
+    """Columns every analysis of these rows facets by: the attention kernel when the rows were allowed
+    to fall back to another kernel (each such row names the kernel that ran)."""
+    allowed = rows.get("setting_allow_attention_mismatch")
+    return ("attention_kernel",) if allowed is not None and allowed.astype(str).eq("True").any() else ()
 
 
 def load_results(input_dir: str | Path, facet: tuple[str, ...] = ()) -> Results:
-    """Read the tables of one results folder and apply the guards."""
+    """Read the tables of one results folder and apply the guards (facets add to `default_facets`)."""
     input_dir = Path(input_dir)
     csv_path = input_dir / "raw_metrics.csv"
     if not csv_path.is_file():
         raise FileNotFoundError(f"{csv_path}: no results (run the sweep first)")
     rows = pd.read_csv(csv_path)
-    check_comparable(rows[rows["status"] == "ok"], facet)
-    parity_path = input_dir / "parity.csv"
-    parity = pd.read_csv(parity_path) if parity_path.is_file() and parity_path.stat().st_size else pd.DataFrame()
+    check_comparable(rows[rows["status"] == "ok"], tuple(facet) + default_facets(rows))
+    parity = parity_table(rows)
     warnings = quality_warnings(rows)
     for w in warnings:
         log.warning(w)

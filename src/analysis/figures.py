@@ -15,10 +15,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from ..config import variant_label  # noqa: E402
+from ..quality.metrics import PARITY_METRICS  # noqa: E402
 from .data import BASELINE_CACHE, BASELINE_DECODE, BASELINE_SAMPLER, PALETTE, Results, baseline  # noqa: E402
 
-QUALITY_METRICS = {"bertscore_f1": ("BERTScore F1 (higher is better)", True),
-                   "gen_ppl": ("generative perplexity (lower is better)", False)}
 
 plt.rcParams.update({"font.size": 9, "axes.titlesize": 10, "legend.fontsize": 7, "figure.dpi": 100})
 
@@ -38,7 +38,7 @@ def _int_ticks(ax, values, axis="x") -> None:
 
 
 def _ar_label(r) -> str:
-    return f"{r['model_name']} ({r['decode']})"
+    return f"{r['model_name']} ({variant_label(r)})"
 
 
 def latency_and_throughput(results: Results, out: Path) -> Path:
@@ -87,7 +87,7 @@ def _pareto_front(points: list[tuple[float, float]], higher_is_better: bool) -> 
 
 def _scored(df: pd.DataFrame) -> tuple[list[str], list[int]]:
     """The quality metrics present in `df` and the N values that have scores for them."""
-    metrics = [m for m in QUALITY_METRICS if f"{m}_mean" in df and df[f"{m}_mean"].notna().any()]
+    metrics = [m for m in PARITY_METRICS if f"{m}_mean" in df and df[f"{m}_mean"].notna().any()]
     if not metrics:
         raise ValueError("no quality columns: run the scoring pass first")
     return metrics, sorted(df.loc[df[[f"{m}_mean" for m in metrics]].notna().any(axis=1), "seq_len"].unique())
@@ -101,13 +101,13 @@ def pareto(results: Results, out: Path) -> Path:
                              constrained_layout=True)
     for i, n in enumerate(ns):
         for j, metric in enumerate(metrics):
-            ax, (label, higher) = axes[i][j], QUALITY_METRICS[metric]
+            ax, label, higher = axes[i][j], PARITY_METRICS[metric].label, PARITY_METRICS[metric].higher_is_better
             sub = df[(df["seq_len"] == n) & df[f"{metric}_mean"].notna()]
             points = []
             for c, (name, g) in enumerate(sub.groupby(["model_name", "sampler", "cache", "decode"], dropna=False)):
                 g = g.sort_values("steps")
                 kind = g["kind"].iloc[0]
-                tag = f"{name[0]} {name[1]}/{name[2]}" if kind == "diffusion" else f"{name[0]} ({name[3]})"
+                tag = f"{name[0]} ({variant_label(g.iloc[0])})"
                 ax.plot(g["latency_ms_median"], g[f"{metric}_mean"], marker="o" if kind == "diffusion" else "*",
                         markersize=5 if kind == "diffusion" else 12, linestyle="-" if kind == "diffusion" else "",
                         color=PALETTE[c % len(PALETTE)], label=tag)
@@ -198,7 +198,7 @@ def quality_vs_steps(results: Results, out: Path) -> Path:
                              constrained_layout=True)
     par = results.parity
     for i, metric in enumerate(metrics):
-        label, _ = QUALITY_METRICS[metric]
+        label = PARITY_METRICS[metric].label
         for j, n in enumerate(ns):
             ax = axes[i][j]
             sub = df[df["seq_len"] == n]

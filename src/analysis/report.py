@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from ..results import atomic_write_text
+from ..fileio import atomic_write_text
 from .data import load_results
 from .figures import FIGURES
 from .summary import summary_markdown
@@ -52,10 +52,12 @@ def update_paper(paper: Path, section: str) -> bool:
 def analyze(input_dir: Path, output_dir: Path, summary: Optional[Path] = None, paper: Optional[Path] = None,
             facet: tuple[str, ...] = ()) -> dict[str, Path]:
     results = load_results(input_dir, facet)
+    parity_path = input_dir / "parity.csv"
+    atomic_write_text(parity_path, results.parity.to_csv(index=False))
     figures = draw_all(results, output_dir)
     summary = summary or input_dir.parent / "summary.md"
     atomic_write_text(summary, summary_markdown(results))
-    out = {**figures, "summary": summary}
+    out = {**figures, "summary": summary, "parity": parity_path}
     if paper is not None:
         update_paper(paper, paper_section(results, figures, paper))
         out["paper"] = paper

@@ -6,6 +6,7 @@ import math
 
 import pandas as pd
 
+from ..config import variant_label
 from ..measure import roofline
 from .data import BASELINE_CACHE, BASELINE_DECODE, BASELINE_SAMPLER, Results, baseline
 
@@ -58,7 +59,7 @@ def verdict(row: pd.Series) -> str:
     return "no significant difference"
 
 
-def parity_table(results: Results) -> str:
+def parity_markdown(results: Results) -> str:
     par = results.parity
     if par.empty:
         return "_No parity table: the quality pass has not run (`python src/main.py score --config ...`)._"
@@ -93,7 +94,7 @@ def fast_path_table(results: Results) -> str:
         base = baseline(part)
         base_lat = base["latency_ms_median"].iloc[0] if not base.empty else math.nan
         for _, r in part.sort_values("latency_ms_median").iterrows():
-            path = f"{r['sampler']}/{r['cache']}" if r["kind"] == "diffusion" else r["decode"]
+            path = variant_label(r)
             rows.append([r["model_name"], path, _k(r), _f(r["steps_executed"], 0), _f(r["latency_ms_median"], 2),
                          _f(r["tokens_per_s_median"]), _f(base_lat / r["latency_ms_median"], 2),
                          _f(r["agreement_with_uncached"], 3), _f(r["mfu"], 3), _f(r["mbu"], 3)])
@@ -168,7 +169,7 @@ def summary_markdown(results: Results, title: str = "dlm-bench results") -> str:
               "S_parity: fewest diffusion steps K at which LLaDA's mean quality reaches LLaMA's (perplexity: lower "
               "is better); CI-aware: LLaDA's 95% interval reaches LLaMA's mean. Speedup Factor = L_e2e(LLaMA) / "
               "L_e2e(LLaDA at S_parity), with a bootstrap 95% CI over the timed repetitions.", "",
-              parity_table(results), "", "## Both sides at their best", "", fast_path_table(results), "",
+              parity_markdown(results), "", "## Both sides at their best", "", fast_path_table(results), "",
               "## Performance targets", "", targets_table(results), ""]
     if results.warnings:
         parts += ["## Measurement warnings", ""] + [f"- {w}" for w in results.warnings[:40]]

@@ -8,9 +8,10 @@ denoising step (diffusion). A marker may raise to end a generation early (shorte
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
-from torch import Tensor
+if TYPE_CHECKING:  # the records of this module are read by the torch-free roofline and analysis
+    from torch import Tensor
 
 Marker = Callable[[], Any]
 

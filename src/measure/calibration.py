@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ..results import atomic_write_text
+from ..fileio import atomic_write_text
 from .clock import clock_for
 from .environment import hardware_name
 

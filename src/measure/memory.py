@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import math
 import resource
-from dataclasses import dataclass
 
 import torch
 
+from ..results import MemoryStats
+
 GIB = 1024 ** 3
-
-
-@dataclass
-class PeakMemory:
-    """Peaks in GiB. GPU figures are NaN on the CPU; `process_max_rss_gib` is the process-lifetime
-    maximum resident set size (the only figure on the CPU)."""
-
-    reserved_gib: float
-    allocated_gib: float
-    process_max_rss_gib: float
 
 
 def reset_peak(device: torch.device) -> None:
@@ -32,9 +23,10 @@ def process_max_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB
 
 
-def read_peak(device: torch.device) -> PeakMemory:
+def read_peak(device: torch.device) -> MemoryStats:
+    """Peak reserved and allocated GPU memory since `reset_peak` (NaN on the CPU), and the process max RSS."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-        return PeakMemory(torch.cuda.max_memory_reserved(device) / GIB,
-                          torch.cuda.max_memory_allocated(device) / GIB, process_max_rss_gib())
-    return PeakMemory(math.nan, math.nan, process_max_rss_gib())
+        return MemoryStats(torch.cuda.max_memory_reserved(device) / GIB,
+                           torch.cuda.max_memory_allocated(device) / GIB, process_max_rss_gib())
+    return MemoryStats(math.nan, math.nan, process_max_rss_gib())

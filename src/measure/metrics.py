@@ -1,6 +1,6 @@
 """One function per metric. Inputs are plain numbers: times in ms, counts in tokens.
 
-Used by the runner, the analysis and the tests alike.
+Used by the runner and the record; torch-free.
 """
 
 from __future__ import annotations
@@ -10,19 +10,9 @@ import statistics
 from typing import Sequence
 
 
-def e2e_latency_ms(start_to_end_ms: float) -> float:
-    """L_e2e: wall time of one whole generation (prompt in, N_out tokens out), ms."""
-    return float(start_to_end_ms)
-
-
 def ttft_ms(token_offsets_ms: Sequence[float]) -> float:
     """Time to first token: offset of the first output token's logits from the start, ms."""
     return float(token_offsets_ms[0])
-
-
-def inter_token_latencies_ms(token_offsets_ms: Sequence[float]) -> list[float]:
-    """Gaps between consecutive output tokens, ms (N_out - 1 values)."""
-    return [b - a for a, b in zip(token_offsets_ms, token_offsets_ms[1:])]
 
 
 def mean_itl_ms(token_offsets_ms: Sequence[float]) -> float:

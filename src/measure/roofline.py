@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from ..generation import ForwardWork
-
-BYTES_PER_PARAM = {"bf16": 2, "fp16": 2, "fp32": 4}
+from ..models.architecture import Architecture
+from ..results import RooflineStats
 
 # dense bf16 tensor TFLOP/s and memory bandwidth TB/s from vendor datasheets (dense, not sparse)
 PEAKS: list[tuple[str, float, float]] = [  # (substring of the device name, TFLOP/s, TB/s), most specific first
@@ -41,21 +41,6 @@ PEAKS: list[tuple[str, float, float]] = [  # (substring of the device name, TFLO
     ("RTX 4090", 165.0, 1.008),
     ("RTX 3090", 71.0, 0.936),
 ]
-
-
-@dataclass(frozen=True)
-class Architecture:
-    """Shape facts of a model, recorded per row and used by the formulas (counts in parameters)."""
-
-    n_layers: int
-    d_model: int
-    n_heads: int
-    n_kv_heads: int
-    head_dim: int
-    mlp_hidden: int
-    vocab_size: int
-    n_params: int
-    n_params_non_embedding: int  # without the input embedding and the LM head
 
 
 @dataclass(frozen=True)
@@ -100,6 +85,16 @@ def roofline_seconds(flops: float, nbytes: float, peak_tflops: float, peak_tbps:
     """The fewest seconds a generation can take at the peaks: max(compute time, memory time); NaN if unknown."""
     compute_s, memory_s = flops / (peak_tflops * 1e12), nbytes / (peak_tbps * 1e12)
     return math.nan if math.isnan(compute_s) or math.isnan(memory_s) else max(compute_s, memory_s)
+
+
+def roofline_stats(work: Iterable[ForwardWork], arch: Architecture, bytes_per_param: int, latency_ms: float,
+                   peaks: Peaks) -> RooflineStats:
+    """FLOPs and minimum bytes of one generation and their rates against the peaks at `latency_ms`."""
+    work = list(work)
+    flops, nbytes = generation_flops(work, arch), generation_min_bytes(work, arch, bytes_per_param)
+    tflops, tbps = achieved_tflops(flops, latency_ms), achieved_tbps(nbytes, latency_ms)
+    return RooflineStats(flops, nbytes, tflops, tbps, utilisation(tflops, peaks.tflops),
+                         utilisation(tbps, peaks.tbps), peaks.tflops, peaks.tbps, peaks.source)
 
 
 def utilisation(achieved: float, peak: float) -> float:

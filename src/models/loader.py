@@ -2,35 +2,52 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 import torch
 
-from ..config import ConfigError, Experiment, ModelSpec
-from ..measure.roofline import Architecture
+from ..config import PRECISIONS, ConfigError, ModelSpec, resolve_path
+from .architecture import Architecture
 from .attention import hf_attn_implementation, resolve_kernel
 from .dream import load_dream, native_config as dream_config
 from .llada import LLaDAConfig, build_synthetic_llada, load_llada
+
+log = logging.getLogger(__name__)
 
 
 def native_config(family: str, raw: dict) -> LLaDAConfig:
     """The native diffusion-transformer config of a LLaDA or Dream config.json mapping."""
     return dream_config(raw) if family == "dream" else LLaDAConfig.from_dict(raw)
 
-log = logging.getLogger(__name__)
 
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+def torch_dtype(precision: str) -> torch.dtype:
+    """The torch dtype of a config precision name (see config.PRECISIONS)."""
+    return getattr(torch, PRECISIONS[precision].torch_dtype)
+
+
 SYNTHETIC_MARKER = "dlm_bench_weights"  # key in config.json of checkpoints this project wrote
+
+
+@dataclass
+class LoadSettings:
+    """How every model of a run is loaded: precision name, requested attention backend, seed of the
+    synthetic initialisation, and the folder relative paths start from."""
+
+    precision: str
+    attention: str
+    seed: int
+    base_dir: str | Path
 
 
 @dataclass
 class LoadedModel:
     spec: ModelSpec
-    model: torch.nn.Module
+    model: Optional[torch.nn.Module]  # None once `each_loaded` has moved on to the next model
     tokenizer: Any  # a transformers tokenizer, or None (synthetic architecture without one)
     weights: str  # 'pretrained' or 'synthetic'
     attention_kernel: str  # the kernel that runs (see models.attention)
@@ -42,10 +59,10 @@ class LoadedModel:
     eos_token_id: Optional[int] = None
 
 
-def resolve_source(spec: ModelSpec, exp: Experiment) -> Optional[Path]:
+def resolve_source(spec: ModelSpec, base_dir: str | Path) -> Optional[Path]:
     """Local directory holding the checkpoint (hub ids are looked up in the local cache only)."""
     if spec.path:
-        return exp.resolve(spec.path)
+        return resolve_path(spec.path, base_dir)
     if spec.hub_id:
         from huggingface_hub import snapshot_download
         from huggingface_hub.errors import LocalEntryNotFoundError
@@ -60,25 +77,25 @@ def resolve_source(spec: ModelSpec, exp: Experiment) -> Optional[Path]:
     return None
 
 
-def check_sources(exp: Experiment) -> None:
+def check_sources(specs: Iterable[ModelSpec], base_dir: str | Path) -> None:
     """Pre-flight: every non-synthetic model can be found on disk. Raises ConfigError."""
-    for spec in exp.models:
+    for spec in specs:
         if not spec.synthetic or spec.path or spec.hub_id:
-            resolve_source(spec, exp)
+            resolve_source(spec, base_dir)
 
 
-def _config_dict(spec: ModelSpec, exp: Experiment, source: Optional[Path]) -> dict:
-    cfg_path = exp.resolve(spec.architecture) if spec.architecture else source / "config.json"
+def _config_dict(spec: ModelSpec, base_dir: str | Path, source: Optional[Path]) -> dict:
+    cfg_path = resolve_path(spec.architecture, base_dir) if spec.architecture else source / "config.json"
     return json.loads(Path(cfg_path).read_text())
 
 
-def load_tokenizer(spec: ModelSpec, exp: Experiment, source: Optional[Path] = None):
+def load_tokenizer(spec: ModelSpec, base_dir: str | Path, source: Optional[Path] = None):
     """The model's tokenizer (from `tokenizer:` or the checkpoint dir), or None when it has none."""
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     if source is None and not spec.tokenizer:
-        source = resolve_source(spec, exp)
-    where = exp.resolve(spec.tokenizer) if spec.tokenizer else source
+        source = resolve_source(spec, base_dir)
+    where = resolve_path(spec.tokenizer, base_dir) if spec.tokenizer else source
     if where is None or not any((Path(where) / f).exists() for f in ("tokenizer.json", "tokenizer_config.json")):
         return None
     if (Path(where) / "tokenizer.json").exists():  # LLaMA-3 and LLaDA both ship a fast tokenizer
@@ -103,17 +120,17 @@ def _architecture(model: torch.nn.Module, cfg: dict, family: str) -> Architectur
                         cfg["vocab_size"], n_params, n_params - emb_in - (0 if tied else emb_out))
 
 
-def load_model(spec: ModelSpec, exp: Experiment, device: torch.device) -> LoadedModel:
-    """Load (or randomly initialise) one model in the experiment's precision and attention kernel."""
-    dtype = DTYPES[exp.precision]
-    kernel = resolve_kernel(exp.attention)
-    source = resolve_source(spec, exp)
-    cfg = _config_dict(spec, exp, source)
+def load_model(spec: ModelSpec, device: torch.device, settings: LoadSettings) -> LoadedModel:
+    """Load (or randomly initialise) one model in the run's precision and attention kernel."""
+    dtype = torch_dtype(settings.precision)
+    kernel = resolve_kernel(settings.attention)
+    source = resolve_source(spec, settings.base_dir)
+    cfg = _config_dict(spec, settings.base_dir, source)
     synthetic = spec.synthetic or cfg.get(SYNTHETIC_MARKER) is not None
-    torch.manual_seed(exp.seed)
+    torch.manual_seed(settings.seed)
     if spec.kind == "diffusion":
         if spec.synthetic:
-            model = build_synthetic_llada(native_config(spec.family, cfg), device, dtype, kernel, exp.seed)
+            model = build_synthetic_llada(native_config(spec.family, cfg), device, dtype, kernel, settings.seed)
         else:
             model = (load_dream if spec.family == "dream" else load_llada)(source, device, dtype, kernel)
         mask_id = model.config.mask_token_id
@@ -135,10 +152,24 @@ def load_model(spec: ModelSpec, exp: Experiment, device: torch.device) -> Loaded
     model.eval()
     arch = _architecture(model, cfg, spec.family)
     log.info("loaded %s (%s, %.3g M params, weights=%s, attention kernel=%s, %s on %s)", spec.name,
-             spec.family, arch.n_params / 1e6, "synthetic" if synthetic else "pretrained", kernel, exp.precision,
+             spec.family, arch.n_params / 1e6, "synthetic" if synthetic else "pretrained", kernel, settings.precision,
              device)
-    tokenizer = load_tokenizer(spec, exp, source)
+    tokenizer = load_tokenizer(spec, settings.base_dir, source)
     eos = tokenizer.eos_token_id if tokenizer is not None else cfg.get("eos_token_id")
     return LoadedModel(spec=spec, model=model, tokenizer=tokenizer, weights="synthetic" if synthetic else "pretrained",
                        attention_kernel=kernel, device=device, dtype=dtype, architecture=arch, mask_token_id=mask_id,
                        source_dir=source, eos_token_id=eos if isinstance(eos, int) else None)
+
+
+def each_loaded(specs: Iterable[ModelSpec], device: torch.device, settings: LoadSettings) -> Iterator[LoadedModel]:
+    """Load the models one at a time; each is released (and the GPU cache emptied) before the next loads."""
+    for spec in specs:
+        loaded = load_model(spec, device, settings)
+        try:
+            yield loaded
+        finally:
+            loaded.model = None
+            del loaded
+            gc.collect()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()

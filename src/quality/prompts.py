@@ -16,6 +16,8 @@ from typing import Any, Optional, Sequence
 
 import torch
 
+from ..config import ModelSpec, PromptSpec, resolve_path
+
 log = logging.getLogger(__name__)
 
 
@@ -147,3 +149,55 @@ def random_prompt_set(vocab_size: int, excluded: set[int], seq_len: int, count: 
     prompt_len = seq_len // 2
     prompts = [[rng.choice(allowed) for _ in range(prompt_len)] for _ in range(count)]
     return PromptSet([f"random:{seed}:{seq_len}:{i}" for i in range(count)], prompts, [], "random_ids")
+
+
+class PromptProvider:
+    """The same passages for every model of a run; each model's prompts per N built once.
+
+    A passage is used for N only when it has at least N tokens in every model's tokenizer, so the
+    prompt sets of all models are built together.
+    """
+
+    def __init__(self, spec: PromptSpec, models: Sequence[ModelSpec], base_dir: str | Path, seed: int):
+        self.spec, self.models, self.base_dir, self.seed = spec, list(models), base_dir, seed
+        self._passages: Optional[list[Passage]] = None
+        self._sets: dict[int, dict[str, PromptSet]] = {}
+
+    def passages(self) -> list[Passage]:
+        if self._passages is None:
+            if self.spec.source == "file":
+                self._passages = read_prompt_file(resolve_path(self.spec.file, self.base_dir))
+            elif self.spec.source == "wikitext":
+                self._passages = read_wikitext(self.spec.dataset_cache_dir)
+            else:
+                self._passages = []
+        return self._passages
+
+    def text_sets(self, seq_len: int) -> dict[str, PromptSet]:
+        """Per model name, prompts for one N from the text source (all tokenizers at once)."""
+        from ..models.loader import load_tokenizer
+
+        if seq_len not in self._sets:
+            tokenizers = {}
+            for spec in self.models:
+                tok = load_tokenizer(spec, self.base_dir)
+                if tok is None:
+                    raise PromptSourceError(f"models ({spec.name}): no tokenizer, but prompts.source is "
+                                            f"{self.spec.source!r}; use prompts.source: random_ids")
+                tokenizers[spec.name] = tok
+            self._sets[seq_len] = build_prompt_sets(self.passages(), tokenizers, seq_len, self.spec.max_prompts,
+                                                    self.spec.source)
+        return self._sets[seq_len]
+
+    def check(self, seq_lens: Sequence[int]) -> None:
+        """Pre-flight: the text source gives enough passages for every N (raises PromptSourceError)."""
+        if self.spec.source != "random_ids":
+            for n in seq_lens:
+                self.text_sets(n)
+
+    def for_model(self, name: str, vocab_size: int, mask_token_id: Optional[int], seq_len: int) -> PromptSet:
+        """The prompt set of one model at one N (random ids avoid the mask token)."""
+        if self.spec.source == "random_ids":
+            excluded = {mask_token_id} if mask_token_id is not None else set()
+            return random_prompt_set(vocab_size, excluded, seq_len, self.spec.max_prompts, self.seed)
+        return self.text_sets(seq_len)[name]

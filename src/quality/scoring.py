@@ -1,14 +1,12 @@
 """The scoring pass over saved generations: BERTScore, generative perplexity, diversity; then
-quality_metrics.json, quality columns in the cell rows, and parity.csv.
+quality_metrics.json and each cell record's quality part (its quality columns in the rows).
 
 Runs after a timing sweep (same process with --compute_bertscore, or later with `score`), never
-inside a timed region.
+inside a timed region. S_parity and the Speedup Factor are computed by the analysis from the rows.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 from dataclasses import dataclass
@@ -19,12 +17,13 @@ import torch
 from tqdm import tqdm
 
 from ..config import Experiment
-from ..results import ResultStore, atomic_write_text, jsonable
+from ..fileio import atomic_write_text, jsonable
+from ..results import QualityResult, ResultStore
 from .bertscore import BertScore, BertScoreSettings
 from .diversity import distinct_n, is_degenerate, unigram_entropy_bits
-from .parity import parity_table
+from .metrics import QUALITY_METRICS
 from .perplexity import conditional_perplexity
-from .stats import bootstrap_mean
+from .stats import Estimate, bootstrap_mean
 
 log = logging.getLogger(__name__)
 
@@ -80,33 +79,17 @@ def score_generations(generations: list[dict], bert: Optional[BertScore], judge:
     return rows
 
 
-def aggregate(per_prompt: list[dict], resamples: int) -> dict[str, dict[str, float]]:
-    metrics = [k for k in per_prompt[0] if k != "passage_id"] if per_prompt else []
-    out = {}
-    for m in metrics:
-        est = bootstrap_mean([r[m] for r in per_prompt], resamples)
-        out[m] = {"mean": est.value, "ci_low": est.ci_low, "ci_high": est.ci_high}
-    return out
-
-
-def write_parity(records: list[dict], path: Path, resamples: int) -> Path:
-    rows = parity_table(records, resamples)
-    buf = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    else:
-        buf.write("seq_len,batch_size,metric,s_parity,reached,speedup_factor\n")
-    atomic_write_text(path, buf.getvalue())
-    return path
+def aggregate(per_prompt: list[dict], resamples: int) -> dict[str, Estimate]:
+    """Per metric (see quality.metrics), the mean over prompts with a bootstrap 95% interval."""
+    present = [m for m in QUALITY_METRICS if per_prompt and m in per_prompt[0]]
+    return {m: bootstrap_mean([r[m] for r in per_prompt], resamples) for m in present}
 
 
 def score_experiment(exp: Experiment, device: torch.device, progress: bool = True) -> dict[str, Path]:
     """Score every finished cell that has saved generations; write the quality files."""
     q = exp.quality
     store = ResultStore(exp.resolve(exp.output_dir))
-    records = [r for r in store.records() if r.get("status") == "ok" and r.get("generations")]
+    records = [r for r in store.records() if r.status == "ok" and r.generations]
     bert = None
     if q.compute_bertscore:
         bert = BertScore(BertScoreSettings(q.bertscore_model, q.bertscore_num_layers, q.bertscore_rescale,
@@ -117,23 +100,19 @@ def score_experiment(exp: Experiment, device: torch.device, progress: bool = Tru
     quality = json.loads(quality_path.read_text()) if quality_path.exists() else {}
     ppl_cache: dict = {}
     for rec in tqdm(records, desc="scoring", unit="cell", disable=not progress):
-        per_prompt = score_generations(rec["generations"], bert, judge, ppl_cache)
-        aggregates = aggregate(per_prompt, q.bootstrap_resamples)
-        label = SMOKE_LABEL if rec["weights"] == "synthetic" else MODEL_LABEL
-        quality[rec["cell_id"]] = {
-            "model_name": rec["model_name"], "kind": rec["kind"], "seq_len": rec["seq_len"],
-            "batch_size": rec["batch_size"], "steps": rec["steps"], "sampler": rec["sampler"], "cache": rec["cache"],
-            "weights": rec["weights"], "quality_label": label, "bertscore_model": bert.label if bert else None,
-            "judge": judge.name if judge else None, "per_prompt": per_prompt, "aggregates": aggregates}
-        columns = {"quality_label": label, "quality_prompts": len(per_prompt),
-                   "bertscore_model": bert.label if bert else None, "judge": judge.name if judge else None}
-        for metric, est in aggregates.items():
-            columns.update({f"{metric}_{k}": v for k, v in est.items()})
-        rec["extra_columns"] = columns
+        per_prompt = score_generations(rec.generations, bert, judge, ppl_cache)
+        estimates = aggregate(per_prompt, q.bootstrap_resamples)
+        label = SMOKE_LABEL if rec.weights == "synthetic" else MODEL_LABEL
+        rec.quality = QualityResult(label, len(per_prompt), bert.label if bert else None,
+                                    judge.name if judge else None, estimates)
+        quality[rec.cell_id] = {
+            **{k: rec.identity[k] for k in ("model_name", "kind", "seq_len", "batch_size", "steps", "sampler",
+                                            "cache", "decode")},
+            "weights": rec.weights, "quality_label": label, "bertscore_model": rec.quality.bertscore_model,
+            "judge": rec.quality.judge, "per_prompt": per_prompt,
+            "aggregates": {m: {"mean": e.value, "ci_low": e.ci_low, "ci_high": e.ci_high} for m, e in estimates.items()}}
         store.write(rec)
     atomic_write_text(quality_path, json.dumps(jsonable(quality), indent=1))
     csv_path = store.merge()
-    parity_path = write_parity(store.records(), store.root / "parity.csv", q.bootstrap_resamples)
-    log.info("scored %d cells: %s, %s", len(records), quality_path, parity_path)
-    return {"quality": quality_path, "csv": csv_path, "parity": parity_path}
-
+    log.info("scored %d cells: %s", len(records), quality_path)
+    return {"quality": quality_path, "csv": csv_path}

@@ -1,4 +1,4 @@
-"""Bootstrap confidence intervals for means and for ratios of medians."""
+"""Bootstrap confidence intervals for means (quality over prompts)."""
 
 from __future__ import annotations
 
@@ -29,15 +29,3 @@ def bootstrap_mean(values: Sequence[float], resamples: int = 1000, seed: int = 0
     rng = random.Random(seed)
     means = sorted(statistics.fmean(rng.choices(vals, k=len(vals))) for _ in range(resamples))
     return Estimate(mean, means[int(0.025 * resamples)], means[min(resamples - 1, int(0.975 * resamples))])
-
-
-def bootstrap_ratio_of_medians(numerator: Sequence[float], denominator: Sequence[float], resamples: int = 1000,
-                               seed: int = 0) -> Estimate:
-    """median(numerator) / median(denominator) with a 95% CI from resampling both samples."""
-    if not numerator or not denominator:
-        return Estimate(math.nan, math.nan, math.nan)
-    value = statistics.median(numerator) / statistics.median(denominator)
-    rng = random.Random(seed)
-    ratios = sorted(statistics.median(rng.choices(numerator, k=len(numerator)))
-                    / statistics.median(rng.choices(denominator, k=len(denominator))) for _ in range(resamples))
-    return Estimate(value, ratios[int(0.025 * resamples)], ratios[min(resamples - 1, int(0.975 * resamples))])
