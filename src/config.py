@@ -530,12 +530,12 @@ class Cell:
     seq_len: int
     precision: str
     attention_backend: str
-    steps: Optional[int] = None
+    temperature: float = 0.0
+    steps: Optional[int] = None  # diffusion only, like every option below but `decode`
     sampler: Optional[str] = None
     cache: Optional[str] = None
-    decode: Optional[str] = None
+    decode: Optional[str] = None  # autoregressive only
     block_length: Optional[int] = None
-    temperature: float = 0.0
     cfg_scale: Optional[float] = None
     threshold: Optional[float] = None
     schedule: Optional[str] = None  # diffusion: llada | dream (resolved from `auto`)

@@ -93,8 +93,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"attention error: {exc}", file=sys.stderr)
             return 1
         errors = summary.errors
-        log.info("done: %d ok, %d oom, %d errors, %d skipped as finished; results in %s", summary.ok, summary.oom,
-                 summary.errors, summary.skipped, summary.csv_path)
+        log.info("done: %d cells in this shard: %d ok, %d oom, %d errors, %d skipped as finished, %d left for a later "
+                 "run; results in %s", summary.cells_in_shard, summary.ok, summary.oom, summary.errors, summary.skipped,
+                 summary.out_of_time, summary.csv_path)
     if args.command in ("merge", "finalize"):
         from src.results import ResultStore
 

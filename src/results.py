@@ -34,11 +34,11 @@ class Repetition:
 
     latency_ms: float
     tokens_per_s: float
-    ttft_ms: Optional[float] = None
-    itl_ms: Optional[float] = None
-    step_ms_p50: Optional[float] = None
-    step_ms_p99: Optional[float] = None
-    steps_executed: Optional[int] = None
+    steps_executed: int = 0
+    ttft_ms: float = NAN  # autoregressive only
+    itl_ms: float = NAN  # autoregressive only
+    step_ms_p50: float = NAN  # diffusion only
+    step_ms_p99: float = NAN  # diffusion only
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class TimingStats:
         lat = [r.latency_ms for r in reps]
 
         def median_of(name: str) -> float:
-            return metrics.median([getattr(r, name) for r in reps if getattr(r, name) is not None])
+            return metrics.median([getattr(r, name) for r in reps if not math.isnan(getattr(r, name))])
 
         return cls(repeats=len(reps), latency_ms_median=metrics.median(lat), latency_ms_min=min(lat),
                    latency_ms_max=max(lat), latency_ms_cv=metrics.coefficient_of_variation(lat),
@@ -222,7 +222,8 @@ class CellRecord:
             q["estimates"] = {k: Estimate(*(NAN if x is None else x for x in (e["value"], e["ci_low"], e["ci_high"])))
                               for k, e in q["estimates"].items()}
             kwargs["quality"] = QualityResult(**q)
-        kwargs["repetitions"] = [Repetition(**r) for r in kwargs.get("repetitions", [])]
+        kwargs["repetitions"] = [Repetition(**{k: NAN if v is None else v for k, v in r.items()})
+                                 for r in kwargs.get("repetitions", [])]
         if kwargs.get("wall_s") is None:
             kwargs["wall_s"] = NAN
         return cls(**kwargs)

@@ -213,3 +213,16 @@ def test_parity_speedup_per_batch_size_by_hand(tmp_path):
     # L_e2e(AR) / L_e2e(diffusion at K=64) at each B: 1000 / 400 and 1500 / 3000
     assert rows[1]["speedup_factor"] == pytest.approx(2.5) and rows[8]["speedup_factor"] == pytest.approx(0.5)
     assert rows[1]["speedup_factor_ci_low"] == rows[1]["speedup_factor_ci_high"] == pytest.approx(2.5)
+
+
+def test_analysis_imports_no_torch():
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    code = ("import sys; import src.analysis.report, src.analysis.figures, src.analysis.parity; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"

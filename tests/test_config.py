@@ -3,7 +3,7 @@ import copy
 import pytest
 import yaml
 
-from conftest import mini_config_dict, write_config
+from conftest import ROOT, mini_config_dict, write_config
 from src.config import ConfigError, expand_cells, load_experiment, parse_shard, select_shard
 from src.main import main
 
@@ -132,3 +132,78 @@ def test_cell_id_is_stable_and_depends_on_hardware(mini_config):
     assert [c.cell_id("gpu-x") for c in a] == [c.cell_id("gpu-x") for c in b]
     assert len({c.cell_id("gpu-x") for c in a}) == len(a)
     assert a[0].cell_id("gpu-x") != a[0].cell_id("gpu-y")
+
+
+# ----------------------------------------------------------------- the cell id covers what is measured
+
+# (dotted field, new value): each changes what some cell measures, so those cells get new ids
+MEASURED = [("seed", 8), ("timing.warmup", 2), ("timing.repeats", 3), ("timing.warmup_steps", 2),
+            ("timing.max_timed_s", 5.0), ("timing.min_repeats", 1), ("prompts.max_prompts", 1), ("precision", "fp32"),
+            ("attention", "eager"), ("allow_attention_mismatch", True), ("quality.generate", False),
+            ("quality.batch_size", 4), ("diffusion.temperature", 0.5), ("diffusion.cfg_scale", 1.0),
+            ("diffusion.schedule", "dream"), ("diffusion.block_length", 16), ("autoregressive.temperature", 0.7),
+            ("models.0.tokenizer", "LLAMA_DIR"), ("models.1.name", "renamed")]
+# (dotted field, new value): presentation or the later scoring pass only; ids stay
+PRESENTATION = [("name", "another_name"), ("output_dir", "elsewhere"), ("figures_dir", "elsewhere_fig"),
+                ("quality.bootstrap_resamples", 10), ("quality.judge_path", "LLAMA_DIR"),
+                ("quality.bertscore_model", "bert-base-uncased"), ("quality.bertscore_batch_size", 4),
+                ("prompts.dataset_cache_dir", "/tmp/nowhere")]
+
+
+def _ids(tiny_models, tmp_path, change=None):
+    data = mini_config_dict(tiny_models, tmp_path)
+    data.update(quality={}, autoregressive={})
+    if change is not None:
+        field, value = change
+        data = _mutate(data, field, str(tiny_models["llama"]) if value == "LLAMA_DIR" else value)
+    return [c.cell_id("cpu: x") for c in expand_cells(load_experiment(write_config(tmp_path, data)))]
+
+
+@pytest.mark.parametrize("change", MEASURED, ids=[m[0] for m in MEASURED])
+def test_a_field_that_changes_the_measurement_changes_the_cell_id(tiny_models, tmp_path, change):
+    before, after = _ids(tiny_models, tmp_path), _ids(tiny_models, tmp_path, change)
+    assert len(before) == len(after) and before != after
+
+
+@pytest.mark.parametrize("change", PRESENTATION, ids=[p[0] for p in PRESENTATION])
+def test_a_presentation_field_keeps_the_cell_id(tiny_models, tmp_path, change):
+    assert _ids(tiny_models, tmp_path) == _ids(tiny_models, tmp_path, change)
+
+
+def test_prompt_file_content_not_its_place_enters_the_cell_id(tiny_models, tmp_path):
+    from conftest import PROMPTS
+
+    data = mini_config_dict(tiny_models, tmp_path)
+    ids = lambda: [c.cell_id("h") for c in expand_cells(load_experiment(write_config(tmp_path, data)))]  # noqa: E731
+    before = ids()
+    moved = tmp_path / "moved.txt"
+    moved.write_bytes(PROMPTS.read_bytes())
+    data["prompts"]["file"] = str(moved)
+    assert ids() == before
+    moved.write_bytes(PROMPTS.read_bytes() + b"One more passage, which changes the set of passages.\n")
+    assert ids() != before
+
+
+def test_quality_generations_follow_the_smallest_batch_of_the_grid(tiny_models, tmp_path):
+    data = mini_config_dict(tiny_models, tmp_path)
+    cells = expand_cells(load_experiment(write_config(tmp_path, data)))
+    assert {c.batch_size for c in cells if c.settings.quality_batch_size is not None} == {1}
+    data["grid"]["batch_size"] = [2]  # now B=2 is the smallest: its cells generate for quality
+    cells = expand_cells(load_experiment(write_config(tmp_path, data)))
+    assert all(c.settings.quality_batch_size == 8 for c in cells)
+
+
+# ----------------------------------------------------------------- every shipped config
+
+@pytest.mark.parametrize("config", sorted(p.name for p in (ROOT / "config").glob("*.yaml")))
+def test_every_shipped_config_loads_and_dry_runs(tiny_models, tmp_path, config, capsys):
+    from src.main import dry_run
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "tiny").symlink_to(tiny_models["llama"].parent)
+    for folder in ("data", "config"):
+        (tmp_path / folder).symlink_to(ROOT / folder)
+    exp = load_experiment(ROOT / "config" / config, base_dir=tmp_path)
+    assert dry_run(exp, (0, 1)) == 0
+    out = capsys.readouterr().out
+    assert f"{len(expand_cells(exp))} cells" in out and len(expand_cells(exp)) > 0

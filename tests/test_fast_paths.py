@@ -7,7 +7,7 @@ import torch
 
 from src.generation import ForwardWork
 from src.generation.autoregressive import StaticCacheGenerator, HFGenerateGenerator, ar_work
-from src.generation.diffusion import MaskedDiffusionGenerator, choose, propose
+from src.generation.diffusion import MaskedDiffusionGenerator, choose, propose_tokens, score_proposals
 from src.measure import roofline
 from src.models.llada import LLaDAConfig, LLaDAModelLM
 
@@ -80,7 +80,8 @@ def test_entropy_ordering_on_hand_built_logits():
     logits[0, 0, :10] = 5.0   # spread over 10 tokens: high entropy
     logits[0, 1, 7] = 30.0    # one token: lowest entropy
     logits[0, 2, :3] = 5.0    # spread over 3 tokens: medium
-    x0, score = propose(logits, "entropy", 0.0, MASK)
+    x0, masked_logits = propose_tokens(logits, 0.0, MASK)
+    score = score_proposals(masked_logits, x0, "entropy")
     assert score.argsort(descending=True)[0].tolist() == [1, 2, 0]
     chosen = choose(score, torch.ones(1, 3, dtype=torch.bool), k=1, threshold=None, commit_all=False)
     assert chosen.tolist() == [[False, True, False]] and x0[0, 1] == 7

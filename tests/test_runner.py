@@ -211,3 +211,47 @@ def test_max_timed_s_stops_repeats_at_min_repeats(mini_config, tmp_path):
     exp = load_experiment(mini_config)
     assert all(runner.another_repetition(exp.timing, [None] * n) for n in range(5))
     assert not runner.another_repetition(exp.timing, [None] * 5)
+
+
+def test_synthetic_architectures_with_random_prompt_ids_run_on_cpu(tmp_path):
+    """The synthetic-weights path of the full-size grid, with tiny architecture files."""
+    import yaml
+
+    llama = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 32, "intermediate_size": 64,
+             "num_attention_heads": 4, "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 100,
+             "max_position_embeddings": 128, "rope_theta": 500000.0, "tie_word_embeddings": False}
+    llada = {"d_model": 32, "n_layers": 2, "n_heads": 4, "n_kv_heads": 4, "mlp_hidden_size": 64, "vocab_size": 100,
+             "embedding_size": 100, "mask_token_id": 99, "eos_token_id": 98, "pad_token_id": 98}
+    for name, arch in (("llama.json", llama), ("llada.json", llada)):
+        (tmp_path / name).write_text(json.dumps(arch))
+    data = {"name": "synthetic_small", "output_dir": str(tmp_path / "raw"), "figures_dir": str(tmp_path / "fig"),
+            "device": "cpu", "precision": "fp32", "attention": "sdpa",
+            "models": [{"name": "llama-s", "family": "llama", "architecture": str(tmp_path / "llama.json"),
+                        "synthetic": True},
+                       {"name": "llada-s", "family": "llada", "architecture": str(tmp_path / "llada.json"),
+                        "synthetic": True}],
+            "grid": {"batch_size": [2], "seq_len": [16], "steps": [4]}, "diffusion": {"block_length": 8},
+            "timing": {"warmup": 1, "repeats": 2}, "prompts": {"source": "random_ids", "max_prompts": 2}}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(data))
+    summary = runner.run_experiment(load_experiment(tmp_path / "s.yaml"), progress=False)
+    assert summary.ok == 2
+    records = runner.ResultStore(tmp_path / "raw").records()
+    assert {r.weights for r in records} == {"synthetic"} and {r.prompt_source for r in records} == {"random_ids"}
+    # by hand, per block: q, o 32x32; k, v 32x16 (LLaMA, 2 KV heads) or 32x32 (LLaDA); MLP 3 x 32x64; 2 norms of 32
+    # LLaMA: 2 x (2048 + 1024 + 6144 + 64) + embedding 3200 + head 3200 + final norm 32 = 24992
+    # LLaDA: 2 x (4096 + 6144 + 64) + 3200 + 3200 + 32 = 27040
+    assert {r.identity["model_name"]: r.n_params for r in records} == {"llama-s": 24992, "llada-s": 27040}
+    assert all(not r.generations for r in records)  # random ids have no reference text: no quality
+
+
+def test_an_error_in_the_extras_is_recorded_beside_the_timing(mini_config, monkeypatch):
+    exp = load_experiment(mini_config, {"models": ["tiny-llada"], "batch_size": [1], "steps": [4]})
+
+    def out_of_memory(*a, **k):
+        raise torch.OutOfMemoryError("CUDA out of memory while generating for quality")
+
+    monkeypatch.setattr(runner, "generate_for_quality", out_of_memory)
+    summary = runner.run_experiment(exp, progress=False)
+    (record,) = runner.ResultStore(exp.resolve(exp.output_dir)).records()
+    assert summary.ok == 1 and record.status == "ok" and record.timing.repeats == 2
+    assert record.extras_error.startswith("OutOfMemoryError: CUDA out of memory") and record.generations == []

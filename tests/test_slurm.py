@@ -90,7 +90,7 @@ def test_cancelled_sweep_resumes_with_the_missing_cells_only(cluster, tiny_model
     assert len(after) == 24
     for cell_id, record in before.items():  # finished cells were not re-run
         assert after[cell_id]["started_at"] == record["started_at"]
-        assert after[cell_id]["latency_ms_median"] == record["latency_ms_median"]
+        assert after[cell_id]["timing"] == record["timing"]
     rows = list(csv.DictReader(open(raw / "raw_metrics.csv")))
     assert sorted(r["cell_id"] for r in rows) == sorted(after)
     logs = "".join(p.read_text() for p in (ROOT / "logs" / "slurm").glob(f"dlm-bench-cpu_{jobs[0]}_*.out"))

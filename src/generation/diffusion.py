@@ -132,14 +132,6 @@ def score_proposals(logits: Tensor, x0: Tensor, sampler: str,
     raise ValueError(f"unknown sampler {sampler!r}; allowed: {', '.join(SAMPLERS)}")
 
 
-def propose(logits: Tensor, sampler: str, temperature: float, mask_id: int,
-            noise_canvas: Optional[tuple[int, int]] = None,
-            score_canvas: Optional[tuple[int, int]] = None) -> tuple[Tensor, Tensor]:
-    """Proposed tokens and their scores for block logits [B, L, V]."""
-    x0, logits = propose_tokens(logits, temperature, mask_id, noise_canvas)
-    return x0, score_proposals(logits, x0, sampler, score_canvas)
-
-
 def origin_choice(masked: Tensor, p: float) -> Tensor:
     """Dream's origin: each masked position is committed with probability p; the draws are made over
     the masked positions only, in row-major order, as Dream's sampler makes them."""

@@ -25,22 +25,9 @@ from ..generation import ForwardWork
 from ..models.architecture import Architecture
 from ..results import RooflineStats
 
-# dense bf16 tensor TFLOP/s and memory bandwidth TB/s from vendor datasheets (dense, not sparse)
-PEAKS: list[tuple[str, float, float]] = [  # (substring of the device name, TFLOP/s, TB/s), most specific first
-    ("H200", 989.0, 4.8),
-    ("H100 PCIe", 756.0, 2.0),
-    ("H100 NVL", 835.0, 3.9),
-    ("H100", 989.0, 3.35),
-    ("A100-SXM4-80GB", 312.0, 2.039),
-    ("A100 80GB PCIe", 312.0, 1.935),
-    ("A100-PCIE-40GB", 312.0, 1.555),
-    ("A100-SXM4-40GB", 312.0, 1.555),
-    ("A100", 312.0, 1.555),
-    ("L40S", 362.0, 0.864),
-    ("RTX 6000 Ada", 364.0, 0.96),
-    ("RTX 4090", 165.0, 1.008),
-    ("RTX 3090", 71.0, 0.936),
-]
+# datasheet peaks per device (see gpu_peaks.json): (substring of the device name, TFLOP/s, TB/s), most specific first
+PEAKS: list[tuple[str, float, float]] = [
+    (p["name"], p["tflops"], p["tbps"]) for p in json.loads((Path(__file__).parent / "gpu_peaks.json").read_text())["peaks"]]
 
 
 @dataclass(frozen=True)

@@ -52,10 +52,8 @@ class LoadedModel:
     weights: str  # 'pretrained' or 'synthetic'
     attention_kernel: str  # the kernel that runs (see models.attention)
     device: torch.device
-    dtype: torch.dtype
     architecture: Architecture
     mask_token_id: Optional[int]
-    source_dir: Optional[Path]
     eos_token_id: Optional[int] = None
 
 
@@ -157,8 +155,8 @@ def load_model(spec: ModelSpec, device: torch.device, settings: LoadSettings) ->
     tokenizer = load_tokenizer(spec, settings.base_dir, source)
     eos = tokenizer.eos_token_id if tokenizer is not None else cfg.get("eos_token_id")
     return LoadedModel(spec=spec, model=model, tokenizer=tokenizer, weights="synthetic" if synthetic else "pretrained",
-                       attention_kernel=kernel, device=device, dtype=dtype, architecture=arch, mask_token_id=mask_id,
-                       source_dir=source, eos_token_id=eos if isinstance(eos, int) else None)
+                       attention_kernel=kernel, device=device, architecture=arch, mask_token_id=mask_id,
+                       eos_token_id=eos if isinstance(eos, int) else None)
 
 
 def each_loaded(specs: Iterable[ModelSpec], device: torch.device, settings: LoadSettings) -> Iterator[LoadedModel]:
