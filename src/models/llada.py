@@ -126,7 +126,7 @@ class LLaDABlock(nn.Module):
         self.ff_out = nn.Linear(cfg.mlp_hidden_size, d, bias=False)
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, kernel: str,
-                context: Optional[KV]) -> tuple[Tensor, KV]:
+                context: Optional[KV], causal: bool = False) -> tuple[Tensor, KV]:
         b, s, _ = x.shape
         h = self.attn_norm(x)
         q = self.q_proj(h).view(b, s, self.n_heads, self.head_dim).transpose(1, 2)
@@ -136,7 +136,7 @@ class LLaDABlock(nn.Module):
         keys, values = k, v
         if context is not None:
             keys, values = torch.cat([context[0], k], dim=2), torch.cat([context[1], v], dim=2)
-        a = attend(q, keys, values, kernel=kernel, causal=False)
+        a = attend(q, keys, values, kernel=kernel, causal=causal)
         x = x + self.attn_out(a.transpose(1, 2).reshape(b, s, -1))
         h = self.ff_norm(x)
         x = x + self.ff_out(F.silu(self.ff_proj(h)) * self.up_proj(h))
@@ -176,7 +176,7 @@ class LLaDAModelLM(nn.Module):
 
     def forward(self, input_ids: Tensor, positions: Optional[Tensor] = None,
                 context: Optional[list[KV]] = None, logits_slice: Optional[slice] = None,
-                return_kv: bool = False) -> LLaDAOutput:
+                return_kv: bool = False, causal: bool = False) -> LLaDAOutput:
         """Logits for `input_ids` [B, S].
 
         positions: absolute positions [S] of input_ids (default 0..S-1).
@@ -192,7 +192,7 @@ class LLaDAModelLM(nn.Module):
         x = t.wte(input_ids)
         kv_out: list[KV] = []
         for i, block in enumerate(t.blocks):
-            x, kv = block(x, cos, sin, self.kernel, context[i] if context is not None else None)
+            x, kv = block(x, cos, sin, self.kernel, context[i] if context is not None else None, causal)
             if return_kv:
                 kv_out.append(kv)
         if logits_slice is not None:

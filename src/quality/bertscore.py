@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
+
+from ..config import PACKAGE_PREFIX, resolve_asset
 
 log = logging.getLogger(__name__)
 
@@ -22,11 +23,10 @@ class BertScoreSettings:
 
 def resolve_model(model: str) -> str:
     """`package:NAME` -> the model folder inside that installed package; other values unchanged."""
-    if not model.startswith("package:"):
+    if not model.startswith(PACKAGE_PREFIX):
         return model
-    pkg = importlib.import_module(model.split(":", 1)[1])
-    folder = Path(pkg.__file__).resolve().parent / "model"
-    if not folder.is_dir():
+    folder = resolve_asset(model, ".")
+    if folder is None or not folder.is_dir():
         raise FileNotFoundError(f"{model}: no model folder in the package")
     return str(folder)
 

@@ -16,7 +16,7 @@ from typing import Any, Optional
 import torch
 from tqdm import tqdm
 
-from ..config import Experiment
+from ..config import Experiment, resolve_asset
 from ..fileio import atomic_write_text, jsonable
 from ..results import QualityResult, ResultStore
 from .bertscore import BertScore, BertScoreSettings
@@ -46,14 +46,16 @@ def load_judge(exp: Experiment, device: torch.device) -> Optional[Judge]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if q.judge_path:
-        where = str(exp.resolve(q.judge_path))
+        where = resolve_asset(q.judge_path, exp.base_dir)
     else:
         from huggingface_hub import snapshot_download
 
-        where = snapshot_download(q.judge_hub_id, local_files_only=True)
+        where = Path(snapshot_download(q.judge_hub_id, local_files_only=True))
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype).to(device).eval()
-    return Judge(q.judge_path or q.judge_hub_id, model, AutoTokenizer.from_pretrained(where))
+    files = {"gguf_file": where.name} if where.suffix == ".gguf" else {}  # dequantised by transformers via `gguf`
+    folder = str(where.parent if files else where)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **files).to(device).eval()
+    return Judge(q.judge_path or q.judge_hub_id, model, AutoTokenizer.from_pretrained(folder, **files))
 
 
 def score_generations(generations: list[dict], bert: Optional[BertScore], judge: Optional[Judge],

@@ -1,0 +1,115 @@
+"""Train the matched AR / masked-diffusion pair on Jane Austen (offline, CPU) and write the checkpoints.
+
+    python scripts/train_pair.py                       # corpus (if missing), tokenizer, both models
+    python scripts/train_pair.py --out /tmp/pair --ar_tokens 20000 --mdm_tokens 40000   # a quick run
+
+Writes <out>/ar (LlamaForCausalLM), <out>/mdm (LLaDA layout), each with the shared tokenizer and a
+training card (training_card.json, TRAINING_CARD.md), and <out>/training_curves.png. The corpus is
+prepared into data/austen/ (ignored by git) from Debian's r-cran-janeaustenr package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from src.measure.environment import cpu_model  # noqa: E402
+from src.models.tiny import train_tokenizer  # noqa: E402
+from src.train import corpus as austen  # noqa: E402
+from src.train.pair import (SPECIALS, TrainSettings, as_shipped, card, card_markdown, heldout_bits_per_char,  # noqa: E402
+                            heldout_chunks, initial_model, llada_config, save_ar, save_mdm, train)
+
+
+def prepare_corpus(data_dir: Path, deb: Path | None) -> dict:
+    summary_path = data_dir / "corpus.json"
+    if summary_path.is_file() and (data_dir / "train.txt").is_file():
+        return json.loads(summary_path.read_text())
+    deb = deb or austen.download_deb(data_dir / "deb")
+    summary = austen.prepare(deb, data_dir)
+    summary_path.write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def curves_figure(results: dict, out: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4), constrained_layout=True)
+    styles = {"ar": ("#0072B2", "AR: next-token cross-entropy"),
+              "mdm": ("#D55E00", "MDM: masked cross-entropy / t (LLaDA objective)")}
+    for kind, result in results.items():
+        color, label = styles[kind]
+        xs, ys = zip(*result.curve)
+        ax.plot(xs, ys, color=color, label=f"{label}; held-out {result.heldout_bits_per_char:.2f} bits/char "
+                                           f"({'NLL' if kind == 'ar' else 'ELBO bound'})")
+    ax.set(xlabel="training tokens seen", ylabel="training loss (nats per token)",
+           title="The Austen pair: same architecture, seed and data order")
+    ax.legend(fontsize=7)
+    fig.savefig(out, dpi=150)
+    plt.close(fig)
+    return out
+
+
+def main() -> int:
+    defaults = TrainSettings()
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default="checkpoints/austen", help="folder for ar/, mdm/ and the curves")
+    p.add_argument("--data_dir", default="data/austen", help="prepared corpus (written when missing)")
+    p.add_argument("--deb", type=Path, help="a downloaded r-cran-janeaustenr .deb (default: apt-get download)")
+    for f in dataclasses.fields(TrainSettings):
+        p.add_argument(f"--{f.name}", type=type(getattr(defaults, f.name)), default=getattr(defaults, f.name))
+    p.add_argument("--only", choices=["ar", "mdm"], help="train one of the two")
+    args = p.parse_args()
+    s = TrainSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainSettings)})
+    torch.set_num_threads(s.threads)
+    data_dir, out = ROOT / args.data_dir, ROOT / args.out
+    try:
+        corpus = prepare_corpus(data_dir, args.deb)
+    except austen.CorpusError as exc:
+        print(f"corpus error: {exc}", file=sys.stderr)
+        return 2
+    train_lines = (data_dir / "train.txt").read_text(encoding="utf-8").splitlines()
+    tokenizer = train_tokenizer(train_lines, SPECIALS, s.vocab_size)
+    mask_id = tokenizer.convert_tokens_to_ids(SPECIALS["mask"])
+    train_ids = torch.tensor(tokenizer("\n".join(train_lines), add_special_tokens=False)["input_ids"])
+    held_ids = torch.tensor(tokenizer((data_dir / "heldout.txt").read_text(encoding="utf-8"),
+                                      add_special_tokens=False)["input_ids"])
+    print(f"tokenizer: {len(tokenizer)} tokens; training text {len(train_ids):,} tokens, held-out {len(held_ids):,}")
+    chunks = heldout_chunks(held_ids, s)
+    chars = lambda ids: len(tokenizer.decode(ids))  # noqa: E731
+    cfg = llada_config(s, mask_id, tokenizer.eos_token_id)
+    hardware = f"cpu: {cpu_model()}, {s.threads} threads"
+    results = {}
+    for kind in ("ar", "mdm"):
+        if args.only and kind != args.only:
+            continue
+        model = initial_model(cfg, s.seed)
+        result = train(kind, model, train_ids, s, mask_id)
+        as_shipped(model)
+        result.heldout_bits_per_char = heldout_bits_per_char(kind, model, chunks, chars, s, mask_id)
+        result.heldout_metric = ("negative log-likelihood" if kind == "ar"
+                                 else f"ELBO bound (an upper bound on the NLL; {s.elbo_samples} stratified t per window)")
+        c = card(result, s, hardware, corpus)
+        folder = save_ar(model, tokenizer, out / "ar") if kind == "ar" else save_mdm(model, tokenizer, out / "mdm", c)
+        (folder / "training_card.json").write_text(json.dumps(c, indent=1))
+        (folder / "TRAINING_CARD.md").write_text(card_markdown(c))
+        print(f"{kind}: {result.n_params:,} parameters, {result.tokens_seen:,} tokens in {result.wall_s:.0f} s, held-out "
+              f"{result.heldout_bits_per_char:.3f} bits/char ({result.heldout_metric})", flush=True)
+        results[kind] = result
+    if results:
+        print(f"curves: {curves_figure(results, out / 'training_curves.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

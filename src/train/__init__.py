@@ -1,0 +1,1 @@
+"""Training the project's own small AR / masked-diffusion pair (see scripts/train_pair.py)."""
