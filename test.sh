@@ -4,4 +4,9 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$root"
 bash scripts/setup_env.sh
+py="${VENV:-$root/.venv}/bin/python"
+if [ ! -f data/austen/prompts.txt ]; then
+  echo "[test] preparing the Austen corpus in data/austen (Debian package r-cran-janeaustenr)"
+  "$py" scripts/prepare_austen.py > /dev/null || echo "[test] corpus not prepared: the Austen evidence tests will be skipped" >&2
+fi
 exec "${VENV:-$root/.venv}/bin/python" -m pytest "$@"

@@ -20,15 +20,16 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--input", default="results/raw_data", help="folder with raw_metrics.csv (and parity.csv)")
     p.add_argument("--output", default="results/figures", help="folder for the PNG figures")
-    p.add_argument("--summary", help="summary Markdown file (default: <input>/../summary.md)")
-    p.add_argument("--paper", help="regenerate the GENERATED section of this paper.md")
+    p.add_argument("--summary", help="summary Markdown file (default: <input>/summary.md)")
+    p.add_argument("--paper", help="regenerate a GENERATED section of this paper.md")
+    p.add_argument("--section", default="results", help="which GENERATED section of --paper (default: results)")
     p.add_argument("--facet", nargs="+", default=[], choices=["hardware", "precision", "attention_kernel"],
                    help="allow rows that differ in these columns")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
         out = analyze(Path(args.input), Path(args.output), Path(args.summary) if args.summary else None,
-                      Path(args.paper) if args.paper else None, tuple(args.facet))
+                      Path(args.paper) if args.paper else None, tuple(args.facet), args.section)
     except (MixedRowsError, FileNotFoundError, ValueError) as exc:
         print(f"analysis error: {exc}", file=sys.stderr)
         return 2

@@ -11,7 +11,6 @@ Resubmitting the same command later resumes: finished cells are skipped.
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import subprocess
 import sys

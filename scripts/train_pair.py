@@ -29,11 +29,11 @@ from src.train.pair import (SPECIALS, TrainSettings, as_shipped, card, card_mark
 
 
 def prepare_corpus(data_dir: Path, deb: Path | None) -> dict:
+    """The prepared corpus's summary, preparing it first when it is missing (as scripts/prepare_austen.py)."""
     summary_path = data_dir / "corpus.json"
     if summary_path.is_file() and (data_dir / "train.txt").is_file():
         return json.loads(summary_path.read_text())
-    deb = deb or austen.download_deb(data_dir / "deb")
-    summary = austen.prepare(deb, data_dir)
+    summary = austen.prepare(deb or austen.download_deb(data_dir / "deb"), data_dir)
     summary_path.write_text(json.dumps(summary, indent=1))
     return summary
 

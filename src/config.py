@@ -13,7 +13,9 @@ import hashlib
 import importlib.util
 import itertools
 import json
+import math
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -59,6 +61,7 @@ def resolve_path(path: Optional[str], base_dir: str | Path) -> Optional[Path]:
 
 
 PACKAGE_PREFIX = "package:"
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 
 
 def resolve_asset(value: str, base_dir: str | Path) -> Optional[Path]:
@@ -79,6 +82,19 @@ def _positive(values: list[int], where: str) -> None:
     for v in values:
         if v <= 0:
             raise ConfigError(f"{where}: {v} is not allowed; allowed: integers > 0")
+
+
+def _distinct(values: list, where: str) -> None:
+    if not values:
+        raise ConfigError(f"{where}: empty list; give at least one value")
+    repeated = sorted({str(v) for v in values if values.count(v) > 1})
+    if repeated:
+        raise ConfigError(f"{where}: {', '.join(repeated)} given more than once; allowed: each value once")
+
+
+def _finite(value: float, where: str, low: float = 0.0) -> None:
+    if not math.isfinite(value) or value < low:
+        raise ConfigError(f"{where}: {value} is not allowed; allowed: finite numbers >= {low:g}")
 
 
 def _one_of(value: str, allowed: tuple[str, ...], where: str) -> None:
@@ -124,6 +140,9 @@ class ModelSpec:
         _one_of(self.family, tuple(FAMILIES), f"{where}.family")
         if self.path and self.hub_id:
             raise ConfigError(f"{where}: give only one of path, hub_id")
+        if self.hub_id is not None and not HUB_ID.fullmatch(self.hub_id):
+            raise ConfigError(f"{where}.hub_id: {self.hub_id!r} is not allowed; allowed: owner/name (letters, digits, "
+                              f"'-', '_', '.')")
         if not (self.path or self.hub_id) and not (self.synthetic and self.architecture):
             raise ConfigError(f"{where}: no weights source; allowed: path, hub_id, or synthetic: true with architecture")
         for key in ("path", "architecture", "tokenizer"):
@@ -147,6 +166,7 @@ class GridSpec:
     def validate(self) -> None:
         for name in ("batch_size", "seq_len", "steps"):
             _positive(getattr(self, name), f"grid.{name}")
+            _distinct(getattr(self, name), f"grid.{name}")
         for n in self.seq_len:
             if n % 2:
                 raise ConfigError(f"grid.seq_len: {n} is odd; allowed: even integers (prompt = output = N/2)")
@@ -179,6 +199,8 @@ class DiffusionSpec:
 
     def validate(self) -> None:
         _positive([self.block_length], "diffusion.block_length")
+        _distinct(self.sampler, "diffusion.sampler")
+        _distinct(self.cache, "diffusion.cache")
         for s in self.sampler:
             _one_of(s, DIFFUSION_SAMPLERS, "diffusion.sampler")
         for c in self.cache:
@@ -189,8 +211,8 @@ class DiffusionSpec:
         if self.cfg_scale > 0 and any(c != "none" for c in self.cache):
             raise ConfigError("diffusion.cfg_scale: classifier-free guidance cannot be combined with a KV cache; "
                               "allowed: cfg_scale 0 with cache prefix/dual, or cache [none]")
-        if self.temperature < 0:
-            raise ConfigError("diffusion.temperature: negative values are not allowed; allowed: numbers >= 0")
+        _finite(self.temperature, "diffusion.temperature")
+        _finite(self.cfg_scale, "diffusion.cfg_scale")
         if not 0.0 < self.threshold <= 1.0:
             raise ConfigError(f"diffusion.threshold: {self.threshold} is not allowed; allowed: 0 < threshold <= 1")
         if not 0.0 < self.eps < 1.0:
@@ -203,10 +225,10 @@ class AutoregressiveSpec:
     temperature: float = 0.0
 
     def validate(self) -> None:
+        _distinct(self.decode, "autoregressive.decode")
         for m in self.decode:
             _one_of(m, AR_DECODE_MODES, "autoregressive.decode")
-        if self.temperature < 0:
-            raise ConfigError("autoregressive.temperature: negative values are not allowed; allowed: numbers >= 0")
+        _finite(self.temperature, "autoregressive.temperature")
 
 
 @dataclass(frozen=True)
@@ -235,9 +257,12 @@ class TimingSpec:
             raise ConfigError(f"timing.warmup: {self.warmup} is not allowed; allowed: integers >= 0")
         if self.warmup_steps is not None:
             _positive([self.warmup_steps], "timing.warmup_steps")
-        if self.max_timed_s is not None and self.max_timed_s <= 0:
+        if self.max_timed_s is not None and not (math.isfinite(self.max_timed_s) and self.max_timed_s > 0):
             raise ConfigError(f"timing.max_timed_s: {self.max_timed_s} is not allowed; allowed: numbers > 0 or null")
         _positive([self.min_repeats], "timing.min_repeats")
+        if self.min_repeats > self.repeats:
+            raise ConfigError(f"timing.min_repeats: {self.min_repeats} is more than timing.repeats = {self.repeats}; "
+                              f"allowed: 1..{self.repeats}")
 
 
 @dataclass(frozen=True)
@@ -492,6 +517,19 @@ def apply_overrides(raw: dict, overrides: Mapping[str, Any]) -> dict:
     return raw
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_experiment(path: str | Path, overrides: Optional[Mapping[str, Any]] = None,
                     base_dir: Optional[str | Path] = None) -> Experiment:
     """Read, override and validate an experiment file. Raises ConfigError."""
@@ -499,9 +537,11 @@ def load_experiment(path: str | Path, overrides: Optional[Mapping[str, Any]] = N
     if not path.is_file():
         raise ConfigError(f"--config: file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); allowed: a UTF-8 YAML file") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())[:300]})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     raw = apply_overrides(raw, overrides or {})
@@ -663,8 +703,15 @@ def parse_shard(text: Optional[str]) -> tuple[int, int]:
         count = os.environ.get("SLURM_ARRAY_TASK_COUNT")
         if task is None or count is None:
             return 0, 1
-        minimum = int(os.environ.get("SLURM_ARRAY_TASK_MIN", "0"))
-        return int(task) - minimum, int(count)
+        try:
+            i, n = int(task) - int(os.environ.get("SLURM_ARRAY_TASK_MIN", "0")), int(count)
+        except ValueError:
+            raise ConfigError(f"SLURM_ARRAY_TASK_ID / _COUNT / _MIN: {task!r}, {count!r} are not integers; "
+                              f"allowed: the integers SLURM sets for an array task") from None
+        if not 0 <= i < n:
+            raise ConfigError(f"SLURM_ARRAY_TASK_ID: {task} is outside the array of {count} tasks; allowed: "
+                              f"SLURM_ARRAY_TASK_MIN .. SLURM_ARRAY_TASK_MIN + {n - 1}")
+        return i, n
     try:
         i, n = (int(x) for x in text.split("/"))
     except ValueError:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -69,8 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         exp = load_experiment(args.config, overrides)
         shard = parse_shard(args.shard)
+        if args.time_budget_s is not None and not (math.isfinite(args.time_budget_s) and args.time_budget_s >= 0):
+            raise ConfigError(f"--time_budget_s: {args.time_budget_s} is not allowed; allowed: seconds >= 0")
         if args.dry_run:
             return dry_run(exp, shard)
+        if args.command in ("run", "score", "finalize"):
+            from src.measure.environment import resolve_device
+
+            resolve_device(exp.device)
         if args.command == "run":
             from src.models.loader import check_sources
 

@@ -1,6 +1,5 @@
 """Figures, summary and paper regeneration on a small hand-made results set."""
 
-import csv
 import json
 import math
 from pathlib import Path

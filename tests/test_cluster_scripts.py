@@ -18,7 +18,7 @@ def test_download_assets_local_only_lists_what_is_missing_and_never_prints_the_t
     assert out.returncode == 1
     for repo in ("meta-llama/Meta-Llama-3-8B", "GSAI-ML/LLaDA-8B-Base", "FacebookAI/roberta-large",
                  "openai-community/gpt2", "Salesforce/wikitext"):
-        assert f"checking" in text and repo in text
+        assert "checking" in text and repo in text
     assert "5 of 5 asset(s) missing" in text
     assert token not in text
     assert not list(tmp_path.rglob("*SECRET*"))

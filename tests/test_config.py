@@ -41,10 +41,11 @@ def _mutate(data, dotted, value):
     parts = dotted.split(".")
     for p in parts[:-1]:
         node = node[int(p)] if isinstance(node, list) else node[p]
+    last = int(parts[-1]) if isinstance(node, list) else parts[-1]
     if value is KeyError:
-        del node[parts[-1]]
+        del node[last]
     else:
-        node[parts[-1]] = value
+        node[last] = value
     return data
 
 
@@ -66,6 +67,20 @@ BAD = [
     ("timing.max_timed_s", -1, "timing.max_timed_s: -1.0 is not allowed; allowed: numbers > 0 or null"),
     ("timing.min_repeats", 0, "timing.min_repeats: 0 is not allowed; allowed: integers > 0"),
     ("grid.steps", KeyError, "grid.steps: missing required key"),
+    ("diffusion.cfg_scale", -1.0, "diffusion.cfg_scale: -1.0 is not allowed; allowed: finite numbers >= 0"),
+    ("diffusion.temperature", float("inf"), "diffusion.temperature: inf is not allowed"),
+    ("diffusion.temperature", float("nan"), "diffusion.temperature: nan is not allowed"),
+    ("diffusion.sampler", [], "diffusion.sampler: empty list"),
+    ("diffusion.cache", [], "diffusion.cache: empty list"),
+    ("autoregressive", {"decode": []}, "autoregressive.decode: empty list"),
+    ("grid.batch_size", [1, 1], "grid.batch_size: 1 given more than once"),
+    ("grid.steps", [4, 8, 4], "grid.steps: 4 given more than once"),
+    ("diffusion.sampler", ["random", "random"], "diffusion.sampler: random given more than once"),
+    ("timing.min_repeats", 5, "timing.min_repeats: 5 is more than timing.repeats = 2"),
+    ("timing.max_timed_s", float("nan"), "timing.max_timed_s: nan is not allowed"),
+    ("models.0", {"name": "hub", "family": "llama", "hub_id": "not a hub id"}, "models[0] (hub).hub_id: 'not a hub id'"),
+    ("diffusion.eps", 1.0, "diffusion.eps: 1.0 is not allowed"),
+    ("diffusion.schedule", "cosine", "diffusion.schedule: 'cosine' is not allowed; allowed: auto, llada, dream"),
 ]
 
 
@@ -199,11 +214,76 @@ def test_quality_generations_follow_the_smallest_batch_of_the_grid(tiny_models, 
 def test_every_shipped_config_loads_and_dry_runs(tiny_models, tmp_path, config, capsys):
     from src.main import dry_run
 
+    if "data/austen" in (ROOT / "config" / config).read_text() and not (ROOT / "data/austen/prompts.txt").is_file():
+        pytest.skip("the Austen corpus is not prepared here (scripts/prepare_austen.py)")
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "tiny").symlink_to(tiny_models["llama"].parent)
-    for folder in ("data", "config"):
+    for folder in ("data", "config", "checkpoints"):
         (tmp_path / folder).symlink_to(ROOT / folder)
     exp = load_experiment(ROOT / "config" / config, base_dir=tmp_path)
     assert dry_run(exp, (0, 1)) == 0
     out = capsys.readouterr().out
     assert f"{len(expand_cells(exp))} cells" in out and len(expand_cells(exp)) > 0
+
+
+
+# ----------------------------------------------------------------- bad input outside the schema
+
+def _main_error(argv, capsys):
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    return code, err
+
+
+def test_a_yaml_key_given_twice_is_refused(mini_config, capsys):
+    mini_config.write_text(mini_config.read_text() + "seed: 9\nseed: 10\n")
+    code, err = _main_error(["--config", str(mini_config)], capsys)
+    assert code == 2 and "key 'seed' given twice" in err and "\n" not in err
+
+
+def test_a_config_that_is_not_utf8_is_refused(mini_config, capsys):
+    mini_config.write_bytes(b"name: caf\xe9\n")
+    code, err = _main_error(["--config", str(mini_config)], capsys)
+    assert code == 2 and "not UTF-8 text" in err
+
+
+@pytest.mark.parametrize("task,count,message", [("abc", "4", "are not integers"), ("7", "4", "outside the array")])
+def test_bad_slurm_array_variables_are_refused(mini_config, capsys, monkeypatch, task, count, message):
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", task)
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", count)
+    monkeypatch.delenv("SLURM_ARRAY_TASK_MIN", raising=False)
+    code, err = _main_error(["--config", str(mini_config), "--dry_run"], capsys)
+    assert code == 2 and message in err
+
+
+@pytest.mark.parametrize("value", ["-5", "nan"])
+def test_a_bad_time_budget_is_refused(mini_config, capsys, value):
+    code, err = _main_error(["--config", str(mini_config), "--time_budget_s", value], capsys)
+    assert code == 2 and "--time_budget_s:" in err
+
+
+def test_cuda_without_a_gpu_is_refused_before_anything_runs(mini_config, capsys, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    data = yaml.safe_load(mini_config.read_text())
+    data["device"] = "cuda"
+    mini_config.write_text(yaml.safe_dump(data))
+    code, err = _main_error(["--config", str(mini_config)], capsys)
+    assert code == 2 and "device: 'cuda' requested but torch sees no GPU" in err
+    assert not (tmp_path / "raw").exists()
+
+
+@pytest.mark.parametrize("content,message", [(b'{"prompt": 5}\n', "without a string 'prompt'"),
+                                             (b'{"prompt": "a b", "reference": [1]}\n', "'reference' is not a string"),
+                                             (b"caf\xe9 au lait\n", "not UTF-8 text")])
+def test_bad_prompt_files_are_refused_before_any_model_loads(mini_config, capsys, tmp_path, monkeypatch, content,
+                                                             message):
+    import src.models.loader as loader
+
+    monkeypatch.setattr(loader, "load_model", lambda *a, **k: pytest.fail("a model was loaded"))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(content)
+    code, err = _main_error(["--config", str(mini_config), "--prompt_file", str(bad)], capsys)
+    assert code == 2 and message in err and not (tmp_path / "raw" / "cells").exists()

@@ -5,7 +5,6 @@ import math
 import pytest
 import torch
 
-from conftest import PROMPTS
 from src.quality.diversity import distinct_n, is_degenerate, unigram_entropy_bits
 from src.quality.parity import s_parity, s_parity_ci
 from src.quality.prompts import (Passage, PromptSourceError, articles_from_lines, build_prompt_sets,
@@ -192,3 +191,29 @@ def test_local_bertscore_model_needs_num_layers(mini_config):
     mini_config.write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError, match="quality.bertscore_num_layers: required"):
         load_experiment(mini_config)
+
+
+# ----------------------------------------------------------------- trends
+
+def test_ranks_and_spearman_by_hand():
+    from src.quality.trend import ranks, spearman
+
+    assert ranks([10.0, 30.0, 20.0, 20.0]) == [1.0, 4.0, 2.5, 2.5]
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    # ranks 1..4 against 2, 1, 4, 3: d = 1, 1, 1, 1; rho = 1 - 6 * 4 / (4 * 15) = 0.6
+    assert spearman([1, 2, 3, 4], [2, 1, 4, 3]) == pytest.approx(0.6)
+    assert math.isnan(spearman([1, 2, 3], [5, 5, 5]))
+
+
+def test_rank_correlation_interval_excludes_zero_only_for_a_clear_trend():
+    from src.quality.trend import paired_difference, rank_correlation
+
+    rising = {k: [k / 10 + 0.01 * (i % 3) for i in range(12)] for k in (2, 4, 8, 16)}
+    est = rank_correlation(rising, resamples=200)
+    assert est.value == pytest.approx(1.0) and est.ci_low > 0
+    noise = {k: [((i * 7919 + k * 104729) % 97) / 97 for i in range(12)] for k in (2, 4, 8, 16)}
+    flat = rank_correlation(noise, resamples=200)
+    assert flat.ci_low < 0 < flat.ci_high
+    diff = paired_difference([1.0, 2.0, 3.0], [0.5, 1.5, 2.5], resamples=200)
+    assert diff == Estimate(0.5, 0.5, 0.5)

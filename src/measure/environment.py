@@ -41,7 +41,9 @@ def hardware_name(device: torch.device) -> str:
 def resolve_device(requested: str) -> torch.device:
     """'auto' -> cuda when available, else cpu; 'cuda' without a GPU is an error."""
     if requested == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device: 'cuda' requested but torch sees no GPU")
+        from ..config import ConfigError
+
+        raise ConfigError("device: 'cuda' requested but torch sees no GPU here; allowed on this machine: auto, cpu")
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(requested)

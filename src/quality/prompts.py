@@ -53,7 +53,11 @@ class PromptSet:
 def read_prompt_file(path: Path) -> list[Passage]:
     """One passage per line, or JSONL lines with `prompt` and optional `reference` (and `id`)."""
     passages = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise PromptSourceError(f"{path}: not UTF-8 text (byte {exc.start}); allowed: a UTF-8 text or JSONL file") from None
+    for n, line in enumerate(text.splitlines()):
         line = line.strip()
         if not line:
             continue
@@ -62,8 +66,10 @@ def read_prompt_file(path: Path) -> list[Passage]:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise PromptSourceError(f"{path}:{n + 1}: not valid JSON ({exc})") from None
-            if "prompt" not in row:
-                raise PromptSourceError(f"{path}:{n + 1}: JSONL line without a 'prompt' field")
+            if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
+                raise PromptSourceError(f"{path}:{n + 1}: JSONL line without a string 'prompt' field")
+            if not isinstance(row.get("reference", ""), (str, type(None))):
+                raise PromptSourceError(f"{path}:{n + 1}: 'reference' is not a string; allowed: a string or absent")
             passages.append(Passage(str(row.get("id", f"line{n + 1}")), row["prompt"], row.get("reference")))
         else:
             passages.append(Passage(f"line{n + 1}", line))

@@ -43,19 +43,22 @@ def load_judge(exp: Experiment, device: torch.device) -> Optional[Judge]:
     q = exp.quality
     if not (q.judge_path or q.judge_hub_id):
         return None
+    if q.judge_path:
+        return load_judge_from(q.judge_path, resolve_asset(q.judge_path, exp.base_dir), device)
+    from huggingface_hub import snapshot_download
+
+    return load_judge_from(q.judge_hub_id, Path(snapshot_download(q.judge_hub_id, local_files_only=True)), device)
+
+
+def load_judge_from(name: str, where: Path, device: torch.device) -> Judge:
+    """A judge from a checkpoint folder or a GGUF file (dequantised by transformers via `gguf`)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if q.judge_path:
-        where = resolve_asset(q.judge_path, exp.base_dir)
-    else:
-        from huggingface_hub import snapshot_download
-
-        where = Path(snapshot_download(q.judge_hub_id, local_files_only=True))
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    files = {"gguf_file": where.name} if where.suffix == ".gguf" else {}  # dequantised by transformers via `gguf`
+    files = {"gguf_file": where.name} if where.suffix == ".gguf" else {}
     folder = str(where.parent if files else where)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **files).to(device).eval()
-    return Judge(q.judge_path or q.judge_hub_id, model, AutoTokenizer.from_pretrained(folder, **files))
+    return Judge(name, model, AutoTokenizer.from_pretrained(folder, **files))
 
 
 def score_generations(generations: list[dict], bert: Optional[BertScore], judge: Optional[Judge],
