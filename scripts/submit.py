@@ -31,6 +31,11 @@ def array_size(config: str, passthrough: list[str], max_tasks: int) -> tuple[int
     return cells, max(1, min(cells, max_tasks))
 
 
+def sbatch(cmd: list[str]) -> str:
+    """Submit; returns the job id (raises CalledProcessError with sbatch's own message)."""
+    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().split(";")[0]
+
+
 def main() -> int:
     argv = sys.argv[1:]
     passthrough = argv[argv.index("--") + 1:] if "--" in argv else []
@@ -69,11 +74,20 @@ def main() -> int:
             print(shlex.join(["sbatch", *common, "--dependency=afterany:<array job id>",
                               str(ROOT / "jobs" / "finalize.sbatch"), *passthrough]))
         return 0
-    job = subprocess.run(shard_cmd, check=True, capture_output=True, text=True).stdout.strip().split(";")[0]
+    try:
+        job = sbatch(shard_cmd)
+    except subprocess.CalledProcessError as exc:
+        print(f"sbatch failed (exit {exc.returncode}): {exc.stderr.strip() or exc.stdout.strip()}", file=sys.stderr)
+        return 1
     print(f"array job {job}: {script.name} x {tasks}")
     if not args.no_finalize:
-        fin = subprocess.run(["sbatch", *common, f"--dependency=afterany:{job}", str(ROOT / "jobs" / "finalize.sbatch"),
-                              *passthrough], check=True, capture_output=True, text=True).stdout.strip().split(";")[0]
+        try:
+            fin = sbatch(["sbatch", *common, f"--dependency=afterany:{job}", str(ROOT / "jobs" / "finalize.sbatch"),
+                          *passthrough])
+        except subprocess.CalledProcessError as exc:
+            print(f"array job {job} submitted, but sbatch failed for the finalize job (exit {exc.returncode}): "
+                  f"{exc.stderr.strip() or exc.stdout.strip()}", file=sys.stderr)
+            return 1
         print(f"finalize job {fin} (after {job})")
     print(f"logs: {ROOT / 'logs' / 'slurm'}")
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -53,15 +54,28 @@ def overrides_from(args: argparse.Namespace) -> dict:
 
 
 def dry_run(exp, shard) -> int:
+    """Print the shard's cells; a closed pipe (`--dry_run | head`) ends it quietly."""
     cells = select_shard(expand_cells(exp), shard)
-    print(f"experiment {exp.name}: {len(cells)} cells (shard {shard[0]}/{shard[1]})")
-    for cell in cells:
-        print(f"  {cell.describe()}  P={cell.prompt_len} N_out={cell.n_out} {cell.precision} {cell.attention_backend}")
-    print(f"{len(cells)} cells")
+    try:
+        print(f"experiment {exp.name}: {len(cells)} cells (shard {shard[0]}/{shard[1]})")
+        for cell in cells:
+            print(f"  {cell.describe()}  P={cell.prompt_len} N_out={cell.n_out} {cell.precision} {cell.attention_backend}")
+        print(f"{len(cells)} cells", flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; Ctrl-C ends with one line (finished cells are on disk, a re-run resumes)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("interrupted: every finished cell is kept; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     overrides = overrides_from(args)

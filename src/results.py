@@ -10,19 +10,26 @@ from those files; it is idempotent and also writes atomically.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
+import fcntl
 import io
 import json
+import logging
 import math
+import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 from .fileio import atomic_write_text, jsonable
 from .measure import metrics
 from .quality.metrics import ESTIMATE_PARTS, QUALITY_METRICS
 from .quality.stats import Estimate
+
+log = logging.getLogger(__name__)
 
 DONE_STATUSES = ("ok", "oom")  # an OOM is a result; an error is retried on the next run
 NAN = math.nan
@@ -240,11 +247,28 @@ class ResultStore:
         return self.cells_dir / f"{cell_id}.json"
 
     def read(self, cell_id: str) -> Optional[CellRecord]:
-        return _load(self.path(cell_id))
+        return self._load(self.path(cell_id))
 
     def is_done(self, cell_id: str) -> bool:
         record = self.read(cell_id)
         return record is not None and record.status in DONE_STATUSES
+
+    @contextlib.contextmanager
+    def claim(self, cell_id: str) -> Iterator[bool]:
+        """Hold the cell's lock for this process while it is measured; yields False when another run holds
+        it. The lock is an flock on `locks/<cell_id>`: the kernel releases it when a run dies."""
+        path = self.root / "locks" / cell_id
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def write(self, record: CellRecord) -> Path:
         path = self.path(record.cell_id)
@@ -253,10 +277,28 @@ class ResultStore:
 
     def records(self) -> list[CellRecord]:
         """Every readable cell record, in a stable order (model, N, B, then the cell's options)."""
-        out = [r for r in (_load(p) for p in sorted(self.cells_dir.glob("*.json"))) if r is not None]
+        out = [r for r in (self._load(p) for p in sorted(self.cells_dir.glob("*.json"))) if r is not None]
         return sorted(out, key=lambda r: (str(r.identity.get("model_name")), r.identity.get("seq_len") or 0,
                                           r.identity.get("batch_size") or 0, json.dumps(r.identity, sort_keys=True),
                                           r.cell_id))
+
+    def _load(self, path: Path) -> Optional[CellRecord]:
+        """A record file, or None when it is missing. A file that is not a whole record (truncated, binary,
+        not a record) is reported once and moved to `cells/malformed/`, so its cell is run again."""
+        try:
+            return CellRecord.from_json(json.loads(path.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            return None
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:  # JSON and Unicode errors are ValueErrors
+            aside = self.cells_dir / "malformed" / f"{path.name}.{time.strftime('%Y%m%dT%H%M%S')}"
+            aside.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.replace(path, aside)
+            except FileNotFoundError:  # another process moved it first
+                return None
+            log.warning("%s is not a cell record (%s: %s); moved to %s, the cell will run again", path,
+                        type(exc).__name__, str(exc)[:120], aside)
+            return None
 
     def merge(self) -> Path:
         """Rebuild raw_metrics.csv and environment.json from the cell files; returns the CSV path."""
@@ -281,9 +323,3 @@ class ResultStore:
         return csv_path
 
 
-def _load(path: Path) -> Optional[CellRecord]:
-    """A record file, or None when it is missing or not a whole record."""
-    try:
-        return CellRecord.from_json(json.loads(path.read_text()))
-    except (FileNotFoundError, json.JSONDecodeError, TypeError, KeyError, AttributeError, UnicodeDecodeError):
-        return None

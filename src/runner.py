@@ -53,6 +53,7 @@ class RunSummary:
     skipped: int
     ok: int = 0
     out_of_time: int = 0  # cells left for a later run because the time budget ran out
+    busy: int = 0  # cells another run was measuring (left to it)
     oom: int = 0
     errors: int = 0
     csv_path: Optional[str] = None
@@ -227,16 +228,19 @@ def run_extras(cell: Cell, loaded: LoadedModel, generator: Generator, kernel: st
     return extras
 
 
-def new_record(cell: Cell, loaded: LoadedModel, ctx: RunContext, status: str, error: Optional[str],
+def new_record(cell: Cell, loaded: Optional[LoadedModel], ctx: RunContext, status: str, error: Optional[str],
                kernel_label: Optional[str], measurement: Optional[Measurement], extras: Extras,
-               prompt_source: str, passage_ids: list[str], started_at: str, wall_s: float) -> CellRecord:
-    """The cell's record, built once from its parts."""
+               prompt_source: Optional[str], passage_ids: list[str], started_at: str, wall_s: float) -> CellRecord:
+    """The cell's record, built once from its parts (`loaded` is None when the model did not load)."""
     record = CellRecord(
         cell_id=cell.cell_id(ctx.hardware), identity=cell.identity(), status=status, experiment=ctx.experiment,
-        weights=loaded.weights, hardware=ctx.hardware, settings=cell.settings.as_dict(), environment=ctx.environment,
-        attention_kernel=kernel_label or loaded.attention_kernel, clock=ctx.clock.name, error=error,
-        extras_error=extras.error, warmup=cell.settings.timing.warmup, n_params=loaded.architecture.n_params,
-        n_params_non_embedding=loaded.architecture.n_params_non_embedding, prompt_source=prompt_source,
+        weights=loaded.weights if loaded else ("synthetic" if cell.model.synthetic else "pretrained"),
+        hardware=ctx.hardware, settings=cell.settings.as_dict(), environment=ctx.environment,
+        attention_kernel=kernel_label or (loaded.attention_kernel if loaded else None), clock=ctx.clock.name,
+        error=error, extras_error=extras.error, warmup=cell.settings.timing.warmup,
+        n_params=loaded.architecture.n_params if loaded else None,
+        n_params_non_embedding=loaded.architecture.n_params_non_embedding if loaded else None,
+        prompt_source=prompt_source,
         passage_ids=passage_ids, started_at=started_at,
         finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), wall_s=wall_s,
         agreement_with_uncached=extras.agreement_with_uncached, generations=extras.generations)
@@ -326,23 +330,42 @@ def run_experiment(exp: Experiment, shard: tuple[int, int] = (0, 1), progress: b
         return (time_budget_s is not None and bool(summary.records)
                 and time.perf_counter() - started > time_budget_s)
 
-    specs = (s for s in exp.models if any(c.model.name == s.name for c in todo) and not out_of_time())
-    settings = LoadSettings(exp.precision, exp.attention, exp.seed, exp.base_dir)
-    bar = tqdm(total=len(todo), desc="cells", unit="cell", disable=not progress)
-    for loaded in each_loaded(specs, device, settings):
-        for cell in (c for c in todo if c.model.name == loaded.spec.name):
-            if out_of_time():
-                break
-            bar.set_postfix_str(cell.describe())
-            cell_prompts = prompts.for_model(loaded.spec.name, loaded.architecture.vocab_size, loaded.mask_token_id,
-                                             cell.seq_len)
-            record = run_cell(cell, loaded, cell_prompts, ctx)
+    def load_failed(spec, exc: Exception) -> None:
+        """Every cell of a model that does not load becomes an error row (retried by the next run)."""
+        error = f"model did not load: {_one_line(exc)}"
+        log.error("%s: %s; its cells are recorded as errors and the sweep goes on", spec.name, error)
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        for cell in (c for c in todo if c.model.name == spec.name):
+            record = new_record(cell, None, ctx, "error", error, None, None, Extras(), None, [], now, 0.0)
             store.write(record)
             summary.records.append(record.cell_id)
             _count(summary, record, cell)
             bar.update(1)
+
+    specs = (s for s in exp.models if any(c.model.name == s.name for c in todo) and not out_of_time())
+    settings = LoadSettings(exp.precision, exp.attention, exp.seed, exp.base_dir)
+    bar = tqdm(total=len(todo), desc="cells", unit="cell", disable=not progress)
+    for loaded in each_loaded(specs, device, settings, on_error=load_failed):
+        for cell in (c for c in todo if c.model.name == loaded.spec.name):
+            if out_of_time():
+                break
+            bar.set_postfix_str(cell.describe())
+            cell_id = cell.cell_id(hardware)
+            with store.claim(cell_id) as mine:
+                if not mine or store.is_done(cell_id):  # another run is on it, or finished it meanwhile
+                    log.warning("cell %s %s: %s by another run on %s; left to it", cell_id, cell.describe(),
+                                "being measured" if not mine else "finished", store.root)
+                    summary.busy += 1
+                else:
+                    cell_prompts = prompts.for_model(loaded.spec.name, loaded.architecture.vocab_size,
+                                                     loaded.mask_token_id, cell.seq_len)
+                    record = run_cell(cell, loaded, cell_prompts, ctx)
+                    store.write(record)
+                    summary.records.append(record.cell_id)
+                    _count(summary, record, cell)
+            bar.update(1)
     bar.close()
-    summary.out_of_time = len(todo) - len(summary.records)
+    summary.out_of_time = len(todo) - len(summary.records) - summary.busy
     if summary.out_of_time:
         log.warning("time budget of %.0f s reached: %d cells left for the next run", time_budget_s,
                     summary.out_of_time)

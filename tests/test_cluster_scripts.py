@@ -47,3 +47,15 @@ def test_submit_refuses_a_bad_config_with_exit_2():
                                     "test.sh", ".ci/run"])
 def test_shell_scripts_parse(script):
     assert subprocess.run(["bash", "-n", str(ROOT / script)]).returncode == 0
+
+
+def test_submit_shows_sbatchs_own_error(tmp_path):
+    import os
+
+    fake = tmp_path / "sbatch"
+    fake.write_text("#!/bin/sh\necho 'sbatch: error: invalid partition specified: nope' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    out = subprocess.run([sys.executable, "scripts/submit.py", "--config", "config/experiments.yaml", "--partition",
+                          "nope"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"})
+    assert out.returncode == 1 and "invalid partition specified: nope" in out.stderr and "Traceback" not in out.stderr

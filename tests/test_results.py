@@ -53,14 +53,33 @@ def test_json_records_are_strict_json(tmp_path):
     assert "NaN" not in text and json.loads(text)["timing"]["ttft_ms_median"] is None
 
 
-def test_half_written_files_are_ignored_and_atomic_write_leaves_no_temp(tmp_path):
+@pytest.mark.parametrize("content", [b'{"cell_id": "broken", "sta', b"\x89PNG\x00\xff binary", b"[]", b"{}",
+                                     b'{"cell_id": "x"}'], ids=["truncated", "binary", "list", "empty", "partial"])
+def test_a_malformed_record_is_reported_once_moved_aside_and_its_cell_runs_again(tmp_path, caplog, content):
     store = ResultStore(tmp_path)
     store.write(_record("good"))
-    (tmp_path / "cells" / "broken.json").write_text('{"cell_id": "broken", "sta')
-    assert [r.cell_id for r in store.records()] == ["good"]
-    atomic_write_text(tmp_path / "x.txt", "hello")
+    (tmp_path / "cells" / "bad.json").write_bytes(content)
+    with caplog.at_level("WARNING"):
+        assert [r.cell_id for r in store.records()] == ["good"]
+        assert [r.cell_id for r in store.records()] == ["good"]
+    assert sum("bad.json is not a cell record" in m for m in caplog.messages) == 1
+    assert not (tmp_path / "cells" / "bad.json").exists()
+    (moved,) = (tmp_path / "cells" / "malformed").iterdir()
+    assert moved.read_bytes() == content and not store.is_done("bad")
+    assert store.merge().read_text().count("\n") == 2  # header + the good row
+
+
+def test_atomic_write_leaves_no_temp_and_files_follow_the_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "x.txt", "hello")
+    finally:
+        os.umask(old)
     assert (tmp_path / "x.txt").read_text() == "hello"
     assert not list(tmp_path.glob(".x.txt.*"))
+    assert (tmp_path / "x.txt").stat().st_mode & 0o777 == 0o644  # readable by the group, as results are shared
 
 
 def test_timing_stats_from_repetitions_by_hand():

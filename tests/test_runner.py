@@ -255,3 +255,57 @@ def test_an_error_in_the_extras_is_recorded_beside_the_timing(mini_config, monke
     (record,) = runner.ResultStore(exp.resolve(exp.output_dir)).records()
     assert summary.ok == 1 and record.status == "ok" and record.timing.repeats == 2
     assert record.extras_error.startswith("OutOfMemoryError: CUDA out of memory") and record.generations == []
+
+
+def test_ctrl_c_ends_with_one_line_and_exit_130(mini_config, monkeypatch, capsys):
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "run_experiment", interrupted)
+    assert main(["--config", str(mini_config)]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("interrupted:") and "\n" not in err
+
+
+def test_dry_run_into_a_closed_pipe_ends_quietly(mini_config):
+    out = subprocess.run(f"{sys.executable} src/main.py --config {mini_config} --dry_run | head -1", shell=True,
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.startswith("experiment test_mini") and out.stderr == ""
+
+
+def test_a_cell_another_run_is_measuring_is_left_to_it(mini_config, caplog):
+    import fcntl
+
+    exp = load_experiment(mini_config, {"models": ["tiny-llada"], "batch_size": [1]})
+    store = runner.ResultStore(exp.resolve(exp.output_dir))
+    cells = runner.expand_cells(exp)
+    hardware = runner.capture_environment(torch.device("cpu"), ROOT)["hardware"]
+    taken = cells[0].cell_id(hardware)
+    lock = store.root / "locks" / taken
+    lock.parent.mkdir(parents=True)
+    with open(lock, "a") as other_run:  # as a concurrent run holds it
+        fcntl.flock(other_run, fcntl.LOCK_EX)
+        with caplog.at_level("WARNING"):
+            summary = runner.run_experiment(exp, progress=False)
+    assert summary.busy == 1 and summary.ok == len(cells) - 1 and not store.path(taken).exists()
+    assert any("being measured by another run" in m for m in caplog.messages)
+    assert runner.run_experiment(exp, progress=False).ok == 1  # released: the next run measures it
+
+
+def test_a_model_that_fails_to_load_gives_error_rows_and_the_sweep_goes_on(mini_config, monkeypatch):
+    import src.models.loader as loader
+
+    real = loader.load_model
+
+    def broken_llama(spec, device, settings):
+        if spec.name == "tiny-llama":
+            raise RuntimeError("Error(s) in loading state_dict for LlamaForCausalLM:\n\tsize mismatch ...")
+        return real(spec, device, settings)
+
+    monkeypatch.setattr(loader, "load_model", broken_llama)
+    summary = runner.run_experiment(load_experiment(mini_config), progress=False)
+    rows = _rows(mini_config.parent)
+    errors = [r for r in rows if r["model_name"] == "tiny-llama"]
+    assert summary.errors == 2 and summary.ok == 4 and len(rows) == 6
+    assert all(r["status"] == "error" and r["error"] == "model did not load: RuntimeError: Error(s) in loading "
+               "state_dict for LlamaForCausalLM:" for r in errors)

@@ -7,7 +7,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import torch
 
@@ -159,10 +159,18 @@ def load_model(spec: ModelSpec, device: torch.device, settings: LoadSettings) ->
                        eos_token_id=eos if isinstance(eos, int) else None)
 
 
-def each_loaded(specs: Iterable[ModelSpec], device: torch.device, settings: LoadSettings) -> Iterator[LoadedModel]:
-    """Load the models one at a time; each is released (and the GPU cache emptied) before the next loads."""
+def each_loaded(specs: Iterable[ModelSpec], device: torch.device, settings: LoadSettings,
+                on_error: Optional[Callable[[ModelSpec, Exception], None]] = None) -> Iterator[LoadedModel]:
+    """Load the models one at a time; each is released (and the GPU cache emptied) before the next loads.
+    With `on_error`, a model that fails to load is handed to it and the next one loads; without, it raises."""
     for spec in specs:
-        loaded = load_model(spec, device, settings)
+        try:
+            loaded = load_model(spec, device, settings)
+        except Exception as exc:
+            if on_error is None:
+                raise
+            on_error(spec, exc)
+            continue
         try:
             yield loaded
         finally:
