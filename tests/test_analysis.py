@@ -84,8 +84,7 @@ def test_each_figure_is_drawn_with_its_panels(tmp_path):
 
         def spy(fig, res, out, captured=captured):
             captured["axes"] = len(fig.axes)
-            captured["labels"] = [t.get_text() for ax in fig.axes for t in ax.get_legend().get_texts()] \
-                if any(ax.get_legend() for ax in fig.axes) else []
+            captured["labels"] = [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
             captured["texts"] = [t.get_text() for ax in fig.axes for t in ax.texts]
             captured["clims"] = [im.get_clim() for ax in fig.axes for im in ax.images]
             return real_save(fig, res, out)

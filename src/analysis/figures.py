@@ -37,40 +37,73 @@ def _int_ticks(ax, values, axis="x") -> None:
     ax.minorticks_off()
 
 
-def _ar_label(r) -> str:
+# one look per generation path in every figure: colour = diffusion sampler (or AR decode path),
+# line style and marker = KV cache; Okabe-Ito colours, distinguishable in grey and by colour-blind readers
+SAMPLER_COLORS = {"low_confidence": "#0072B2", "random": "#E69F00", "entropy": "#009E73", "margin": "#CC79A7",
+                  "threshold": "#D55E00"}
+CACHE_STYLES = {"none": ("-", "o"), "prefix": ("--", "s"), "dual": (":", "^")}
+DECODE_STYLES = {"eager": ("#000000", "*"), "static": ("#7F7F7F", "P"), "static_compiled": ("#56B4E9", "X")}
+
+
+def _label(r) -> str:
     return f"{r['model_name']} ({variant_label(r)})"
 
 
+
+def series_style(r) -> dict:
+    """Plot keyword arguments of a row's generation path (see SAMPLER_COLORS, CACHE_STYLES, DECODE_STYLES)."""
+    if r["kind"] == "diffusion":
+        linestyle, marker = CACHE_STYLES.get(r["cache"], ("-", "o"))
+        return {"color": SAMPLER_COLORS.get(r["sampler"], "#000000"), "linestyle": linestyle, "marker": marker,
+                "markersize": 5}
+    color, marker = DECODE_STYLES.get(r["decode"], ("#000000", "*"))
+    return {"color": color, "linestyle": "", "marker": marker, "markersize": 11}
+
+
+def _latency_spread(g: pd.DataFrame) -> np.ndarray:
+    """Error bars [2, n] from the median down to the fastest and up to the slowest repetition (ms)."""
+    return np.vstack([g["latency_ms_median"] - g["latency_ms_min"], g["latency_ms_max"] - g["latency_ms_median"]])
+
+
+def _throughput_spread(g: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """T_gen median and error bars from the slowest and fastest repetitions (tokens/s)."""
+    work = g["tokens_per_s_median"] * g["latency_ms_median"]  # B * N_out * 1000
+    low, high = work / g["latency_ms_max"], work / g["latency_ms_min"]
+    return g["tokens_per_s_median"].to_numpy(), np.vstack([g["tokens_per_s_median"] - low, high - g["tokens_per_s_median"]])
+
+
 def latency_and_throughput(results: Results, out: Path) -> Path:
-    """L_e2e vs K per N (smallest B; AR as dashed levels) and T_gen vs B (largest N)."""
+    """L_e2e vs K per N (smallest B; AR as levels with their spread) and T_gen vs B (largest N); every
+    point is the median with bars from the fastest to the slowest repetition."""
     df = baseline(results.ok)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11.5, 4.4), constrained_layout=True)
     b_ref, n_ref = df["batch_size"].min(), df["seq_len"].max()
     for i, n in enumerate(sorted(df["seq_len"].unique())):
         color = PALETTE[i % len(PALETTE)]
         sub = df[(df["seq_len"] == n) & (df["batch_size"] == b_ref)]
-        for name, g in sub[sub["kind"] == "diffusion"].groupby("model_name"):
+        for _, g in sub[sub["kind"] == "diffusion"].groupby("model_name"):
             g = g.sort_values("steps")
-            ax1.plot(g["steps"], g["latency_ms_median"], marker="o", color=color, label=f"{name}, N={n}")
+            ax1.errorbar(g["steps"], g["latency_ms_median"], yerr=_latency_spread(g), marker="o", color=color,
+                         capsize=3, label=f"{_label(g.iloc[0])}, N={n}")
         for _, r in sub[sub["kind"] == "autoregressive"].iterrows():
-            ax1.axhline(r["latency_ms_median"], color=color, linestyle="--", label=f"{_ar_label(r)}, N={n}")
+            ax1.axhline(r["latency_ms_median"], color=color, linestyle="--", label=f"{_label(r)}, N={n}")
+            ax1.axhspan(r["latency_ms_min"], r["latency_ms_max"], color=color, alpha=0.12)
     if df["steps"].notna().any():
         _int_ticks(ax1, df["steps"].dropna().unique())
-    ax1.set(xlabel="diffusion steps K", ylabel="L_e2e, median (ms)", title=f"Latency vs steps (B={b_ref})",
-            yscale="log")
-    ax1.legend()
+    ax1.set(xlabel="diffusion steps K", ylabel="L_e2e (ms): median, bars from fastest to slowest repetition",
+            title=f"Latency vs steps (B={b_ref}; AR: dashed, band = its spread)", yscale="log")
+    ax1.legend(fontsize=6)
     at_n = df[df["seq_len"] == n_ref]
-    series = 0
-    for (name, k), g in at_n.groupby(["model_name", at_n["steps"].fillna(-1)]):
-        label = f"{name}, K={int(k)}" if k >= 0 else _ar_label(g.iloc[0])
+    for c, ((name, k), g) in enumerate(at_n.groupby(["model_name", at_n["steps"].fillna(-1)])):
         g = g.sort_values("batch_size")
-        ax2.plot(g["batch_size"], g["tokens_per_s_median"], marker="s", color=PALETTE[series % len(PALETTE)],
-                 label=label)
-        series += 1
+        label = f"{_label(g.iloc[0])}, K={int(k)}" if k >= 0 else _label(g.iloc[0])
+        median, spread = _throughput_spread(g)
+        ax2.errorbar(g["batch_size"], median, yerr=spread, marker="s", capsize=3, color=PALETTE[c % len(PALETTE)],
+                     linestyle="-" if k >= 0 else "--", label=label)
     ax2.set(xlabel="batch size B", ylabel="T_gen = B*N_out/L_e2e (tokens/s)",
-            title=f"Throughput vs batch size (N={n_ref})", xscale="log", yscale="log")
+            title=f"Throughput vs batch size (N={n_ref}, every B)", xscale="log", yscale="log")
     _int_ticks(ax2, df["batch_size"].unique())
-    ax2.legend()
+    ax2.legend(fontsize=6)
     return _save(fig, results, out)
 
 
@@ -94,57 +127,59 @@ def _scored(df: pd.DataFrame) -> tuple[list[str], list[int]]:
 
 
 def pareto(results: Results, out: Path) -> Path:
-    """Quality vs L_e2e per N (rows) and metric (columns): every LLaDA variant per K, every AR mode."""
-    df = results.ok[results.ok["batch_size"] == results.ok["batch_size"].min()]
+    """Quality vs L_e2e per N (rows) and metric (columns) at the smallest B: every diffusion variant over K
+    (colour = sampler, line and marker = cache), every AR decode path; bars: repetition spread (x) and
+    the quality's 95% CI (y); K is written at the points on the Pareto frontier."""
+    b_ref = results.ok["batch_size"].min()
+    df = results.ok[results.ok["batch_size"] == b_ref]
     metrics, ns = _scored(df)
-    fig, axes = plt.subplots(len(ns), len(metrics), figsize=(5.2 * len(metrics), 3.8 * len(ns)), squeeze=False,
+    fig, axes = plt.subplots(len(ns), len(metrics), figsize=(5.6 * len(metrics) + 2.6, 4.0 * len(ns)), squeeze=False,
                              constrained_layout=True)
     for i, n in enumerate(ns):
         for j, metric in enumerate(metrics):
             ax, label, higher = axes[i][j], PARITY_METRICS[metric].label, PARITY_METRICS[metric].higher_is_better
             sub = df[(df["seq_len"] == n) & df[f"{metric}_mean"].notna()]
-            points = []
-            for c, (name, g) in enumerate(sub.groupby(["model_name", "sampler", "cache", "decode"], dropna=False)):
+            points = {}
+            for _, g in sub.groupby(["model_name", "sampler", "cache", "decode"], dropna=False):
                 g = g.sort_values("steps")
-                kind = g["kind"].iloc[0]
-                tag = f"{name[0]} ({variant_label(g.iloc[0])})"
-                ax.plot(g["latency_ms_median"], g[f"{metric}_mean"], marker="o" if kind == "diffusion" else "*",
-                        markersize=5 if kind == "diffusion" else 12, linestyle="-" if kind == "diffusion" else "",
-                        color=PALETTE[c % len(PALETTE)], label=tag)
-                if kind == "diffusion":
-                    for _, r in g.iterrows():
-                        ax.annotate(f"K={int(r['steps'])}", (r["latency_ms_median"], r[f"{metric}_mean"]),
-                                    fontsize=6, xytext=(2, 2), textcoords="offset points")
-                points += list(zip(g["latency_ms_median"], g[f"{metric}_mean"]))
-            front = _pareto_front(points, higher)
+                first = g.iloc[0]
+                yerr = np.vstack([g[f"{metric}_mean"] - g[f"{metric}_ci_low"], g[f"{metric}_ci_high"] - g[f"{metric}_mean"]])
+                ax.errorbar(g["latency_ms_median"], g[f"{metric}_mean"], xerr=_latency_spread(g), yerr=yerr,
+                            elinewidth=0.6, capsize=0, label=_label(first), **series_style(first))
+                for _, r in g.iterrows():
+                    points[(r["latency_ms_median"], r[f"{metric}_mean"])] = r
+            front = _pareto_front(list(points), higher)
             ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="grey", linewidth=1,
                     linestyle=":", label="Pareto frontier")
-            ax.set(xscale="log", xlabel="L_e2e, median (ms)", ylabel=label, title=f"N={n}: {metric}")
-            ax.legend(fontsize=5, loc="center left", bbox_to_anchor=(1.01, 0.5))
+            for p in front:
+                r = points[p]
+                tag = f"K={int(r['steps'])}" if r["kind"] == "diffusion" else str(r["decode"])
+                ax.annotate(tag, p, fontsize=6, xytext=(3, -9 if higher else 4), textcoords="offset points")
+            ax.set(xscale="log", xlabel="L_e2e, median (ms)", ylabel=label, title=f"N={n}, B={b_ref}: {metric}")
+            if j == len(metrics) - 1:
+                ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return _save(fig, results, out)
 
 
 def throughput_bars(results: Results, out: Path) -> Path:
-    """T_gen by B for each model (LLaDA per K, baseline sampler), one panel per N."""
+    """T_gen by B for each model (diffusion per K, as-published path), one panel per N, on a linear axis;
+    bars from the slowest to the fastest repetition."""
     df = baseline(results.ok)
     ns = sorted(df["seq_len"].unique())
-    fig, axes = plt.subplots(1, len(ns), figsize=(5 * len(ns), 3.8), squeeze=False, constrained_layout=True)
+    fig, axes = plt.subplots(1, len(ns), figsize=(5.2 * len(ns), 3.9), squeeze=False, constrained_layout=True)
     for ax, n in zip(axes[0], ns):
-        sub = df[df["seq_len"] == n]
-        series = [(f"{r.model_name}, K={int(r.steps)}" if r.kind == "diffusion" else f"{r.model_name} ({r.decode})")
-                  for r in sub.drop_duplicates(["model_name", "steps", "decode"]).itertuples()]
+        sub = df[df["seq_len"] == n].assign(series=lambda d: [
+            f"{_label(r)}, K={int(r['steps'])}" if r["kind"] == "diffusion" else _label(r) for _, r in d.iterrows()])
+        series = list(dict.fromkeys(sub.sort_values(["kind", "steps"])["series"]))
         bs = sorted(sub["batch_size"].unique())
         width = 0.8 / max(1, len(series))
         for s_i, label in enumerate(series):
-            values = []
-            for b in bs:
-                row = sub[(sub["batch_size"] == b) & sub.apply(
-                    lambda r: (f"{r.model_name}, K={int(r.steps)}" if r.kind == "diffusion"
-                               else f"{r.model_name} ({r.decode})") == label, axis=1)]
-                values.append(row["tokens_per_s_median"].iloc[0] if not row.empty else np.nan)
-            ax.bar(np.arange(len(bs)) + s_i * width, values, width, label=label, color=PALETTE[s_i % len(PALETTE)])
+            g = sub[sub["series"] == label].set_index("batch_size").reindex(bs)
+            median, spread = _throughput_spread(g)
+            ax.bar(np.arange(len(bs)) + s_i * width, median, width, yerr=np.nan_to_num(spread), capsize=2, label=label,
+                   color=PALETTE[s_i % len(PALETTE)])
         ax.set_xticks(np.arange(len(bs)) + 0.4 - width / 2, [str(b) for b in bs])
-        ax.set(xlabel="batch size B", ylabel="T_gen (output tokens/s)", title=f"Throughput, N={n}", yscale="log")
+        ax.set(xlabel="batch size B", ylabel="T_gen (output tokens/s)", title=f"Throughput, N={n}")
         ax.legend(fontsize=6)
     return _save(fig, results, out)
 
@@ -154,9 +189,11 @@ def memory_heatmaps(results: Results, out: Path) -> Path:
 
     All panels share one colour scale from 0 GiB, so equal colours mean equal memory across models."""
     rows = results.rows
-    column = "peak_mem_reserved_gib"
+    column, what = "peak_mem_reserved_gib", "peak reserved GPU memory over the timed repetitions (GiB)"
     if rows.loc[rows["status"] == "ok", column].isna().all():
-        column = "process_max_rss_gib"  # CPU runs: only the process RSS exists
+        # CPU runs: only the process's max RSS exists, which never goes down: it is the peak of the whole
+        # run up to that cell (model load included), not the cell's own need
+        column, what = "process_max_rss_gib", "CPU: process peak RSS so far, not per cell (GiB)"
     models = sorted(rows["model_name"].unique())
     bs, ns = sorted(rows["batch_size"].unique()), sorted(rows["seq_len"].unique())
     grids, ooms = {}, {}
@@ -184,8 +221,8 @@ def memory_heatmaps(results: Results, out: Path) -> Path:
                         bbox=dict(facecolor="#D55E00", edgecolor="none") if oom[i, j] else None)
         ax.set_xticks(range(len(ns)), [str(n) for n in ns])
         ax.set_yticks(range(len(bs)), [str(b) for b in bs])
-        ax.set(xlabel="sequence length N", ylabel="batch size B", title=model)
-        fig.colorbar(im, ax=ax, label=f"{column.replace('_gib', '')} (GiB)")
+        ax.set(xlabel="sequence length N", ylabel="batch size B", title=f"{model}: every B x N (max over K, paths)")
+        fig.colorbar(im, ax=ax, label=what)
     return _save(fig, results, out)
 
 
@@ -204,11 +241,11 @@ def quality_vs_steps(results: Results, out: Path) -> Path:
             sub = df[df["seq_len"] == n]
             for c, (name, g) in enumerate(sub[sub["kind"] == "diffusion"].groupby("model_name")):
                 g = g.sort_values("steps")
-                ax.plot(g["steps"], g[f"{metric}_mean"], marker="o", color=PALETTE[c], label=name)
+                ax.plot(g["steps"], g[f"{metric}_mean"], marker="o", color=PALETTE[c], label=_label(g.iloc[0]))
                 ax.fill_between(g["steps"], g[f"{metric}_ci_low"], g[f"{metric}_ci_high"], color=PALETTE[c], alpha=0.2)
             for c, (_, r) in enumerate(sub[sub["kind"] == "autoregressive"].iterrows()):
                 color = PALETTE[(c + 3) % len(PALETTE)]
-                ax.axhline(r[f"{metric}_mean"], color=color, linestyle="--", label=_ar_label(r))
+                ax.axhline(r[f"{metric}_mean"], color=color, linestyle="--", label=_label(r))
                 ax.axhspan(r[f"{metric}_ci_low"], r[f"{metric}_ci_high"], color=color, alpha=0.1)
             if not par.empty:
                 hit = par[(par["seq_len"] == n) & (par["metric"] == metric) & (par["sampler"] == BASELINE_SAMPLER)
@@ -218,7 +255,8 @@ def quality_vs_steps(results: Results, out: Path) -> Path:
                     ax.axvline(k, color="black", linewidth=1, linestyle=":", label=f"S_parity = {int(k)}")
                 elif not hit.empty:
                     ax.text(0.02, 0.02, "parity not reached in grid", transform=ax.transAxes, fontsize=7)
-            ax.set(xlabel="diffusion steps K", ylabel=label, title=f"N={n}", xscale="log")
+            ax.set(xlabel="diffusion steps K", ylabel=label, title=f"N={n}, B={int(sub['batch_size'].min())}: mean, 95% CI",
+                   xscale="log")
             if sub["steps"].notna().any():
                 _int_ticks(ax, sub["steps"].dropna().unique())
             ax.legend(fontsize=6)
@@ -234,9 +272,9 @@ def latency_breakdown(results: Results, out: Path) -> Path:
     x = np.arange(len(ar))
     ax1.bar(x, ar["ttft_ms_median"], color=PALETTE[0], label="TTFT (prefill)")
     ax1.bar(x, ar["latency_ms_median"] - ar["ttft_ms_median"], bottom=ar["ttft_ms_median"], color=PALETTE[1],
-            label="decode (L_e2e - TTFT)")
+            yerr=np.nan_to_num(_latency_spread(ar)), capsize=2, label="decode (L_e2e - TTFT); bar: L_e2e spread")
     ax1.set_xticks(x, labels, fontsize=6)
-    ax1.set(ylabel="ms", title="Autoregressive: TTFT vs decode")
+    ax1.set(ylabel="ms (medians)", title="Autoregressive: TTFT vs decode, every N and B")
     ax1.legend()
     dl = df[df["kind"] == "diffusion"]
     dl = dl[dl["batch_size"] == dl["batch_size"].min()].sort_values(["seq_len", "steps"])
@@ -258,14 +296,18 @@ def roofline_plot(results: Results, out: Path) -> Path:
         intensity = g["flops_per_generation"] / g["min_bytes_per_generation"]
         ax.scatter(intensity, g["achieved_tflops"], color=PALETTE[c % len(PALETTE)], s=14, label=f"{name} ({kind})")
     peak_f, peak_b = df["peak_tflops"].dropna(), df["peak_tbps"].dropna()
-    if not peak_f.empty and not peak_b.empty:
+    roof = not peak_f.empty and not peak_b.empty
+    if roof:
         xs = np.logspace(-1, 4, 100)
         ax.plot(xs, np.minimum(peak_f.iloc[0], xs * peak_b.iloc[0]), color="black", linewidth=1,
                 label=f"roofline ({df['peak_source'].dropna().iloc[0]})")
     else:
-        ax.text(0.02, 0.95, "no peak figures for this hardware: points only", transform=ax.transAxes, fontsize=7)
+        ax.text(0.02, 0.95, "no peak figures for this hardware (run scripts/calibrate.py): points only",
+                transform=ax.transAxes, fontsize=7)
     ax.set(xscale="log", yscale="log", xlabel="arithmetic intensity (FLOP per minimum byte)",
-           ylabel="achieved TFLOP/s", title="Every cell against the hardware roofline")
+           ylabel="achieved TFLOP/s (at the median L_e2e)",
+           title="Every cell (all B, N, K) against the hardware roofline" if roof
+           else "Achieved TFLOP/s vs arithmetic intensity, all B, N, K (no peaks known: no roof)")
     ax.legend(fontsize=6)
     return _save(fig, results, out)
 
