@@ -13,71 +13,20 @@ judge, the BERTScore encoder and the Wikitext-103 validation split when the prom
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from src.config import ConfigError, Experiment, load_experiment  # noqa: E402
-
-MODEL_FILES = ["*.json", "*.safetensors", "tokenizer*", "*.txt", "*.model", "*.tiktoken"]
-BERTSCORE_HUB_IDS = {"roberta-large": "FacebookAI/roberta-large", "bert-base-uncased": "google-bert/bert-base-uncased",
-                     "microsoft/deberta-xlarge-mnli": "microsoft/deberta-xlarge-mnli"}
-
-
-@dataclass(frozen=True)
-class Asset:
-    kind: str  # model | dataset
-    repo_id: str
-    what: str  # why the config needs it
-
-
-def assets_for(exp: Experiment, extra_models: list[str]) -> list[Asset]:
-    out = [Asset("model", m.hub_id, f"model {m.name}") for m in exp.models if m.hub_id]
-    q = exp.quality
-    if q.judge_hub_id:
-        out.append(Asset("model", q.judge_hub_id, "perplexity judge"))
-    local = q.bertscore_model.startswith("package:") or exp.resolve(q.bertscore_model).exists()
-    if not local:
-        out.append(Asset("model", BERTSCORE_HUB_IDS.get(q.bertscore_model, q.bertscore_model), "BERTScore encoder"))
-    out += [Asset("model", m, "--extra-model-id") for m in extra_models]
-    if exp.prompts.source == "wikitext":
-        out.append(Asset("dataset", "Salesforce/wikitext", "prompts (wikitext-103-raw-v1, validation)"))
-    seen, unique = set(), []
-    for a in out:
-        if (a.kind, a.repo_id) not in seen:
-            seen.add((a.kind, a.repo_id))
-            unique.append(a)
-    return unique
-
+from src.assets import assets_for, fetch  # noqa: E402
+from src.config import ConfigError, load_experiment  # noqa: E402
 
 def _redact(text: str, token: Optional[str]) -> str:
     return text.replace(token, "***") if token else text
-
-
-def fetch(asset: Asset, token: Optional[str], model_cache: Optional[str], dataset_cache: Optional[str],
-          local_only: bool) -> Optional[str]:
-    """Download (or, local_only, look up) one asset; returns an error line or None."""
-    try:
-        if asset.kind == "model":
-            from huggingface_hub import snapshot_download
-
-            snapshot_download(asset.repo_id, cache_dir=model_cache, token=token, local_files_only=local_only,
-                              allow_patterns=MODEL_FILES)
-        else:
-            if local_only:
-                os.environ["HF_DATASETS_OFFLINE"] = "1"
-            from datasets import load_dataset
-
-            load_dataset(asset.repo_id, "wikitext-103-raw-v1", split="validation", cache_dir=dataset_cache,
-                         token=token)
-    except Exception as exc:  # every hub/dataset failure becomes one line
-        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-    return None
 
 
 def main() -> int:
@@ -95,7 +44,9 @@ def main() -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
-    assets = assets_for(exp, args.extra_model_id)
+    # everything the run and a later `score` pass read (`score` always computes BERTScore)
+    scored = dataclasses.replace(exp, quality=dataclasses.replace(exp.quality, compute_bertscore=True))
+    assets = assets_for(scored, args.extra_model_id, scoring=True)
     verb = "checking" if args.local_files_only else "downloading"
     missing = []
     for asset in assets:

@@ -22,7 +22,7 @@ if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then
   "${pip[@]}" "${TORCH_SPEC:-torch}"
   "${pip[@]}" -r "$root/requirements.txt"
 else
-  echo "[setup] no GPU: installing the CPU build torch==2.13.0"
+  echo "[setup] no GPU: installing the CPU build torch==2.13.0+cpu"
   "${pip[@]}" -r "$root/requirements-cpu.txt"
 fi
 echo "$reqs_hash" > "$stamp"

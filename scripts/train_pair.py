@@ -38,26 +38,30 @@ def prepare_corpus(data_dir: Path, deb: Path | None) -> dict:
     return summary
 
 
-def curves_figure(results: dict, out: Path) -> Path:
+def curves_figure(out: Path) -> Path:
+    """Both training curves, from the cards in <out>/ar and <out>/mdm (whichever exist)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 4), constrained_layout=True)
-    styles = {"ar": ("#0072B2", "AR: next-token cross-entropy"),
-              "mdm": ("#D55E00", "MDM: masked cross-entropy / t (LLaDA objective)")}
-    for kind, result in results.items():
-        color, label = styles[kind]
-        xs, ys = zip(*result.curve)
-        ax.plot(xs, ys, color=color, label=f"{label}; held-out {result.heldout_bits_per_char:.2f} bits/char "
-                                           f"({'NLL' if kind == 'ar' else 'ELBO bound'})")
+    styles = {"ar": ("#0072B2", "AR: next-token cross-entropy", "NLL"),
+              "mdm": ("#D55E00", "MDM: masked cross-entropy / t (LLaDA objective)", "ELBO bound")}
+    for kind, (color, label, metric) in styles.items():
+        path = out / kind / "training_card.json"
+        if not path.is_file():
+            continue
+        c = json.loads(path.read_text())
+        xs, ys = zip(*c["curve"])
+        ax.plot(xs, ys, color=color, label=f"{label}; {c['tokens_seen'] / 1e6:.1f} M tokens; held-out "
+                                           f"{c['heldout_bits_per_char']:.2f} bits/char ({metric})")
     ax.set(xlabel="training tokens seen", ylabel="training loss (nats per token)",
            title="The Austen pair: same architecture, seed and data order")
     ax.legend(fontsize=7)
-    fig.savefig(out, dpi=150)
+    fig.savefig(out / "training_curves.png", dpi=150)
     plt.close(fig)
-    return out
+    return out / "training_curves.png"
 
 
 def main() -> int:
@@ -107,7 +111,7 @@ def main() -> int:
               f"{result.heldout_bits_per_char:.3f} bits/char ({result.heldout_metric})", flush=True)
         results[kind] = result
     if results:
-        print(f"curves: {curves_figure(results, out / 'training_curves.png')}")
+        print(f"curves: {curves_figure(out)}")
     return 0
 
 

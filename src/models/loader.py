@@ -75,13 +75,6 @@ def resolve_source(spec: ModelSpec, base_dir: str | Path) -> Optional[Path]:
     return None
 
 
-def check_sources(specs: Iterable[ModelSpec], base_dir: str | Path) -> None:
-    """Pre-flight: every non-synthetic model can be found on disk. Raises ConfigError."""
-    for spec in specs:
-        if not spec.synthetic or spec.path or spec.hub_id:
-            resolve_source(spec, base_dir)
-
-
 def _config_dict(spec: ModelSpec, base_dir: str | Path, source: Optional[Path]) -> dict:
     cfg_path = resolve_path(spec.architecture, base_dir) if spec.architecture else source / "config.json"
     return json.loads(Path(cfg_path).read_text())

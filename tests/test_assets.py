@@ -1,0 +1,41 @@
+"""Offline by default: every missing asset is named up front, in one line, with the fetch command."""
+
+import time
+
+import yaml
+
+from conftest import mini_config_dict
+from src.main import main
+
+
+def test_missing_hub_assets_are_listed_together_before_anything_runs(tiny_models, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty_hf_home"))
+    data = mini_config_dict(tiny_models, tmp_path)
+    data["models"][0] = {"name": "hub-llama", "family": "llama", "hub_id": "meta-llama/Meta-Llama-3-8B"}
+    data["prompts"] = {"source": "wikitext", "max_prompts": 2, "dataset_cache_dir": str(tmp_path / "no_datasets")}
+    data["quality"] = {"compute_bertscore": True, "judge_hub_id": "openai-community/gpt2-large"}
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(data))
+    started = time.perf_counter()
+    assert main(["--config", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert time.perf_counter() - started < 20  # no network retries
+    assert "\n" not in err and f"python scripts/download_assets.py --config {path}" in err
+    for name in ("meta-llama/Meta-Llama-3-8B", "openai-community/gpt2-large", "FacebookAI/roberta-large",
+                 "Salesforce/wikitext"):
+        assert name in err
+    assert not (tmp_path / "raw").exists()
+
+
+def test_scoring_assets_are_not_needed_when_the_run_does_not_score(tiny_models, tmp_path, monkeypatch, capsys):
+    from src.assets import assets_for
+    from src.config import load_experiment
+
+    data = mini_config_dict(tiny_models, tmp_path)
+    data["quality"] = {"compute_bertscore": True, "judge_hub_id": "openai-community/gpt2-large"}
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(data))
+    exp = load_experiment(path)
+    assert assets_for(exp, scoring=False) == []
+    assert {a.repo_id for a in assets_for(exp, scoring=True)} == {"openai-community/gpt2-large",
+                                                                  "FacebookAI/roberta-large"}
