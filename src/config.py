@@ -25,6 +25,7 @@ from typing import Any, Mapping, Optional, Union
 import yaml
 
 FAMILIES = {"llama": "autoregressive", "qwen2": "autoregressive", "llada": "diffusion", "dream": "diffusion"}
+MODEL_TYPES = {"llama": "llama", "qwen2": "qwen2", "llada": "llada", "dream": "dream"}  # config.json model_type
 ATTENTION_BACKENDS = ("flash_attention_2", "sdpa", "eager")
 DEVICES = ("auto", "cuda", "cpu")
 PROMPT_SOURCES = ("file", "wikitext", "random_ids")
@@ -74,6 +75,14 @@ def resolve_asset(value: str, base_dir: str | Path) -> Optional[Path]:
     if spec is None or not spec.submodule_search_locations:
         return None
     return Path(list(spec.submodule_search_locations)[0]) / (inner or "model")
+
+
+def _depth(encoder: Optional[Path]) -> Optional[int]:
+    """The number of layers in an encoder folder's config.json, or None."""
+    try:
+        return int(json.loads((encoder / "config.json").read_text(encoding="utf-8"))["num_hidden_layers"])
+    except (TypeError, OSError, ValueError, KeyError):
+        return None
 
 
 def _positive(values: list[int], where: str) -> None:
@@ -147,6 +156,24 @@ class ModelSpec:
             raise ConfigError(f"{where}: no weights source; allowed: path, hub_id, or synthetic: true with architecture")
         for key in ("path", "architecture", "tokenizer"):
             _exists(getattr(self, key), base_dir, f"{where}.{key}")
+        if self.path:
+            self._check_checkpoint(resolve_path(self.path, base_dir), where)
+
+    def _check_checkpoint(self, folder: Path, where: str) -> None:
+        """A local checkpoint folder has a config.json whose model type is this spec's family."""
+        cfg_path = folder / "config.json"
+        if not folder.is_dir() or not cfg_path.is_file():
+            raise ConfigError(f"{where}.path: {self.path} is not a checkpoint folder (no config.json); allowed: a "
+                              f"folder as save_pretrained or the official release lays it out")
+        try:
+            model_type = json.loads(cfg_path.read_text(encoding="utf-8")).get("model_type")
+        except (ValueError, AttributeError):
+            raise ConfigError(f"{where}.path: {cfg_path} is not a JSON mapping") from None
+        expected = MODEL_TYPES[self.family]
+        if model_type is not None and str(model_type).lower() != expected:
+            raise ConfigError(f"{where}.family: {self.family!r}, but {cfg_path} says model_type {model_type!r}; "
+                              f"allowed: the family of that checkpoint "
+                              f"({', '.join(f for f, t in MODEL_TYPES.items() if t == str(model_type).lower()) or 'none'})")
 
 
 @dataclass(frozen=True)
@@ -323,6 +350,19 @@ class QualitySpec:
                                   "give a baseline file or set bertscore_rescale: false")
         if self.judge_path and self.judge_hub_id:
             raise ConfigError("quality: give only one of judge_path, judge_hub_id")
+        if self.compute_bertscore and local and self.bertscore_num_layers is not None:
+            encoder = resolve_asset(self.bertscore_model, base_dir)
+            depth = _depth(encoder)
+            if encoder is None or depth is None:
+                raise ConfigError(f"quality.bertscore_model: {self.bertscore_model} is not an encoder folder with a "
+                                  f"config.json (is its package installed?)")
+            if not 1 <= self.bertscore_num_layers <= depth:
+                raise ConfigError(f"quality.bertscore_num_layers: {self.bertscore_num_layers} is not allowed; allowed: "
+                                  f"1..{depth} (the layers of {self.bertscore_model})")
+        judge = resolve_asset(self.judge_path, base_dir) if self.judge_path else None
+        if judge is not None and judge.is_dir() and not (judge / "config.json").is_file():
+            raise ConfigError(f"quality.judge_path: {self.judge_path} is not a checkpoint folder (no config.json); "
+                              f"allowed: a causal LM folder or a .gguf file")
         for key in ("judge_path", "bertscore_baseline_path"):
             value = getattr(self, key)
             if value and not ((where := resolve_asset(value, base_dir)) and where.exists()):
@@ -355,6 +395,8 @@ class Experiment:
 
     def validate(self) -> None:
         """Raise ConfigError for the first problem found. Checks files, never loads a model."""
+        for key in ("output_dir", "figures_dir"):
+            _writable_folder(self.resolve(getattr(self, key)), key)
         self.grid.validate()
         _one_of(self.precision, tuple(PRECISIONS), "precision")
         _one_of(self.attention, ATTENTION_BACKENDS, "attention")
@@ -378,6 +420,15 @@ class Experiment:
                     if problem:
                         raise ConfigError(f"{problem} (seq_len {n})")
         self.quality.validate(self.base_dir)
+
+
+def _writable_folder(path: Path, where: str) -> None:
+    """A folder that exists or can be made, and can be written to."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{where}: {path} is a file; allowed: a folder (made when missing)")
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{where}: {existing} is not writable; allowed: a folder this user can write")
 
 
 def diffusion_shape_error(n_out: int, block_length: int, steps: int) -> Optional[str]:

