@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Set up (once) and run the main job. Default: the trained Austen pair on CPU (config/experiments_austen_quick.yaml).
-#   ./run.sh                                   # -> results/raw_data, results/figures
-#   ./run.sh --config config/experiments_mini.yaml   # the tiny random-weight smoke sweep
+# Set up (once) and run the main job. Default: the mini sweep on CPU with tiny offline models.
+#   ./run.sh                                   # mini sweep -> results/raw_data, results/figures
+#   ./run.sh --config config/experiments.yaml --steps 64
 #   ./run.sh --config config/experiments.yaml --steps 64
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -12,11 +12,7 @@ if [ ! -f models/tiny/llada/config.json ] || [ ! -f models/tiny/llama/config.jso
   echo "[run] writing the tiny stand-in checkpoints to models/tiny"
   "$py" scripts/make_tiny_models.py --out models/tiny
 fi
-if [ ! -f data/austen/prompts.txt ]; then
-  echo "[run] preparing the Austen corpus in data/austen (Debian package r-cran-janeaustenr)"
-  "$py" scripts/prepare_austen.py > /dev/null
-fi
 if [ "$#" -eq 0 ]; then
-  set -- --config config/experiments_austen_quick.yaml
+  set -- --config config/experiments_mini.yaml
 fi
 exec "$py" src/main.py "$@"
