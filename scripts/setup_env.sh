@@ -23,7 +23,8 @@ if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then
   "${pip[@]}" -r "$root/requirements.txt"
 else
   echo "[setup] no GPU: installing the CPU build torch==2.13.0+cpu"
-  "${pip[@]}" -r "$root/requirements-cpu.txt"
+  "${pip[@]}" --retries 1 -r "$root/requirements-cpu.txt"
+  "${pip[@]}" -r "$root/requirements.txt"
 fi
 echo "$reqs_hash" > "$stamp"
 echo "[setup] done: $venv"
