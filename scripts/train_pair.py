@@ -24,8 +24,11 @@ import torch  # noqa: E402
 from src.measure.environment import cpu_model  # noqa: E402
 from src.models.tiny import train_tokenizer  # noqa: E402
 from src.train import corpus as austen  # noqa: E402
-from src.train.pair import (SPECIALS, TrainSettings, as_shipped, card, card_markdown, heldout_bits_per_char,  # noqa: E402
+from src.train.pair import (SPECIALS, Budget, TrainSettings, as_shipped, card, card_markdown, heldout_bits_per_char,  # noqa: E402
                             heldout_chunks, initial_model, llada_config, save_ar, save_mdm, train)
+
+
+ARCHITECTURE_FLAGS = ("d_model", "n_layers", "n_heads", "mlp_hidden_size", "vocab_size")
 
 
 def prepare_corpus(data_dir: Path, deb: Path | None) -> dict:
@@ -66,16 +69,23 @@ def curves_figure(out: Path) -> Path:
 
 def main() -> int:
     defaults = TrainSettings()
+    groups = {"settings": defaults, "budget": defaults.budget, "model": defaults.model}
+    flags = {"settings": [f.name for f in dataclasses.fields(TrainSettings) if f.name not in ("budget", "model")],
+             "budget": [f.name for f in dataclasses.fields(Budget)], "model": list(ARCHITECTURE_FLAGS)}
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="checkpoints/austen", help="folder for ar/, mdm/ and the curves")
     p.add_argument("--data_dir", default="data/austen", help="prepared corpus (written when missing)")
     p.add_argument("--deb", type=Path, help="a downloaded r-cran-janeaustenr .deb (default: apt-get download)")
-    for f in dataclasses.fields(TrainSettings):
-        p.add_argument(f"--{f.name}", type=type(getattr(defaults, f.name)), default=getattr(defaults, f.name))
+    for group, names in flags.items():
+        for name in names:
+            default = getattr(groups[group], name)
+            p.add_argument(f"--{name}", type=type(default), default=default)
     p.add_argument("--only", choices=["ar", "mdm"], help="train one of the two")
     args = p.parse_args()
-    s = TrainSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainSettings)})
-    torch.set_num_threads(s.threads)
+    pick = lambda group: {n: getattr(args, n) for n in flags[group]}  # noqa: E731
+    model = dataclasses.replace(defaults.model, **pick("model"), n_kv_heads=args.n_heads, embedding_size=args.vocab_size)
+    s = TrainSettings(**pick("settings"), budget=Budget(**pick("budget")), model=model)
+    torch.set_num_threads(s.budget.threads)
     data_dir, out = ROOT / args.data_dir, ROOT / args.out
     try:
         corpus = prepare_corpus(data_dir, args.deb)
@@ -83,7 +93,7 @@ def main() -> int:
         print(f"corpus error: {exc}", file=sys.stderr)
         return 2
     train_lines = (data_dir / "train.txt").read_text(encoding="utf-8").splitlines()
-    tokenizer = train_tokenizer(train_lines, SPECIALS, s.vocab_size)
+    tokenizer = train_tokenizer(train_lines, SPECIALS, s.model.vocab_size)
     mask_id = tokenizer.convert_tokens_to_ids(SPECIALS["mask"])
     train_ids = torch.tensor(tokenizer("\n".join(train_lines), add_special_tokens=False)["input_ids"])
     held_ids = torch.tensor(tokenizer((data_dir / "heldout.txt").read_text(encoding="utf-8"),
@@ -92,12 +102,12 @@ def main() -> int:
     chunks = heldout_chunks(held_ids, s)
     chars = lambda ids: len(tokenizer.decode(ids))  # noqa: E731
     cfg = llada_config(s, mask_id, tokenizer.eos_token_id)
-    hardware = f"cpu: {cpu_model()}, {s.threads} threads"
+    hardware = f"cpu: {cpu_model()}, {s.budget.threads} threads"
     results = {}
     for kind in ("ar", "mdm"):
         if args.only and kind != args.only:
             continue
-        model = initial_model(cfg, s.seed)
+        model = initial_model(cfg, s.budget.seed)
         result = train(kind, model, train_ids, s, mask_id)
         as_shipped(model)
         result.heldout_bits_per_char = heldout_bits_per_char(kind, model, chunks, chars, s, mask_id)

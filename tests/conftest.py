@@ -12,6 +12,20 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 PROMPTS = ROOT / "data" / "prompts" / "mini_prompts.txt"
+MASK = 95  # the mask id of the small native model below (vocabulary 96)
+
+
+def small_llada(seed: int = 0):
+    """A small random-init native LLaDA (2 layers, d 32, vocabulary 96, mask 95, EOS 94), in eval mode."""
+    import torch
+
+    from src.models.llada import LLaDAConfig, LLaDAModelLM
+
+    cfg = LLaDAConfig(d_model=32, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=64, vocab_size=96,
+                      embedding_size=96, mask_token_id=MASK, eos_token_id=94, pad_token_id=94)
+    model = LLaDAModelLM(cfg)
+    model.init_random(generator=torch.Generator().manual_seed(seed))
+    return model.eval()
 
 
 @pytest.fixture(scope="session")

@@ -9,17 +9,9 @@ from src.generation import ForwardWork
 from src.generation.autoregressive import StaticCacheGenerator, HFGenerateGenerator, ar_work
 from src.generation.diffusion import MaskedDiffusionGenerator, choose, propose_tokens, score_proposals
 from src.measure import roofline
-from src.models.llada import LLaDAConfig, LLaDAModelLM
 
-MASK = 95
-CFG = LLaDAConfig(d_model=32, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=64, vocab_size=96,
-                  embedding_size=96, mask_token_id=MASK, eos_token_id=94, pad_token_id=94)
+from conftest import MASK, small_llada as _llada
 
-
-def _llada(seed=0):
-    m = LLaDAModelLM(CFG)
-    m.init_random(generator=torch.Generator().manual_seed(seed))
-    return m.eval()
 
 
 def _canvas(prompt_len=6, n_out=16, committed=3, seed=0):

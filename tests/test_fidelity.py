@@ -12,17 +12,9 @@ import torch
 from src.generation.autoregressive import HFGenerateGenerator, StaticCacheGenerator, check_exact_n_out
 from src.generation.diffusion import (MaskedDiffusionGenerator, dream_schedule, dream_transfer_probabilities,
                                       score_proposals, transfer_schedule, uniform)
-from src.models.llada import LLaDAConfig, LLaDAModelLM
 
-MASK = 95
-CFG = LLaDAConfig(d_model=32, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=64, vocab_size=96,
-                  embedding_size=96, mask_token_id=MASK, eos_token_id=94, pad_token_id=94)
+from conftest import MASK, small_llada as _llada
 
-
-def _llada(seed=0):
-    m = LLaDAModelLM(CFG)
-    m.init_random(generator=torch.Generator().manual_seed(seed))
-    return m.eval()
 
 
 # ----------------------------------------------------------------- AR: exactly N_out real tokens

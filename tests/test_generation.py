@@ -2,11 +2,8 @@ import pytest
 import torch
 
 from src.generation.diffusion import MaskedDiffusionGenerator, add_gumbel_noise, transfer_schedule
-from src.models.llada import LLaDAConfig, LLaDAModelLM
 
-MASK = 95
-CFG = LLaDAConfig(d_model=32, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=64, vocab_size=96,
-                  embedding_size=96, mask_token_id=MASK, eos_token_id=94, pad_token_id=94)
+from conftest import MASK, small_llada as _llada
 
 
 class CountingModel(torch.nn.Module):
@@ -20,11 +17,6 @@ class CountingModel(torch.nn.Module):
         self.masks_seen.append(int((ids == MASK).sum(dim=1)[0]))
         return self.model(ids, **kw)
 
-
-def _llada(seed=0):
-    m = LLaDAModelLM(CFG)
-    m.init_random(generator=torch.Generator().manual_seed(seed))
-    return m.eval()
 
 
 @pytest.mark.parametrize("count,steps,expected", [(32, 4, [8, 8, 8, 8]), (10, 4, [3, 3, 2, 2]), (5, 5, [1] * 5),

@@ -7,14 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import PROMPTS
+from conftest import PROMPTS, small_llada
 from src.models.llada import LLaDAConfig, LLaDAModelLM
 from src.train import corpus
-from src.train.pair import (TrainSettings, as_shipped, heldout_bits_per_char, heldout_chunks, initial_model,
+from src.train.pair import (Budget, TrainSettings, as_shipped, heldout_bits_per_char, heldout_chunks, initial_model,
                             llada_config, mdm_loss, save_ar, save_mdm, to_llama, train, windows)
 
-SMALL = LLaDAConfig(d_model=32, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=64, vocab_size=96,
-                    embedding_size=96, mask_token_id=95, eos_token_id=94, pad_token_id=94)
+SMALL = small_llada().config
 
 
 def test_paragraphs_skip_the_title_block_and_headings_and_passages_reach_their_length():
@@ -72,7 +71,7 @@ def test_the_causal_twin_exports_to_llama_with_the_same_logits():
 
 def test_both_runs_see_the_same_windows_in_the_same_order():
     tokens = torch.arange(1000)
-    s = TrainSettings(context=8, batch=4, seed=5)
+    s = TrainSettings(context=8, batch=4, budget=Budget(seed=5))
     assert torch.equal(windows(tokens, s, 3), windows(tokens, s, 6)[:3])  # the MDM's longer run starts the same
 
 
@@ -88,13 +87,14 @@ def test_micro_pair_trains_saves_and_loads_through_the_project_loader(tmp_path):
     tok = train_tokenizer(lines, SPECIALS, 300)
     mask_id = tok.convert_tokens_to_ids(SPECIALS["mask"])
     ids = torch.tensor(tok("\n".join(lines * 3), add_special_tokens=False)["input_ids"])
-    s = TrainSettings(d_model=32, n_layers=2, n_heads=4, mlp_hidden=64, vocab_size=320, context=32, batch=8,
-                      lr=1e-2, warmup_steps=5, ar_tokens=60 * 8 * 32, mdm_tokens=60 * 8 * 32, eval_windows=4,
-                      elbo_samples=8)
+    s = TrainSettings(context=32, batch=8, lr=1e-2, warmup_steps=5, budget=Budget(60 * 8 * 32, 60 * 8 * 32),
+                      eval_windows=4, elbo_samples=8,
+                      model=LLaDAConfig(d_model=32, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=64,
+                                        vocab_size=320, embedding_size=320))
     cfg = llada_config(s, mask_id, tok.eos_token_id)
     chars = lambda x: len(tok.decode(x))  # noqa: E731
     for kind in ("ar", "mdm"):
-        model = initial_model(cfg, s.seed)
+        model = initial_model(cfg, s.budget.seed)
         chunks = heldout_chunks(ids, s)
         untrained = heldout_bits_per_char(kind, model, chunks, chars, s, mask_id)
         train(kind, model, ids, s, mask_id, progress=False, log_every=10)
@@ -129,11 +129,10 @@ def test_train_pair_script_refuses_a_missing_package_with_exit_2(tmp_path):
 
 def test_the_same_seed_trains_the_same_model():
     ids = torch.randint(0, 90, (4000,), generator=torch.Generator().manual_seed(0))
-    s = TrainSettings(d_model=32, n_layers=2, n_heads=4, mlp_hidden=64, vocab_size=96, context=16, batch=4,
-                      warmup_steps=2, ar_tokens=8 * 4 * 16, mdm_tokens=8 * 4 * 16)
+    s = TrainSettings(context=16, batch=4, warmup_steps=2, budget=Budget(8 * 4 * 16, 8 * 4 * 16), model=SMALL)
     cfg = llada_config(s, 95, 94)
     for kind in ("ar", "mdm"):
-        a, b = initial_model(cfg, s.seed), initial_model(cfg, s.seed)
+        a, b = initial_model(cfg, s.budget.seed), initial_model(cfg, s.budget.seed)
         curves = [train(kind, m, ids, s, 95, progress=False, log_every=1).curve for m in (a, b)]
         assert curves[0] == curves[1]
         assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))

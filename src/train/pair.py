@@ -16,6 +16,7 @@ stratified t. Both are measured on the weights as shipped (rounded to bf16).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -34,30 +35,41 @@ SPECIALS = {"bos": "<|startoftext|>", "eos": "<|endoftext|>", "mask": "<|mdm_mas
 LN2 = math.log(2.0)
 
 
+SMALL = LLaDAConfig(d_model=192, n_layers=4, n_heads=6, n_kv_heads=6, mlp_hidden_size=512, vocab_size=4096,
+                    embedding_size=4096)  # 3.34 M parameters; the special-token ids come from the tokenizer
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Tokens each run trains on (masked diffusion gets twice the AR budget), the seed of the initial
+    weights and of the data order, and the CPU threads."""
+
+    ar_tokens: int = 2_400_000
+    mdm_tokens: int = 4_800_000
+    seed: int = 1234
+    threads: int = 2
+
+
 @dataclass(frozen=True)
 class TrainSettings:
-    """Architecture, data and optimisation of both runs (token budgets in tokens seen)."""
+    """Windows of `context` tokens in batches of `batch`; AdamW (betas 0.9, 0.95) with linear warm-up and
+    cosine decay to a tenth; LLaDA's minimum mask rate `mask_eps`; held-out evaluation over
+    `eval_windows` windows with `elbo_samples` stratified t each; the architecture of both models."""
 
-    d_model: int = 192
-    n_layers: int = 4
-    n_heads: int = 6
-    mlp_hidden: int = 512
-    vocab_size: int = 4096
     context: int = 256
     batch: int = 16
     lr: float = 3e-3
     warmup_steps: int = 50
     weight_decay: float = 0.1
-    seed: int = 1234
-    ar_tokens: int = 2_400_000
-    mdm_tokens: int = 4_800_000  # masked diffusion gets twice the AR budget
+    budget: Budget = Budget()
     mask_eps: float = 1e-3
     eval_windows: int = 64
     elbo_samples: int = 8
-    threads: int = 2
+    model: LLaDAConfig = SMALL
 
     def steps(self, kind: str) -> int:
-        return max(1, (self.ar_tokens if kind == "ar" else self.mdm_tokens) // (self.batch * self.context))
+        tokens = self.budget.ar_tokens if kind == "ar" else self.budget.mdm_tokens
+        return max(1, tokens // (self.batch * self.context))
 
 
 @dataclass
@@ -76,10 +88,9 @@ class TrainResult:
 
 
 def llada_config(s: TrainSettings, mask_id: int, eos_id: int) -> LLaDAConfig:
-    return LLaDAConfig(d_model=s.d_model, n_layers=s.n_layers, n_heads=s.n_heads, n_kv_heads=s.n_heads,
-                       mlp_hidden_size=s.mlp_hidden, vocab_size=s.vocab_size, embedding_size=s.vocab_size,
-                       max_sequence_length=2 * s.context, mask_token_id=mask_id, eos_token_id=eos_id,
-                       pad_token_id=eos_id)
+    """The settings' architecture with the tokenizer's special ids and room for twice the context."""
+    return dataclasses.replace(s.model, max_sequence_length=2 * s.context, mask_token_id=mask_id, eos_token_id=eos_id,
+                               pad_token_id=eos_id)
 
 
 def initial_model(cfg: LLaDAConfig, seed: int) -> LLaDAModelLM:
@@ -90,7 +101,7 @@ def initial_model(cfg: LLaDAConfig, seed: int) -> LLaDAModelLM:
 
 def windows(tokens: torch.Tensor, s: TrainSettings, steps: int) -> torch.Tensor:
     """The training windows [steps, batch, context + 1], drawn with the data seed: the same for both runs."""
-    g = torch.Generator().manual_seed(s.seed)
+    g = torch.Generator().manual_seed(s.budget.seed)
     starts = torch.randint(0, len(tokens) - s.context - 1, (steps, s.batch), generator=g)
     return torch.stack([torch.stack([tokens[i:i + s.context + 1] for i in row]) for row in starts])
 
@@ -123,14 +134,14 @@ def _lr(step: int, total: int, s: TrainSettings) -> float:
 def train(kind: str, model: LLaDAModelLM, tokens: torch.Tensor, s: TrainSettings, mask_id: int,
           progress: bool = True, log_every: int = 10) -> TrainResult:
     """Train in place for the kind's token budget; returns the run's facts (held-out figures unset)."""
-    torch.manual_seed(s.seed)
+    torch.manual_seed(s.budget.seed)
     steps = s.steps(kind)
     data = windows(tokens, s, steps)
     decay = [p for n, p in model.named_parameters() if p.ndim == 2]
     other = [p for n, p in model.named_parameters() if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": s.weight_decay}, {"params": other, "weight_decay": 0.0}],
                             lr=s.lr, betas=(0.9, 0.95))
-    noise = torch.Generator().manual_seed(s.seed + 1)
+    noise = torch.Generator().manual_seed(s.budget.seed + 1)
     model.train()
     started, curve, running = time.perf_counter(), [], []
     for step in tqdm(range(steps), desc=f"train {kind}", unit="step", disable=not progress):
@@ -163,7 +174,7 @@ def heldout_bits_per_char(kind: str, model: LLaDAModelLM, chunks: torch.Tensor, 
     """AR: NLL of the targets; MDM: the ELBO bound, with `elbo_samples` stratified t per window.
     Both in bits per character of the scored text."""
     total_nats, total_chars = 0.0, 0
-    g = torch.Generator().manual_seed(s.seed + 2)
+    g = torch.Generator().manual_seed(s.budget.seed + 2)
     for chunk in chunks:
         if kind == "ar":
             logits = model(chunk[None, :-1], causal=True).logits[0].float()
@@ -224,8 +235,8 @@ def save_ar(model: LLaDAModelLM, tokenizer, out: Path) -> Path:
 
 def card(result: TrainResult, s: TrainSettings, hardware: str, corpus: dict) -> dict:
     """The training card: settings, budget, wall time, hardware, held-out figure, curve."""
-    return {"kind": result.kind, "architecture": {k: getattr(s, k) for k in ("d_model", "n_layers", "n_heads",
-                                                                            "mlp_hidden", "vocab_size", "context")},
+    arch = {k: getattr(s.model, k) for k in ("d_model", "n_layers", "n_heads", "mlp_hidden_size", "vocab_size")}
+    return {"kind": result.kind, "architecture": {**arch, "context": s.context},
             "n_params": result.n_params, "tokens_seen": result.tokens_seen, "steps": result.steps,
             "wall_s": round(result.wall_s, 1), "hardware": hardware, "settings": asdict(s),
             "final_train_loss_nats": result.final_train_loss, "heldout_metric": result.heldout_metric,
@@ -238,11 +249,11 @@ def card_markdown(c: dict) -> str:
     a = c["architecture"]
     return "\n".join([
         f"# Training card: {c['kind']}", "", f"- model: {what}",
-        f"- architecture: d_model {a['d_model']}, {a['n_layers']} layers, {a['n_heads']} heads, MLP {a['mlp_hidden']}, "
+        f"- architecture: d_model {a['d_model']}, {a['n_layers']} layers, {a['n_heads']} heads, MLP {a['mlp_hidden_size']}, "
         f"vocabulary {a['vocab_size']} (BPE trained on the five training novels), context {a['context']}",
         f"- parameters: {c['n_params']:,}", f"- tokens seen: {c['tokens_seen']:,} in {c['steps']:,} steps",
         f"- wall time: {c['wall_s']:.0f} s on {c['hardware']}",
         f"- final training loss: {c['final_train_loss_nats']:.3f} nats/token"
         + (" (the 1/t-weighted masked loss)" if c["kind"] == "mdm" else ""),
         f"- held-out ({c['corpus'].get('held_out', 'persuasion')}): {c['heldout_bits_per_char']:.3f} bits per character, "
-        f"{c['heldout_metric']}", f"- seed {c['settings']['seed']}; data: {c['corpus'].get('package', '')}", ""])
+        f"{c['heldout_metric']}", f"- seed {c['settings']['budget']['seed']}; data: {c['corpus'].get('package', '')}", ""])
