@@ -169,6 +169,7 @@ class ModelSpec:
             model_type = json.loads(cfg_path.read_text(encoding="utf-8")).get("model_type")
         except (ValueError, AttributeError):
             raise ConfigError(f"{where}.path: {cfg_path} is not a JSON mapping") from None
+        _check_embedding(folder, json.loads(cfg_path.read_text(encoding="utf-8")), where, self.path)
         expected = MODEL_TYPES[self.family]
         if model_type is not None and str(model_type).lower() != expected:
             raise ConfigError(f"{where}.family: {self.family!r}, but {cfg_path} says model_type {model_type!r}; "
@@ -420,6 +421,40 @@ class Experiment:
                     if problem:
                         raise ConfigError(f"{problem} (seq_len {n})")
         self.quality.validate(self.base_dir)
+
+
+EMBEDDINGS = ("model.transformer.wte.weight", "model.embed_tokens.weight")  # LLaDA layout; transformers / Dream
+
+
+def _safetensors_shapes(folder: Path) -> dict[str, list[int]]:
+    """Tensor shapes from the safetensors headers of a checkpoint folder (no tensor is read)."""
+    index = folder / "model.safetensors.index.json"
+    files = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.is_file() else ["model.safetensors"]
+    shapes = {}
+    for name in files:
+        path = folder / name
+        if not path.is_file():
+            continue
+        with open(path, "rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(size))
+        shapes.update({k: v["shape"] for k, v in header.items() if k != "__metadata__"})
+    return shapes
+
+
+def _check_embedding(folder: Path, cfg: dict, where: str, path: str) -> None:
+    """The input embedding in the weights has the vocabulary and width that config.json says."""
+    width = cfg.get("d_model", cfg.get("hidden_size"))
+    vocab = cfg.get("embedding_size", cfg.get("vocab_size"))
+    try:
+        shapes = _safetensors_shapes(folder)
+    except (OSError, ValueError, KeyError):
+        raise ConfigError(f"{where}.path: {path} has unreadable safetensors files") from None
+    found = next((shapes[k] for k in EMBEDDINGS if k in shapes), None)
+    if found is not None and width is not None and vocab is not None and list(found) != [vocab, width]:
+        raise ConfigError(f"{where}.path: the weights in {path} do not match its config.json (input embedding "
+                          f"{found[0]} x {found[1]}, config {vocab} x {width}); allowed: a config.json written "
+                          f"with these weights")
 
 
 def _writable_folder(path: Path, where: str) -> None:

@@ -222,15 +222,17 @@ def test_quality_generations_follow_the_smallest_batch_of_the_grid(tiny_models, 
 def test_every_shipped_config_loads_and_dry_runs(tiny_models, tmp_path, config, capsys):
     from src.main import dry_run
 
-    text = (ROOT / "config" / config).read_text()
-    if "data/austen" in text and not (ROOT / "data/austen/prompts.txt").is_file():
-        pytest.skip("the Austen corpus is not prepared here (scripts/prepare_austen.py)")
-    if "checkpoints/austen" in text and not (ROOT / "checkpoints/austen/mdm/config.json").is_file():
-        pytest.skip("the trained pair is not in checkpoints/austen (scripts/train_pair.py)")
+    # the base folder: the tiny checkpoints, the shipped configs and prompts, and stand-ins for what only
+    # a trained run has (the Austen pair's folders and the prepared corpus); dry runs load none of them
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "tiny").symlink_to(tiny_models["llama"].parent)
-    for folder in ("data", "config", "checkpoints"):
-        (tmp_path / folder).symlink_to(ROOT / folder)
+    (tmp_path / "config").symlink_to(ROOT / "config")
+    (tmp_path / "data" / "austen").mkdir(parents=True)
+    (tmp_path / "data" / "prompts").symlink_to(ROOT / "data" / "prompts")
+    (tmp_path / "data" / "austen" / "prompts.txt").write_text("A held-out passage.\n")
+    for kind, model_type in (("ar", "llama"), ("mdm", "llada")):
+        (tmp_path / "checkpoints" / "austen" / kind).mkdir(parents=True)
+        (tmp_path / "checkpoints" / "austen" / kind / "config.json").write_text(f'{{"model_type": "{model_type}"}}')
     exp = load_experiment(ROOT / "config" / config, base_dir=tmp_path)
     assert dry_run(exp, (0, 1)) == 0
     out = capsys.readouterr().out
@@ -298,3 +300,19 @@ def test_bad_prompt_files_are_refused_before_any_model_loads(mini_config, capsys
     bad.write_bytes(content)
     code, err = _main_error(["--config", str(mini_config), "--prompt_file", str(bad)], capsys)
     assert code == 2 and message in err and not (tmp_path / "raw" / "cells").exists()
+
+
+def test_a_config_that_does_not_match_its_weights_is_refused_before_loading(tiny_models, tmp_path, capsys):
+    import json
+    import shutil
+
+    broken = tmp_path / "llada_wrong_config"
+    shutil.copytree(tiny_models["llada"], broken)
+    cfg = json.loads((broken / "config.json").read_text())
+    cfg["d_model"] = 128  # the weights are 64 wide
+    (broken / "config.json").write_text(json.dumps(cfg))
+    data = mini_config_dict(tiny_models, tmp_path)
+    data["models"][1]["path"] = str(broken)
+    code = main(["--config", str(write_config(tmp_path, data))])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and "do not match its config.json" in err and "x 64, config" in err
