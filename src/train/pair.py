@@ -144,7 +144,8 @@ def train(kind: str, model: LLaDAModelLM, tokens: torch.Tensor, s: TrainSettings
     noise = torch.Generator().manual_seed(s.budget.seed + 1)
     model.train()
     started, curve, running = time.perf_counter(), [], []
-    for step in tqdm(range(steps), desc=f"train {kind}", unit="step", disable=not progress):
+    bar = tqdm(range(steps), desc=f"train {kind}", unit="step", disable=not progress)
+    for step in bar:
         for group in opt.param_groups:
             group["lr"] = _lr(step, steps, s)
         window = data[step]
@@ -156,6 +157,7 @@ def train(kind: str, model: LLaDAModelLM, tokens: torch.Tensor, s: TrainSettings
         running.append(loss.item())
         if (step + 1) % log_every == 0 or step == steps - 1:
             curve.append(((step + 1) * s.batch * s.context, sum(running) / len(running)))
+            bar.set_postfix(loss=f"{curve[-1][1]:.3f}")  # a masked model stuck near the unigram loss shows here
             running = []
     model.eval()
     return TrainResult(kind, sum(p.numel() for p in model.parameters()), steps * s.batch * s.context, steps,
