@@ -271,6 +271,8 @@ class TimingSpec:
         `min_repeats` have run; null = always `repeats`.
     min_repeats: the fewest repetitions `max_timed_s` may leave (never more than `repeats`; 2 or more
         gives a run-to-run CV).
+    min_timed_s: after `repeats`, repetitions go on until the timed ones add up to this many seconds
+        (a stable median for short cells), at most `max_repeats` in all; null = exactly `repeats`.
     """
 
     warmup: int = 3
@@ -278,6 +280,8 @@ class TimingSpec:
     warmup_steps: Optional[int] = None
     max_timed_s: Optional[float] = None
     min_repeats: int = 2
+    min_timed_s: Optional[float] = None
+    max_repeats: int = 50
 
     def validate(self) -> None:
         _positive([self.repeats], "timing.repeats")
@@ -288,6 +292,11 @@ class TimingSpec:
         if self.max_timed_s is not None and not (math.isfinite(self.max_timed_s) and self.max_timed_s > 0):
             raise ConfigError(f"timing.max_timed_s: {self.max_timed_s} is not allowed; allowed: numbers > 0 or null")
         _positive([self.min_repeats], "timing.min_repeats")
+        if self.min_timed_s is not None and not (math.isfinite(self.min_timed_s) and self.min_timed_s > 0):
+            raise ConfigError(f"timing.min_timed_s: {self.min_timed_s} is not allowed; allowed: numbers > 0 or null")
+        if self.max_repeats < self.repeats:
+            raise ConfigError(f"timing.max_repeats: {self.max_repeats} is less than timing.repeats = {self.repeats}; "
+                              f"allowed: {self.repeats} or more")
         if self.min_repeats > self.repeats:
             raise ConfigError(f"timing.min_repeats: {self.min_repeats} is more than timing.repeats = {self.repeats}; "
                               f"allowed: 1..{self.repeats}")
@@ -383,6 +392,7 @@ class Experiment:
     attention: str = "flash_attention_2"
     allow_attention_mismatch: bool = False
     seed: int = 1234
+    cpu_threads: Optional[int] = None  # torch's intra-op threads on a CPU run; null = torch's default (recorded)
     diffusion: DiffusionSpec = field(default_factory=DiffusionSpec)
     autoregressive: AutoregressiveSpec = field(default_factory=AutoregressiveSpec)
     timing: TimingSpec = field(default_factory=TimingSpec)
@@ -402,6 +412,8 @@ class Experiment:
         _one_of(self.precision, tuple(PRECISIONS), "precision")
         _one_of(self.attention, ATTENTION_BACKENDS, "attention")
         _one_of(self.device, DEVICES, "device")
+        if self.cpu_threads is not None:
+            _positive([self.cpu_threads], "cpu_threads")
         self.prompts.validate(self.base_dir)
         self.timing.validate()
         self.diffusion.validate()

@@ -132,6 +132,21 @@ class AnswerStats:
         return cls(mean, metrics.throughput_tokens_per_s(len(counts), mean, latency_ms))
 
 
+@dataclass(frozen=True)
+class LoadStats:
+    """The machine around the cell: 1-minute load average before and after, CPU time stolen by the
+    hypervisor in between (%), other compute processes on the GPU (NaN when unknown)."""
+
+    load_1m_before: float
+    load_1m_after: float
+    cpu_steal_pct: float
+    gpu_other_processes: float
+
+    @property
+    def load_change(self) -> float:
+        return abs(self.load_1m_after - self.load_1m_before)
+
+
 @dataclass
 class QualityResult:
     """A cell's scores (see quality.metrics): one estimate per metric over the prompt set."""
@@ -153,7 +168,7 @@ class QualityResult:
 
 
 _PARTS = {"timing": TimingStats, "work": WorkStats, "memory": MemoryStats, "roofline": RooflineStats,
-          "answers": AnswerStats}
+          "answers": AnswerStats, "load": LoadStats}
 
 
 @dataclass
@@ -179,6 +194,7 @@ class CellRecord:
     memory: Optional[MemoryStats] = None
     roofline: Optional[RooflineStats] = None
     answers: Optional[AnswerStats] = None
+    load: Optional[LoadStats] = None
     agreement_with_uncached: Optional[float] = None  # cached samplers: share of tokens equal to the uncached ones
     quality: Optional[QualityResult] = None
     n_params: Optional[int] = None

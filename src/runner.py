@@ -31,12 +31,14 @@ from .measure import metrics
 from .measure.clock import Clock, clock_for
 from .measure.environment import capture_environment, resolve_device
 from .measure.memory import read_peak, reset_peak
+from .measure import load as machine_load
 from .measure import roofline
 from .models.attention import kernel_context
 from .models.loader import LoadedModel, LoadSettings, each_loaded
 from .quality.generations import generate_for_quality
 from .quality.prompts import PromptProvider, PromptSet
-from .results import AnswerStats, CellRecord, MemoryStats, Repetition, ResultStore, TimingStats, WorkStats
+from .results import (AnswerStats, CellRecord, LoadStats, MemoryStats, Repetition, ResultStore, TimingStats,
+                      WorkStats)
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +88,7 @@ class Measurement:
     trace: GenerationTrace
     memory: MemoryStats
     warmup_steps: Optional[int]
+    load: LoadStats
 
 
 class _WarmupStepsDone(Exception):
@@ -119,13 +122,16 @@ def warm_up(generator: Generator, ids: torch.Tensor, cell: Cell, timing: TimingS
 
 
 def another_repetition(timing: TimingSpec, reps: list[Repetition]) -> bool:
-    """Whether one more timed repetition starts: fewer than `repeats` ran, and `max_timed_s` (if set)
-    is not yet spent or fewer than `min_repeats` ran."""
-    if len(reps) >= timing.repeats:
+    """Whether one more timed repetition starts. Up to `repeats`: yes, unless `max_timed_s` is spent and
+    `min_repeats` ran. After `repeats`: only while the timed total is under `min_timed_s` (and under
+    `max_timed_s`). Never beyond `max_repeats`."""
+    timed_s = sum(r.latency_ms for r in reps) / 1000.0
+    spent = timing.max_timed_s is not None and timed_s >= timing.max_timed_s
+    if len(reps) >= timing.max_repeats:
         return False
-    if timing.max_timed_s is None or len(reps) < timing.min_repeats:
-        return True
-    return sum(r.latency_ms for r in reps) / 1000.0 < timing.max_timed_s
+    if len(reps) < timing.repeats:
+        return not spent or len(reps) < timing.min_repeats
+    return timing.min_timed_s is not None and timed_s < timing.min_timed_s and not spent
 
 
 def repetition(cell: Cell, trace: GenerationTrace, clock: Clock, start, end) -> Repetition:
@@ -147,6 +153,8 @@ def measure(generator: Generator, ids: torch.Tensor, cell: Cell, clock: Clock, d
             kernel: str) -> Measurement:
     """Warm up, then time repetitions until the timing settings say stop, then read the memory peaks."""
     timing = cell.settings.timing
+    gpu = (device.index or 0) if device.type == "cuda" else None
+    before = machine_load.sample(gpu)
     with kernel_context(kernel):
         warmup_steps = warm_up(generator, ids, cell, timing)
         clock.synchronize()
@@ -159,7 +167,7 @@ def measure(generator: Generator, ids: torch.Tensor, cell: Cell, clock: Clock, d
             clock.synchronize()
             reps.append(repetition(cell, trace, clock, start, end))
         memory = read_peak(device)
-    return Measurement(reps, trace, memory, warmup_steps)
+    return Measurement(reps, trace, memory, warmup_steps, machine_load.between(before, machine_load.sample(gpu)))
 
 
 # --------------------------------------------------------------------------- policy
@@ -252,6 +260,7 @@ def new_record(cell: Cell, loaded: Optional[LoadedModel], ctx: RunContext, statu
     record.timing = TimingStats.from_repetitions(measurement.repetitions)
     record.work = WorkStats.of(trace.steps_executed, trace.forward_passes, cell.n_out)
     record.memory = measurement.memory
+    record.load = measurement.load
     record.roofline = roofline.roofline_stats(trace.work, loaded.architecture,
                                               PRECISIONS[cell.precision].bytes_per_element,
                                               record.timing.latency_ms_median, ctx.peaks)
@@ -313,6 +322,8 @@ def run_experiment(exp: Experiment, shard: tuple[int, int] = (0, 1), progress: b
     """
     started = time.perf_counter()
     device = resolve_device(exp.device)
+    if device.type == "cpu" and exp.cpu_threads is not None:
+        torch.set_num_threads(exp.cpu_threads)  # fixed for the whole run; every row records it
     environment = capture_environment(device, project_root())
     hardware = environment["hardware"]
     store = ResultStore(exp.resolve(exp.output_dir))

@@ -224,3 +224,23 @@ def test_analysis_imports_no_torch():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("cv,repeats,load_after,reason", [
+    (0.01, 3, 0.5, None), (0.12, 3, 0.5, "run-to-run CV 12.0% > 5%"), (0.01, 2, 0.5, "2 repetitions < 3"),
+    (0.01, 3, 3.0, "load average changed by 2.5 during a cell")])
+def test_no_verdict_from_an_unreliable_measurement(tmp_path, cv, repeats, load_after, reason):
+    from src.results import LoadStats
+
+    store = ResultStore(tmp_path / "raw")
+    for r in (_record("a1", "ar", "autoregressive", 1, 64, None, 1000.0, f1=0.80, cv=cv, repeats=repeats),
+              _record("d1", "dl", "diffusion", 1, 64, 32, 200.0, f1=0.85)):
+        r.load = LoadStats(0.5, load_after if r.cell_id == "a1" else 0.5, 0.0, math.nan)
+        store.write(r)
+    store.merge()
+    text = summary_markdown(load_results(tmp_path / "raw"))
+    row = next(line for line in text.splitlines() if line.startswith("| 64 | 1 | bertscore_f1 |"))
+    if reason is None:
+        assert row.endswith("| diffusion faster at equal quality |")
+    else:
+        assert "unreliable measurement: " + reason in row and "faster" not in row

@@ -80,6 +80,9 @@ BAD = [
     ("timing.max_timed_s", float("nan"), "timing.max_timed_s: nan is not allowed"),
     ("models.0", {"name": "hub", "family": "llama", "hub_id": "not a hub id"}, "models[0] (hub).hub_id: 'not a hub id'"),
     ("diffusion.eps", 1.0, "diffusion.eps: 1.0 is not allowed"),
+    ("timing.min_timed_s", -1.0, "timing.min_timed_s: -1.0 is not allowed"),
+    ("timing.max_repeats", 1, "timing.max_repeats: 1 is less than timing.repeats = 2"),
+    ("cpu_threads", 0, "cpu_threads: 0 is not allowed"),
     ("diffusion.schedule", "cosine", "diffusion.schedule: 'cosine' is not allowed; allowed: auto, llada, dream"),
     ("output_dir", str(ROOT / "README.md"), "output_dir: " + str(ROOT / "README.md") + " is a file"),
     ("models.0.family", "llada", "models[0] (tiny-llama).family: 'llada', but"),
@@ -160,7 +163,7 @@ def test_cell_id_is_stable_and_depends_on_hardware(mini_config):
 # ----------------------------------------------------------------- the cell id covers what is measured
 
 # (dotted field, new value): each changes what some cell measures, so those cells get new ids
-MEASURED = [("seed", 8), ("timing.warmup", 2), ("timing.repeats", 3), ("timing.warmup_steps", 2),
+MEASURED = [("seed", 8), ("timing.warmup", 2), ("timing.min_timed_s", 2.0), ("timing.max_repeats", 9), ("timing.repeats", 3), ("timing.warmup_steps", 2),
             ("timing.max_timed_s", 5.0), ("timing.min_repeats", 1), ("prompts.max_prompts", 1), ("precision", "fp32"),
             ("attention", "eager"), ("allow_attention_mismatch", True), ("quality.generate", False),
             ("quality.batch_size", 4), ("diffusion.temperature", 0.5), ("diffusion.cfg_scale", 1.0),

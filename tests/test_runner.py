@@ -21,6 +21,10 @@ def test_mini_run_writes_rows_for_both_architectures_and_a_figure(mini_config, t
     rows = _rows(tmp_path)
     assert len(rows) == 6 and {r["kind"] for r in rows} == {"autoregressive", "diffusion"}
     assert all(r["status"] == "ok" and r["weights"] == "synthetic" for r in rows)
+    # the machine's load around each cell and the thread count are in every row
+    assert all(float(r["load_1m_before"]) >= 0 and float(r["load_1m_after"]) >= 0 for r in rows)
+    assert all(0 <= float(r["cpu_steal_pct"]) <= 100 for r in rows)
+    assert {r["env_torch_threads"] for r in rows} == {str(torch.get_num_threads())}
     for r in rows:
         lat = [float(x) for x in r["latency_ms_all"].split(";")]
         assert len(lat) == 2 and float(r["latency_ms_median"]) == pytest.approx(sum(lat) / 2, abs=1e-3)
@@ -209,8 +213,22 @@ def test_max_timed_s_stops_repeats_at_min_repeats(mini_config, tmp_path):
     data["timing"]["max_timed_s"] = None
     mini_config.write_text(yaml.safe_dump(data))
     exp = load_experiment(mini_config)
-    assert all(runner.another_repetition(exp.timing, [None] * n) for n in range(5))
-    assert not runner.another_repetition(exp.timing, [None] * 5)
+    reps = [runner.Repetition(100.0, 1.0)] * 5
+    assert all(runner.another_repetition(exp.timing, reps[:n]) for n in range(5))
+    assert not runner.another_repetition(exp.timing, reps)
+
+
+def test_min_timed_s_adds_repetitions_up_to_max_repeats():
+    from src.config import TimingSpec
+
+    timing = TimingSpec(repeats=3, min_timed_s=1.0, max_repeats=6)
+    rep = runner.Repetition(300.0, 1.0)  # 0.3 s each
+    # 3 repetitions are 0.9 s < 1.0 s: a 4th; 4 are 1.2 s: stop
+    assert runner.another_repetition(timing, [rep] * 3) and not runner.another_repetition(timing, [rep] * 4)
+    slow = TimingSpec(repeats=2, min_timed_s=100.0, max_repeats=5)
+    assert runner.another_repetition(slow, [rep] * 4) and not runner.another_repetition(slow, [rep] * 5)  # the cap
+    capped = TimingSpec(repeats=2, min_timed_s=100.0, max_timed_s=0.5, max_repeats=50)
+    assert not runner.another_repetition(capped, [rep] * 2)  # max_timed_s wins over min_timed_s
 
 
 def test_synthetic_architectures_with_random_prompt_ids_run_on_cpu(tmp_path):

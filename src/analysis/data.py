@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 
 GUARDED_COLUMNS = ("hardware", "precision", "attention_kernel")
 MIN_REPEATS = 3
-MAX_CV = 0.05  # run-to-run coefficient of variation above which a cell is flagged
+MAX_CV = 0.05  # run-to-run coefficient of variation above which a cell is flagged and a ratio gets no verdict
+MAX_LOAD_CHANGE = 1.0  # change of the 1-minute load average across a cell above which its timing is not trusted
 
 # the sampler / decode paths the paper's plan calls "as published"
 BASELINE_SAMPLER, BASELINE_CACHE, BASELINE_DECODE = "low_confidence", "none", "eager"

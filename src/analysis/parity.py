@@ -46,6 +46,19 @@ def _estimate(row: pd.Series, metric: str) -> Estimate | None:
     return Estimate(float(row[f"{metric}_mean"]), float(row[f"{metric}_ci_low"]), float(row[f"{metric}_ci_high"]))
 
 
+def measurement_quality(a: pd.Series, b: pd.Series) -> dict:
+    """The spread and load of the two cells behind a ratio: the larger run-to-run CV, the fewer
+    repetitions, and the larger change of the load average across either cell."""
+    def load_change(r: pd.Series) -> float:
+        before, after = r.get("load_1m_before"), r.get("load_1m_after")
+        return abs(float(after) - float(before)) if pd.notna(before) and pd.notna(after) else math.nan
+
+    changes = [c for c in (load_change(a), load_change(b)) if not math.isnan(c)]
+    return {"worst_cv": max(float(a["latency_ms_cv"]), float(b["latency_ms_cv"])),
+            "fewest_repeats": int(min(a["repeats"], b["repeats"])),
+            "load_change": max(changes) if changes else math.nan}
+
+
 def parity_table(rows: pd.DataFrame, resamples: int = 1000) -> pd.DataFrame:
     """One row per (N, B, metric, AR model and decode, diffusion model, sampler, cache); see module doc."""
     ok = rows[rows["status"] == "ok"]
@@ -80,6 +93,8 @@ def parity_table(rows: pd.DataFrame, resamples: int = 1000) -> pd.DataFrame:
                             dl_cell = cells[(cells["steps"] == k) & (cells["batch_size"] == b)]
                             est = (bootstrap_ratio_of_medians(latencies(ar_cell), latencies(dl_cell.iloc[0]), resamples)
                                    if k is not None and not dl_cell.empty else NO_ESTIMATE)
+                            if label == "" and not dl_cell.empty:  # how far the strict pair's timing can be trusted
+                                row.update(measurement_quality(ar_cell, dl_cell.iloc[0]))
                             row.update({f"s_parity{label}": k, f"reached{label}": k is not None,
                                         f"speedup_factor{label}": est.value,
                                         f"speedup_factor{label}_ci_low": est.ci_low,

@@ -8,7 +8,8 @@ import pandas as pd
 
 from ..config import variant_label
 from ..measure import roofline
-from .data import BASELINE_CACHE, BASELINE_DECODE, BASELINE_SAMPLER, Results, baseline
+from .data import (BASELINE_CACHE, BASELINE_DECODE, BASELINE_SAMPLER, MAX_CV, MAX_LOAD_CHANGE, MIN_REPEATS, Results,
+                   baseline)
 
 
 def _f(value, digits: int = 1) -> str:
@@ -46,12 +47,28 @@ def headline_table(results: Results) -> str:
                    "step p50 / p99 ms", "M_peak GiB", "MFU", "status"], rows)
 
 
+def unreliable(row: pd.Series) -> list[str]:
+    """Why the timing behind a ratio cannot carry a verdict (empty when it can)."""
+    reasons = []
+    if row.get("worst_cv", 0.0) > MAX_CV:
+        reasons.append(f"run-to-run CV {100 * row['worst_cv']:.1f}% > {100 * MAX_CV:.0f}%")
+    if row.get("fewest_repeats", MIN_REPEATS) < MIN_REPEATS:
+        reasons.append(f"{int(row['fewest_repeats'])} repetitions < {MIN_REPEATS}")
+    change = row.get("load_change", math.nan)
+    if change is not None and not pd.isna(change) and change > MAX_LOAD_CHANGE:
+        reasons.append(f"load average changed by {change:.1f} during a cell (> {MAX_LOAD_CHANGE:g})")
+    return reasons
+
+
 def verdict(row: pd.Series) -> str:
     if not row["reached"]:
         return "parity not reached within the grid"
     s, lo, hi = row["speedup_factor"], row["speedup_factor_ci_low"], row["speedup_factor_ci_high"]
     if math.isnan(s):
         return "no timed cell at S_parity"
+    reasons = unreliable(row)
+    if reasons:
+        return "unreliable measurement: " + "; ".join(reasons)
     if lo > 1:
         return "diffusion faster at equal quality"
     if hi < 1:

@@ -67,7 +67,7 @@ def capture_environment(device: torch.device, root: Path) -> dict:
         "gpu_name": None, "gpu_count": 0, "gpu_memory_gib": None, "driver_version": None,
         "cuda_version": torch.version.cuda, "cudnn_version": None,
         "sm_clock_max_mhz": None, "power_limit_w": None,
-        "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
+        "cpu_model": cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "torch_version": torch.__version__, "transformers_version": transformers.__version__,
         "python_version": platform.python_version(),
         "git_commit": _git_commit(str(root)),
