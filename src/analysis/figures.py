@@ -282,7 +282,7 @@ def latency_breakdown(results: Results, out: Path) -> Path:
     ax2.bar(x - 0.2, dl["step_ms_p50"], 0.4, color=PALETTE[2], label="per-step p50")
     ax2.bar(x + 0.2, dl["step_ms_p99"], 0.4, color=PALETTE[3], label="per-step p99")
     ax2.set_xticks(x, [f"N={r.seq_len}\nK={int(r.steps)}" for r in dl.itertuples()], fontsize=6)
-    ax2.set(ylabel="ms per denoising step",
+    ax2.set(ylabel="ms per denoising step (median over repetitions)",
             title=f"Diffusion: step latency (B={dl['batch_size'].min() if len(dl) else '-'})")
     ax2.legend()
     return _save(fig, results, out)
@@ -294,7 +294,11 @@ def roofline_plot(results: Results, out: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6.5, 4.5), constrained_layout=True)
     for c, ((kind, name), g) in enumerate(df.groupby(["kind", "model_name"])):
         intensity = g["flops_per_generation"] / g["min_bytes_per_generation"]
-        ax.scatter(intensity, g["achieved_tflops"], color=PALETTE[c % len(PALETTE)], s=14, label=f"{name} ({kind})")
+        # achieved at the median latency; bars: at the slowest and the fastest repetition
+        low = g["achieved_tflops"] * g["latency_ms_median"] / g["latency_ms_max"]
+        high = g["achieved_tflops"] * g["latency_ms_median"] / g["latency_ms_min"]
+        ax.errorbar(intensity, g["achieved_tflops"], yerr=[g["achieved_tflops"] - low, high - g["achieved_tflops"]],
+                    fmt="o", markersize=3.5, elinewidth=0.7, color=PALETTE[c % len(PALETTE)], label=f"{name} ({kind})")
     peak_f, peak_b = df["peak_tflops"].dropna(), df["peak_tbps"].dropna()
     roof = not peak_f.empty and not peak_b.empty
     if roof:
