@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from typing import Iterable, Optional
 
-from .config import PACKAGE_PREFIX, Experiment
+from .config import Experiment
 
 MODEL_FILES = ["*.json", "*.safetensors", "tokenizer*", "*.txt", "*.model", "*.tiktoken"]
 BERTSCORE_HUB_IDS = {"roberta-large": "FacebookAI/roberta-large", "bert-base-uncased": "google-bert/bert-base-uncased",
@@ -32,8 +32,7 @@ def assets_for(exp: Experiment, extra_models: Iterable[str] = (), scoring: bool 
     q = exp.quality
     if scoring and q.judge_hub_id:
         out.append(Asset("model", q.judge_hub_id, "perplexity judge"))
-    local = q.bertscore_model.startswith(PACKAGE_PREFIX) or exp.resolve(q.bertscore_model).exists()
-    if scoring and q.compute_bertscore and not local:
+    if scoring and q.compute_bertscore and not q.bertscore_is_local(exp.base_dir):
         out.append(Asset("model", BERTSCORE_HUB_IDS.get(q.bertscore_model, q.bertscore_model), "BERTScore encoder"))
     out += [Asset("model", m, "--extra-model-id") for m in extra_models]
     if exp.prompts.source == "wikitext":

@@ -166,10 +166,13 @@ class ModelSpec:
             raise ConfigError(f"{where}.path: {self.path} is not a checkpoint folder (no config.json); allowed: a "
                               f"folder as save_pretrained or the official release lays it out")
         try:
-            model_type = json.loads(cfg_path.read_text(encoding="utf-8")).get("model_type")
-        except (ValueError, AttributeError):
-            raise ConfigError(f"{where}.path: {cfg_path} is not a JSON mapping") from None
-        _check_embedding(folder, json.loads(cfg_path.read_text(encoding="utf-8")), where, self.path)
+            cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+        except ValueError:
+            cfg = None
+        if not isinstance(cfg, dict):
+            raise ConfigError(f"{where}.path: {cfg_path} is not a JSON mapping")
+        model_type = cfg.get("model_type")
+        _check_embedding(folder, cfg, where, self.path)
         expected = MODEL_TYPES[self.family]
         if model_type is not None and str(model_type).lower() != expected:
             raise ConfigError(f"{where}.family: {self.family!r}, but {cfg_path} says model_type {model_type!r}; "
@@ -347,10 +350,14 @@ class QualitySpec:
     judge_hub_id: Optional[str] = None
     bootstrap_resamples: int = 1000
 
+    def bertscore_is_local(self, base_dir: str | Path) -> bool:
+        """The encoder is a local folder or ships in a package (else a hub name, fetched beforehand)."""
+        return self.bertscore_model.startswith(PACKAGE_PREFIX) or resolve_path(self.bertscore_model, base_dir).exists()
+
     def validate(self, base_dir: str | Path) -> None:
         for key in ("batch_size", "bertscore_batch_size", "bootstrap_resamples"):
             _positive([getattr(self, key)], f"quality.{key}")
-        local = self.bertscore_model.startswith(PACKAGE_PREFIX) or resolve_path(self.bertscore_model, base_dir).exists()
+        local = self.bertscore_is_local(base_dir)
         if self.compute_bertscore and local:
             if self.bertscore_num_layers is None:
                 raise ConfigError("quality.bertscore_num_layers: required for a local BERTScore model "
