@@ -176,12 +176,12 @@ def measure(generator: Generator, ids: torch.Tensor, cell: Cell, clock: Clock, d
 def make_generator(cell: Cell, loaded: LoadedModel, cache: Optional[str] = None) -> Generator:
     """The generator a cell measures (`cache` overrides the cell's KV-cache mode)."""
     if cell.kind == "diffusion":
+        # options a cell leaves unset (None) keep the generator's own defaults
+        options = {name: getattr(cell, name) for name in ("threshold", "eps", "threshold_steps", "noise_layout")
+                   if getattr(cell, name) is not None}
         return MaskedDiffusionGenerator(loaded.model, loaded.mask_token_id, cell.block_length, cell.sampler,
                                         cell.temperature, cell.cfg_scale or 0.0, cache or cell.cache,
-                                        cell.threshold if cell.threshold is not None else 0.9,
-                                        schedule=cell.schedule, eps=cell.eps if cell.eps is not None else 1e-3,
-                                        threshold_steps=cell.threshold_steps or "cap",
-                                        noise_layout=cell.noise_layout or "block")
+                                        schedule=cell.schedule, **options)
     return make_ar_generator(loaded.model, cell.decode, cell.temperature)
 
 
@@ -279,7 +279,8 @@ def run_cell(cell: Cell, loaded: LoadedModel, prompts: PromptSet, ctx: RunContex
     ids, passage_ids = prompts.batch(cell.batch_size, loaded.device)
     allow = cell.settings.allow_attention_mismatch
     status, error, label, measurement, extras = "error", None, None, None, Extras()
-    for kernel, kernel_label in kernels_to_try(loaded.attention_kernel, allow):
+    options = kernels_to_try(loaded.attention_kernel, allow)
+    for attempt, (kernel, kernel_label) in enumerate(options):
         torch.manual_seed(cell.settings.seed)
         generator = make_generator(cell, loaded)
         try:
@@ -289,9 +290,9 @@ def run_cell(cell: Cell, loaded: LoadedModel, prompts: PromptSet, ctx: RunContex
             break
         except Exception as exc:  # recorded; the sweep goes on
             if _is_kernel_unavailable(exc):
-                if kernel == "sdpa_flash" and allow:
-                    log.warning("cell %s: flash backend unavailable, trying unrestricted SDPA (allow_attention_"
-                                "mismatch)", cell.describe())
+                if attempt + 1 < len(options):
+                    log.warning("cell %s: kernel %s unavailable, trying %s (allow_attention_mismatch)",
+                                cell.describe(), kernel, options[attempt + 1][0])
                     continue
                 raise AttentionBackendError(
                     f"{cell.model.name}: attention kernel {kernel!r} (requested {cell.attention_backend!r}) cannot "
@@ -341,16 +342,19 @@ def run_experiment(exp: Experiment, shard: tuple[int, int] = (0, 1), progress: b
         return (time_budget_s is not None and bool(summary.records)
                 and time.perf_counter() - started > time_budget_s)
 
+    def keep(record: CellRecord, cell: Cell) -> None:
+        """Write a finished cell's record and count it."""
+        store.write(record)
+        summary.records.append(record.cell_id)
+        _count(summary, record, cell)
+
     def load_failed(spec, exc: Exception) -> None:
         """Every cell of a model that does not load becomes an error row (retried by the next run)."""
         error = f"model did not load: {_one_line(exc)}"
         log.error("%s: %s; its cells are recorded as errors and the sweep goes on", spec.name, error)
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         for cell in (c for c in todo if c.model.name == spec.name):
-            record = new_record(cell, None, ctx, "error", error, None, None, Extras(), None, [], now, 0.0)
-            store.write(record)
-            summary.records.append(record.cell_id)
-            _count(summary, record, cell)
+            keep(new_record(cell, None, ctx, "error", error, None, None, Extras(), None, [], now, 0.0), cell)
             bar.update(1)
 
     specs = (s for s in exp.models if any(c.model.name == s.name for c in todo) and not out_of_time())
@@ -370,10 +374,7 @@ def run_experiment(exp: Experiment, shard: tuple[int, int] = (0, 1), progress: b
                 else:
                     cell_prompts = prompts.for_model(loaded.spec.name, loaded.architecture.vocab_size,
                                                      loaded.mask_token_id, cell.seq_len)
-                    record = run_cell(cell, loaded, cell_prompts, ctx)
-                    store.write(record)
-                    summary.records.append(record.cell_id)
-                    _count(summary, record, cell)
+                    keep(run_cell(cell, loaded, cell_prompts, ctx), cell)
             bar.update(1)
     bar.close()
     summary.out_of_time = len(todo) - len(summary.records) - summary.busy

@@ -269,7 +269,6 @@ class MaskedDiffusionGenerator:
         marks: list = []
         committed: list = []
         work: list[ForwardWork] = []
-        adaptive = self.sampler == "threshold" or (self.schedule == "dream" and self.sampler == "random")
         for b in range(n_blocks):
             start, end = prompt_len + b * bl, prompt_len + (b + 1) * bl
             canvas = (total, start)
@@ -291,7 +290,7 @@ class MaskedDiffusionGenerator:
                     score = score_proposals(proposal_logits, x0, self.sampler, score_canvas=canvas)
                     chosen = choose(score, masked, plan.k, plan.threshold, plan.commit_all)
                 block.copy_(torch.where(chosen, x0, block))
-                committed.append(chosen.sum() if adaptive else plan.k)
+                committed.append(plan.k if plan.k is not None else chosen.sum())  # adaptive plans: counted
                 if marker is not None:
                     marks.append(marker())
         committed = [float(c) / batch if isinstance(c, Tensor) else c for c in committed]
