@@ -65,11 +65,12 @@ def _latency_spread(g: pd.DataFrame) -> np.ndarray:
     return np.vstack([g["latency_ms_median"] - g["latency_ms_min"], g["latency_ms_max"] - g["latency_ms_median"]])
 
 
-def _throughput_spread(g: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """T_gen median and error bars from the slowest and fastest repetitions (tokens/s)."""
-    work = g["tokens_per_s_median"] * g["latency_ms_median"]  # B * N_out * 1000
-    low, high = work / g["latency_ms_max"], work / g["latency_ms_min"]
-    return g["tokens_per_s_median"].to_numpy(), np.vstack([g["tokens_per_s_median"] - low, high - g["tokens_per_s_median"]])
+def _rate_spread(g: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """A rate measured at the median latency (T_gen, TFLOP/s) and its error bars [2, n] from the slowest
+    and the fastest repetition: the same work divided by those latencies."""
+    rate = g[column]
+    low, high = rate * g["latency_ms_median"] / g["latency_ms_max"], rate * g["latency_ms_median"] / g["latency_ms_min"]
+    return rate.to_numpy(), np.vstack([rate - low, high - rate])
 
 
 def latency_and_throughput(results: Results, out: Path) -> Path:
@@ -97,7 +98,7 @@ def latency_and_throughput(results: Results, out: Path) -> Path:
     for c, ((name, k), g) in enumerate(at_n.groupby(["model_name", at_n["steps"].fillna(-1)])):
         g = g.sort_values("batch_size")
         label = f"{_label(g.iloc[0])}, K={int(k)}" if k >= 0 else _label(g.iloc[0])
-        median, spread = _throughput_spread(g)
+        median, spread = _rate_spread(g, "tokens_per_s_median")
         ax2.errorbar(g["batch_size"], median, yerr=spread, marker="s", capsize=3, color=PALETTE[c % len(PALETTE)],
                      linestyle="-" if k >= 0 else "--", label=label)
     ax2.set(xlabel="batch size B", ylabel="T_gen = B*N_out/L_e2e (tokens/s)",
@@ -175,7 +176,7 @@ def throughput_bars(results: Results, out: Path) -> Path:
         width = 0.8 / max(1, len(series))
         for s_i, label in enumerate(series):
             g = sub[sub["series"] == label].set_index("batch_size").reindex(bs)
-            median, spread = _throughput_spread(g)
+            median, spread = _rate_spread(g, "tokens_per_s_median")
             ax.bar(np.arange(len(bs)) + s_i * width, median, width, yerr=np.nan_to_num(spread), capsize=2, label=label,
                    color=PALETTE[s_i % len(PALETTE)])
         ax.set_xticks(np.arange(len(bs)) + 0.4 - width / 2, [str(b) for b in bs])
@@ -294,11 +295,8 @@ def roofline_plot(results: Results, out: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6.5, 4.5), constrained_layout=True)
     for c, ((kind, name), g) in enumerate(df.groupby(["kind", "model_name"])):
         intensity = g["flops_per_generation"] / g["min_bytes_per_generation"]
-        # achieved at the median latency; bars: at the slowest and the fastest repetition
-        low = g["achieved_tflops"] * g["latency_ms_median"] / g["latency_ms_max"]
-        high = g["achieved_tflops"] * g["latency_ms_median"] / g["latency_ms_min"]
-        ax.errorbar(intensity, g["achieved_tflops"], yerr=[g["achieved_tflops"] - low, high - g["achieved_tflops"]],
-                    fmt="o", markersize=3.5, elinewidth=0.7, color=PALETTE[c % len(PALETTE)], label=f"{name} ({kind})")
+        achieved, spread = _rate_spread(g, "achieved_tflops")  # bars: at the slowest and fastest repetition
+        ax.errorbar(intensity, achieved, yerr=spread, fmt="o", markersize=3.5, elinewidth=0.7, color=PALETTE[c % len(PALETTE)], label=f"{name} ({kind})")
     peak_f, peak_b = df["peak_tflops"].dropna(), df["peak_tbps"].dropna()
     roof = not peak_f.empty and not peak_b.empty
     if roof:
