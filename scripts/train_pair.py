@@ -24,8 +24,8 @@ import torch  # noqa: E402
 from src.measure.environment import cpu_model  # noqa: E402
 from src.models.tiny import train_tokenizer  # noqa: E402
 from src.train import corpus as austen  # noqa: E402
-from src.train.pair import (SPECIALS, Budget, TrainSettings, as_shipped, card, card_markdown, heldout_bits_per_char,  # noqa: E402
-                            heldout_chunks, initial_model, llada_config, save_ar, save_mdm, train)
+from src.train.pair import (MDM_STARTS, SPECIALS, Budget, TrainSettings, as_shipped, card, card_markdown, heldout_bits_per_char,  # noqa: E402
+                            heldout_chunks, initial_model, llada_config, save_ar, save_mdm, train, weights_from_ar)
 
 
 ARCHITECTURE_FLAGS = ("d_model", "n_layers", "n_heads", "mlp_hidden_size", "vocab_size")
@@ -79,7 +79,8 @@ def main() -> int:
     for group, names in flags.items():
         for name in names:
             default = getattr(groups[group], name)
-            p.add_argument(f"--{name}", type=type(default), default=default)
+            choices = MDM_STARTS if name == "mdm_start" else None
+            p.add_argument(f"--{name}", type=type(default), default=default, choices=choices)
     p.add_argument("--only", choices=["ar", "mdm"], help="train one of the two")
     args = p.parse_args()
     pick = lambda group: {n: getattr(args, n) for n in flags[group]}  # noqa: E731
@@ -107,7 +108,12 @@ def main() -> int:
     for kind in ("ar", "mdm"):
         if args.only and kind != args.only:
             continue
-        model = initial_model(cfg, s.budget.seed)
+        from_ar = kind == "mdm" and s.budget.mdm_start == "ar"
+        if from_ar and not (out / "ar" / "model.safetensors").is_file():
+            print(f"the MDM starts from the AR twin, but {out / 'ar'} has no checkpoint: train it first "
+                  "(without --only) or pass --mdm_start scratch", file=sys.stderr)
+            return 2
+        model = weights_from_ar(out / "ar", cfg) if from_ar else initial_model(cfg, s.budget.seed)
         result = train(kind, model, train_ids, s, mask_id)
         as_shipped(model)
         result.heldout_bits_per_char = heldout_bits_per_char(kind, model, chunks, chars, s, mask_id)

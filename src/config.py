@@ -305,6 +305,36 @@ class TimingSpec:
                               f"allowed: 1..{self.repeats}")
 
 
+PAIR_KINDS = ("speedup", "fast_paths")  # the ratios the summary publishes (analysis.pairs)
+
+
+@dataclass(frozen=True)
+class PairsSpec:
+    """The pairs step: every ratio the summary publishes is measured by timing its two cells interleaved
+    in one process, after the cells (and the quality pass that finds S_parity).
+
+    measure: which ratios: `speedup` (LLaMA against LLaDA at S_parity, as published and at their best)
+        and `fast_paths` (each path of the fast-path table against its as-published path); [] = no pairs
+        step, and then no ratio is published.
+    repeats: pairs per ratio; each pair times one generation of each arm, in a random order.
+    warmup: untimed generations of each arm before the first pair.
+    """
+
+    measure: list[str] = field(default_factory=lambda: list(PAIR_KINDS))
+    repeats: int = 10
+    warmup: int = 1
+
+    def validate(self) -> None:
+        for i, kind in enumerate(self.measure):
+            _one_of(kind, PAIR_KINDS, f"pairs.measure[{i}]")
+        if self.measure:
+            _distinct(self.measure, "pairs.measure")
+        if self.repeats < 3:
+            raise ConfigError(f"pairs.repeats: {self.repeats} is not allowed; allowed: integers >= 3 (a CI needs pairs)")
+        if self.warmup < 0:
+            raise ConfigError(f"pairs.warmup: {self.warmup} is not allowed; allowed: integers >= 0")
+
+
 @dataclass(frozen=True)
 class PromptSpec:
     source: str = "file"
@@ -405,6 +435,7 @@ class Experiment:
     timing: TimingSpec = field(default_factory=TimingSpec)
     prompts: PromptSpec = field(default_factory=PromptSpec)
     quality: QualitySpec = field(default_factory=QualitySpec)
+    pairs: PairsSpec = field(default_factory=PairsSpec)
     base_dir: str = "."
 
     def resolve(self, path: Optional[str]) -> Optional[Path]:
@@ -440,6 +471,7 @@ class Experiment:
                     if problem:
                         raise ConfigError(f"{problem} (seq_len {n})")
         self.quality.validate(self.base_dir)
+        self.pairs.validate()
 
 
 EMBEDDINGS = ("model.transformer.wte.weight", "model.embed_tokens.weight")  # LLaDA layout; transformers / Dream
@@ -595,6 +627,8 @@ OVERRIDES: tuple[Override, ...] = (
     Override("output_dir", ("output_dir",), "override output_dir (raw data)"),
     Override("figures_dir", ("figures_dir",), "override figures_dir"),
     Override("models", ("models",), "run only these model names from the config", many=True),
+    Override("pairs_repeats", ("pairs", "repeats"), "override pairs.repeats (interleaved pairs per published ratio)",
+             int),
 )
 
 

@@ -28,10 +28,11 @@ EXIT_CONFIG = 2
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dlm-bench", description=__doc__.splitlines()[0])
-    p.add_argument("command", nargs="?", default="run", choices=["run", "score", "merge", "finalize"],
-                   help="run: time the grid (then score when the config asks for quality); score: quality pass "
-                        "only; merge: rebuild raw_metrics.csv and figures from the cell files; finalize: merge, "
-                        "then score when the config asks for quality (the end of a SLURM sweep)")
+    p.add_argument("command", nargs="?", default="run", choices=["run", "score", "pairs", "merge", "finalize"],
+                   help="run: time the grid, then score (when the config asks for quality) and time the pairs; "
+                        "score: quality pass only; pairs: time the published ratios as interleaved pairs only; "
+                        "merge: rebuild raw_metrics.csv and figures from the cell files; finalize: merge, score, "
+                        "pairs (the end of a SLURM sweep)")
     p.add_argument("--config", required=True, help="experiment YAML file")
     for o in OVERRIDES:
         if o.switch:
@@ -44,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no_figure", action="store_true", help="skip the figures at the end")
     p.add_argument("--no_score", action="store_true", help="run: skip the quality pass (SLURM shards leave it to "
                                                              "the finalize job)")
+    p.add_argument("--no_pairs", action="store_true", help="run / finalize: skip the pairs step (a shard of an "
+                                                             "array always leaves it to the finalize job)")
     p.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p
 
@@ -93,7 +96,9 @@ def _main(argv: list[str] | None) -> int:
         wants_quality = bool(exp.quality.compute_bertscore or exp.quality.judge_path or exp.quality.judge_hub_id)
         scoring = args.command == "score" or (args.command in ("run", "finalize") and wants_quality
                                               and not args.no_score)
-        if args.command in ("run", "score", "finalize"):
+        pairing = bool(exp.pairs.measure) and (args.command == "pairs" or (
+            args.command == "finalize" or (args.command == "run" and shard[1] == 1)) and not args.no_pairs)
+        if args.command in ("run", "score", "pairs", "finalize"):
             from src.assets import missing_assets
             from src.measure.environment import resolve_device
 
@@ -131,6 +136,12 @@ def _main(argv: list[str] | None) -> int:
         from src.quality.scoring import score_experiment
 
         score_experiment(exp, resolve_device(exp.device))
+    if pairing:
+        from src.pairs import describe, run_pairs
+
+        pairs = run_pairs(exp)
+        log.info(describe(pairs))
+        errors += pairs.failed
     if not args.no_figure:
         draw_figures(exp)
     return 1 if errors else 0

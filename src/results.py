@@ -252,22 +252,128 @@ class CellRecord:
         return cls(**kwargs)
 
 
-class ResultStore:
-    """Per-cell records under `<root>/cells/` and the merged tables in `<root>/`."""
+@dataclass
+class PairRecord:
+    """One paired measurement: after `warmup` untimed generations of each arm, `len(order)` pairs, each one
+    timed generation of the reference arm and one of the contender, back to back in the order given
+    ("RC" or "CR", drawn per pair); latencies in ms, in pair order."""
+
+    pair_id: str
+    kind: str  # speedup | fast_paths (analysis.pairs.PAIR_KINDS)
+    status: str  # ok | oom | error
+    experiment: str
+    hardware: str
+    reference_cell_id: str
+    contender_cell_id: str
+    reference: str  # the arms' cell labels
+    contender: str
+    seq_len: int
+    batch_size: int
+    warmup: int
+    order: str = ""
+    reference_ms: list[float] = field(default_factory=list)
+    contender_ms: list[float] = field(default_factory=list)
+    load: Optional[LoadStats] = None
+    error: Optional[str] = None
+    started_at: Optional[str] = None
+    wall_s: float = NAN
+
+    def to_row(self) -> dict[str, Any]:
+        row = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+               if f.name not in ("reference_ms", "contender_ms", "load")}
+        row["pairs"] = len(self.reference_ms)
+        row["reference_ms_all"] = ";".join(f"{x:.4f}" for x in self.reference_ms)
+        row["contender_ms_all"] = ";".join(f"{x:.4f}" for x in self.contender_ms)
+        for f in dataclasses.fields(LoadStats):
+            row[f.name] = getattr(self.load, f.name) if self.load is not None else NAN
+        return row
+
+    def to_json(self) -> dict:
+        return jsonable(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, data: dict) -> "PairRecord":
+        kwargs = dict(data)
+        if kwargs.get("load") is not None:
+            kwargs["load"] = LoadStats(**{k: NAN if v is None else v for k, v in kwargs["load"].items()})
+        if kwargs.get("wall_s") is None:
+            kwargs["wall_s"] = NAN
+        return cls(**kwargs)
+
+
+def _write_csv(rows: list[dict[str, Any]], path: Path, empty_header: Sequence[str]) -> Path:
+    """Rows (dicts) as a CSV: the union of their keys in first-seen order; None and NaN as empty."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns or list(empty_header))
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None or (isinstance(v, float) and math.isnan(v)) else v)
+                         for k, v in row.items()})
+    atomic_write_text(path, buf.getvalue())
+    return path
+
+
+class _RecordFolder:
+    """One JSON file per record under `<root>/<folder>/`, written atomically, read back tolerantly."""
+
+    folder = ""
+    record_type: Any = None
+    noun = "record"
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
-        self.cells_dir = self.root / "cells"
+        self.records_dir = self.root / self.folder
 
-    def path(self, cell_id: str) -> Path:
-        return self.cells_dir / f"{cell_id}.json"
+    def path(self, record_id: str) -> Path:
+        return self.records_dir / f"{record_id}.json"
 
-    def read(self, cell_id: str) -> Optional[CellRecord]:
-        return self._load(self.path(cell_id))
+    def read(self, record_id: str):
+        return self._load(self.path(record_id))
 
-    def is_done(self, cell_id: str) -> bool:
-        record = self.read(cell_id)
+    def is_done(self, record_id: str) -> bool:
+        record = self.read(record_id)
         return record is not None and record.status in DONE_STATUSES
+
+    def write(self, record) -> Path:
+        path = self.path(self._id(record))
+        atomic_write_text(path, json.dumps(record.to_json(), indent=1))
+        return path
+
+    def _id(self, record) -> str:
+        raise NotImplementedError
+
+    def _load(self, path: Path):
+        """A record file, or None when it is missing. A file that is not a whole record (truncated, binary,
+        not a record) is reported once and moved to `<folder>/malformed/`, so its work is done again."""
+        try:
+            return self.record_type.from_json(json.loads(path.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            return None
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:  # JSON and Unicode errors are ValueErrors
+            aside = self.records_dir / "malformed" / f"{path.name}.{time.strftime('%Y%m%dT%H%M%S')}"
+            aside.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.replace(path, aside)
+            except FileNotFoundError:  # another process moved it first
+                return None
+            log.warning("%s is not a %s (%s: %s); moved to %s, it will run again", path, self.noun,
+                        type(exc).__name__, str(exc)[:120], aside)
+            return None
+
+    def _all(self) -> list:
+        return [r for r in (self._load(p) for p in sorted(self.records_dir.glob("*.json"))) if r is not None]
+
+
+class ResultStore(_RecordFolder):
+    """Per-cell records under `<root>/cells/` and the merged tables in `<root>/`."""
+
+    folder, record_type, noun = "cells", CellRecord, "cell record"
+
+    def _id(self, record: CellRecord) -> str:
+        return record.cell_id
 
     @contextlib.contextmanager
     def claim(self, cell_id: str) -> Iterator[bool]:
@@ -286,51 +392,16 @@ class ResultStore:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def write(self, record: CellRecord) -> Path:
-        path = self.path(record.cell_id)
-        atomic_write_text(path, json.dumps(record.to_json(), indent=1))
-        return path
-
     def records(self) -> list[CellRecord]:
         """Every readable cell record, in a stable order (model, N, B, then the cell's options)."""
-        out = [r for r in (self._load(p) for p in sorted(self.cells_dir.glob("*.json"))) if r is not None]
-        return sorted(out, key=lambda r: (str(r.identity.get("model_name")), r.identity.get("seq_len") or 0,
-                                          r.identity.get("batch_size") or 0, json.dumps(r.identity, sort_keys=True),
-                                          r.cell_id))
-
-    def _load(self, path: Path) -> Optional[CellRecord]:
-        """A record file, or None when it is missing. A file that is not a whole record (truncated, binary,
-        not a record) is reported once and moved to `cells/malformed/`, so its cell is run again."""
-        try:
-            return CellRecord.from_json(json.loads(path.read_text(encoding="utf-8")))
-        except FileNotFoundError:
-            return None
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:  # JSON and Unicode errors are ValueErrors
-            aside = self.cells_dir / "malformed" / f"{path.name}.{time.strftime('%Y%m%dT%H%M%S')}"
-            aside.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.replace(path, aside)
-            except FileNotFoundError:  # another process moved it first
-                return None
-            log.warning("%s is not a cell record (%s: %s); moved to %s, the cell will run again", path,
-                        type(exc).__name__, str(exc)[:120], aside)
-            return None
+        return sorted(self._all(), key=lambda r: (str(r.identity.get("model_name")), r.identity.get("seq_len") or 0,
+                                                  r.identity.get("batch_size") or 0,
+                                                  json.dumps(r.identity, sort_keys=True), r.cell_id))
 
     def merge(self) -> Path:
         """Rebuild raw_metrics.csv and environment.json from the cell files; returns the CSV path."""
         records = self.records()
-        rows = [r.to_row() for r in records]
-        columns: list[str] = []
-        for row in rows:
-            columns += [k for k in row if k not in columns]
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=columns or ["cell_id", "status"])
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: ("" if v is None or (isinstance(v, float) and math.isnan(v)) else v)
-                             for k, v in row.items()})
-        csv_path = self.root / "raw_metrics.csv"
-        atomic_write_text(csv_path, buf.getvalue())
+        csv_path = _write_csv([r.to_row() for r in records], self.root / "raw_metrics.csv", ["cell_id", "status"])
         environments: dict[str, dict] = {}
         for r in records:
             key = json.dumps(r.environment, sort_keys=True)
@@ -339,3 +410,17 @@ class ResultStore:
         return csv_path
 
 
+class PairStore(_RecordFolder):
+    """Per-pair records under `<root>/pairs/`, merged into `<root>/pairs.csv`."""
+
+    folder, record_type, noun = "pairs", PairRecord, "pair record"
+
+    def _id(self, record: PairRecord) -> str:
+        return record.pair_id
+
+    def records(self) -> list[PairRecord]:
+        return sorted(self._all(), key=lambda r: (r.kind, r.seq_len, r.batch_size, r.reference, r.contender))
+
+    def merge(self) -> Path:
+        return _write_csv([r.to_row() for r in self.records()], self.root / "pairs.csv",
+                          ["pair_id", "status", "reference_cell_id", "contender_cell_id"])

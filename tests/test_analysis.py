@@ -13,8 +13,8 @@ from src.analysis.report import BEGIN, END, analyze, update_paper, paper_section
 from src.analysis.summary import summary_markdown
 from src.config import Cell, MeasurementSettings, ModelSpec, TimingSpec
 from src.quality.stats import Estimate
-from src.results import (CellRecord, MemoryStats, QualityResult, Repetition, ResultStore, RooflineStats, TimingStats,
-                         WorkStats)
+from src.results import (CellRecord, LoadStats, MemoryStats, PairRecord, PairStore, QualityResult, Repetition,
+                         ResultStore, RooflineStats, TimingStats, WorkStats)
 
 
 SETTINGS = MeasurementSettings(seed=0, timing=TimingSpec(), prompt_source="file", prompt_digest=None, max_prompts=2,
@@ -53,6 +53,16 @@ def _record(cell_id, model, kind, b, n, k, lat, status="ok", f1=None, ppl=None, 
     return r
 
 
+def write_pairs(root: Path, *pairs) -> None:
+    """Measured pairs (reference id, contender id, reference ms list, contender ms list[, load after])."""
+    store = PairStore(root)
+    for i, (ref, con, ref_ms, con_ms, *load_after) in enumerate(pairs):
+        store.write(PairRecord(f"p{i}", "speedup", "ok", "t", "GPU-X", ref, con, ref, con, 64, 1, 1,
+                               "RC" * len(ref_ms), list(ref_ms), list(con_ms),
+                               LoadStats(0.5, load_after[0] if load_after else 0.5, 0.0, math.nan)))
+    store.merge()
+
+
 def make_results(root: Path, hardware_b="GPU-X") -> Path:
     store = ResultStore(root)
     recs = [
@@ -69,6 +79,9 @@ def make_results(root: Path, hardware_b="GPU-X") -> Path:
     for r in recs:
         store.write(r)
     store.merge()
+    # the published ratios, measured in pairs: as published at S_parity (K=16), and the fast paths
+    write_pairs(root, ("a1", "d2", [100.0] * 3, [80.0] * 3), ("a1", "a3", [100.0] * 3, [40.0] * 3),
+                ("d2", "d5", [80.0] * 3, [60.0] * 3))
     return root
 
 
@@ -118,13 +131,17 @@ def test_summary_numbers_match_the_fixture(tmp_path):
     text = summary_markdown(results)
     # as-published LLaMA at B=1: 100 ms, T_gen = 1 * 32 / 0.1 s = 320 tok/s
     assert "| llama | 64 | 1 | — | 100.00 (100.00–100.00) | 320.0 |" in text
-    # S_parity for BERTScore is K=16 (0.82 >= 0.80); speedup at B=1 = 100 / 80 = 1.25
+    # S_parity for BERTScore is K=16 (0.82 >= 0.80); paired speedup at B=1 = 100 / 80 = 1.25
     assert "| 64 | 1 | bertscore_f1 | 0.800 | 8:0.7;16:0.82 | 16 | 16 | 1.25 [1.25, 1.25] | diffusion faster" in text
+    # at their best: the compiled AR path (40 ms) against the uncached sampler (dual's 0.79 never reaches
+    # 0.80), a pair that was not measured: no ratio
+    assert ("| 64 | 1 | bertscore_f1 | static_compiled | low_confidence/none | 0.800 | 8:0.7;16:0.82 | 16 | — | "
+            "not measured in pairs") in text
     # at B=4 the parity cell is an OOM: no timed cell at S_parity
     assert "| 64 | 4 | bertscore_f1 |" in text and "no timed cell at S_parity" in text
     # fast paths: the compiled AR path is 2.5x the eager one; dual cache 80/60
-    assert "| llama | static_compiled | — | 32 | 40.00 | 800.0 | 2.50 |" in text
-    assert "| llada | low_confidence/dual | 16 | 16 | 60.00 |" in text and "| 1.33 |" in text
+    assert "| llama | static_compiled | — | 32 | 40.00 | 800.0 | 2.50 [2.50, 2.50] |" in text
+    assert "| llada | low_confidence/dual | 16 | 16 | 60.00 |" in text and "| 1.33 [1.33, 1.33] |" in text
     assert "SYNTHETIC" in text or "synthetic" in text
 
 
@@ -204,11 +221,14 @@ def test_parity_speedup_per_batch_size_by_hand(tmp_path):
               _record("d3", "dl", "diffusion", 8, 64, 32, 600.0), _record("d4", "dl", "diffusion", 8, 64, 64, 3000.0)):
         store.write(r)
     store.merge()
-    table = parity_table(load_results(tmp_path / "raw").rows)
+    write_pairs(tmp_path / "raw", ("a1", "d2", [1000.0, 1000.0, 1000.0], [400.0, 400.0, 400.0]),
+                ("a8", "d4", [1500.0, 1500.0, 1500.0], [3000.0, 3000.0, 3000.0]))
+    results = load_results(tmp_path / "raw")
+    table = parity_table(results.rows, results.pairs)
     rows = {int(r["batch_size"]): r for _, r in table[table["metric"] == "bertscore_f1"].iterrows()}
     # quality 0.81 >= 0.80 first at K=64 (0.70 + 1% does not reach 0.80 either)
     assert rows[1]["s_parity"] == 64 and rows[1]["s_parity_ciaware"] == 64
-    # L_e2e(AR) / L_e2e(diffusion at K=64) at each B: 1000 / 400 and 1500 / 3000
+    # paired L_e2e(AR) / L_e2e(diffusion at K=64) at each B: 1000 / 400 and 1500 / 3000
     assert rows[1]["speedup_factor"] == pytest.approx(2.5) and rows[8]["speedup_factor"] == pytest.approx(0.5)
     assert rows[1]["speedup_factor_ci_low"] == rows[1]["speedup_factor_ci_high"] == pytest.approx(2.5)
 
@@ -230,14 +250,14 @@ def test_analysis_imports_no_torch():
     (0.01, 3, 0.5, None), (0.12, 3, 0.5, "run-to-run CV 12.0% > 5%"), (0.01, 2, 0.5, "2 repetitions < 3"),
     (0.01, 3, 3.0, "load average changed by 2.5 during a cell")])
 def test_no_verdict_from_an_unreliable_measurement(tmp_path, cv, repeats, load_after, reason):
-    from src.results import LoadStats
-
     store = ResultStore(tmp_path / "raw")
-    for r in (_record("a1", "ar", "autoregressive", 1, 64, None, 1000.0, f1=0.80, cv=cv, repeats=repeats),
+    for r in (_record("a1", "ar", "autoregressive", 1, 64, None, 1000.0, f1=0.80),
               _record("d1", "dl", "diffusion", 1, 64, 32, 200.0, f1=0.85)):
-        r.load = LoadStats(0.5, load_after if r.cell_id == "a1" else 0.5, 0.0, math.nan)
         store.write(r)
     store.merge()
+    # the pair's reference arm spreads by +-cv around 1000 ms (sample CV = cv for three values)
+    ref = [1000.0 * (1 - cv), 1000.0, 1000.0 * (1 + cv)][:repeats]
+    write_pairs(tmp_path / "raw", ("a1", "d1", ref, [200.0] * repeats, load_after))
     text = summary_markdown(load_results(tmp_path / "raw"))
     row = next(line for line in text.splitlines() if line.startswith("| 64 | 1 | bertscore_f1 |"))
     if reason is None:

@@ -23,8 +23,6 @@ MIN_REPEATS = 3
 MAX_CV = 0.05  # run-to-run coefficient of variation above which a cell is flagged and a ratio gets no verdict
 MAX_LOAD_CHANGE = 1.0  # change of the 1-minute load average across a cell above which its timing is not trusted
 
-# the sampler / decode paths the paper's plan calls "as published"
-BASELINE_SAMPLER, BASELINE_CACHE, BASELINE_DECODE = "low_confidence", "none", "eager"
 
 # Okabe-Ito, colour-blind safe
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
@@ -40,6 +38,7 @@ class Results:
     parity: pd.DataFrame  # S_parity and Speedup Factor rows (empty without quality scores)
     warnings: list[str] = field(default_factory=list)
     overhead: Optional[dict] = None  # overhead.json of scripts/profile_overhead.py, when present
+    pairs: pd.DataFrame = field(default_factory=pd.DataFrame)  # pairs.csv: the paired measurements
 
     @property
     def ok(self) -> pd.DataFrame:
@@ -95,25 +94,14 @@ def load_results(input_dir: str | Path, facet: tuple[str, ...] = ()) -> Results:
     csv_path = input_dir / "raw_metrics.csv"
     if not csv_path.is_file():
         raise FileNotFoundError(f"{csv_path}: no results (run the sweep first)")
-    rows = pd.read_csv(csv_path)
+    rows = pd.read_csv(csv_path, dtype={"cell_id": str})
     check_comparable(rows[rows["status"] == "ok"], tuple(facet) + default_facets(rows))
-    parity = parity_table(rows)
+    pairs_path = input_dir / "pairs.csv"
+    pairs = pd.read_csv(pairs_path, dtype={c: str for c in ("pair_id", "reference_cell_id", "contender_cell_id")}) if pairs_path.is_file() else pd.DataFrame()
+    parity = parity_table(rows, pairs)
     warnings = quality_warnings(rows)
     for w in warnings:
         log.warning(w)
     overhead_path = input_dir / "overhead.json"
     overhead = json.loads(overhead_path.read_text()) if overhead_path.is_file() else None
-    return Results(rows, parity, warnings, overhead)
-
-
-def baseline(df: pd.DataFrame) -> pd.DataFrame:
-    """The "as published" rows: the reference diffusion sampler without cache, eager AR generate.
-    When a sweep has none of them for a model, that model's rows are kept as they are."""
-    keep = []
-    for _, g in df.groupby("model_name"):
-        if (g["kind"] == "diffusion").all():
-            sel = g[(g["sampler"] == BASELINE_SAMPLER) & (g["cache"] == BASELINE_CACHE)]
-        else:
-            sel = g[g["decode"] == BASELINE_DECODE]
-        keep.append(sel if not sel.empty else g)
-    return pd.concat(keep) if keep else df
+    return Results(rows, parity, warnings, overhead, pairs)

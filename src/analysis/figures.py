@@ -17,7 +17,8 @@ import pandas as pd  # noqa: E402
 
 from ..config import variant_label  # noqa: E402
 from ..quality.metrics import PARITY_METRICS  # noqa: E402
-from .data import BASELINE_CACHE, BASELINE_DECODE, BASELINE_SAMPLER, PALETTE, Results, baseline  # noqa: E402
+from .baseline import BASELINE_CACHE, BASELINE_DECODE, BASELINE_SAMPLER, baseline  # noqa: E402
+from .data import PALETTE, Results  # noqa: E402
 
 
 plt.rcParams.update({"font.size": 9, "axes.titlesize": 10, "legend.fontsize": 7, "figure.dpi": 100})

@@ -74,12 +74,12 @@ def score_generations(generations: list[dict], bert: Optional[BertScore], judge:
                "degenerate": float(is_degenerate(words))}
         if bs is not None:
             row["bertscore_precision"], row["bertscore_recall"], row["bertscore_f1"] = bs
-        if judge is not None:
-            row["gen_ppl"] = conditional_perplexity(judge.model, judge.tokenizer, g["prompt_text"], g["output_text"])
-            key = (g["prompt_text"], g["reference_text"])
-            if key not in ppl_cache:
-                ppl_cache[key] = conditional_perplexity(judge.model, judge.tokenizer, *key)
-            row["ref_ppl"] = ppl_cache[key]
+        if judge is not None:  # a text scored once per run: cells often share continuations (e.g. AR decode paths)
+            for column, continuation in (("gen_ppl", g["output_text"]), ("ref_ppl", g["reference_text"])):
+                key = (g["prompt_text"], continuation)
+                if key not in ppl_cache:
+                    ppl_cache[key] = conditional_perplexity(judge.model, judge.tokenizer, *key)
+                row[column] = ppl_cache[key]
         rows.append(row)
     return rows
 

@@ -8,7 +8,11 @@ training text in the same order:
 - MDM: bidirectional attention and LLaDA's objective: per sequence t ~ U(eps, 1], each token masked
   with probability t, cross-entropy on the masked positions weighted by 1/t and averaged over all
   positions; saved in the official LLaDA layout.
-Masked diffusion needs more tokens than AR for similar quality, so it gets a larger budget.
+Masked diffusion needs more tokens than AR for similar quality, so it gets a larger budget. By
+default it starts from its AR twin's trained weights (AR-to-diffusion adaptation, as Dream-7B from
+Qwen2.5-7B): from random weights at this size and CPU budget the bidirectional model stays on the
+unigram plateau (it predicts the most frequent token at every masked position for thousands of
+steps), which `Budget(mdm_start="scratch")` reproduces.
 Held-out figures are in bits per character: the AR model's NLL, and for the MDM the ELBO bound
 E_t[(1/t) sum over masked positions of -log p] (an upper bound on its NLL), estimated with
 stratified t. Both are measured on the weights as shipped (rounded to bf16).
@@ -39,15 +43,24 @@ SMALL = LLaDAConfig(d_model=192, n_layers=4, n_heads=6, n_kv_heads=6, mlp_hidden
                     embedding_size=4096)  # 3.34 M parameters; the special-token ids come from the tokenizer
 
 
+MDM_STARTS = ("ar", "scratch")
+
+
 @dataclass(frozen=True)
 class Budget:
-    """Tokens each run trains on (masked diffusion gets twice the AR budget), the seed of the initial
-    weights and of the data order, and the CPU threads."""
+    """Tokens each run trains on with its own objective (masked diffusion gets twice the AR budget),
+    where the MDM starts (`ar`: the AR twin's weights as shipped; `scratch`: the shared random
+    initialisation), the seed of the initial weights and of the data order, and the CPU threads."""
 
     ar_tokens: int = 2_400_000
     mdm_tokens: int = 4_800_000
+    mdm_start: str = "ar"
     seed: int = 1234
     threads: int = 2
+
+    def __post_init__(self) -> None:
+        if self.mdm_start not in MDM_STARTS:
+            raise ValueError(f"budget.mdm_start: {self.mdm_start!r} is not one of {', '.join(MDM_STARTS)}")
 
 
 @dataclass(frozen=True)
@@ -96,6 +109,16 @@ def llada_config(s: TrainSettings, mask_id: int, eos_id: int) -> LLaDAConfig:
 def initial_model(cfg: LLaDAConfig, seed: int) -> LLaDAModelLM:
     model = LLaDAModelLM(cfg)
     model.init_random(generator=torch.Generator().manual_seed(seed))
+    return model
+
+
+def weights_from_ar(folder: Path, cfg: LLaDAConfig) -> LLaDAModelLM:
+    """A native model holding the AR checkpoint's weights (as saved, bf16) in fp32: the MDM's start."""
+    from safetensors.torch import load_file
+
+    model = LLaDAModelLM(cfg)
+    state = {dream.official_to_native(k): v.float() for k, v in load_file(str(folder / "model.safetensors")).items()}
+    model.load_state_dict(state, strict=True)
     return model
 
 
@@ -238,8 +261,12 @@ def save_ar(model: LLaDAModelLM, tokenizer, out: Path) -> Path:
 def card(result: TrainResult, s: TrainSettings, hardware: str, corpus: dict) -> dict:
     """The training card: settings, budget, wall time, hardware, held-out figure, curve."""
     arch = {k: getattr(s.model, k) for k in ("d_model", "n_layers", "n_heads", "mlp_hidden_size", "vocab_size")}
+    from_ar = result.kind == "mdm" and s.budget.mdm_start == "ar"
+    before = s.steps("ar") * s.batch * s.context if from_ar else 0
     return {"kind": result.kind, "architecture": {**arch, "context": s.context},
-            "n_params": result.n_params, "tokens_seen": result.tokens_seen, "steps": result.steps,
+            "start": "the AR twin's trained weights" if from_ar else f"random (seed {s.budget.seed})",
+            "n_params": result.n_params, "tokens_seen": result.tokens_seen,
+            "tokens_seen_with_start": before + result.tokens_seen, "steps": result.steps,
             "wall_s": round(result.wall_s, 1), "hardware": hardware, "settings": asdict(s),
             "final_train_loss_nats": result.final_train_loss, "heldout_metric": result.heldout_metric,
             "heldout_bits_per_char": result.heldout_bits_per_char, "corpus": corpus, "curve": result.curve}
@@ -253,7 +280,10 @@ def card_markdown(c: dict) -> str:
         f"# Training card: {c['kind']}", "", f"- model: {what}",
         f"- architecture: d_model {a['d_model']}, {a['n_layers']} layers, {a['n_heads']} heads, MLP {a['mlp_hidden_size']}, "
         f"vocabulary {a['vocab_size']} (BPE trained on the five training novels), context {a['context']}",
-        f"- parameters: {c['n_params']:,}", f"- tokens seen: {c['tokens_seen']:,} in {c['steps']:,} steps",
+        f"- parameters: {c['n_params']:,}", f"- start: {c['start']}",
+        f"- tokens seen with this objective: {c['tokens_seen']:,} in {c['steps']:,} steps"
+        + (f" ({c['tokens_seen_with_start']:,} counting the AR training it starts from)"
+           if c["tokens_seen_with_start"] != c["tokens_seen"] else ""),
         f"- wall time: {c['wall_s']:.0f} s on {c['hardware']}",
         f"- final training loss: {c['final_train_loss_nats']:.3f} nats/token"
         + (" (the 1/t-weighted masked loss)" if c["kind"] == "mdm" else ""),

@@ -1,0 +1,158 @@
+"""Paired ratios: which pairs of cells the summary publishes a ratio for, and the ratio of a measured pair.
+
+A published ratio (the Speedup Factor, a fast path against the reference sampler, a decode path
+against eager `generate`) never comes from two cells timed at different moments: the pairs step
+(`src/pairs.py`) times the two arms interleaved in one process, and the ratio here is the median of
+the per-pair ratios reference / contender (above 1: the contender is faster), with a bootstrap 95%
+CI over the pairs. This module only chooses pairs and reads measured ones; it never imports torch.
+
+Pairs chosen from the rows and the parity table:
+- `speedup`: for every (N, B) and parity metric with a reached S_parity, LLaMA against LLaDA at
+  S_parity as published (eager `generate` against the reference sampler without cache; strict and
+  CI-aware S_parity) and at their best (the fastest AR decode path against the fastest diffusion
+  sampler/cache at its own S_parity);
+- `fast_paths`: the summary's fast-path table (largest N with both architectures, smallest B,
+  largest K): every diffusion sampler/cache against the reference sampler without cache, every AR
+  decode path against eager.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+from dataclasses import dataclass
+from typing import Sequence
+
+import pandas as pd
+
+from ..quality.stats import Estimate
+from .baseline import BASELINE_CACHE, BASELINE_DECODE, BASELINE_SAMPLER, baseline
+
+NO_ESTIMATE = Estimate(math.nan, math.nan, math.nan)
+
+
+@dataclass(frozen=True)
+class WantedPair:
+    """Two finished cells whose ratio the summary publishes: reference / contender latency."""
+
+    kind: str  # one of config.PAIR_KINDS
+    reference_cell_id: str
+    contender_cell_id: str
+
+
+def paired_ratio(reference_ms: Sequence[float], contender_ms: Sequence[float], resamples: int = 1000,
+                 seed: int = 0) -> Estimate:
+    """Median over pairs of reference / contender, with a percentile-bootstrap 95% CI over the pairs."""
+    ratios = [r / c for r, c in zip(reference_ms, contender_ms) if c > 0]
+    if not ratios:
+        return NO_ESTIMATE
+    rng = random.Random(seed)
+    medians = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(resamples))
+    return Estimate(statistics.median(ratios), medians[int(0.025 * resamples)],
+                    medians[min(resamples - 1, int(0.975 * resamples))])
+
+
+def cv(values: Sequence[float]) -> float:
+    """Coefficient of variation (sample standard deviation / mean); 0 for fewer than two values."""
+    return statistics.stdev(values) / statistics.mean(values) if len(values) > 1 else 0.0
+
+
+def published_parity_rows(parity: pd.DataFrame) -> pd.DataFrame:
+    """Parity rows as published: eager `generate` against the reference sampler without cache."""
+    if parity.empty:
+        return parity
+    return parity[(parity["sampler"] == BASELINE_SAMPLER) & (parity["cache"] == BASELINE_CACHE)
+                  & (parity["ar_decode"] == BASELINE_DECODE)]
+
+
+def best_parity_rows(parity: pd.DataFrame) -> pd.DataFrame:
+    """Per (N, B, metric), the parity row of both sides at their best: the fastest AR decode path against
+    the diffusion sampler/cache that is fastest at its own S_parity, among the rows that reach parity
+    with a timed cell (chosen on the cells' medians; the ratio itself is measured in pairs)."""
+    if parity.empty:
+        return parity
+    timed = parity[parity["reached"] & parity["diffusion_cell_id"].notna()]
+    best = []
+    for _, group in timed.groupby(["seq_len", "batch_size", "metric"]):
+        decode = group.sort_values("ar_latency_ms").iloc[0]["ar_decode"]
+        fastest = group.sort_values("diffusion_latency_ms").iloc[0]
+        best.append(group[(group["ar_decode"] == decode) & (group["sampler"] == fastest["sampler"])
+                          & (group["cache"] == fastest["cache"])].iloc[0])
+    return pd.DataFrame(best)
+
+
+def _speedup_pairs(parity: pd.DataFrame) -> list[WantedPair]:
+    wanted = []
+    for _, r in published_parity_rows(parity).iterrows():
+        for label in ("", "_ciaware"):
+            if r[f"reached{label}"] and pd.notna(r[f"diffusion_cell_id{label}"]):
+                wanted.append(WantedPair("speedup", str(r["ar_cell_id"]), str(r[f"diffusion_cell_id{label}"])))
+    for _, r in best_parity_rows(parity).iterrows():
+        wanted.append(WantedPair("speedup", str(r["ar_cell_id"]), str(r["diffusion_cell_id"])))
+    return wanted
+
+
+def fast_path_cells(ok: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the summary's fast-path table: largest N with both architectures (else the largest N),
+    smallest B, and for diffusion the largest K."""
+    if ok.empty:
+        return ok
+    both = ok.groupby("seq_len")["kind"].nunique()
+    n = both[both == both.max()].index.max()
+    sub = ok[(ok["seq_len"] == n) & (ok["batch_size"] == ok["batch_size"].min())]
+    dl = sub[sub["kind"] == "diffusion"]
+    return pd.concat([sub[sub["kind"] == "autoregressive"], dl[dl["steps"] == dl["steps"].max()]])
+
+
+def _fast_path_pairs(ok: pd.DataFrame) -> list[WantedPair]:
+    wanted = []
+    table = fast_path_cells(ok)
+    for _, part in table.groupby("model_name"):
+        base = baseline(part)
+        if base.empty or len(base) != 1:
+            continue
+        reference = str(base["cell_id"].iloc[0])
+        wanted += [WantedPair("fast_paths", reference, str(c)) for c in part["cell_id"] if str(c) != reference]
+    return wanted
+
+
+def wanted_pairs(rows: pd.DataFrame, parity: pd.DataFrame, kinds: Sequence[str]) -> list[WantedPair]:
+    """The pairs of the given kinds that the summary would publish, each once, in a fixed order."""
+    ok = rows[rows["status"] == "ok"]
+    found: list[WantedPair] = []
+    if "speedup" in kinds:
+        found += _speedup_pairs(parity)
+    if "fast_paths" in kinds:
+        found += _fast_path_pairs(ok)
+    unique = {}
+    for pair in found:
+        unique.setdefault((pair.reference_cell_id, pair.contender_cell_id), pair)
+    return list(unique.values())
+
+
+def pair_lookup(pairs: pd.DataFrame) -> dict[tuple[str, str], pd.Series]:
+    """Measured pairs (status ok) by (reference cell id, contender cell id)."""
+    if pairs.empty:
+        return {}
+    ok = pairs[pairs["status"] == "ok"]
+    return {(str(r["reference_cell_id"]), str(r["contender_cell_id"])): r for _, r in ok.iterrows()}
+
+
+def ms_list(text) -> list[float]:
+    """A ';'-joined list of milliseconds from a CSV cell."""
+    return [float(x) for x in str(text).split(";")] if isinstance(text, str) and text else []
+
+
+def pair_estimate(pair: pd.Series | None, resamples: int = 1000) -> tuple[Estimate, dict]:
+    """The paired ratio of a measured pair and the quality of its measurement (for the verdict gate):
+    the larger CV of the two arms, the number of pairs, the change of the load average."""
+    if pair is None:
+        return NO_ESTIMATE, {}
+    reference, contender = ms_list(pair["reference_ms_all"]), ms_list(pair["contender_ms_all"])
+    before, after = pair.get("load_1m_before"), pair.get("load_1m_after")
+    load_change = abs(float(after) - float(before)) if pd.notna(before) and pd.notna(after) else math.nan
+    return paired_ratio(reference, contender, resamples), {
+        "worst_cv": max(cv(reference), cv(contender)), "fewest_repeats": min(len(reference), len(contender)),
+        "load_change": load_change}
+

@@ -1,0 +1,162 @@
+"""The pairs step: every ratio the summary publishes, timed as interleaved pairs of its two cells.
+
+After the cells (and the quality pass that finds S_parity), top to bottom:
+1. `analysis.pairs.wanted_pairs` names the cell pairs whose ratio the summary publishes (the
+   Speedup Factor as published and at their best, the fast-path table), from the merged rows;
+2. for each pair not measured yet, both arms' models are loaded (and kept for the next pair), both
+   generators get the same prompts, each arm is warmed up, then `pairs.repeats` pairs are timed:
+   one generation of the reference arm and one of the contender, back to back, in an order drawn
+   per pair from a seeded generator, so drift and load hit both arms alike;
+3. the pair's `PairRecord` goes to `<output_dir>/pairs/<pair_id>.json`, and `pairs.csv` is rebuilt.
+Finished pairs are skipped on the next run, as cells are. An OOM or error is recorded for that pair
+and the step goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from .analysis.pairs import WantedPair, wanted_pairs
+from .analysis.parity import parity_table
+from .config import Cell, Experiment, expand_cells, project_root
+from .generation import Generator
+from .measure import load as machine_load
+from .measure.clock import Clock, clock_for
+from .measure.environment import capture_environment, resolve_device
+from .models.attention import kernel_context
+from .models.loader import LoadedModel, LoadSettings, load_model
+from .quality.prompts import PromptProvider
+from .results import PairRecord, PairStore, ResultStore
+from .runner import make_generator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PairsSummary:
+    wanted: int
+    skipped: int  # measured by an earlier run
+    ok: int = 0
+    failed: int = 0
+    not_in_grid: int = 0  # a cell id of the rows that this config and hardware do not produce
+
+
+def pair_id(pair: WantedPair, exp: Experiment) -> str:
+    """Stable id of a pair: its two cells and the pairs settings."""
+    blob = json.dumps({"reference": pair.reference_cell_id, "contender": pair.contender_cell_id,
+                       "repeats": exp.pairs.repeats, "warmup": exp.pairs.warmup, "seed": exp.seed}, sort_keys=True)
+    return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+@dataclass
+class Arm:
+    """One side of a pair, ready to generate: its cell, loaded model, generator and prompt ids."""
+
+    cell: Cell
+    loaded: LoadedModel
+    generator: Generator
+    ids: torch.Tensor
+
+    def generate_ms(self, clock: Clock) -> float:
+        """One timed generation, ms."""
+        with kernel_context(self.loaded.attention_kernel):
+            start = clock.mark()
+            self.generator.generate(self.ids, self.cell.n_out, steps=self.cell.steps)
+            end = clock.mark()
+            clock.synchronize()
+        return clock.elapsed_ms(start, end)
+
+
+def time_pair(reference: Arm, contender: Arm, repeats: int, warmup: int, clock: Clock,
+              rng: random.Random) -> tuple[str, list[float], list[float]]:
+    """Warm up each arm, then time `repeats` pairs in a random order per pair; returns the orders
+    ("RC" / "CR" per pair) and the latencies of each arm in pair order (ms)."""
+    for arm in (reference, contender):
+        for _ in range(warmup):
+            arm.generate_ms(clock)
+    order, reference_ms, contender_ms = "", [], []
+    for _ in range(repeats):
+        first = rng.choice("RC")
+        for side in (first, "C" if first == "R" else "R"):
+            (reference_ms if side == "R" else contender_ms).append(
+                (reference if side == "R" else contender).generate_ms(clock))
+        order += first + ("C" if first == "R" else "R")
+    return order, reference_ms, contender_ms
+
+
+def run_pairs(exp: Experiment, progress: bool = True) -> PairsSummary:
+    """Measure every wanted pair not measured yet; rebuild pairs.csv."""
+    device = resolve_device(exp.device)
+    if device.type == "cpu" and exp.cpu_threads is not None:
+        torch.set_num_threads(exp.cpu_threads)
+    hardware = capture_environment(device, project_root())["hardware"]
+    root = exp.resolve(exp.output_dir)
+    rows = pd.read_csv(ResultStore(root).merge(), dtype={"cell_id": str})
+    wanted = wanted_pairs(rows, parity_table(rows), exp.pairs.measure) if "status" in rows else []
+    store = PairStore(root)
+    todo = [p for p in wanted if not store.is_done(pair_id(p, exp))]
+    summary = PairsSummary(len(wanted), len(wanted) - len(todo))
+    cells = {c.cell_id(hardware): c for c in expand_cells(exp)}
+    prompts = PromptProvider(exp.prompts, exp.models, exp.base_dir, exp.seed)
+    settings = LoadSettings(exp.precision, exp.attention, exp.seed, exp.base_dir)
+    loaded: dict[str, LoadedModel] = {}
+    clock = clock_for(device)
+    gpu = (device.index or 0) if device.type == "cuda" else None
+    log.info("pairs: %d wanted, %d already measured, %d to measure (%d pairs each)", len(wanted), summary.skipped,
+             len(todo), exp.pairs.repeats)
+
+    def arm(cell: Cell) -> Arm:
+        if cell.model.name not in loaded:
+            loaded[cell.model.name] = load_model(cell.model, device, settings)
+        model = loaded[cell.model.name]
+        batch = prompts.for_model(model.spec.name, model.architecture.vocab_size, model.mask_token_id, cell.seq_len)
+        torch.manual_seed(cell.settings.seed)
+        return Arm(cell, model, make_generator(cell, model), batch.batch(cell.batch_size, model.device)[0])
+
+    for pair in tqdm(todo, desc="pairs", unit="pair", disable=not progress):
+        reference, contender = cells.get(pair.reference_cell_id), cells.get(pair.contender_cell_id)
+        if reference is None or contender is None:
+            log.warning("pair %s / %s: a cell is not in this config's grid on %s; skipped", pair.reference_cell_id,
+                        pair.contender_cell_id, hardware)
+            summary.not_in_grid += 1
+            continue
+        record = PairRecord(pair_id(pair, exp), pair.kind, "error", exp.name, hardware, pair.reference_cell_id,
+                            pair.contender_cell_id, reference.describe(), contender.describe(), reference.seq_len,
+                            reference.batch_size, exp.pairs.warmup,
+                            started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        t0, before = time.perf_counter(), machine_load.sample(gpu)
+        try:
+            rng = random.Random(f"{exp.seed}:{record.pair_id}")
+            record.order, record.reference_ms, record.contender_ms = time_pair(
+                arm(reference), arm(contender), exp.pairs.repeats, exp.pairs.warmup, clock, rng)
+            record.status = "ok"
+        except torch.OutOfMemoryError as exc:
+            record.status, record.error = "oom", str(exc).splitlines()[0][:500]
+        except Exception as exc:  # recorded; the step goes on
+            log.exception("pair %s failed", record.pair_id)
+            record.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:500] if str(exc) else ''}"
+        finally:
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+        record.load = machine_load.between(before, machine_load.sample(gpu))
+        record.wall_s = time.perf_counter() - t0
+        store.write(record)
+        summary.ok += record.status == "ok"
+        summary.failed += record.status != "ok"
+    store.merge()
+    return summary
+
+
+def describe(summary: PairsSummary) -> str:
+    return (f"pairs: {summary.wanted} wanted, {summary.skipped} measured before, {summary.ok} measured now, "
+            f"{summary.failed} failed, {summary.not_in_grid} not in this grid")

@@ -1,0 +1,163 @@
+"""The pairs step: which ratios are paired, how a pair is timed, and the ratio read from it."""
+
+import json
+import random
+import statistics
+
+import pandas as pd
+import pytest
+import yaml
+
+from src.analysis.pairs import WantedPair, paired_ratio, wanted_pairs
+from src.analysis.parity import parity_table
+from src.main import main
+from src.pairs import time_pair
+
+
+def test_paired_ratio_is_the_median_of_per_pair_ratios():
+    # per-pair ratios 2, 2, 3, 4, 2 -> median 2; every resample's median is one of them
+    est = paired_ratio([100, 200, 300, 400, 50], [50, 100, 100, 100, 25], resamples=200)
+    assert est.value == 2.0 and 2.0 <= est.ci_low <= est.ci_high <= 4.0
+    # the median of each arm would give 200 / 100 = 2 as well, but only pairing sees that the ratio is stable
+    steady = paired_ratio([10, 1000, 10, 1000], [5, 500, 5, 500], resamples=200)
+    assert steady.value == steady.ci_low == steady.ci_high == 2.0
+
+
+class DriftingMachine:
+    """A fake clock whose machine slows down linearly with every generation (a job starting beside ours)."""
+
+    def __init__(self, slope):
+        self.n, self.slope = 0, slope
+
+    def cost(self, base_ms):
+        self.n += 1
+        return base_ms * (1 + self.slope * self.n)
+
+
+class FakeArm:
+    def __init__(self, name, base_ms, machine, log):
+        self.name, self.base_ms, self.machine, self.log = name, base_ms, machine, log
+
+    def generate_ms(self, clock):
+        self.log.append(self.name)
+        return self.machine.cost(self.base_ms)
+
+
+def test_pairs_interleave_both_arms_in_a_random_order_per_pair():
+    log = []
+    machine = DriftingMachine(0.0)
+    order, ref, con = time_pair(FakeArm("R", 20.0, machine, log), FakeArm("C", 10.0, machine, log), repeats=40,
+                                warmup=2, clock=None, rng=random.Random(3))
+    assert log[:4] == ["R", "R", "C", "C"]  # warm-ups first, untimed
+    timed = log[4:]
+    pairs = ["".join(timed[i:i + 2]) for i in range(0, len(timed), 2)]
+    assert order == "".join(pairs) and set(pairs) == {"RC", "CR"}  # each pair one of each arm, both orders occur
+    assert 10 <= pairs.count("RC") <= 30 and len(ref) == len(con) == 40
+
+
+def test_pairing_cancels_a_drifting_machine_that_sequential_cells_do_not():
+    # the reference costs 2x the contender; the machine slows by 2% per generation
+    machine = DriftingMachine(0.02)
+    _, ref, con = time_pair(FakeArm("R", 20.0, machine, []), FakeArm("C", 10.0, machine, []), repeats=30, warmup=0,
+                            clock=None, rng=random.Random(0))
+    assert paired_ratio(ref, con).value == pytest.approx(2.0, rel=0.03)
+    sequential = DriftingMachine(0.02)
+    a = [sequential.cost(20.0) for _ in range(30)]  # one cell, then the other, as two grid cells are run
+    b = [sequential.cost(10.0) for _ in range(30)]
+    assert statistics.median(a) / statistics.median(b) < 1.5  # the unpaired ratio is off by more than 25%
+
+
+def _rows():
+    """Merged rows by hand: an AR model (eager, static) and a diffusion model (two caches, K 8 and 16) at N=64."""
+    base = {"status": "ok", "seq_len": 64, "weights": "pretrained", "hardware": "h", "latency_ms_cv": 0.01,
+            "repeats": 5}
+    rows = [
+        dict(base, cell_id="ae1", model_name="ar", kind="autoregressive", decode="eager", batch_size=1,
+             latency_ms_median=100.0, bertscore_f1_mean=0.8, bertscore_f1_ci_low=0.79, bertscore_f1_ci_high=0.81),
+        dict(base, cell_id="as1", model_name="ar", kind="autoregressive", decode="static", batch_size=1,
+             latency_ms_median=60.0, bertscore_f1_mean=0.8, bertscore_f1_ci_low=0.79, bertscore_f1_ci_high=0.81),
+    ]
+    for cache, f1s, lat in (("none", (0.72, 0.85), (40.0, 80.0)), ("dual", (0.75, 0.82), (20.0, 30.0))):
+        for k, f1, ms in zip((8, 16), f1s, lat):
+            rows.append(dict(base, cell_id=f"d{cache}{k}", model_name="dl", kind="diffusion", sampler="low_confidence",
+                             cache=cache, steps=k, batch_size=1, latency_ms_median=ms, bertscore_f1_mean=f1,
+                             bertscore_f1_ci_low=f1 - 0.1, bertscore_f1_ci_high=f1 + 0.1))
+    return pd.DataFrame(rows)
+
+
+def test_the_wanted_pairs_are_the_ratios_the_summary_publishes():
+    rows = _rows()
+    wanted = wanted_pairs(rows, parity_table(rows), ["speedup", "fast_paths"])
+    assert wanted == [
+        # as published: eager vs low_confidence/none at S_parity 16 (0.85 >= 0.80; CI-aware: 0.72 + 0.1 at K=8)
+        WantedPair("speedup", "ae1", "dnone16"), WantedPair("speedup", "ae1", "dnone8"),
+        # at their best: static (60 ms) against dual at its S_parity 16 (30 ms < none's 80 ms)
+        WantedPair("speedup", "as1", "ddual16"),
+        # fast paths at N=64, B=1, K=16: static vs eager, dual vs none
+        WantedPair("fast_paths", "ae1", "as1"), WantedPair("fast_paths", "dnone16", "ddual16")]
+    assert wanted_pairs(rows, parity_table(rows), []) == []
+
+
+def test_a_ratio_is_published_only_from_its_pair(tmp_path):
+    rows = _rows()
+    unpaired = parity_table(rows)
+    strict = unpaired[(unpaired["ar_decode"] == "eager") & (unpaired["cache"] == "none")].iloc[0]
+    assert strict["s_parity"] == 16 and not strict["paired"] and pd.isna(strict["speedup_factor"])
+    pairs = pd.DataFrame([{"status": "ok", "reference_cell_id": "ae1", "contender_cell_id": "dnone16",
+                           "reference_ms_all": "100;110;90", "contender_ms_all": "50;50;50",
+                           "load_1m_before": 0.1, "load_1m_after": 0.2}])
+    paired = parity_table(rows, pairs)
+    strict = paired[(paired["ar_decode"] == "eager") & (paired["cache"] == "none")].iloc[0]
+    # per-pair ratios 2.0, 2.2, 1.8 -> median 2.0; arm CVs 0.1 and 0
+    assert strict["paired"] and strict["speedup_factor"] == pytest.approx(2.0)
+    assert strict["worst_cv"] == pytest.approx(0.1) and strict["fewest_repeats"] == 3
+    assert strict["speedup_factor_ci_low"] >= 1.8 and strict["speedup_factor_ci_high"] <= 2.2
+
+
+def _pairs_config(tiny_models, tmp_path, **pairs):
+    from conftest import mini_config_dict
+
+    data = mini_config_dict(tiny_models, tmp_path)
+    data["grid"] = {"batch_size": [1], "seq_len": [32], "steps": [8]}
+    data["diffusion"] = {"block_length": 8, "cache": ["none", "dual"]}
+    data["autoregressive"] = {"decode": ["eager", "static"]}
+    data["pairs"] = {"repeats": 3, "warmup": 1, **pairs}
+    path = tmp_path / "pairs.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.slow
+def test_the_pairs_step_measures_resumes_and_feeds_the_summary(tiny_models, tmp_path, caplog):
+    path = _pairs_config(tiny_models, tmp_path)
+    assert main(["--config", str(path), "--no_figure", "--log_level", "INFO"]) == 0
+    records = [json.loads(p.read_text()) for p in sorted((tmp_path / "raw" / "pairs").glob("*.json"))]
+    # no quality pass here, so the fast paths only: static vs eager, dual vs none
+    assert sorted((r["reference"], r["contender"]) for r in records) == [
+        ("tiny-llada B=1 N=32 K=8 low_confidence/none", "tiny-llada B=1 N=32 K=8 low_confidence/dual"),
+        ("tiny-llama B=1 N=32 eager", "tiny-llama B=1 N=32 static")]
+    for r in records:
+        assert r["status"] == "ok" and len(r["reference_ms"]) == len(r["contender_ms"]) == 3
+        assert len(r["order"]) == 6 and all(r["order"][i:i + 2] in ("RC", "CR") for i in range(0, 6, 2))
+        assert r["load"]["load_1m_before"] >= 0 and min(r["reference_ms"] + r["contender_ms"]) > 0
+    table = pd.read_csv(tmp_path / "raw" / "pairs.csv")
+    assert len(table) == 2 and set(table["pairs"]) == {3}
+    caplog.clear()
+    caplog.set_level("INFO")
+    assert main(["--config", str(path), "pairs", "--no_figure", "--log_level", "INFO"]) == 0
+    assert "2 measured before, 0 measured now" in caplog.text
+    from src.analysis.data import load_results
+    from src.analysis.summary import fast_path_table
+
+    text = fast_path_table(load_results(tmp_path / "raw"))
+    assert "not paired" not in text and text.count("reference") == 2
+
+
+def test_no_pairs_step_when_the_config_asks_for_none(tiny_models, tmp_path):
+    path = _pairs_config(tiny_models, tmp_path, measure=[])
+    assert main(["--config", str(path), "--no_figure"]) == 0
+    assert not (tmp_path / "raw" / "pairs").exists()
+    from src.analysis.data import load_results
+    from src.analysis.summary import fast_path_table
+
+    assert fast_path_table(load_results(tmp_path / "raw")).count("not paired") == 2
