@@ -1,4 +1,5 @@
-"""Submit a grid to SLURM: an array of shard tasks sized from the config, then a finalize job.
+"""Submit a grid to SLURM: an array of shard tasks sized from the config, a finalize job, then the pairs job
+(the published ratios timed as interleaved pairs, on a node like the shards').
 
     python scripts/submit.py --config config/experiments.yaml --partition gpu -- --steps 64 --batch_size 4
     python scripts/submit.py --config config/experiments_mini.yaml --cpu          # CPU partition
@@ -50,6 +51,7 @@ def main() -> int:
     p.add_argument("--time", help="time limit per task, e.g. 04:00:00")
     p.add_argument("--score", action="store_true", help="run the quality pass in the finalize job")
     p.add_argument("--no_finalize", action="store_true", help="submit the array only")
+    p.add_argument("--no_pairs", action="store_true", help="submit no pairs job after the finalize job")
     p.add_argument("--dry_run", action="store_true", help="print the sbatch commands, submit nothing")
     args = p.parse_args(own)
     try:
@@ -66,6 +68,13 @@ def main() -> int:
     array = f"--array=0-{tasks - 1}" + (f"%{args.throttle}" if args.throttle else "")
     script = ROOT / "jobs" / ("benchmark_cpu.sbatch" if args.cpu else "benchmark_gpu.sbatch")
     shard_cmd = ["sbatch", *common, array, *([f"--time={args.time}"] if args.time else []), str(script), *passthrough]
+
+    def pairs_cmd(after: str) -> list[str]:
+        """The pairs job: the shards' script (same node kind) with DLM_COMMAND=pairs, after the finalize job."""
+        export = next(c for c in common if c.startswith("--export=")) + ",DLM_COMMAND=pairs"
+        return ["sbatch", *[c for c in common if not c.startswith("--export=")], export, "--job-name=dlm-bench-pairs",
+                f"--dependency=afterok:{after}", *([f"--time={args.time}"] if args.time else []), str(script),
+                *passthrough]
     print(f"{cells} cells in {tasks} array task(s)")
     (ROOT / "logs" / "slurm").mkdir(parents=True, exist_ok=True)
     if args.dry_run:
@@ -73,6 +82,8 @@ def main() -> int:
         if not args.no_finalize:
             print(shlex.join(["sbatch", *common, "--dependency=afterany:<array job id>",
                               str(ROOT / "jobs" / "finalize.sbatch"), *passthrough]))
+            if not args.no_pairs:
+                print(shlex.join(pairs_cmd("<finalize job id>")))
         return 0
     try:
         job = sbatch(shard_cmd)
@@ -89,6 +100,14 @@ def main() -> int:
                   f"{exc.stderr.strip() or exc.stdout.strip()}", file=sys.stderr)
             return 1
         print(f"finalize job {fin} (after {job})")
+        if not args.no_pairs:
+            try:
+                pairs_job = sbatch(pairs_cmd(fin))
+            except subprocess.CalledProcessError as exc:
+                print(f"finalize job {fin} submitted, but sbatch failed for the pairs job (exit {exc.returncode}): "
+                      f"{exc.stderr.strip() or exc.stdout.strip()}", file=sys.stderr)
+                return 1
+            print(f"pairs job {pairs_job} (after {fin})")
     print(f"logs: {ROOT / 'logs' / 'slurm'}")
     return 0
 

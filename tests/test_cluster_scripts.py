@@ -34,6 +34,9 @@ def test_submit_dry_run_sizes_the_array_from_the_config():
     assert "--array=0-5" in out.stdout and "--partition=gpu" in out.stdout
     assert "benchmark_gpu.sbatch --steps 64 --batch_size 4" in out.stdout
     assert "--dependency=afterany:" in out.stdout and "finalize.sbatch" in out.stdout
+    pairs_line = out.stdout.strip().splitlines()[-1]  # the pairs job: the shards' script, after the finalize job
+    assert "DLM_COMMAND=pairs" in pairs_line and "--dependency=afterok:" in pairs_line
+    assert "benchmark_gpu.sbatch --steps 64 --batch_size 4" in pairs_line and "--array" not in pairs_line
 
 
 def test_submit_refuses_a_bad_config_with_exit_2():

@@ -180,3 +180,52 @@ def test_bench_samplers_prints_every_path(mini_config, tmp_path):
                  "threshold/dual t=0.9"):
         assert f"| {path} |" in table
     assert table.count("| ok |") == 5 * 3 + 3 and "random-init: timing only" in table
+
+
+class ConcatenatingCache(MaskedDiffusionGenerator):
+    """The cached step as it was before the in-place buffers: the context is cut out of the block's
+    first-step keys/values and concatenated in front of this step's (prefix: the canvas before the
+    block; dual: before and after it)."""
+
+    def _cached(self, x, start, end, kv, work):
+        first = start - self.shift
+        if self.cache == "prefix":
+            context, ids = [(k[:, :, :first], v[:, :, :first]) for k, v in kv], x[:, first:]
+        else:
+            context = [(torch.cat([k[:, :, :first], k[:, :, end:]], 2), torch.cat([v[:, :, :first], v[:, :, end:]], 2))
+                       for k, v in kv]
+            ids = x[:, first:end]
+        positions = torch.arange(first, first + ids.shape[1])
+        return self.model(ids, positions=positions, context=context, logits_slice=slice(0, end - start)).logits
+
+
+@pytest.mark.parametrize("cache", ["prefix", "dual"])
+@pytest.mark.parametrize("sampler", ["low_confidence", "entropy", "threshold"])
+def test_in_place_cache_buffers_give_the_tokens_of_concatenated_caches(cache, sampler):
+    model = _llada()
+    for seed in range(3):
+        prompt = torch.randint(0, 90, (2, 6), generator=torch.Generator().manual_seed(seed))
+        new = MaskedDiffusionGenerator(model, MASK, 8, sampler, cache=cache).generate(prompt, 16, steps=8)
+        old = ConcatenatingCache(model, MASK, 8, sampler, cache=cache).generate(prompt, 16, steps=8)
+        assert torch.equal(new.output_ids, old.output_ids), (cache, sampler, seed)
+
+
+@pytest.mark.parametrize("cache", ["prefix", "dual"])
+def test_a_cached_step_writes_its_keys_into_the_block_buffer_in_place(cache):
+    model = _llada()
+    x = _canvas()
+    gen = MaskedDiffusionGenerator(model, MASK, block_length=8, cache=cache)
+    with torch.no_grad():
+        _, kv = gen._full(x, 6, 6, 14, [], keep_kv=True)
+        buffers = [(k.data_ptr(), v.data_ptr()) for k, v in kv]
+        x[:, 9] = 5  # a token committed since the block's first step
+        before = [k.clone() for k, _ in kv]
+        gen._cached(x, 6, 14, kv, [])
+        _, fresh = gen._full(x, 6, 6, 14, [], keep_kv=True)
+    assert [(k.data_ptr(), v.data_ptr()) for k, v in kv] == buffers  # the same memory, updated
+    last = 22 if cache == "prefix" else 14
+    for layer, (k, _) in enumerate(kv):
+        assert torch.equal(k[:, :, :6], before[layer][:, :, :6])  # the prefix is never rewritten
+        assert not torch.equal(k[:, :, 6:last], before[layer][:, :, 6:last])
+    # layer 0's keys depend only on the tokens: the rewritten span equals a fresh full forward there
+    torch.testing.assert_close(kv[0][0][:, :, 6:last], fresh[0][0][:, :, 6:last])

@@ -36,7 +36,7 @@ def submit(cluster, config: Path, *extra: str) -> list[str]:
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "submit.py"), "--config", str(config), "--cpu",
                           *extra], env={**cluster.env, "DLM_VENV": sys.prefix}, cwd=ROOT, check=True,
                          capture_output=True, text=True, timeout=60).stdout
-    return [line.split()[2].rstrip(":") for line in out.splitlines() if line.startswith(("array job", "finalize job"))]
+    return [line.split()[2].rstrip(":") for line in out.splitlines() if line.startswith(("array job", "finalize job", "pairs job"))]
 
 
 def wait(cluster, job_ids: list[str], timeout_s: float = 420) -> None:
@@ -54,18 +54,23 @@ def cell_records(raw: Path) -> list[dict]:
 
 def test_array_job_then_finalize_writes_every_cell_once(cluster, tiny_models, tmp_path):
     config = tmp_path / "mini.yaml"
-    config.write_text(yaml.safe_dump(mini_config_dict(tiny_models, tmp_path)))
+    data = mini_config_dict(tiny_models, tmp_path)
+    data["autoregressive"] = {"decode": ["eager", "static"]}  # one fast-path ratio for the pairs job
+    config.write_text(yaml.safe_dump(data))
     jobs = submit(cluster, config, "--max_tasks", "3")
-    assert len(jobs) == 2
+    assert len(jobs) == 3
     wait(cluster, jobs)
     raw = tmp_path / "raw"
     rows = list(csv.DictReader(open(raw / "raw_metrics.csv")))
-    assert len(rows) == 6 and len({r["cell_id"] for r in rows}) == 6
+    assert len(rows) == 8 and len({r["cell_id"] for r in rows}) == 8
     assert all(r["status"] == "ok" for r in rows)
     assert {r["env_slurm_array_task_id"] for r in rows} == {"0", "1", "2"}  # each task ran its own shard
     assert (tmp_path / "fig" / "latency_throughput.png").exists()  # drawn by the finalize job
+    pairs = list(csv.DictReader(open(raw / "pairs.csv")))  # the pairs job: static against eager at each B
+    assert len(pairs) == 1 and pairs[0]["status"] == "ok" and pairs[0]["pairs"] == "3"
+    assert "speedup vs as-published, paired" in (raw / "summary.md").read_text()
     log = next((ROOT / "logs" / "slurm").glob(f"dlm-bench-cpu_{jobs[0]}_0.out")).read_text()
-    assert "shard 0/3: 2 cells" in log
+    assert "shard 0/3: 3 cells" in log
 
 
 def test_cancelled_sweep_resumes_with_the_missing_cells_only(cluster, tiny_models, tmp_path):

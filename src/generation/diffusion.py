@@ -52,6 +52,7 @@ from ..config import DIFFUSION_CACHES as CACHES
 from ..config import DIFFUSION_SAMPLERS as SAMPLERS
 from ..config import DIFFUSION_SCHEDULES as SCHEDULES
 from ..config import NOISE_LAYOUTS, THRESHOLD_STEPS, diffusion_shape_error
+from ..models.llada import KVSlot
 from . import ForwardWork, GenerationTrace, Marker
 
 ENTROPY_EPS = 1e-10  # Dream's entropy scoring: sum p log(p + 1e-10)
@@ -213,17 +214,15 @@ class MaskedDiffusionGenerator:
         return out.logits, out.kv
 
     def _cached(self, x: Tensor, start: int, end: int, kv: list, work: list) -> Tensor:
-        """A later step of a block with a prefix or dual cache built at the block's first step."""
+        """A later step of a block with a prefix or dual cache built at the block's first step: the
+        canvas keys/values of that step are the buffer; this step overwrites its own positions in
+        place (prefix: from the block to the end of the canvas; dual: the block) and attends over all."""
         batch, total = x.shape
         first = start - self.shift  # shifted-logits models also recompute the position before the block
-        if self.cache == "prefix":
-            context = [(k[:, :, :first], v[:, :, :first]) for k, v in kv]
-            ids = x[:, first:]
-        else:
-            context = [(torch.cat([k[:, :, :first], k[:, :, end:]], 2), torch.cat([v[:, :, :first], v[:, :, end:]], 2))
-                       for k, v in kv]
-            ids = x[:, first:end]
-        positions = torch.arange(first, first + ids.shape[1], device=x.device)
+        last = total if self.cache == "prefix" else end
+        ids = x[:, first:last]
+        positions = torch.arange(first, last, device=x.device)
+        context = [KVSlot(k, v, first, last) for k, v in kv]
         out = self.model(ids, positions=positions, context=context, logits_slice=slice(0, end - start))
         q = ids.shape[1]
         work.append(ForwardWork(batch, q, q * total, end - start, total - q))

@@ -24,6 +24,19 @@ from .attention import attend
 KV = tuple[Tensor, Tensor]  # ([B, H_kv, S, D], [B, H_kv, S, D]), keys already rotated
 
 
+@dataclass
+class KVSlot:
+    """One layer's keys/values of a whole canvas [B, H_kv, S, D] (keys rotated), in which this call's
+    tokens own positions [start, end): the layer writes their new keys/values there in place and
+    attends over the whole buffer, so a cached step allocates no key/value memory (Fast-dLLM's
+    in-place dual cache; with end = S, a prefix cache)."""
+
+    keys: Tensor
+    values: Tensor
+    start: int
+    end: int
+
+
 @dataclass(frozen=True)
 class LLaDAConfig:
     """The architecture keys of LLaDA's config.json (OLMo-style names)."""
@@ -126,7 +139,7 @@ class LLaDABlock(nn.Module):
         self.ff_out = nn.Linear(cfg.mlp_hidden_size, d, bias=False)
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, kernel: str,
-                context: Optional[KV], causal: bool = False) -> tuple[Tensor, KV]:
+                context: Optional[KV | KVSlot], causal: bool = False) -> tuple[Tensor, KV]:
         b, s, _ = x.shape
         h = self.attn_norm(x)
         q = self.q_proj(h).view(b, s, self.n_heads, self.head_dim).transpose(1, 2)
@@ -134,7 +147,11 @@ class LLaDABlock(nn.Module):
         v = self.v_proj(h).view(b, s, self.n_kv_heads, self.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         keys, values = k, v
-        if context is not None:
+        if isinstance(context, KVSlot):
+            context.keys[:, :, context.start:context.end] = k
+            context.values[:, :, context.start:context.end] = v
+            keys, values = context.keys, context.values
+        elif context is not None:
             keys, values = torch.cat([context[0], k], dim=2), torch.cat([context[1], v], dim=2)
         a = attend(q, keys, values, kernel=kernel, causal=causal)
         x = x + self.attn_out(a.transpose(1, 2).reshape(b, s, -1))
@@ -175,12 +192,13 @@ class LLaDAModelLM(nn.Module):
         self.model = LLaDAModel(cfg)
 
     def forward(self, input_ids: Tensor, positions: Optional[Tensor] = None,
-                context: Optional[list[KV]] = None, logits_slice: Optional[slice] = None,
+                context: Optional[list[KV] | list[KVSlot]] = None, logits_slice: Optional[slice] = None,
                 return_kv: bool = False, causal: bool = False) -> LLaDAOutput:
         """Logits for `input_ids` [B, S].
 
         positions: absolute positions [S] of input_ids (default 0..S-1).
-        context: per layer, cached keys/values of other positions that these tokens also attend to.
+        context: per layer, cached keys/values of other positions that these tokens also attend to
+            (concatenated before this call's), or a `KVSlot` buffer that this call writes into in place.
         logits_slice: apply the LM head only to these positions of input_ids (saves the vocab
             projection where the caller needs logits for a few positions only).
         """
