@@ -48,20 +48,23 @@ def curves_figure(out: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.5, 4), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(7.5, 4.8), constrained_layout=True)
     styles = {"ar": ("#0072B2", "AR: next-token cross-entropy", "NLL"),
-              "mdm": ("#D55E00", "MDM: masked cross-entropy / t (LLaDA objective)", "ELBO bound")}
+              "mdm": ("#D55E00", "MDM: masked cross-entropy / t (LLaDA)", "ELBO bound")}
     for kind, (color, label, metric) in styles.items():
         path = out / kind / "training_card.json"
         if not path.is_file():
             continue
         c = json.loads(path.read_text())
+        offset = c.get("tokens_seen_with_start", c["tokens_seen"]) - c["tokens_seen"]  # an MDM that starts from the AR
         xs, ys = zip(*c["curve"])
-        ax.plot(xs, ys, color=color, label=f"{label}; {c['tokens_seen'] / 1e6:.1f} M tokens; held-out "
-                                           f"{c['heldout_bits_per_char']:.2f} bits/char ({metric})")
-    ax.set(xlabel="training tokens seen", ylabel="training loss (nats per token)",
-           title="The Austen pair: same architecture, seed and data order")
-    ax.legend(fontsize=7)
+        start = " from the AR weights" if offset else ""
+        ax.plot([(x + offset) / 1e6 for x in xs], ys, color=color,
+                label=f"{label}: {c['tokens_seen'] / 1e6:.1f} M tokens{start};\n"
+                      f"held-out {c['heldout_bits_per_char']:.2f} bits/char ({metric})")
+    ax.set(xlabel="training tokens seen, millions (the MDM continues the AR run)",
+           ylabel="training loss, nats per token", title="The Austen pair: one architecture, seed and data order")
+    ax.legend(fontsize=8, loc="upper right")
     fig.savefig(out / "training_curves.png", dpi=150)
     plt.close(fig)
     return out / "training_curves.png"
@@ -88,6 +91,10 @@ def main() -> int:
     s = TrainSettings(**pick("settings"), budget=Budget(**pick("budget")), model=model)
     torch.set_num_threads(s.budget.threads)
     data_dir, out = ROOT / args.data_dir, ROOT / args.out
+    if args.only == "mdm" and s.budget.mdm_start == "ar" and not (out / "ar" / "model.safetensors").is_file():
+        print(f"the MDM starts from the AR twin, but {out / 'ar'} has no checkpoint: train it first (without --only) "
+              "or pass --mdm_start scratch", file=sys.stderr)
+        return 2
     try:
         corpus = prepare_corpus(data_dir, args.deb)
     except austen.CorpusError as exc:
@@ -109,10 +116,6 @@ def main() -> int:
         if args.only and kind != args.only:
             continue
         from_ar = kind == "mdm" and s.budget.mdm_start == "ar"
-        if from_ar and not (out / "ar" / "model.safetensors").is_file():
-            print(f"the MDM starts from the AR twin, but {out / 'ar'} has no checkpoint: train it first "
-                  "(without --only) or pass --mdm_start scratch", file=sys.stderr)
-            return 2
         model = weights_from_ar(out / "ar", cfg) if from_ar else initial_model(cfg, s.budget.seed)
         result = train(kind, model, train_ids, s, mask_id)
         as_shipped(model)

@@ -9,7 +9,7 @@ import pytest
 
 from src.analysis import figures
 from src.analysis.data import MixedRowsError, load_results
-from src.analysis.report import BEGIN, END, analyze, update_paper, paper_section
+from src.analysis.report import BEGIN, END, analyze, markers, update_paper, paper_section
 from src.analysis.summary import summary_markdown
 from src.config import Cell, MeasurementSettings, ModelSpec, TimingSpec
 from src.quality.stats import Estimate
@@ -183,6 +183,7 @@ def test_repo_paper_has_the_markers():
 
     text = (ROOT / "paper.md").read_text()
     assert text.count(BEGIN) == 1 and text.count(END) == 1
+    assert all(text.count(marker) == 1 for marker in markers("austen"))  # the trained miniature study
     for section in ("## Abstract", "## 1 Introduction", "## 2 Related work", "## 3 Methodology",
                     "## 4 Experimental setup", "## 5 Results", "## 6 Discussion", "## 7 Conclusion", "## References",
                     "## Appendix A: Reproducibility"):

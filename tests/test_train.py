@@ -11,7 +11,7 @@ from conftest import PROMPTS, small_llada
 from src.models.llada import LLaDAConfig, LLaDAModelLM
 from src.train import corpus
 from src.train.pair import (Budget, TrainSettings, as_shipped, heldout_bits_per_char, heldout_chunks, initial_model,
-                            llada_config, mdm_loss, save_ar, save_mdm, to_llama, train, windows)
+                            llada_config, mdm_loss, save_ar, save_mdm, to_llama, train, weights_from_ar, windows)
 
 SMALL = small_llada().config
 
@@ -136,3 +136,31 @@ def test_the_same_seed_trains_the_same_model():
         curves = [train(kind, m, ids, s, 95, progress=False, log_every=1).curve for m in (a, b)]
         assert curves[0] == curves[1]
         assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_the_mdm_starts_from_the_saved_ar_twin(tmp_path):
+    from src.models.tiny import read_corpus, train_tokenizer
+    from src.train.pair import SPECIALS
+
+    tok = train_tokenizer(read_corpus(PROMPTS), SPECIALS, 300)
+    cfg = LLaDAConfig(d_model=32, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=64, vocab_size=320,
+                      embedding_size=320, mask_token_id=tok.convert_tokens_to_ids(SPECIALS["mask"]))
+    ar = as_shipped(initial_model(cfg, seed=4))
+    save_ar(ar, tok, tmp_path / "ar")
+    start = weights_from_ar(tmp_path / "ar", cfg)
+    # every tensor as the AR model holds it after rounding to bf16 (the saved weights)
+    assert all(torch.equal(a, b) for a, b in zip(ar.state_dict().values(), start.state_dict().values()))
+    with pytest.raises(ValueError, match="budget.mdm_start: 'warm' is not one of ar, scratch"):
+        Budget(mdm_start="warm")
+
+
+def test_train_pair_script_refuses_an_mdm_from_a_missing_ar_twin(tmp_path):
+    import sys
+
+    from conftest import ROOT
+
+    out = subprocess.run([sys.executable, "scripts/train_pair.py", "--data_dir", str(tmp_path / "data"), "--out",
+                          str(tmp_path / "out"), "--only", "mdm"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "the MDM starts from the AR twin" in out.stderr and "--mdm_start scratch" in out.stderr
+    assert not (tmp_path / "data").exists()  # refused before the corpus is prepared
