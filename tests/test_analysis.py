@@ -248,15 +248,16 @@ def test_analysis_imports_no_torch():
 
 
 @pytest.mark.parametrize("cv,repeats,load_after,reason", [
-    (0.01, 3, 0.5, None), (0.12, 3, 0.5, "run-to-run CV 12.0% > 5%"), (0.01, 2, 0.5, "2 repetitions < 3"),
-    (0.01, 3, 3.0, "load average changed by 2.5 during a cell")])
+    (0.01, 3, 0.5, None), (0.12, 3, 0.5, "per-pair ratio CV 12.0% > 5%"), (0.01, 2, 0.5, "2 pairs < 3"),
+    (0.01, 3, 3.0, "load average changed by 2.5 during the pair")])
 def test_no_verdict_from_an_unreliable_measurement(tmp_path, cv, repeats, load_after, reason):
     store = ResultStore(tmp_path / "raw")
     for r in (_record("a1", "ar", "autoregressive", 1, 64, None, 1000.0, f1=0.80),
               _record("d1", "dl", "diffusion", 1, 64, 32, 200.0, f1=0.85)):
         store.write(r)
     store.merge()
-    # the pair's reference arm spreads by +-cv around 1000 ms (sample CV = cv for three values)
+    # the pair's reference arm spreads by +-cv around 1000 ms against a steady contender: the per-pair
+    # ratios spread by +-cv around 5 (sample CV = cv for three values)
     ref = [1000.0 * (1 - cv), 1000.0, 1000.0 * (1 + cv)][:repeats]
     write_pairs(tmp_path / "raw", ("a1", "d1", ref, [200.0] * repeats, load_after))
     text = summary_markdown(load_results(tmp_path / "raw"))

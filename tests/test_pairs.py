@@ -108,9 +108,9 @@ def test_a_ratio_is_published_only_from_its_pair(tmp_path):
                            "load_1m_before": 0.1, "load_1m_after": 0.2}])
     paired = parity_table(rows, pairs)
     strict = paired[(paired["ar_decode"] == "eager") & (paired["cache"] == "none")].iloc[0]
-    # per-pair ratios 2.0, 2.2, 1.8 -> median 2.0; arm CVs 0.1 and 0
+    # per-pair ratios 2.0, 2.2, 1.8 -> median 2.0, CV 0.2 / 2.0
     assert strict["paired"] and strict["speedup_factor"] == pytest.approx(2.0)
-    assert strict["worst_cv"] == pytest.approx(0.1) and strict["fewest_repeats"] == 3
+    assert strict["ratio_cv"] == pytest.approx(0.1) and strict["fewest_repeats"] == 3
     assert strict["speedup_factor_ci_low"] >= 1.8 and strict["speedup_factor_ci_high"] <= 2.2
 
 
@@ -161,3 +161,37 @@ def test_no_pairs_step_when_the_config_asks_for_none(tiny_models, tmp_path):
     from src.analysis.summary import fast_path_table
 
     assert fast_path_table(load_results(tmp_path / "raw")).count("not paired") == 2
+
+
+def test_a_step_count_whose_outputs_degenerate_more_than_the_ar_ones_cannot_reach_parity():
+    rows = _rows()
+    rows["degenerate_mean"] = 0.25  # the AR cells and every diffusion cell ...
+    rows.loc[rows["cell_id"] == "dnone16", "degenerate_mean"] = 0.9  # ... except K=16 without cache
+    table = parity_table(rows)
+    strict = table[(table["ar_decode"] == "eager") & (table["cache"] == "none")].iloc[0]
+    # K=16 (0.85 >= 0.80) is excluded as degenerate and K=8 (0.72) does not reach 0.80: not reached
+    assert strict["degenerate_steps"] == "16" and not strict["reached"]
+    dual = table[(table["ar_decode"] == "eager") & (table["cache"] == "dual")].iloc[0]
+    assert dual["degenerate_steps"] == "" and dual["s_parity"] == 16
+
+
+def test_the_load_check_passes_overlapping_or_flagged_ratios_and_fails_a_confident_disagreement():
+    import importlib.util
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("check_under_load", ROOT / "scripts" / "check_under_load.py")
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    base = {"seq_len": 64, "batch_size": 1, "metric": "bertscore_f1", "paired": True, "reached": True,
+            "diffusion_cell_id": "d", "ratio_cv": 0.01, "fewest_repeats": 10, "load_change": 0.1}
+    quiet = pd.DataFrame([dict(base, speedup_factor=2.0, speedup_factor_ci_low=1.9, speedup_factor_ci_high=2.1)])
+
+    def loaded(low, high, **extra):
+        return pd.DataFrame([dict(base, speedup_factor=(low + high) / 2, speedup_factor_ci_low=low,
+                                  speedup_factor_ci_high=high, **extra)])
+
+    assert [ok for _, ok in check.compare(quiet, loaded(2.05, 2.6))] == [True]  # overlapping CIs
+    assert [ok for _, ok in check.compare(quiet, loaded(3.0, 3.4))] == [False]  # a confident, different answer
+    flagged = check.compare(quiet, loaded(3.0, 3.4, ratio_cv=0.2))  # the same, but the loaded run says why not
+    assert flagged[0][1] and "flagged unreliable" in flagged[0][0]

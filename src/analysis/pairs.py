@@ -146,13 +146,14 @@ def ms_list(text) -> list[float]:
 
 def pair_estimate(pair: pd.Series | None, resamples: int = 1000) -> tuple[Estimate, dict]:
     """The paired ratio of a measured pair and the quality of its measurement (for the verdict gate):
-    the larger CV of the two arms, the number of pairs, the change of the load average."""
+    the CV of the per-pair ratios (drift that moves both arms alike cancels in them), the number of
+    pairs, the change of the load average during the pair."""
     if pair is None:
         return NO_ESTIMATE, {}
     reference, contender = ms_list(pair["reference_ms_all"]), ms_list(pair["contender_ms_all"])
     before, after = pair.get("load_1m_before"), pair.get("load_1m_after")
     load_change = abs(float(after) - float(before)) if pd.notna(before) and pd.notna(after) else math.nan
+    ratios = [r / c for r, c in zip(reference, contender) if c > 0]
     return paired_ratio(reference, contender, resamples), {
-        "worst_cv": max(cv(reference), cv(contender)), "fewest_repeats": min(len(reference), len(contender)),
-        "load_change": load_change}
+        "ratio_cv": cv(ratios), "fewest_repeats": len(ratios), "load_change": load_change}
 

@@ -2,7 +2,8 @@
 
 For each (N, B, parity metric, AR model and decode path, diffusion model and sampler/cache) the
 diffusion quality curve over K is read from the smallest-B cells (quality does not depend on B), and
-S_parity is found on it (strict and CI-aware). The Speedup Factor L_e2e(AR) / L_e2e(diffusion at
+S_parity is found on it (strict and CI-aware), among the K whose outputs are not degenerate (distinct-2 < 0.5)
+more often than the AR model's. The Speedup Factor L_e2e(AR) / L_e2e(diffusion at
 S_parity) at the row's own B comes only from a paired measurement of those two cells (see
 `analysis.pairs`); a row whose pair was not measured has no Speedup Factor.
 """
@@ -23,6 +24,13 @@ def _estimate(row: pd.Series, metric: str) -> Estimate | None:
     return Estimate(float(row[f"{metric}_mean"]), float(row[f"{metric}_ci_low"]), float(row[f"{metric}_ci_high"]))
 
 
+def _more_degenerate(diffusion_cell: pd.Series, ar_cell: pd.Series) -> bool:
+    """Whether the diffusion cell's outputs are degenerate (repetitive) more often than the AR cell's: such a
+    K cannot reach parity, since a low perplexity is also what repeating one phrase earns."""
+    d, a = diffusion_cell.get("degenerate_mean"), ar_cell.get("degenerate_mean")
+    return d is not None and a is not None and pd.notna(d) and pd.notna(a) and float(d) > float(a)
+
+
 def parity_table(rows: pd.DataFrame, pairs: pd.DataFrame | None = None, resamples: int = 1000) -> pd.DataFrame:
     """One row per (N, B, metric, AR model and decode, diffusion model, sampler, cache); see module doc."""
     ok = rows[rows["status"] == "ok"]
@@ -37,21 +45,26 @@ def parity_table(rows: pd.DataFrame, pairs: pd.DataFrame | None = None, resample
             for (dl_name, sampler, cache), cells in dls.groupby(["model_name", "sampler", "cache"]):
                 for metric, spec in PARITY_METRICS.items():
                     ar_q = _estimate(ar_quality_cell, metric)
-                    curve = {}
+                    curve, degenerate = {}, []
                     for k, at_k in cells.groupby("steps"):
-                        est = _estimate(at_k.sort_values("batch_size").iloc[0], metric)
+                        quality_cell = at_k.sort_values("batch_size").iloc[0]
+                        est = _estimate(quality_cell, metric)
                         if est is not None:
                             curve[int(k)] = est
+                            if _more_degenerate(quality_cell, ar_quality_cell):
+                                degenerate.append(int(k))
                     if ar_q is None or not curve:
                         continue
-                    found = {"": s_parity(curve, ar_q, spec.higher_is_better),
-                             "_ciaware": s_parity_ci(curve, ar_q, spec.higher_is_better)}
+                    eligible = {k: e for k, e in curve.items() if k not in degenerate}
+                    found = {"": s_parity(eligible, ar_q, spec.higher_is_better),
+                             "_ciaware": s_parity_ci(eligible, ar_q, spec.higher_is_better)}
                     for b, ar_cell in sorted(ar_cells.items()):
                         row = {"seq_len": int(n), "batch_size": b, "metric": metric,
                                "higher_is_better": spec.higher_is_better, "ar_model": ar_name, "ar_decode": ar_decode,
                                "diffusion_model": dl_name, "sampler": sampler, "cache": cache,
                                "ar_quality": ar_q.value, "steps_in_grid": ";".join(str(k) for k in sorted(curve)),
                                "diffusion_quality_curve": ";".join(f"{k}:{curve[k].value:.4g}" for k in sorted(curve)),
+                               "degenerate_steps": ";".join(str(k) for k in degenerate),
                                "weights": ",".join(sorted({ar_cell["weights"], *cells["weights"]})),
                                "hardware": ar_cell["hardware"], "ar_cell_id": ar_cell["cell_id"],
                                "ar_latency_ms": ar_cell["latency_ms_median"]}

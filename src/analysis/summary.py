@@ -53,13 +53,13 @@ def headline_table(results: Results) -> str:
 def unreliable(row: pd.Series) -> list[str]:
     """Why the timing behind a ratio cannot carry a verdict (empty when it can)."""
     reasons = []
-    if row.get("worst_cv", 0.0) > MAX_CV:
-        reasons.append(f"run-to-run CV {100 * row['worst_cv']:.1f}% > {100 * MAX_CV:.0f}%")
+    if row.get("ratio_cv", 0.0) > MAX_CV:
+        reasons.append(f"per-pair ratio CV {100 * row['ratio_cv']:.1f}% > {100 * MAX_CV:.0f}%")
     if row.get("fewest_repeats", MIN_REPEATS) < MIN_REPEATS:
-        reasons.append(f"{int(row['fewest_repeats'])} repetitions < {MIN_REPEATS}")
+        reasons.append(f"{int(row['fewest_repeats'])} pairs < {MIN_REPEATS}")
     change = row.get("load_change", math.nan)
     if change is not None and not pd.isna(change) and change > MAX_LOAD_CHANGE:
-        reasons.append(f"load average changed by {change:.1f} during a cell (> {MAX_LOAD_CHANGE:g})")
+        reasons.append(f"load average changed by {change:.1f} during the pair (> {MAX_LOAD_CHANGE:g})")
     return reasons
 
 
@@ -102,8 +102,11 @@ def parity_markdown(results: Results, best: bool = False) -> str:
         k = str(int(r["s_parity"])) if r["reached"] else "not reached"
         k_ci = str(int(r["s_parity_ciaware"])) if r["reached_ciaware"] else "not reached"
         paths = [r["ar_decode"], variant_label({"kind": "diffusion", "sampler": r["sampler"], "cache": r["cache"]})]
+        curve = r["diffusion_quality_curve"]
+        if isinstance(r.get("degenerate_steps"), str) and r["degenerate_steps"]:
+            curve += f" (degenerate at K={r['degenerate_steps'].replace(';', ', ')})"
         rows.append([str(r["seq_len"]), str(r["batch_size"]), r["metric"]] + (paths if best else [])
-                    + [_f(r["ar_quality"], 3), r["diffusion_quality_curve"], k]
+                    + [_f(r["ar_quality"], 3), curve, k]
                     + ([] if best else [k_ci]) + [_speedup(r), verdict(r)])
     return _table(["N", "B", "metric"] + (["AR decode", "diffusion sampler/cache"] if best else [])
                   + ["AR quality", "diffusion quality by K", "S_parity"] + ([] if best else ["S_parity (CI-aware)"])
@@ -202,7 +205,8 @@ def summary_markdown(results: Results, title: str = "dlm-bench results") -> str:
               "LLaMA eager `generate`)", "", headline_table(results), "",
               "## S_parity and Speedup Factor", "",
               "S_parity: fewest diffusion steps K at which LLaDA's mean quality reaches LLaMA's (perplexity: lower "
-              "is better); CI-aware: LLaDA's 95% interval reaches LLaMA's mean. Speedup Factor = L_e2e(LLaMA) / "
+              "is better); CI-aware: LLaDA's 95% interval reaches LLaMA's mean. A K whose outputs are degenerate "
+              "(distinct-2 < 0.5) more often than LLaMA's cannot reach parity. Speedup Factor = L_e2e(LLaMA) / "
               "L_e2e(LLaDA at S_parity), measured in pairs: the two generations interleaved in one process in a "
               "random order per pair; the median of the per-pair ratios with a bootstrap 95% CI over the pairs.", "",
               parity_markdown(results), "", "## Both sides at their best", "",
