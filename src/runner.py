@@ -217,15 +217,18 @@ class Extras:
     error: Optional[str] = None
 
 
-def run_extras(cell: Cell, loaded: LoadedModel, generator: Generator, kernel: str, trace: GenerationTrace,
-               ids: torch.Tensor, prompts: PromptSet) -> Extras:
+def run_extras(cell: Cell, loaded: LoadedModel, generator: Generator, kernel: str, ids: torch.Tensor,
+               prompts: PromptSet) -> Extras:
     """The extras of a measured cell; an error or OOM here is recorded in `Extras.error`."""
     extras = Extras()
     try:
         with kernel_context(kernel):
-            if cell.cache not in (None, "none"):
+            if cell.cache not in (None, "none"):  # both from the cell's seed: random draws are the same ones
+                torch.manual_seed(cell.settings.seed)
+                cached = generator.generate(ids, cell.n_out, steps=cell.steps)
+                torch.manual_seed(cell.settings.seed)
                 uncached = make_generator(cell, loaded, cache="none").generate(ids, cell.n_out, steps=cell.steps)
-                extras.agreement_with_uncached = float((trace.output_ids == uncached.output_ids).float().mean())
+                extras.agreement_with_uncached = float((cached.output_ids == uncached.output_ids).float().mean())
             if (cell.settings.quality_batch_size is not None and prompts.reference_ids
                     and loaded.tokenizer is not None):
                 extras.generations = generate_for_quality(generator, prompts, cell.settings.quality_batch_size,
@@ -305,7 +308,7 @@ def run_cell(cell: Cell, loaded: LoadedModel, prompts: PromptSet, ctx: RunContex
             if loaded.device.type == "cuda":
                 torch.cuda.empty_cache()
         status, label = "ok", kernel_label
-        extras = run_extras(cell, loaded, generator, kernel, measurement.trace, ids, prompts)
+        extras = run_extras(cell, loaded, generator, kernel, ids, prompts)
         break
     return new_record(cell, loaded, ctx, status, error, label, measurement, extras, prompts.source, passage_ids,
                       started_at, time.perf_counter() - t0)

