@@ -229,39 +229,59 @@ def memory_heatmaps(results: Results, out: Path) -> Path:
 
 
 def quality_vs_steps(results: Results, out: Path) -> Path:
-    """Diffusion quality vs K with 95% CI bands, the AR level as a line, S_parity marked."""
-    df = baseline(results.ok)
-    df = df[df["batch_size"] == df["batch_size"].min()]
+    """Diffusion quality vs K for every sampler/cache (95% CIs as bars) at the smallest B, the AR level
+    (eager; every decode path gives the same tokens at T = 0) as a line with its CI band, S_parity of
+    the as-published sampler marked. A hollow marker is a K whose outputs degenerate more often than
+    the AR model's (not eligible for parity)."""
+    ok = results.ok
+    df = ok[ok["batch_size"] == ok["batch_size"].min()]
     metrics, ns = _scored(df)
-    fig, axes = plt.subplots(len(metrics), len(ns), figsize=(4.6 * len(ns), 3.4 * len(metrics)), squeeze=False,
-                             constrained_layout=True)
+    fig, axes = plt.subplots(len(metrics), len(ns), figsize=(4.8 * len(ns), 3.6 * len(metrics) + 1.2), squeeze=False,
+                             layout="constrained")
     par = results.parity
+    legend: dict = {}  # label -> handle, one legend for the figure
     for i, metric in enumerate(metrics):
         label = PARITY_METRICS[metric].label
         for j, n in enumerate(ns):
             ax = axes[i][j]
-            sub = df[df["seq_len"] == n]
-            for c, (name, g) in enumerate(sub[sub["kind"] == "diffusion"].groupby("model_name")):
+            sub = df[(df["seq_len"] == n) & df[f"{metric}_mean"].notna()]
+            ax.set(xlabel="diffusion steps K", ylabel=label, title=f"N={n}, B={int(df['batch_size'].min())}: mean, 95% CI")
+            if sub.empty:
+                ax.text(0.5, 0.5, f"{metric} not scored at N={n}", transform=ax.transAxes, ha="center", fontsize=8)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                continue
+            ar = baseline(sub[sub["kind"] == "autoregressive"])
+            ar_degenerate = ar["degenerate_mean"].max() if "degenerate_mean" in ar and not ar.empty else np.nan
+            for _, g in sub[sub["kind"] == "diffusion"].groupby(["model_name", "sampler", "cache"]):
                 g = g.sort_values("steps")
-                ax.plot(g["steps"], g[f"{metric}_mean"], marker="o", color=PALETTE[c], label=_label(g.iloc[0]))
-                ax.fill_between(g["steps"], g[f"{metric}_ci_low"], g[f"{metric}_ci_high"], color=PALETTE[c], alpha=0.2)
-            for c, (_, r) in enumerate(sub[sub["kind"] == "autoregressive"].iterrows()):
-                color = PALETTE[(c + 3) % len(PALETTE)]
-                ax.axhline(r[f"{metric}_mean"], color=color, linestyle="--", label=_label(r))
-                ax.axhspan(r[f"{metric}_ci_low"], r[f"{metric}_ci_high"], color=color, alpha=0.1)
+                style = series_style(g.iloc[0])
+                err = np.vstack([g[f"{metric}_mean"] - g[f"{metric}_ci_low"], g[f"{metric}_ci_high"] - g[f"{metric}_mean"]])
+                ax.errorbar(g["steps"], g[f"{metric}_mean"], yerr=err, capsize=2, linewidth=1, elinewidth=0.7,
+                            label=_label(g.iloc[0]), **style)
+                if "degenerate_mean" in g and not np.isnan(ar_degenerate):
+                    bad = g[g["degenerate_mean"] > ar_degenerate]
+                    ax.plot(bad["steps"], bad[f"{metric}_mean"], linestyle="", marker=style["marker"], markersize=7,
+                            markerfacecolor="white", markeredgecolor=style["color"])
+            for _, r in ar.iterrows():
+                ax.axhline(r[f"{metric}_mean"], color="#000000", linestyle="--", linewidth=1, label=_label(r))
+                ax.axhspan(r[f"{metric}_ci_low"], r[f"{metric}_ci_high"], color="#000000", alpha=0.08)
             if not par.empty:
                 hit = par[(par["seq_len"] == n) & (par["metric"] == metric) & (par["sampler"] == BASELINE_SAMPLER)
                           & (par["cache"] == BASELINE_CACHE) & (par["ar_decode"] == BASELINE_DECODE)]
                 if not hit.empty and hit["reached"].iloc[0]:
                     k = hit["s_parity"].iloc[0]
-                    ax.axvline(k, color="black", linewidth=1, linestyle=":", label=f"S_parity = {int(k)}")
+                    ax.axvline(k, color="black", linewidth=1, linestyle=":", label=f"S_parity (as published) = {int(k)}")
                 elif not hit.empty:
-                    ax.text(0.02, 0.02, "parity not reached in grid", transform=ax.transAxes, fontsize=7)
-            ax.set(xlabel="diffusion steps K", ylabel=label, title=f"N={n}, B={int(sub['batch_size'].min())}: mean, 95% CI",
-                   xscale="log")
-            if sub["steps"].notna().any():
-                _int_ticks(ax, sub["steps"].dropna().unique())
-            ax.legend(fontsize=6)
+                    ax.text(0.02, 0.02, "as published: parity not reached in grid", transform=ax.transAxes, fontsize=7)
+            ax.set_xscale("log")
+            if metric == "gen_ppl":
+                ax.set_yscale("log")  # perplexities span orders of magnitude across K
+            _int_ticks(ax, sub["steps"].dropna().unique())
+            legend.update(zip(*reversed(ax.get_legend_handles_labels())))
+    fig.legend(list(legend.values()), list(legend.keys()), loc="outside lower center", ncol=min(4, len(legend)),
+               fontsize=7, title="hollow marker: outputs degenerate more often than the AR model's (not eligible "
+                                 "for parity)", title_fontsize=7)
     return _save(fig, results, out)
 
 
