@@ -36,7 +36,7 @@ from src.analysis.pairs import paired_ratio  # noqa: E402
 from src.generation.diffusion import MaskedDiffusionGenerator  # noqa: E402
 from src.measure.clock import clock_for  # noqa: E402
 from src.measure.environment import capture_environment  # noqa: E402
-from src.models.llada import load_llada  # noqa: E402
+from src.models.llada import load_llada, load_llada_state_dict  # noqa: E402
 from src.models.tiny import read_corpus, write_tiny_llada  # noqa: E402
 from src.pairs import time_pair  # noqa: E402
 
@@ -101,9 +101,16 @@ def main() -> int:
     n_params = sum(t.numel() for t in ours.parameters())
     mask_id = ours.config.mask_token_id
     fast = import_file("fast_dllm_generate", args.fast_dllm_repo / "llada" / "generate.py")
-    from model.modeling_llada import LLaDAModelLM as ReferenceModel  # noqa: E402 (Fast-dLLM's llada/model)
+    from model.configuration_llada import LLaDAConfig as ReferenceConfig  # noqa: E402 (Fast-dLLM's llada/model)
+    from model.modeling_llada import LLaDAModelLM as ReferenceModel  # noqa: E402
 
-    reference = ReferenceModel.from_pretrained(str(args.model_dir), torch_dtype=torch.float32).eval()
+    # built from its config and given the checkpoint's tensors directly (its from_pretrained path does not
+    # run under the installed transformers)
+    reference_config = ReferenceConfig.from_pretrained(str(args.model_dir))
+    reference_config.use_cache = False  # read by its forward; the installed transformers drops it from the config
+    reference = ReferenceModel(reference_config, init_params=False)
+    reference.load_state_dict(load_llada_state_dict(args.model_dir, device, torch.float32), strict=True, assign=True)
+    reference.eval()
     vanilla = import_file("llada_generate", args.llada_repo / "generate.py") if args.llada_repo else None
     prompt = torch.randint(0, mask_id, (1, args.prompt_length), generator=torch.Generator().manual_seed(0))
     common = dict(steps=args.steps, gen_length=args.gen_length, block_length=args.block_length, temperature=0.0,
