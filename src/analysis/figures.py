@@ -261,8 +261,8 @@ def quality_vs_steps(results: Results, out: Path) -> Path:
                             label=_label(g.iloc[0]), **style)
                 if "degenerate_mean" in g and not np.isnan(ar_degenerate):
                     bad = g[g["degenerate_mean"] > ar_degenerate]
-                    ax.plot(bad["steps"], bad[f"{metric}_mean"], linestyle="", marker=style["marker"], markersize=7,
-                            markerfacecolor="white", markeredgecolor=style["color"])
+                    ax.plot(bad["steps"], bad[f"{metric}_mean"], linestyle="", marker=style["marker"], markersize=9,
+                            markerfacecolor="white", markeredgecolor=style["color"], markeredgewidth=1.5, zorder=5)
             for _, r in ar.iterrows():
                 ax.axhline(r[f"{metric}_mean"], color="#000000", linestyle="--", linewidth=1, label=_label(r))
                 ax.axhspan(r[f"{metric}_ci_low"], r[f"{metric}_ci_high"], color="#000000", alpha=0.08)
