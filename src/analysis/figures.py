@@ -275,8 +275,9 @@ def quality_vs_steps(results: Results, out: Path) -> Path:
                 elif not hit.empty:
                     ax.text(0.02, 0.02, "as published: parity not reached in grid", transform=ax.transAxes, fontsize=7)
             ax.set_xscale("log")
-            if metric == "gen_ppl":
-                ax.set_yscale("log")  # perplexities span orders of magnitude across K
+            values = pd.concat([sub[f"{metric}_ci_low"], sub[f"{metric}_ci_high"]]).dropna()
+            if metric == "gen_ppl" and (values > 0).all() and values.max() > 10 * values.min():
+                ax.set_yscale("log")  # perplexities that span orders of magnitude across K
             _int_ticks(ax, sub["steps"].dropna().unique())
             legend.update(zip(*reversed(ax.get_legend_handles_labels())))
     fig.legend(list(legend.values()), list(legend.keys()), loc="outside lower center", ncol=min(4, len(legend)),
