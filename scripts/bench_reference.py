@@ -34,7 +34,7 @@ import torch  # noqa: E402
 
 from src.analysis.pairs import paired_ratio  # noqa: E402
 from src.generation.diffusion import MaskedDiffusionGenerator  # noqa: E402
-from src.measure.clock import clock_for  # noqa: E402
+from src.measure.clock import clock_for, timed  # noqa: E402
 from src.measure.environment import capture_environment  # noqa: E402
 from src.models.llada import load_llada, load_llada_state_dict  # noqa: E402
 from src.models.tiny import read_corpus, write_tiny_llada  # noqa: E402
@@ -52,11 +52,8 @@ class Side:
     last: Optional[torch.Tensor] = None
 
     def generate_ms(self, clock) -> float:
-        start = clock.mark()
-        self.last = self.run(self.prompt)
-        end = clock.mark()
-        clock.synchronize()
-        return clock.elapsed_ms(start, end)
+        ms, self.last = timed(clock, lambda: self.run(self.prompt))
+        return ms
 
 
 def import_file(name: str, path: Path):

@@ -96,8 +96,8 @@ def _main(argv: list[str] | None) -> int:
         wants_quality = bool(exp.quality.compute_bertscore or exp.quality.judge_path or exp.quality.judge_hub_id)
         scoring = args.command == "score" or (args.command in ("run", "finalize") and wants_quality
                                               and not args.no_score)
-        pairing = bool(exp.pairs.measure) and (args.command == "pairs" or (
-            args.command == "finalize" or (args.command == "run" and shard[1] == 1)) and not args.no_pairs)
+        after_cells = args.command == "finalize" or (args.command == "run" and shard[1] == 1)  # not in a shard
+        pairing = bool(exp.pairs.measure) and (args.command == "pairs" or (after_cells and not args.no_pairs))
         if args.command in ("run", "score", "pairs", "finalize"):
             from src.assets import missing_assets
             from src.measure.environment import resolve_device

@@ -28,11 +28,11 @@ from tqdm import tqdm
 
 from .analysis.pairs import WantedPair, wanted_pairs
 from .analysis.parity import parity_table
-from .config import Cell, Experiment, expand_cells, project_root
+from .config import Cell, Experiment, expand_cells
 from .generation import Generator
 from .measure import load as machine_load
-from .measure.clock import Clock, clock_for
-from .measure.environment import capture_environment, resolve_device
+from .measure.clock import Clock, clock_for, timed
+from .measure.environment import hardware_name, resolve_device
 from .models.attention import kernel_context
 from .models.loader import LoadedModel, LoadSettings, load_model
 from .quality.prompts import PromptProvider
@@ -70,11 +70,7 @@ class Arm:
     def generate_ms(self, clock: Clock) -> float:
         """One timed generation, ms."""
         with kernel_context(self.loaded.attention_kernel):
-            start = clock.mark()
-            self.generator.generate(self.ids, self.cell.n_out, steps=self.cell.steps)
-            end = clock.mark()
-            clock.synchronize()
-        return clock.elapsed_ms(start, end)
+            return timed(clock, lambda: self.generator.generate(self.ids, self.cell.n_out, steps=self.cell.steps))[0]
 
 
 def time_pair(reference: Arm, contender: Arm, repeats: int, warmup: int, clock: Clock,
@@ -85,12 +81,13 @@ def time_pair(reference: Arm, contender: Arm, repeats: int, warmup: int, clock: 
         for _ in range(warmup):
             arm.generate_ms(clock)
     order, reference_ms, contender_ms = "", [], []
+    arms = {"R": (reference, reference_ms), "C": (contender, contender_ms)}
     for _ in range(repeats):
-        first = rng.choice("RC")
-        for side in (first, "C" if first == "R" else "R"):
-            (reference_ms if side == "R" else contender_ms).append(
-                (reference if side == "R" else contender).generate_ms(clock))
-        order += first + ("C" if first == "R" else "R")
+        this_pair = rng.choice(("RC", "CR"))
+        for side in this_pair:
+            arm, latencies = arms[side]
+            latencies.append(arm.generate_ms(clock))
+        order += this_pair
     return order, reference_ms, contender_ms
 
 
@@ -99,7 +96,7 @@ def run_pairs(exp: Experiment, progress: bool = True) -> PairsSummary:
     device = resolve_device(exp.device)
     if device.type == "cpu" and exp.cpu_threads is not None:
         torch.set_num_threads(exp.cpu_threads)
-    hardware = capture_environment(device, project_root())["hardware"]
+    hardware = hardware_name(device)
     root = exp.resolve(exp.output_dir)
     rows = pd.read_csv(ResultStore(root).merge(), dtype={"cell_id": str})
     wanted = wanted_pairs(rows, parity_table(rows), exp.pairs.measure) if "status" in rows else []
@@ -111,7 +108,6 @@ def run_pairs(exp: Experiment, progress: bool = True) -> PairsSummary:
     settings = LoadSettings(exp.precision, exp.attention, exp.seed, exp.base_dir)
     loaded: dict[str, LoadedModel] = {}
     clock = clock_for(device)
-    gpu = (device.index or 0) if device.type == "cuda" else None
     log.info("pairs: %d wanted, %d already measured, %d to measure (%d pairs each)", len(wanted), summary.skipped,
              len(todo), exp.pairs.repeats)
 
@@ -134,7 +130,7 @@ def run_pairs(exp: Experiment, progress: bool = True) -> PairsSummary:
                             pair.contender_cell_id, reference.describe(), contender.describe(), reference.seq_len,
                             reference.batch_size, exp.pairs.warmup,
                             started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        t0, before = time.perf_counter(), machine_load.sample(gpu)
+        t0, before = time.perf_counter(), machine_load.sample(device)
         try:
             rng = random.Random(f"{exp.seed}:{record.pair_id}")
             record.order, record.reference_ms, record.contender_ms = time_pair(
@@ -148,7 +144,7 @@ def run_pairs(exp: Experiment, progress: bool = True) -> PairsSummary:
         finally:
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-        record.load = machine_load.between(before, machine_load.sample(gpu))
+        record.load = machine_load.between(before, machine_load.sample(device))
         record.wall_s = time.perf_counter() - t0
         store.write(record)
         summary.ok += record.status == "ok"

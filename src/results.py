@@ -259,7 +259,7 @@ class PairRecord:
     ("RC" or "CR", drawn per pair); latencies in ms, in pair order."""
 
     pair_id: str
-    kind: str  # speedup | fast_paths (analysis.pairs.PAIR_KINDS)
+    kind: str  # speedup | fast_paths (config.PAIR_KINDS)
     status: str  # ok | oom | error
     experiment: str
     hardware: str
@@ -321,6 +321,7 @@ class _RecordFolder:
 
     folder = ""
     record_type: Any = None
+    id_field = ""  # the record's attribute that names its file
     noun = "record"
 
     def __init__(self, root: str | Path):
@@ -338,12 +339,9 @@ class _RecordFolder:
         return record is not None and record.status in DONE_STATUSES
 
     def write(self, record) -> Path:
-        path = self.path(self._id(record))
+        path = self.path(getattr(record, self.id_field))
         atomic_write_text(path, json.dumps(record.to_json(), indent=1))
         return path
-
-    def _id(self, record) -> str:
-        raise NotImplementedError
 
     def _load(self, path: Path):
         """A record file, or None when it is missing. A file that is not a whole record (truncated, binary,
@@ -370,10 +368,7 @@ class _RecordFolder:
 class ResultStore(_RecordFolder):
     """Per-cell records under `<root>/cells/` and the merged tables in `<root>/`."""
 
-    folder, record_type, noun = "cells", CellRecord, "cell record"
-
-    def _id(self, record: CellRecord) -> str:
-        return record.cell_id
+    folder, record_type, id_field, noun = "cells", CellRecord, "cell_id", "cell record"
 
     @contextlib.contextmanager
     def claim(self, cell_id: str) -> Iterator[bool]:
@@ -413,10 +408,7 @@ class ResultStore(_RecordFolder):
 class PairStore(_RecordFolder):
     """Per-pair records under `<root>/pairs/`, merged into `<root>/pairs.csv`."""
 
-    folder, record_type, noun = "pairs", PairRecord, "pair record"
-
-    def _id(self, record: PairRecord) -> str:
-        return record.pair_id
+    folder, record_type, id_field, noun = "pairs", PairRecord, "pair_id", "pair record"
 
     def records(self) -> list[PairRecord]:
         return sorted(self._all(), key=lambda r: (r.kind, r.seq_len, r.batch_size, r.reference, r.contender))

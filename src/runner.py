@@ -153,8 +153,7 @@ def measure(generator: Generator, ids: torch.Tensor, cell: Cell, clock: Clock, d
             kernel: str) -> Measurement:
     """Warm up, then time repetitions until the timing settings say stop, then read the memory peaks."""
     timing = cell.settings.timing
-    gpu = (device.index or 0) if device.type == "cuda" else None
-    before = machine_load.sample(gpu)
+    before = machine_load.sample(device)
     with kernel_context(kernel):
         warmup_steps = warm_up(generator, ids, cell, timing)
         clock.synchronize()
@@ -167,7 +166,7 @@ def measure(generator: Generator, ids: torch.Tensor, cell: Cell, clock: Clock, d
             clock.synchronize()
             reps.append(repetition(cell, trace, clock, start, end))
         memory = read_peak(device)
-    return Measurement(reps, trace, memory, warmup_steps, machine_load.between(before, machine_load.sample(gpu)))
+    return Measurement(reps, trace, memory, warmup_steps, machine_load.between(before, machine_load.sample(device)))
 
 
 # --------------------------------------------------------------------------- policy

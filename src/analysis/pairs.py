@@ -26,6 +26,7 @@ from typing import Sequence
 
 import pandas as pd
 
+from ..measure.metrics import coefficient_of_variation
 from ..quality.stats import Estimate
 from .baseline import BASELINE_CACHE, BASELINE_DECODE, BASELINE_SAMPLER, baseline
 
@@ -41,21 +42,21 @@ class WantedPair:
     contender_cell_id: str
 
 
+def per_pair_ratios(reference_ms: Sequence[float], contender_ms: Sequence[float]) -> list[float]:
+    """reference / contender of each pair (pairs with a zero contender time left out)."""
+    return [r / c for r, c in zip(reference_ms, contender_ms) if c > 0]
+
+
 def paired_ratio(reference_ms: Sequence[float], contender_ms: Sequence[float], resamples: int = 1000,
                  seed: int = 0) -> Estimate:
     """Median over pairs of reference / contender, with a percentile-bootstrap 95% CI over the pairs."""
-    ratios = [r / c for r, c in zip(reference_ms, contender_ms) if c > 0]
+    ratios = per_pair_ratios(reference_ms, contender_ms)
     if not ratios:
         return NO_ESTIMATE
     rng = random.Random(seed)
     medians = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(resamples))
     return Estimate(statistics.median(ratios), medians[int(0.025 * resamples)],
                     medians[min(resamples - 1, int(0.975 * resamples))])
-
-
-def cv(values: Sequence[float]) -> float:
-    """Coefficient of variation (sample standard deviation / mean); 0 for fewer than two values."""
-    return statistics.stdev(values) / statistics.mean(values) if len(values) > 1 else 0.0
 
 
 def published_parity_rows(parity: pd.DataFrame) -> pd.DataFrame:
@@ -105,15 +106,18 @@ def fast_path_cells(ok: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([sub[sub["kind"] == "autoregressive"], dl[dl["steps"] == dl["steps"].max()]])
 
 
+def as_published_cell_id(part: pd.DataFrame) -> str | None:
+    """The one as-published cell among one model's fast-path cells (the reference of its ratios), or None."""
+    base = baseline(part)
+    return str(base["cell_id"].iloc[0]) if len(base) == 1 else None
+
+
 def _fast_path_pairs(ok: pd.DataFrame) -> list[WantedPair]:
     wanted = []
-    table = fast_path_cells(ok)
-    for _, part in table.groupby("model_name"):
-        base = baseline(part)
-        if base.empty or len(base) != 1:
-            continue
-        reference = str(base["cell_id"].iloc[0])
-        wanted += [WantedPair("fast_paths", reference, str(c)) for c in part["cell_id"] if str(c) != reference]
+    for _, part in fast_path_cells(ok).groupby("model_name"):
+        reference = as_published_cell_id(part)
+        if reference is not None:
+            wanted += [WantedPair("fast_paths", reference, str(c)) for c in part["cell_id"] if str(c) != reference]
     return wanted
 
 
@@ -153,7 +157,7 @@ def pair_estimate(pair: pd.Series | None, resamples: int = 1000) -> tuple[Estima
     reference, contender = ms_list(pair["reference_ms_all"]), ms_list(pair["contender_ms_all"])
     before, after = pair.get("load_1m_before"), pair.get("load_1m_after")
     load_change = abs(float(after) - float(before)) if pd.notna(before) and pd.notna(after) else math.nan
-    ratios = [r / c for r, c in zip(reference, contender) if c > 0]
+    ratios = per_pair_ratios(reference, contender)
     return paired_ratio(reference, contender, resamples), {
-        "ratio_cv": cv(ratios), "fewest_repeats": len(ratios), "load_change": load_change}
+        "ratio_cv": coefficient_of_variation(ratios), "fewest_repeats": len(ratios), "load_change": load_change}
 

@@ -10,7 +10,8 @@ from ..config import variant_label
 from ..measure import roofline
 from .baseline import baseline
 from .data import MAX_CV, MAX_LOAD_CHANGE, MIN_REPEATS, Results
-from .pairs import best_parity_rows, fast_path_cells, pair_estimate, pair_lookup, published_parity_rows
+from .pairs import (as_published_cell_id, best_parity_rows, fast_path_cells, pair_estimate, pair_lookup,
+                    published_parity_rows)
 
 NOT_PAIRED = "not measured in pairs: no ratio published (run the pairs step)"
 
@@ -122,8 +123,7 @@ def fast_path_table(results: Results) -> str:
     measured = pair_lookup(results.pairs)
     rows = []
     for _, part in table.groupby("model_name", sort=False):
-        base = baseline(part)
-        reference = str(base["cell_id"].iloc[0]) if len(base) == 1 else None
+        reference = as_published_cell_id(part)
         for _, r in part.sort_values("latency_ms_median").iterrows():
             if str(r["cell_id"]) == reference:
                 ratio = "reference"

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol, TypeVar
 
 import torch
+
+T = TypeVar("T")
 
 
 class Clock(Protocol):
@@ -55,3 +57,12 @@ class PerfCounterClock:
 def clock_for(device: torch.device) -> Clock:
     """CUDA events on a CUDA device, perf_counter elsewhere."""
     return CudaEventClock(device) if device.type == "cuda" else PerfCounterClock()
+
+
+def timed(clock: Clock, work: Callable[[], T]) -> tuple[float, T]:
+    """Run `work` between two marks of `clock`; returns its milliseconds (after synchronising) and result."""
+    start = clock.mark()
+    result = work()
+    end = clock.mark()
+    clock.synchronize()
+    return clock.elapsed_ms(start, end), result

@@ -44,8 +44,9 @@ def _gpu_other_processes(device_index: int | None) -> float:
         return math.nan
 
 
-def sample(device_index: int | None = None) -> LoadSample:
-    """The machine's load now (`device_index`: the CUDA device to look at, None on a CPU run)."""
+def sample(device=None) -> LoadSample:
+    """The machine's load now (`device`: the torch device measured; a CUDA device's GPU is looked at too)."""
+    device_index = (device.index or 0) if device is not None and device.type == "cuda" else None
     try:
         load = os.getloadavg()[0]
     except OSError:

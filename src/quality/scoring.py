@@ -111,7 +111,9 @@ def score_experiment(exp: Experiment, device: torch.device, progress: bool = Tru
         return None if too_long else judge
 
     def scorers(rec) -> tuple:
-        return bert.label if bert else None, judge_of(rec).name if judge_of(rec) else None
+        """(encoder, judge) names a cell is scored by."""
+        reader = judge_of(rec)
+        return bert.label if bert else None, reader.name if reader else None
 
     done = {r.cell_id for r in records if r.quality is not None and r.cell_id in quality
             and (r.quality.bertscore_model, r.quality.judge) == scorers(r)}
@@ -131,7 +133,8 @@ def score_experiment(exp: Experiment, device: torch.device, progress: bool = Tru
             "aggregates": {m: {"mean": e.value, "ci_low": e.ci_low, "ci_high": e.ci_high} for m, e in estimates.items()}}
         store.write(rec)
         atomic_write_text(quality_path, json.dumps(jsonable(quality), indent=1))  # each cell kept: a re-run resumes
-    atomic_write_text(quality_path, json.dumps(jsonable(quality), indent=1))
+    if not quality_path.exists():  # nothing to score: an empty table
+        atomic_write_text(quality_path, json.dumps(quality))
     csv_path = store.merge()
     log.info("scored %d cells: %s", len(records), quality_path)
     return {"quality": quality_path, "csv": csv_path}
