@@ -20,10 +20,11 @@ checkout skips its comparisons and says so. Fast-dLLM's model code needs `einops
 from __future__ import annotations
 
 import argparse
-import random
 import importlib.util
+import random
 import sys
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -35,7 +36,8 @@ import torch  # noqa: E402
 from src.analysis.pairs import paired_ratio  # noqa: E402
 from src.generation.diffusion import MaskedDiffusionGenerator  # noqa: E402
 from src.measure.clock import clock_for, timed  # noqa: E402
-from src.measure.environment import capture_environment  # noqa: E402
+from src.measure.benchmarks import TargetResult, record_targets  # noqa: E402
+from src.measure.environment import git_commit, hardware_name  # noqa: E402
 from src.models.llada import load_llada, load_llada_state_dict  # noqa: E402
 from src.models.tiny import read_corpus, write_tiny_llada  # noqa: E402
 from src.pairs import time_pair  # noqa: E402
@@ -81,6 +83,8 @@ def main() -> int:
     p.add_argument("--pairs", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--output", type=Path, help="write the table here (Markdown)")
+    p.add_argument("--record", type=Path, help="write each comparison as a target (ours at least as fast as the "
+                                               "reference) into this targets file (JSON)")
     args = p.parse_args()
     checkouts = {"LLaDA": (args.llada_repo, "generate.py"), "Fast-dLLM": (args.fast_dllm_repo, "llada/generate.py")}
     for name, (repo, file) in checkouts.items():
@@ -138,7 +142,8 @@ def main() -> int:
          theirs(fast.generate_with_dual_cache, threshold=args.threshold),
          ours_with("threshold", "dual", threshold=args.threshold, threshold_steps="unbounded"))]
     clock = clock_for(device)
-    rows = []
+    hardware, commit = hardware_name(device), git_commit(ROOT)
+    rows, targets = [], []
     with torch.inference_mode():
         for i, (label, reference_run, our_run) in enumerate(comparisons):
             ref_side, our_side = Side(reference_run, prompt), Side(our_run, prompt)
@@ -147,8 +152,12 @@ def main() -> int:
             agree = float((ref_side.last == our_side.last).float().mean())
             rows.append(f"| {label} | {sorted(ref_ms)[len(ref_ms) // 2]:.0f} | {sorted(our_ms)[len(our_ms) // 2]:.0f} | "
                         f"{est.value:.2f} [{est.ci_low:.2f}, {est.ci_high:.2f}] | {agree:.3f} |")
+            targets.append(TargetResult(
+                f"ours at least as fast as the reference, {label}", 1.0, True, est.value, est.ci_low, est.ci_high,
+                f"{args.threads} threads, fp32, {n_params / 1e6:.1f} M parameters, prompt {args.prompt_length}, "
+                f"{args.gen_length} generated, K {args.steps}; {args.pairs} pairs; tokens agreeing {agree:.3f}",
+                "scripts/bench_reference.py", hardware, datetime.now(timezone.utc).isoformat(timespec="seconds"), commit))
             print(rows[-1], flush=True)
-    hardware = capture_environment(device, ROOT)["hardware"]
     text = "\n".join([
         "# The project's samplers against the public reference code (same weights, interleaved pairs)", "",
         f"{hardware}, {args.threads} threads, fp32; random-weight LLaDA-layout model, {n_params / 1e6:.1f} M parameters "
@@ -164,6 +173,8 @@ def main() -> int:
         print(f"written: {args.output}")
     else:
         print(text)
+    if args.record:
+        print(f"recorded: {record_targets(args.record, targets)}")
     return 0
 
 

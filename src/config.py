@@ -36,6 +36,7 @@ FAMILY_SCHEDULES = {"llada": "llada", "dream": "dream"}  # what `schedule: auto`
 THRESHOLD_STEPS = ("cap", "unbounded")  # threshold sampler: steps as a budget, or each block until empty
 NOISE_LAYOUTS = ("block", "canvas")  # Gumbel noise over the block, or over the whole canvas (reference)
 AR_DECODE_MODES = ("eager", "static", "static_compiled")
+DIFFUSION_FORWARDS = ("eager", "compiled")  # the diffusion model's forward as is, or under torch.compile
 
 
 @dataclass(frozen=True)
@@ -215,6 +216,8 @@ class DiffusionSpec:
         Fast-dLLM's generators do).
     noise_layout: at temperature > 0, Gumbel noise drawn over the current `block` (fewer random numbers)
         or over the whole `canvas` as LLaDA's generate.py draws it (a seeded run reproduces its tokens).
+    forward: grid axis; `eager`, or `compiled` (the model's forward under torch.compile; CUDA graphs on
+        a GPU), the diffusion side at its best.
     """
 
     block_length: int = 32
@@ -227,11 +230,15 @@ class DiffusionSpec:
     eps: float = 1e-3
     threshold_steps: str = "cap"
     noise_layout: str = "block"
+    forward: list[str] = field(default_factory=lambda: ["eager"])
 
     def validate(self) -> None:
         _positive([self.block_length], "diffusion.block_length")
         _distinct(self.sampler, "diffusion.sampler")
         _distinct(self.cache, "diffusion.cache")
+        _distinct(self.forward, "diffusion.forward")
+        for f in self.forward:
+            _one_of(f, DIFFUSION_FORWARDS, "diffusion.forward")
         for s in self.sampler:
             _one_of(s, DIFFUSION_SAMPLERS, "diffusion.sampler")
         for c in self.cache:
@@ -623,6 +630,8 @@ OVERRIDES: tuple[Override, ...] = (
     Override("sampler", ("diffusion", "sampler"), f"override diffusion.sampler ({' '.join(DIFFUSION_SAMPLERS)})",
              many=True),
     Override("cache", ("diffusion", "cache"), f"override diffusion.cache ({' '.join(DIFFUSION_CACHES)})", many=True),
+    Override("forward", ("diffusion", "forward"), f"override diffusion.forward ({' '.join(DIFFUSION_FORWARDS)})",
+             many=True),
     Override("decode", ("autoregressive", "decode"), f"override autoregressive.decode ({' '.join(AR_DECODE_MODES)})",
              many=True),
     Override("max_prompts", ("prompts", "max_prompts"), "override prompts.max_prompts", int),
@@ -756,6 +765,7 @@ class Cell:
     eps: Optional[float] = None  # Dream schedule only
     threshold_steps: Optional[str] = None  # threshold sampler only: cap | unbounded
     noise_layout: Optional[str] = None  # diffusion at temperature > 0 only: block | canvas
+    forward: Optional[str] = None  # diffusion: eager | compiled
 
     @property
     def prompt_len(self) -> int:
@@ -779,7 +789,10 @@ class Cell:
 
     def cell_id(self, hardware: str) -> str:
         """Short stable hash of everything that decides what this cell measures, plus the hardware name."""
-        blob = json.dumps({"cell": self.identity(), "model": dataclasses.asdict(self.model),
+        identity = self.identity()
+        if identity["forward"] in (None, "eager"):
+            del identity["forward"]  # the axis came later: cells of the eager forward keep their earlier ids
+        blob = json.dumps({"cell": identity, "model": dataclasses.asdict(self.model),
                            "settings": self.settings.as_dict(), "hardware": hardware}, sort_keys=True)
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
@@ -791,6 +804,8 @@ def variant_label(row: Mapping[str, Any]) -> str:
     """The generation path of a cell or row: `sampler/cache` (diffusion) or the decode mode (AR)."""
     if row["kind"] == "diffusion":
         label = f"{row['sampler']}/{row['cache']}"
+        if row.get("forward") == "compiled":
+            label += "/compiled"
         if row.get("schedule") not in (None, "", FAMILY_SCHEDULES.get(row.get("family"))):
             label += f" ({row['schedule']} schedule)"
         return label
@@ -827,9 +842,10 @@ def expand_cells(exp: Experiment) -> list[Cell]:
                           attention_backend=exp.attention)
             if model.kind == "diffusion":
                 schedule = FAMILY_SCHEDULES[model.family] if d.schedule == "auto" else d.schedule
-                for k, sampler, cache in itertools.product(g.steps_for(n), d.sampler, d.cache):
+                for k, sampler, cache, forward in itertools.product(g.steps_for(n), d.sampler, d.cache, d.forward):
                     threshold = sampler == "threshold"
-                    cells.append(Cell(**common, steps=k, sampler=sampler, cache=cache, block_length=d.block_length,
+                    cells.append(Cell(**common, steps=k, sampler=sampler, cache=cache, forward=forward,
+                                      block_length=d.block_length,
                                       temperature=d.temperature, cfg_scale=d.cfg_scale,
                                       threshold=d.threshold if threshold else None, schedule=schedule,
                                       eps=d.eps if schedule == "dream" else None,

@@ -149,6 +149,16 @@ def repetition(cell: Cell, trace: GenerationTrace, clock: Clock, start, end) -> 
     return rep
 
 
+def timed_repetition(generator: Generator, ids: torch.Tensor, cell: Cell, clock: Clock
+                     ) -> tuple[Repetition, GenerationTrace]:
+    """One timed generation as every cell times it: clock marks around it and at each step or token."""
+    start = clock.mark()
+    trace = generator.generate(ids, cell.n_out, steps=cell.steps, marker=clock.mark)
+    end = clock.mark()
+    clock.synchronize()
+    return repetition(cell, trace, clock, start, end), trace
+
+
 def measure(generator: Generator, ids: torch.Tensor, cell: Cell, clock: Clock, device: torch.device,
             kernel: str) -> Measurement:
     """Warm up, then time repetitions until the timing settings say stop, then read the memory peaks."""
@@ -160,11 +170,8 @@ def measure(generator: Generator, ids: torch.Tensor, cell: Cell, clock: Clock, d
         reset_peak(device)
         reps: list[Repetition] = []
         while another_repetition(timing, reps):
-            start = clock.mark()
-            trace = generator.generate(ids, cell.n_out, steps=cell.steps, marker=clock.mark)
-            end = clock.mark()
-            clock.synchronize()
-            reps.append(repetition(cell, trace, clock, start, end))
+            rep, trace = timed_repetition(generator, ids, cell, clock)
+            reps.append(rep)
         memory = read_peak(device)
     return Measurement(reps, trace, memory, warmup_steps, machine_load.between(before, machine_load.sample(device)))
 
@@ -180,7 +187,7 @@ def make_generator(cell: Cell, loaded: LoadedModel, cache: Optional[str] = None)
                    if getattr(cell, name) is not None}
         return MaskedDiffusionGenerator(loaded.model, loaded.mask_token_id, cell.block_length, cell.sampler,
                                         cell.temperature, cell.cfg_scale or 0.0, cache or cell.cache,
-                                        schedule=cell.schedule, **options)
+                                        schedule=cell.schedule, forward=cell.forward or "eager", **options)
     return make_ar_generator(loaded.model, cell.decode, cell.temperature)
 
 

@@ -22,12 +22,13 @@ SETTINGS = MeasurementSettings(seed=0, timing=TimingSpec(), prompt_source="file"
 
 
 def _record(cell_id, model, kind, b, n, k, lat, status="ok", f1=None, ppl=None, hardware="GPU-X", mem=10.0,
-            decode=None, cache="none", mfu=math.nan, mbu=math.nan, cv=0.01, repeats=3, flops=1e12, wall_s=math.nan):
+            decode=None, cache="none", mfu=math.nan, mbu=math.nan, cv=0.01, repeats=3, flops=1e12, wall_s=math.nan,
+            forward="eager"):
     diffusion = kind == "diffusion"
     spec = ModelSpec(model, "llada" if diffusion else "llama", path="x")
     if diffusion:
         cell = Cell(spec, SETTINGS, b, n, "bf16", "flash_attention_2", steps=k, sampler="low_confidence", cache=cache,
-                    block_length=32, cfg_scale=0.0, schedule="llada")
+                    block_length=32, cfg_scale=0.0, schedule="llada", forward=forward)
     else:
         cell = Cell(spec, SETTINGS, b, n, "bf16", "flash_attention_2", decode=decode or "eager")
     r = CellRecord(cell_id=cell_id, identity=cell.identity(), status=status, experiment="t", weights="synthetic",
@@ -268,3 +269,29 @@ def test_no_verdict_from_an_unreliable_measurement(tmp_path, cv, repeats, load_a
         assert row.endswith("| diffusion faster at equal quality |")
     else:
         assert "unreliable measurement: " + reason in row and "faster" not in row
+
+
+def test_compiled_diffusion_rows_are_a_path_of_their_own_and_never_the_as_published_one(tmp_path):
+    import pandas as pd
+
+    from src.analysis.baseline import baseline
+
+    store = ResultStore(tmp_path)
+    for r in (_record("a1", "llama", "autoregressive", 1, 64, None, 100.0, f1=0.80),
+              _record("e8", "llada", "diffusion", 1, 64, 8, 80.0, f1=0.70),
+              _record("e16", "llada", "diffusion", 1, 64, 16, 120.0, f1=0.82),
+              _record("c8", "llada", "diffusion", 1, 64, 8, 50.0, f1=0.70, forward="compiled"),
+              _record("c16", "llada", "diffusion", 1, 64, 16, 70.0, f1=0.82, forward="compiled")):
+        store.write(r)
+    store.merge()
+    results = load_results(tmp_path)
+    assert sorted(baseline(results.ok)["cell_id"]) == ["a1", "e16", "e8"]
+    f1 = results.parity[results.parity["metric"] == "bertscore_f1"]
+    assert sorted(zip(f1["forward"], f1["diffusion_cell_id"])) == [("compiled", "c16"), ("eager", "e16")]
+    # rows written before the axis existed have no forward column: they ran the eager forward
+    csv = tmp_path / "raw_metrics.csv"
+    rows = pd.read_csv(csv)
+    rows[~rows["cell_id"].str.startswith("c")].drop(columns="forward").to_csv(csv, index=False)
+    old = load_results(tmp_path)
+    assert set(old.ok.loc[old.ok["kind"] == "diffusion", "forward"]) == {"eager"}
+    assert list(old.parity.loc[old.parity["metric"] == "bertscore_f1", "diffusion_cell_id"]) == ["e16"]

@@ -72,6 +72,8 @@ BAD = [
     ("diffusion.temperature", float("nan"), "diffusion.temperature: nan is not allowed"),
     ("diffusion.sampler", [], "diffusion.sampler: empty list"),
     ("diffusion.cache", [], "diffusion.cache: empty list"),
+    ("diffusion.forward", [], "diffusion.forward: empty list"),
+    ("diffusion.forward", ["eager", "jit"], "diffusion.forward: 'jit' is not allowed; allowed: eager, compiled"),
     ("autoregressive", {"decode": []}, "autoregressive.decode: empty list"),
     ("grid.batch_size", [1, 1], "grid.batch_size: 1 given more than once"),
     ("grid.steps", [4, 8, 4], "grid.steps: 4 given more than once"),
@@ -198,6 +200,21 @@ def test_a_field_that_changes_the_measurement_changes_the_cell_id(tiny_models, t
 @pytest.mark.parametrize("change", PRESENTATION, ids=[p[0] for p in PRESENTATION])
 def test_a_presentation_field_keeps_the_cell_id(tiny_models, tmp_path, change):
     assert _ids(tiny_models, tmp_path) == _ids(tiny_models, tmp_path, change)
+
+
+def test_the_compiled_forward_axis_adds_cells_and_keeps_the_eager_cells_ids(tiny_models, tmp_path):
+    data = mini_config_dict(tiny_models, tmp_path)
+    plain = expand_cells(load_experiment(write_config(tmp_path, data)))
+    data["diffusion"]["forward"] = ["eager", "compiled"]
+    both = expand_cells(load_experiment(write_config(tmp_path, data)))
+    eager = [c for c in both if c.forward != "compiled"]
+    compiled = [c for c in both if c.forward == "compiled"]
+    assert len(compiled) == sum(c.kind == "diffusion" for c in plain) and len(eager) == len(plain)
+    # cells measured before the axis existed are found again (a resumed sweep does not re-run them)
+    assert [c.cell_id("cpu: x") for c in eager] == [c.cell_id("cpu: x") for c in plain]
+    assert not {c.cell_id("cpu: x") for c in compiled} & {c.cell_id("cpu: x") for c in plain}
+    assert all(c.describe().endswith("/compiled") for c in compiled)
+    assert all(c.forward is None for c in both if c.kind == "autoregressive")
 
 
 def test_prompt_file_content_not_its_place_enters_the_cell_id(tiny_models, tmp_path):

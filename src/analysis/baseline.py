@@ -1,11 +1,17 @@
 """The "as published" paths that every ratio is taken against: LLaDA's reference sampler without a
-cache, and LLaMA's eager `generate`."""
+cache on the eager forward, and LLaMA's eager `generate`; and the columns that name a diffusion path."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-BASELINE_SAMPLER, BASELINE_CACHE, BASELINE_DECODE = "low_confidence", "none", "eager"
+BASELINE_SAMPLER, BASELINE_CACHE, BASELINE_FORWARD, BASELINE_DECODE = "low_confidence", "none", "eager", "eager"
+DIFFUSION_PATH = ["sampler", "cache", "forward"]  # the columns that tell one diffusion generation path from another
+
+
+def _is_published_diffusion(df: pd.DataFrame) -> pd.Series:
+    return ((df["sampler"] == BASELINE_SAMPLER) & (df["cache"] == BASELINE_CACHE)
+            & (df["forward"] == BASELINE_FORWARD))
 
 
 def baseline(df: pd.DataFrame) -> pd.DataFrame:
@@ -14,8 +20,26 @@ def baseline(df: pd.DataFrame) -> pd.DataFrame:
     keep = []
     for _, g in df.groupby("model_name"):
         if (g["kind"] == "diffusion").all():
-            sel = g[(g["sampler"] == BASELINE_SAMPLER) & (g["cache"] == BASELINE_CACHE)]
+            sel = g[_is_published_diffusion(g)]
         else:
             sel = g[g["decode"] == BASELINE_DECODE]
         keep.append(sel if not sel.empty else g)
     return pd.concat(keep) if keep else df
+
+
+def published_parity_rows(parity: pd.DataFrame) -> pd.DataFrame:
+    """Parity rows as published: eager `generate` against the reference sampler without cache."""
+    if parity.empty:
+        return parity
+    return parity[_is_published_diffusion(parity) & (parity["ar_decode"] == BASELINE_DECODE)]
+
+
+def with_forward_column(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows with a `forward` value on every diffusion row (rows written before the axis existed ran the
+    eager forward)."""
+    rows = rows.copy()
+    if "forward" not in rows:
+        rows["forward"] = None
+    rows["forward"] = rows["forward"].astype(object)
+    rows.loc[(rows["kind"] == "diffusion") & rows["forward"].isna(), "forward"] = BASELINE_FORWARD
+    return rows

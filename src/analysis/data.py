@@ -14,6 +14,8 @@ from typing import Optional
 import pandas as pd
 
 from ..config import cell_label
+from ..measure.benchmarks import read_targets
+from .baseline import with_forward_column
 from .parity import parity_table
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,7 @@ class Results:
     warnings: list[str] = field(default_factory=list)
     overhead: Optional[dict] = None  # overhead.json of scripts/profile_overhead.py, when present
     pairs: pd.DataFrame = field(default_factory=pd.DataFrame)  # pairs.csv: the paired measurements
+    benchmarks: list[dict] = field(default_factory=list)  # benchmarks.json: targets measured by scripts/bench_*.py
 
     @property
     def ok(self) -> pd.DataFrame:
@@ -94,7 +97,7 @@ def load_results(input_dir: str | Path, facet: tuple[str, ...] = ()) -> Results:
     csv_path = input_dir / "raw_metrics.csv"
     if not csv_path.is_file():
         raise FileNotFoundError(f"{csv_path}: no results (run the sweep first)")
-    rows = pd.read_csv(csv_path, dtype={"cell_id": str})
+    rows = with_forward_column(pd.read_csv(csv_path, dtype={"cell_id": str}))
     check_comparable(rows[rows["status"] == "ok"], tuple(facet) + default_facets(rows))
     pairs_path = input_dir / "pairs.csv"
     pairs = pd.read_csv(pairs_path, dtype={c: str for c in ("pair_id", "reference_cell_id", "contender_cell_id")}) if pairs_path.is_file() else pd.DataFrame()
@@ -104,4 +107,4 @@ def load_results(input_dir: str | Path, facet: tuple[str, ...] = ()) -> Results:
         log.warning(w)
     overhead_path = input_dir / "overhead.json"
     overhead = json.loads(overhead_path.read_text()) if overhead_path.is_file() else None
-    return Results(rows, parity, warnings, overhead, pairs)
+    return Results(rows, parity, warnings, overhead, pairs, read_targets(input_dir / "benchmarks.json"))

@@ -17,7 +17,7 @@ import pandas as pd  # noqa: E402
 
 from ..config import variant_label  # noqa: E402
 from ..quality.metrics import PARITY_METRICS  # noqa: E402
-from .baseline import BASELINE_CACHE, BASELINE_DECODE, BASELINE_SAMPLER, baseline  # noqa: E402
+from .baseline import DIFFUSION_PATH, baseline, published_parity_rows  # noqa: E402
 from .data import PALETTE, Results  # noqa: E402
 
 
@@ -142,7 +142,7 @@ def pareto(results: Results, out: Path) -> Path:
             ax, label, higher = axes[i][j], PARITY_METRICS[metric].label, PARITY_METRICS[metric].higher_is_better
             sub = df[(df["seq_len"] == n) & df[f"{metric}_mean"].notna()]
             points = {}
-            for _, g in sub.groupby(["model_name", "sampler", "cache", "decode"], dropna=False):
+            for _, g in sub.groupby(["model_name", *DIFFUSION_PATH, "decode"], dropna=False):
                 g = g.sort_values("steps")
                 first = g.iloc[0]
                 yerr = np.vstack([g[f"{metric}_mean"] - g[f"{metric}_ci_low"], g[f"{metric}_ci_high"] - g[f"{metric}_mean"]])
@@ -253,7 +253,7 @@ def quality_vs_steps(results: Results, out: Path) -> Path:
                 continue
             ar = baseline(sub[sub["kind"] == "autoregressive"])
             ar_degenerate = ar["degenerate_mean"].max() if "degenerate_mean" in ar and not ar.empty else np.nan
-            for _, g in sub[sub["kind"] == "diffusion"].groupby(["model_name", "sampler", "cache"]):
+            for _, g in sub[sub["kind"] == "diffusion"].groupby(["model_name", *DIFFUSION_PATH]):
                 g = g.sort_values("steps")
                 style = series_style(g.iloc[0])
                 err = np.vstack([g[f"{metric}_mean"] - g[f"{metric}_ci_low"], g[f"{metric}_ci_high"] - g[f"{metric}_mean"]])
@@ -267,8 +267,8 @@ def quality_vs_steps(results: Results, out: Path) -> Path:
                 ax.axhline(r[f"{metric}_mean"], color="#000000", linestyle="--", linewidth=1, label=_label(r))
                 ax.axhspan(r[f"{metric}_ci_low"], r[f"{metric}_ci_high"], color="#000000", alpha=0.08)
             if not par.empty:
-                hit = par[(par["seq_len"] == n) & (par["metric"] == metric) & (par["sampler"] == BASELINE_SAMPLER)
-                          & (par["cache"] == BASELINE_CACHE) & (par["ar_decode"] == BASELINE_DECODE)]
+                published = published_parity_rows(par)
+                hit = published[(published["seq_len"] == n) & (published["metric"] == metric)]
                 if not hit.empty and hit["reached"].iloc[0]:
                     k = hit["s_parity"].iloc[0]
                     ax.axvline(k, color="black", linewidth=1, linestyle=":", label=f"S_parity (as published) = {int(k)}")

@@ -28,7 +28,7 @@ import pandas as pd
 
 from ..measure.metrics import coefficient_of_variation
 from ..quality.stats import Estimate
-from .baseline import BASELINE_CACHE, BASELINE_DECODE, BASELINE_SAMPLER, baseline
+from .baseline import DIFFUSION_PATH, baseline, published_parity_rows, with_forward_column
 
 NO_ESTIMATE = Estimate(math.nan, math.nan, math.nan)
 
@@ -59,14 +59,6 @@ def paired_ratio(reference_ms: Sequence[float], contender_ms: Sequence[float], r
                     medians[min(resamples - 1, int(0.975 * resamples))])
 
 
-def published_parity_rows(parity: pd.DataFrame) -> pd.DataFrame:
-    """Parity rows as published: eager `generate` against the reference sampler without cache."""
-    if parity.empty:
-        return parity
-    return parity[(parity["sampler"] == BASELINE_SAMPLER) & (parity["cache"] == BASELINE_CACHE)
-                  & (parity["ar_decode"] == BASELINE_DECODE)]
-
-
 def best_parity_rows(parity: pd.DataFrame) -> pd.DataFrame:
     """Per (N, B, metric), the parity row of both sides at their best: the fastest AR decode path against
     the diffusion sampler/cache that is fastest at its own S_parity, among the rows that reach parity
@@ -78,8 +70,8 @@ def best_parity_rows(parity: pd.DataFrame) -> pd.DataFrame:
     for _, group in timed.groupby(["seq_len", "batch_size", "metric"]):
         decode = group.sort_values("ar_latency_ms").iloc[0]["ar_decode"]
         fastest = group.sort_values("diffusion_latency_ms").iloc[0]
-        best.append(group[(group["ar_decode"] == decode) & (group["sampler"] == fastest["sampler"])
-                          & (group["cache"] == fastest["cache"])].iloc[0])
+        same_path = (group[DIFFUSION_PATH] == fastest[DIFFUSION_PATH]).all(axis=1)
+        best.append(group[(group["ar_decode"] == decode) & same_path].iloc[0])
     return pd.DataFrame(best)
 
 
@@ -123,6 +115,7 @@ def _fast_path_pairs(ok: pd.DataFrame) -> list[WantedPair]:
 
 def wanted_pairs(rows: pd.DataFrame, parity: pd.DataFrame, kinds: Sequence[str]) -> list[WantedPair]:
     """The pairs of the given kinds that the summary would publish, each once, in a fixed order."""
+    rows = with_forward_column(rows)
     ok = rows[rows["status"] == "ok"]
     found: list[WantedPair] = []
     if "speedup" in kinds:

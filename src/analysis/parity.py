@@ -1,6 +1,6 @@
 """S_parity and the Speedup Factor, from the merged rows and the measured pairs.
 
-For each (N, B, parity metric, AR model and decode path, diffusion model and sampler/cache) the
+For each (N, B, parity metric, AR model and decode path, diffusion model and sampler/cache/forward) the
 diffusion quality curve over K is read from the smallest-B cells (quality does not depend on B), and
 S_parity is found on it (strict and CI-aware), among the K whose outputs are not degenerate (distinct-2 < 0.5)
 more often than the AR model's. The Speedup Factor L_e2e(AR) / L_e2e(diffusion at
@@ -15,6 +15,7 @@ import pandas as pd
 from ..quality.metrics import PARITY_METRICS
 from ..quality.parity import s_parity, s_parity_ci
 from ..quality.stats import Estimate
+from .baseline import DIFFUSION_PATH, with_forward_column
 from .pairs import pair_estimate, pair_lookup
 
 
@@ -32,7 +33,8 @@ def _more_degenerate(diffusion_cell: pd.Series, ar_cell: pd.Series) -> bool:
 
 
 def parity_table(rows: pd.DataFrame, pairs: pd.DataFrame | None = None, resamples: int = 1000) -> pd.DataFrame:
-    """One row per (N, B, metric, AR model and decode, diffusion model, sampler, cache); see module doc."""
+    """One row per (N, B, metric, AR model and decode, diffusion model and path); see module doc."""
+    rows = with_forward_column(rows)
     ok = rows[rows["status"] == "ok"]
     measured = pair_lookup(pairs if pairs is not None else pd.DataFrame())
     out = []
@@ -42,7 +44,7 @@ def parity_table(rows: pd.DataFrame, pairs: pd.DataFrame | None = None, resample
         for (ar_name, ar_decode), ar_group in ars.groupby(["model_name", "decode"]):
             ar_cells = {int(r["batch_size"]): r for _, r in ar_group.iterrows()}
             ar_quality_cell = ar_cells[min(ar_cells)]
-            for (dl_name, sampler, cache), cells in dls.groupby(["model_name", "sampler", "cache"]):
+            for (dl_name, sampler, cache, forward), cells in dls.groupby(["model_name", *DIFFUSION_PATH]):
                 for metric, spec in PARITY_METRICS.items():
                     ar_q = _estimate(ar_quality_cell, metric)
                     curve, degenerate = {}, []
@@ -62,6 +64,7 @@ def parity_table(rows: pd.DataFrame, pairs: pd.DataFrame | None = None, resample
                         row = {"seq_len": int(n), "batch_size": b, "metric": metric,
                                "higher_is_better": spec.higher_is_better, "ar_model": ar_name, "ar_decode": ar_decode,
                                "diffusion_model": dl_name, "sampler": sampler, "cache": cache,
+                               "forward": forward,
                                "ar_quality": ar_q.value, "steps_in_grid": ";".join(str(k) for k in sorted(curve)),
                                "diffusion_quality_curve": ";".join(f"{k}:{curve[k].value:.4g}" for k in sorted(curve)),
                                "degenerate_steps": ";".join(str(k) for k in degenerate),

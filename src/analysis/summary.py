@@ -8,10 +8,10 @@ import pandas as pd
 
 from ..config import variant_label
 from ..measure import roofline
-from .baseline import baseline
+from ..measure.benchmarks import target_from_dict
+from .baseline import DIFFUSION_PATH, baseline, published_parity_rows
 from .data import MAX_CV, MAX_LOAD_CHANGE, MIN_REPEATS, Results
-from .pairs import (as_published_cell_id, best_parity_rows, fast_path_cells, pair_estimate, pair_lookup,
-                    published_parity_rows)
+from .pairs import as_published_cell_id, best_parity_rows, fast_path_cells, pair_estimate, pair_lookup
 
 NOT_PAIRED = "not measured in pairs: no ratio published (run the pairs step)"
 
@@ -102,7 +102,7 @@ def parity_markdown(results: Results, best: bool = False) -> str:
     for _, r in par.sort_values(["seq_len", "metric", "batch_size"]).iterrows():
         k = str(int(r["s_parity"])) if r["reached"] else "not reached"
         k_ci = str(int(r["s_parity_ciaware"])) if r["reached_ciaware"] else "not reached"
-        paths = [r["ar_decode"], variant_label({"kind": "diffusion", "sampler": r["sampler"], "cache": r["cache"]})]
+        paths = [r["ar_decode"], variant_label({"kind": "diffusion", **{c: r[c] for c in DIFFUSION_PATH}})]
         curve = r["diffusion_quality_curve"]
         if isinstance(r.get("degenerate_steps"), str) and r["degenerate_steps"]:
             curve += f" (degenerate at K={r['degenerate_steps'].replace(';', ', ')})"
@@ -158,7 +158,8 @@ def _utilisation_target(target: str, values: pd.Series, goal: float, context: st
 
 
 def targets_table(results: Results) -> str:
-    """The performance targets of the GPU campaign, evaluated on whatever rows exist."""
+    """The performance targets of the GPU campaign, evaluated on whatever rows exist, then the targets the
+    benchmark scripts measured in pairs (the folder's benchmarks.json)."""
     ok = results.ok
     rows = []
     dl = baseline(ok[ok["kind"] == "diffusion"])
@@ -189,6 +190,12 @@ def targets_table(results: Results) -> str:
         rows.append(["the whole grid within the session's device time",
                      f"{len(ok)} ok / {len(results.rows)} cells; sum of cell wall time {_f(ok['wall_s'].sum(), 0)} s"
                      + floor, "—"])
+    for raw in results.benchmarks:
+        t = target_from_dict(raw)
+        ci = "" if t.ci_low is None else f" [{_f(t.ci_low, 3)}, {_f(t.ci_high, 3)}]"
+        rows.append([f"{t.name}: {'≥' if t.higher_is_better else '<'} {t.goal:g}",
+                     f"{_f(t.value, 3)}{ci} ({t.script}, {t.hardware}, {t.measured_at}, commit {t.commit}; {t.detail})",
+                     t.verdict])
     return _table(["target", "measured", "verdict"], rows)
 
 

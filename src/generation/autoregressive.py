@@ -3,8 +3,8 @@
 Decode modes (the `autoregressive.decode` axis):
 - `eager`: transformers' `generate` with its dynamic KV cache (the everyday baseline);
 - `static`: a native loop (prefill, then one token per forward) over a preallocated static KV cache;
-- `static_compiled`: the same loop with the one-token step compiled by `torch.compile`
-  (CUDA graphs on a GPU: mode "reduce-overhead"), the AR baseline at its best.
+- `static_compiled`: the same loop with the one-token step compiled (`generation.compiled`: CUDA
+  graphs on a GPU), the AR baseline at its best.
 All three emit the same tokens at temperature 0, and all of them treat EOS as an ordinary token:
 every row gets exactly N_out real tokens (`check_exact_n_out` checks it after each generation).
 """
@@ -20,6 +20,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 
 from ..config import AR_DECODE_MODES as DECODE_MODES
 from . import ForwardWork, GenerationTrace, Marker
+from .compiled import compile_for
 
 
 def ar_work(batch: int, prompt_len: int, n_out: int) -> list[ForwardWork]:
@@ -124,14 +125,7 @@ class StaticCacheGenerator:
     def __init__(self, model: torch.nn.Module, compile: bool, temperature: float = 0.0):
         self.model, self.temperature = model, temperature
         device = next(model.parameters()).device
-        if compile:
-            # GPU: static shapes, one CUDA graph per (B, length); CPU: dynamic shapes from the start, so
-            # a sweep over several shapes compiles once rather than once per shape
-            gpu = device.type == "cuda"
-            self.step = torch.compile(_decode_one, mode="reduce-overhead" if gpu else "default",
-                                      dynamic=False if gpu else True, fullgraph=False)
-        else:
-            self.step = _decode_one
+        self.step = compile_for(_decode_one, device) if compile else _decode_one
         self._caches: dict[tuple[int, int], object] = {}
 
     def _cache(self, batch: int, length: int):

@@ -38,6 +38,12 @@ Caches (what each step recomputes), combinable with every sampler:
 - `prefix`: at a block's first step a full forward also stores the keys/values of everything before
   the block; the block's later steps run the block and the masked suffix against that cache;
 - `dual`: the suffix's keys/values are stored too; later steps run only the block.
+
+Forward (the `diffusion.forward` axis): `eager`, or `compiled`: the model's forward under
+`torch.compile` (see `generation.compiled`). Block positions reach the model as index tensors, never
+as Python ints, so every block of a cell runs the same compiled graph (a prefix cache's shrinking
+suffix makes one dimension symbolic after the first block). Tokens are those of the eager forward up
+to floating-point reassociation in the fused kernels.
 """
 
 from __future__ import annotations
@@ -52,8 +58,10 @@ from ..config import DIFFUSION_CACHES as CACHES
 from ..config import DIFFUSION_SAMPLERS as SAMPLERS
 from ..config import DIFFUSION_SCHEDULES as SCHEDULES
 from ..config import NOISE_LAYOUTS, THRESHOLD_STEPS, diffusion_shape_error
+from ..config import DIFFUSION_FORWARDS
 from ..models.llada import KVSlot
 from . import ForwardWork, GenerationTrace, Marker
+from .compiled import compile_for
 
 ENTROPY_EPS = 1e-10  # Dream's entropy scoring: sum p log(p + 1e-10)
 
@@ -179,8 +187,9 @@ class MaskedDiffusionGenerator:
     def __init__(self, model: torch.nn.Module, mask_id: int, block_length: int,
                  sampler: str = "low_confidence", temperature: float = 0.0, cfg_scale: float = 0.0,
                  cache: str = "none", threshold: float = 0.9, schedule: str = "llada", eps: float = 1e-3,
-                 threshold_steps: str = "cap", noise_layout: str = "block"):
+                 threshold_steps: str = "cap", noise_layout: str = "block", forward: str = "eager"):
         for value, allowed, what in ((sampler, SAMPLERS, "sampler"), (cache, CACHES, "cache"),
+                                     (forward, DIFFUSION_FORWARDS, "forward"),
                                      (schedule, SCHEDULES, "schedule"), (threshold_steps, THRESHOLD_STEPS,
                                                                          "threshold_steps"),
                                      (noise_layout, NOISE_LAYOUTS, "noise_layout")):
@@ -189,6 +198,7 @@ class MaskedDiffusionGenerator:
         if cache != "none" and cfg_scale > 0:
             raise ValueError("classifier-free guidance is not combined with a KV cache")
         self.model, self.mask_id, self.block_length = model, mask_id, block_length
+        self.forward = model if forward == "eager" else compile_for(model, next(model.parameters()).device)
         self.sampler, self.temperature, self.cfg_scale = sampler, temperature, cfg_scale
         self.cache, self.threshold = cache, threshold
         self.schedule, self.eps = schedule, eps
@@ -201,15 +211,15 @@ class MaskedDiffusionGenerator:
     def _full(self, x: Tensor, prompt_len: int, start: int, end: int, work: list, keep_kv: bool):
         """Whole-canvas forward; logits of the block (and the canvas K/V when keep_kv)."""
         batch, total = x.shape
-        rows = slice(start - self.shift, end - self.shift)
+        rows = torch.arange(start - self.shift, end - self.shift, device=x.device)
         if self.cfg_scale > 0:
             unconditional = x.clone()
             unconditional[:, :prompt_len] = self.mask_id
-            both = self.model(torch.cat([x, unconditional]), logits_slice=rows).logits
+            both = self.forward(torch.cat([x, unconditional]), logits_slice=rows).logits
             cond, uncond = both.chunk(2)
             work.append(ForwardWork(2 * batch, total, total * total, end - start, 0))
             return uncond + (self.cfg_scale + 1) * (cond - uncond), None
-        out = self.model(x, logits_slice=rows, return_kv=keep_kv)
+        out = self.forward(x, logits_slice=rows, return_kv=keep_kv)
         work.append(ForwardWork(batch, total, total * total, end - start, 0))
         return out.logits, out.kv
 
@@ -222,8 +232,8 @@ class MaskedDiffusionGenerator:
         last = total if self.cache == "prefix" else end
         ids = x[:, first:last]
         positions = torch.arange(first, last, device=x.device)
-        context = [KVSlot(k, v, first, last) for k, v in kv]
-        out = self.model(ids, positions=positions, context=context, logits_slice=slice(0, end - start))
+        context = [KVSlot(k, v, positions) for k, v in kv]
+        out = self.forward(ids, positions=positions, context=context, logits_slice=slice(0, end - start))
         q = ids.shape[1]
         work.append(ForwardWork(batch, q, q * total, end - start, total - q))
         return out.logits

@@ -1,4 +1,4 @@
-"""Measured ceilings of this device: bf16 matmul TFLOP/s and device-to-device copy TB/s.
+"""Measured ceilings of this device: bf16 matmul TFLOP/s, device-to-device copy TB/s and read TB/s.
 
 Stored in `calibration.json` (keyed by hardware name) next to the results; the roofline prefers
 them over datasheet peaks.
@@ -31,7 +31,8 @@ def _time_ms(fn, device: torch.device, repeats: int) -> float:
 
 def measure_ceilings(device: torch.device, matmul_size: int | None = None, copy_mib: int | None = None,
                      repeats: int = 20) -> dict:
-    """bf16 matmul TFLOP/s (n x n x n) and copy TB/s (bytes read + written) on `device`."""
+    """bf16 matmul TFLOP/s (n x n x n), copy TB/s (bytes read + written) and read TB/s (a sum over a
+    float32 buffer of the copy's size: the rate at which weights can be streamed) on `device`."""
     gpu = device.type == "cuda"
     n = matmul_size or (8192 if gpu else 512)
     a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
@@ -41,8 +42,11 @@ def measure_ceilings(device: torch.device, matmul_size: int | None = None, copy_
     src = torch.empty(nbytes, dtype=torch.uint8, device=device)
     dst = torch.empty_like(src)
     copy_ms = _time_ms(lambda: dst.copy_(src), device, repeats)
+    words = src.view(torch.float32)
+    read_ms = _time_ms(lambda: words.sum(), device, repeats)
     return {"hardware": hardware_name(device), "matmul_tflops": 2 * n**3 / (mm_ms / 1000) / 1e12,
             "matmul_size": n, "copy_tbps": 2 * nbytes / (copy_ms / 1000) / 1e12, "copy_bytes": nbytes,
+            "read_tbps": nbytes / (read_ms / 1000) / 1e12,
             "repeats": repeats, "torch_version": torch.__version__}
 
 

@@ -50,7 +50,8 @@ def resolve_device(requested: str) -> torch.device:
 
 
 @lru_cache(maxsize=None)
-def _git_commit(root: str) -> Optional[str]:
+def git_commit(root: str | Path) -> Optional[str]:
+    """The checkout's short commit hash (with -dirty when tracked files have changes), or None."""
     commit = _run(["git", "rev-parse", "--short=12", "HEAD"], cwd=Path(root))
     if commit and _run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=Path(root)):
         commit += "-dirty"
@@ -70,7 +71,7 @@ def capture_environment(device: torch.device, root: Path) -> dict:
         "cpu_model": cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "torch_version": torch.__version__, "transformers_version": transformers.__version__,
         "python_version": platform.python_version(),
-        "git_commit": _git_commit(str(root)),
+        "git_commit": git_commit(root),
         "host": socket.gethostname(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "slurm_array_job_id": os.environ.get("SLURM_ARRAY_JOB_ID"),

@@ -27,14 +27,14 @@ KV = tuple[Tensor, Tensor]  # ([B, H_kv, S, D], [B, H_kv, S, D]), keys already r
 @dataclass
 class KVSlot:
     """One layer's keys/values of a whole canvas [B, H_kv, S, D] (keys rotated), in which this call's
-    tokens own positions [start, end): the layer writes their new keys/values there in place and
-    attends over the whole buffer, so a cached step allocates no key/value memory (Fast-dLLM's
-    in-place dual cache; with end = S, a prefix cache)."""
+    tokens own the canvas positions `index` [S_call] (an index tensor, so that a compiled forward sees
+    the same shapes at every block): the layer writes their new keys/values there in place and attends
+    over the whole buffer, so a cached step allocates no key/value memory (Fast-dLLM's in-place dual
+    cache; with the positions running to the end of the canvas, a prefix cache)."""
 
     keys: Tensor
     values: Tensor
-    start: int
-    end: int
+    index: Tensor
 
 
 @dataclass(frozen=True)
@@ -148,8 +148,8 @@ class LLaDABlock(nn.Module):
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         keys, values = k, v
         if isinstance(context, KVSlot):
-            context.keys[:, :, context.start:context.end] = k
-            context.values[:, :, context.start:context.end] = v
+            context.keys.index_copy_(2, context.index, k)
+            context.values.index_copy_(2, context.index, v)
             keys, values = context.keys, context.values
         elif context is not None:
             keys, values = torch.cat([context[0], k], dim=2), torch.cat([context[1], v], dim=2)
@@ -192,15 +192,15 @@ class LLaDAModelLM(nn.Module):
         self.model = LLaDAModel(cfg)
 
     def forward(self, input_ids: Tensor, positions: Optional[Tensor] = None,
-                context: Optional[list[KV] | list[KVSlot]] = None, logits_slice: Optional[slice] = None,
+                context: Optional[list[KV] | list[KVSlot]] = None, logits_slice: Optional[slice | Tensor] = None,
                 return_kv: bool = False, causal: bool = False) -> LLaDAOutput:
         """Logits for `input_ids` [B, S].
 
         positions: absolute positions [S] of input_ids (default 0..S-1).
         context: per layer, cached keys/values of other positions that these tokens also attend to
             (concatenated before this call's), or a `KVSlot` buffer that this call writes into in place.
-        logits_slice: apply the LM head only to these positions of input_ids (saves the vocab
-            projection where the caller needs logits for a few positions only).
+        logits_slice: apply the LM head only to these positions of input_ids, a slice or an index tensor
+            (saves the vocab projection where the caller needs logits for a few positions only).
         """
         t = self.model.transformer
         s = input_ids.shape[1]

@@ -1,0 +1,225 @@
+"""The fast paths' CPU performance targets, each measured as interleaved pairs in this one process.
+
+    python scripts/bench_targets.py --output results/bench_targets_cpu.md \\
+        --record results/raw_data/cpu_austen_trained/benchmarks.json
+
+On random-weight models of about 21 M parameters (d_model 512, 6 layers; LLaDA layout for diffusion,
+LLaMA-3 layout for AR) in fp32 on `--threads` threads, prompt 128 tokens, 128 generated, B = 1:
+- compiled diffusion: `forward: compiled` against the eager forward with the same sampler and cache
+  (low_confidence with none / prefix / dual, threshold with dual), K 32, block 32; goal >= 1.3x;
+- compiled AR decode: `static_compiled` against transformers' eager `generate`; goal > 1x; and the
+  compiled decode's weight-streaming rate (weight bytes per token / time per token, the input
+  embedding table counted as one row) against this machine's measured copy bandwidth; goal >= 60%;
+- harness overhead: the runner's timed repetition (clock marks at every step or token) against a bare
+  call of the same generator; goal: runner / bare < 1.03.
+Each ratio is the median over pairs (order drawn per pair) with a bootstrap 95% CI, after
+`--warmup` untimed runs of each arm (compilation happens there). A goal is met only when the whole
+CI clears it (see `measure.benchmarks`). `--record` writes the results into a targets file that the
+summary of a results folder reads (`benchmarks.json` inside it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+from transformers import AutoModelForCausalLM  # noqa: E402
+
+from src.analysis.pairs import paired_ratio  # noqa: E402
+from src.generation.autoregressive import make_ar_generator  # noqa: E402
+from src.generation.diffusion import MaskedDiffusionGenerator  # noqa: E402
+from src.measure.benchmarks import TargetResult, record_targets  # noqa: E402
+from src.measure.calibration import measure_ceilings  # noqa: E402
+from src.measure.clock import Clock, clock_for, timed  # noqa: E402
+from src.measure.environment import git_commit, hardware_name  # noqa: E402
+from src.measure.metrics import mean_itl_ms  # noqa: E402
+from src.models.llada import load_llada  # noqa: E402
+from src.models.tiny import read_corpus, write_tiny_llada, write_tiny_llama  # noqa: E402
+from src.pairs import time_pair  # noqa: E402
+from src.runner import timed_repetition  # noqa: E402
+
+CORPUS = ROOT / "data" / "prompts" / "mini_prompts.txt"
+SCRIPT = "scripts/bench_targets.py"
+
+
+@dataclass
+class Side:
+    """One arm of a pair: `measure_ms` runs one generation and returns its milliseconds."""
+
+    measure_ms: Callable[[Clock], float]
+    last: torch.Tensor | None = None
+
+    def generate_ms(self, clock: Clock) -> float:
+        return self.measure_ms(clock)
+
+
+def generation_side(generate: Callable[[torch.Tensor], torch.Tensor], prompt: torch.Tensor) -> Side:
+    """An arm timing `generate(prompt)` between two clock marks and keeping its output ids."""
+    side = Side(lambda clock: 0.0)
+
+    def measure_ms(clock: Clock) -> float:
+        ms, side.last = timed(clock, lambda: generate(prompt))
+        return ms
+
+    side.measure_ms = measure_ms
+    return side
+
+
+def weight_bytes_per_token(model: torch.nn.Module) -> int:
+    """Bytes of weights one decode step reads: every parameter, the input embedding table as one row."""
+    embedding = model.get_input_embeddings().weight
+    total = sum(p.numel() * p.element_size() for p in model.parameters())
+    return total - embedding.numel() * embedding.element_size() + embedding.shape[1] * embedding.element_size()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model_dir", type=Path, default=Path("/tmp/dlm-bench-targets"),
+                   help="where the random-weight checkpoints are written (reused when present)")
+    p.add_argument("--d_model", type=int, default=512)
+    p.add_argument("--n_layers", type=int, default=6)
+    p.add_argument("--prompt_length", type=int, default=128)
+    p.add_argument("--gen_length", type=int, default=128)
+    p.add_argument("--steps", type=int, default=32)
+    p.add_argument("--block_length", type=int, default=32)
+    p.add_argument("--pairs", type=int, default=8)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--copy_mib", type=int, default=512, help="buffer of the copy-bandwidth measurement (MiB)")
+    p.add_argument("--only", choices=["diffusion", "ar", "overhead"], nargs="+",
+                   help="measure only these groups (default: all)")
+    p.add_argument("--output", type=Path, help="write the table here (Markdown)")
+    p.add_argument("--record", type=Path, help="write the results into this targets file (JSON)")
+    args = p.parse_args()
+    if args.gen_length % args.block_length or args.steps % (args.gen_length // args.block_length):
+        print("--gen_length must be a multiple of --block_length and --steps a multiple of the block count",
+              file=sys.stderr)
+        return 2
+    groups = set(args.only or ["diffusion", "ar", "overhead"])
+    torch.set_num_threads(args.threads)
+    device = torch.device("cpu")
+    clock = clock_for(device)
+    hardware, commit = hardware_name(device), git_commit(ROOT)
+    corpus = read_corpus(CORPUS)
+    llada_dir, llama_dir = args.model_dir / "llada", args.model_dir / "llama"
+    if not (llada_dir / "config.json").is_file():
+        write_tiny_llada(llada_dir, corpus, seed=0, d_model=args.d_model, n_layers=args.n_layers)
+    if not (llama_dir / "config.json").is_file():
+        write_tiny_llama(llama_dir, corpus, seed=0, d_model=args.d_model, n_layers=args.n_layers)
+    llada = load_llada(llada_dir, device, torch.float32, "sdpa")
+    llama = AutoModelForCausalLM.from_pretrained(str(llama_dir), dtype=torch.float32, attn_implementation="sdpa").eval()
+    mask_id = llada.config.mask_token_id
+    gen = torch.Generator().manual_seed(0)
+    dl_prompt = torch.randint(0, mask_id, (1, args.prompt_length), generator=gen)
+    ar_prompt = torch.randint(0, llama.config.vocab_size, (1, args.prompt_length), generator=gen)
+    n_dl = sum(t.numel() for t in llada.parameters()) / 1e6
+    n_ar = sum(t.numel() for t in llama.parameters()) / 1e6
+    setting = (f"{args.threads} threads, fp32, B = 1, prompt {args.prompt_length}, {args.gen_length} generated; "
+               f"{args.pairs} pairs after {args.warmup} warm-up runs of each arm")
+    results: list[TargetResult] = []
+    lines: list[str] = []
+
+    def pair(name: str, goal: float, higher: bool, reference: Side, contender: Side, seed: int, extra: str = "",
+             invert: bool = False) -> None:
+        """Time reference against contender; the ratio is reference / contender (contender / reference with
+        `invert`), with the arms' medians and, where both keep outputs, the tokens agreeing."""
+        _, ref_ms, con_ms = time_pair(reference, contender, args.pairs, args.warmup, clock, random.Random(seed))
+        est = paired_ratio(con_ms, ref_ms) if invert else paired_ratio(ref_ms, con_ms)
+        agree = ""
+        if reference.last is not None and contender.last is not None:
+            agree = f"; tokens agreeing {float((reference.last == contender.last).float().mean()):.3f}"
+        detail = (f"{setting}; medians {statistics.median(ref_ms):.0f} ms vs {statistics.median(con_ms):.0f} ms"
+                  f"{agree}{extra}")
+        results.append(TargetResult(name, goal, higher, est.value, est.ci_low, est.ci_high, detail, SCRIPT, hardware,
+                                    datetime.now(timezone.utc).isoformat(timespec="seconds"), commit))
+        print(f"{name}: {est.value:.3f} [{est.ci_low:.3f}, {est.ci_high:.3f}] -> {results[-1].verdict} ({detail})",
+              flush=True)
+
+    def diffusion(sampler: str, cache: str, forward: str = "eager") -> MaskedDiffusionGenerator:
+        options = {"threshold_steps": "unbounded"} if sampler == "threshold" else {}
+        return MaskedDiffusionGenerator(llada, mask_id, args.block_length, sampler, cache=cache, forward=forward,
+                                        **options)
+
+    def diffusion_side(sampler: str, cache: str, forward: str) -> Side:
+        g = diffusion(sampler, cache, forward)
+        return generation_side(lambda ids: g.generate(ids, args.gen_length, steps=args.steps).output_ids, dl_prompt)
+
+    def ar_side(decode: str) -> Side:
+        g = make_ar_generator(llama, decode)
+        return generation_side(lambda ids: g.generate(ids, args.gen_length).output_ids, ar_prompt)
+
+    with torch.inference_mode():
+        if "diffusion" in groups:
+            lines.append(f"Diffusion: LLaDA layout, {n_dl:.1f} M parameters, K = {args.steps}, block {args.block_length}.")
+            for i, (sampler, cache) in enumerate((("low_confidence", "none"), ("low_confidence", "prefix"),
+                                                  ("low_confidence", "dual"), ("threshold", "dual"))):
+                pair(f"compiled diffusion forward vs eager, {sampler}/{cache}", 1.3, True,
+                     diffusion_side(sampler, cache, "eager"), diffusion_side(sampler, cache, "compiled"), i)
+        if "ar" in groups:
+            lines.append(f"AR: LLaMA-3 layout, {n_ar:.1f} M parameters.")
+            compiled = ar_side("static_compiled")
+            pair("AR static_compiled decode vs eager generate, B = 1", 1.0, True, ar_side("eager"), compiled, 10)
+            generator = make_ar_generator(llama, "static_compiled")
+            generator.generate(ar_prompt, args.gen_length)
+            itls = []
+            for _ in range(args.pairs):
+                start = clock.mark()
+                trace = generator.generate(ar_prompt, args.gen_length, marker=clock.mark)
+                itls.append(mean_itl_ms([clock.elapsed_ms(start, m) for m in trace.marks]))
+            per_token_s = statistics.median(itls) / 1000
+            nbytes = weight_bytes_per_token(llama)
+            ceilings = measure_ceilings(device, copy_mib=args.copy_mib)
+            share = nbytes / per_token_s / (ceilings["copy_tbps"] * 1e12)
+            detail = (f"{setting}; {nbytes / 2**20:.1f} MiB of weights per token in {1000 * per_token_s:.2f} ms "
+                      f"(median inter-token latency of {args.pairs} runs) = {nbytes / per_token_s / 1e9:.2f} GB/s; "
+                      f"copy bandwidth {ceilings['copy_tbps'] * 1000:.2f} GB/s (read + written, {args.copy_mib} MiB); "
+                      f"for scale, reading alone (a sum over the same bytes) runs at {ceilings['read_tbps'] * 1000:.2f} GB/s, "
+                      f"so the decode streams its weights at {share * ceilings['copy_tbps'] / ceilings['read_tbps']:.0%} "
+                      f"of the read rate")
+            results.append(TargetResult("AR static_compiled decode: weight bytes per token / time per token, share of "
+                                        "copy bandwidth", 0.6, True, share, None, None, detail, SCRIPT, hardware,
+                                        datetime.now(timezone.utc).isoformat(timespec="seconds"), commit))
+            print(f"{results[-1].name}: {share:.3f} -> {results[-1].verdict} ({detail})", flush=True)
+        if "overhead" in groups:
+            for seed, (kind, generator, prompt, steps) in enumerate(
+                    (("diffusion low_confidence/dual", diffusion("low_confidence", "dual"), dl_prompt, args.steps),
+                     ("AR static", make_ar_generator(llama, "static"), ar_prompt, None))):
+                cell = SimpleNamespace(kind="diffusion" if steps else "autoregressive", batch_size=1,
+                                       n_out=args.gen_length, steps=steps)  # what timed_repetition reads of a cell
+                runner = Side(lambda c, g=generator, ids=prompt, cell=cell: timed_repetition(g, ids, cell, c)[0].latency_ms)
+                bare = generation_side(lambda ids, g=generator, s=steps: g.generate(ids, args.gen_length, steps=s).output_ids,
+                                       prompt)
+                pair(f"harness overhead: runner's timed repetition / bare generation, {kind}", 1.03, False,
+                     bare, runner, 20 + seed, invert=True)
+    header = "| target | goal | measured [95% CI] | verdict | detail |\n|---|---|---|---|---|"
+    rows = []
+    for r in results:
+        ci = "" if r.ci_low is None else f" [{r.ci_low:.3f}, {r.ci_high:.3f}]"
+        rows.append(f"| {r.name} | {'≥' if r.higher_is_better else '<'} {r.goal:g} | {r.value:.3f}{ci} | {r.verdict} | "
+                    f"{r.detail} |")
+    text = "\n".join(["# CPU performance targets of the fast paths (interleaved pairs, one process)", "",
+                      f"{hardware}; commit {commit}; measured {results[0].measured_at if results else '—'}.", "",
+                      *lines, "", header, *rows, ""])
+    if args.output:
+        args.output.write_text(text)
+        print(f"written: {args.output}")
+    else:
+        print(text)
+    if args.record:
+        print(f"recorded: {record_targets(args.record, results)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

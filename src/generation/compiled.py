@@ -1,0 +1,29 @@
+"""`torch.compile` as the fast paths use it: one place for the mode per device and the recompile policy.
+
+On a GPU the compiled function runs as CUDA graphs (mode "reduce-overhead"); on a CPU inductor's
+default mode generates fused C++ kernels. (Inductor's `freezing`, weights folded in as constants and
+prepacked, made no difference outside the noise in `scripts/bench_targets.py` on the development
+machine, so it is not used.) Shapes start static and a dimension that changes
+between calls becomes symbolic (torch's automatic dynamic shapes), so a sweep over several B and N
+compiles a few graphs rather than one per shape. A function that keeps recompiling past
+`RECOMPILE_LIMIT` raises instead of quietly running uncompiled, since its row would then time
+the eager path under the compiled path's label.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+RECOMPILE_LIMIT = 64  # graphs per compiled code object before a recompile is an error
+
+
+def compile_for(fn: Callable, device: torch.device) -> Callable:
+    """`fn` compiled for `device` (see module docstring)."""
+    import torch._dynamo.config as dynamo_config
+
+    dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, RECOMPILE_LIMIT)
+    dynamo_config.fail_on_recompile_limit_hit = True
+    gpu = device.type == "cuda"
+    return torch.compile(fn, mode="reduce-overhead" if gpu else "default", dynamic=None, fullgraph=False)
