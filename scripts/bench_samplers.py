@@ -41,7 +41,8 @@ def _fmt(value, digits=1) -> str:
 
 def row(record) -> list[str]:
     r = record.to_row()
-    path = variant_label(r) + (f" t={r['threshold']}" if r.get("threshold") else "")
+    path = variant_label(r) + (f" t={r['threshold']}" if r.get("threshold") else "") \
+        + (f" κ={r['leap_relaxed']} W={r['leap_window']}" if r.get("leap_relaxed") else "")
     return [r["model_name"], path, _fmt(r["steps_executed"]), _fmt(r["forward_passes"]),
             _fmt(r["latency_ms_median"], 2), _fmt(r["tokens_per_s_median"]), _fmt(r["ttft_ms_median"], 2),
             _fmt(r["itl_ms_median"], 3), _fmt(r["agreement_with_uncached"], 3), _fmt(r["mfu"], 3),

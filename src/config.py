@@ -29,11 +29,12 @@ MODEL_TYPES = {"llama": "llama", "qwen2": "qwen2", "llada": "llada", "dream": "d
 ATTENTION_BACKENDS = ("flash_attention_2", "sdpa", "eager")
 DEVICES = ("auto", "cuda", "cpu")
 PROMPT_SOURCES = ("file", "wikitext", "random_ids")
-DIFFUSION_SAMPLERS = ("low_confidence", "random", "entropy", "margin", "threshold")
+DIFFUSION_SAMPLERS = ("low_confidence", "random", "entropy", "margin", "threshold", "local_leap")
+THRESHOLD_SAMPLERS = ("threshold", "local_leap")  # samplers that commit by confidence threshold, not a schedule
 DIFFUSION_CACHES = ("none", "prefix", "dual")
 DIFFUSION_SCHEDULES = ("llada", "dream")  # tokens committed per step: LLaDA's even split, Dream's linspace(1, eps)
 FAMILY_SCHEDULES = {"llada": "llada", "dream": "dream"}  # what `schedule: auto` means per diffusion family
-THRESHOLD_STEPS = ("cap", "unbounded")  # threshold sampler: steps as a budget, or each block until empty
+THRESHOLD_STEPS = ("cap", "unbounded")  # threshold samplers: steps as a budget, or each block until empty
 NOISE_LAYOUTS = ("block", "canvas")  # Gumbel noise over the block, or over the whole canvas (reference)
 AR_DECODE_MODES = ("eager", "static", "static_compiled")
 DIFFUSION_FORWARDS = ("eager", "compiled")  # the diffusion model's forward as is, or under torch.compile
@@ -216,6 +217,11 @@ class DiffusionSpec:
         Fast-dLLM's generators do).
     noise_layout: at temperature > 0, Gumbel noise drawn over the current `block` (fewer random numbers)
         or over the whole `canvas` as LLaDA's generate.py draws it (a seeded run reproduces its tokens).
+    leap_relaxed, leap_window: the `local_leap` sampler (LocalLeap): masked positions within
+        `leap_window` positions of an anchor (probability >= `threshold`) commit at probability >=
+        `leap_relaxed`. The anchor threshold 0.9 is the confidence at which the LocalLeap paper reports
+        anchors; 0.7 and 2 are this project's defaults (scripts/calibrate_local_leap.py chooses values
+        against a quality gate).
     forward: grid axis; `eager`, or `compiled` (the model's forward under torch.compile; CUDA graphs on
         a GPU), the diffusion side at its best.
     """
@@ -231,6 +237,8 @@ class DiffusionSpec:
     threshold_steps: str = "cap"
     noise_layout: str = "block"
     forward: list[str] = field(default_factory=lambda: ["eager"])
+    leap_relaxed: float = 0.7
+    leap_window: int = 2
 
     def validate(self) -> None:
         _positive([self.block_length], "diffusion.block_length")
@@ -253,6 +261,11 @@ class DiffusionSpec:
         _finite(self.cfg_scale, "diffusion.cfg_scale")
         if not 0.0 < self.threshold <= 1.0:
             raise ConfigError(f"diffusion.threshold: {self.threshold} is not allowed; allowed: 0 < threshold <= 1")
+        if not 0.0 < self.leap_relaxed <= self.threshold:
+            raise ConfigError(f"diffusion.leap_relaxed: {self.leap_relaxed} is not allowed; allowed: "
+                              f"0 < leap_relaxed <= diffusion.threshold ({self.threshold})")
+        if self.leap_window < 0:
+            raise ConfigError(f"diffusion.leap_window: {self.leap_window} is not allowed; allowed: integers >= 0")
         if not 0.0 < self.eps < 1.0:
             raise ConfigError(f"diffusion.eps: {self.eps} is not allowed; allowed: 0 < eps < 1")
 
@@ -608,6 +621,28 @@ def _build(cls: type, data: dict, where: str) -> Any:
     return cls(**kwargs)
 
 
+def build_validated(cls: type, data: Any, where: str = "") -> Any:
+    """A config dataclass from a YAML mapping, type-checked field by field, then its own `validate()`."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'the file'}: expected a mapping at the top level")
+    built = _build(cls, data, where)
+    built.validate()
+    return built
+
+
+def read_yaml(path: str | Path) -> Any:
+    """A YAML file's content, refusing duplicate keys, non-UTF-8 text and invalid YAML in one line each."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--config: file not found: {path}")
+    try:
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); allowed: a UTF-8 YAML file") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())[:300]})") from None
+
+
 # --------------------------------------------------------------------------- CLI overrides
 
 
@@ -688,14 +723,7 @@ def load_experiment(path: str | Path, overrides: Optional[Mapping[str, Any]] = N
                     base_dir: Optional[str | Path] = None) -> Experiment:
     """Read, override and validate an experiment file. Raises ConfigError."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"--config: file not found: {path}")
-    try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); allowed: a UTF-8 YAML file") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())[:300]})") from None
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     raw = apply_overrides(raw, overrides or {})
@@ -739,6 +767,11 @@ class MeasurementSettings:
         return out
 
 
+# Cell fields added after cells had been measured, with the values that mean "as before": left out of
+# the cell id at those values, so a sweep resumed on a newer version finds its earlier cells
+LATER_FIELDS: dict[str, tuple] = {"forward": (None, "eager"), "leap_relaxed": (None,), "leap_window": (None,)}
+
+
 @dataclass(frozen=True)
 class Cell:
     """One grid point: model x B x N (x K x sampler options for diffusion, x decode mode for AR).
@@ -766,6 +799,8 @@ class Cell:
     threshold_steps: Optional[str] = None  # threshold sampler only: cap | unbounded
     noise_layout: Optional[str] = None  # diffusion at temperature > 0 only: block | canvas
     forward: Optional[str] = None  # diffusion: eager | compiled
+    leap_relaxed: Optional[float] = None  # local_leap sampler only
+    leap_window: Optional[int] = None  # local_leap sampler only
 
     @property
     def prompt_len(self) -> int:
@@ -790,8 +825,9 @@ class Cell:
     def cell_id(self, hardware: str) -> str:
         """Short stable hash of everything that decides what this cell measures, plus the hardware name."""
         identity = self.identity()
-        if identity["forward"] in (None, "eager"):
-            del identity["forward"]  # the axis came later: cells of the eager forward keep their earlier ids
+        for name, earlier in LATER_FIELDS.items():
+            if identity[name] in earlier:
+                del identity[name]  # fields that came later: cells that do not use them keep their earlier ids
         blob = json.dumps({"cell": identity, "model": dataclasses.asdict(self.model),
                            "settings": self.settings.as_dict(), "hardware": hardware}, sort_keys=True)
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
@@ -843,9 +879,11 @@ def expand_cells(exp: Experiment) -> list[Cell]:
             if model.kind == "diffusion":
                 schedule = FAMILY_SCHEDULES[model.family] if d.schedule == "auto" else d.schedule
                 for k, sampler, cache, forward in itertools.product(g.steps_for(n), d.sampler, d.cache, d.forward):
-                    threshold = sampler == "threshold"
+                    threshold, leap = sampler in THRESHOLD_SAMPLERS, sampler == "local_leap"
                     cells.append(Cell(**common, steps=k, sampler=sampler, cache=cache, forward=forward,
                                       block_length=d.block_length,
+                                      leap_relaxed=d.leap_relaxed if leap else None,
+                                      leap_window=d.leap_window if leap else None,
                                       temperature=d.temperature, cfg_scale=d.cfg_scale,
                                       threshold=d.threshold if threshold else None, schedule=schedule,
                                       eps=d.eps if schedule == "dream" else None,

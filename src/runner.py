@@ -183,7 +183,8 @@ def make_generator(cell: Cell, loaded: LoadedModel, cache: Optional[str] = None)
     """The generator a cell measures (`cache` overrides the cell's KV-cache mode)."""
     if cell.kind == "diffusion":
         # options a cell leaves unset (None) keep the generator's own defaults
-        options = {name: getattr(cell, name) for name in ("threshold", "eps", "threshold_steps", "noise_layout")
+        options = {name: getattr(cell, name) for name in ("threshold", "eps", "threshold_steps", "noise_layout",
+                                                          "leap_relaxed", "leap_window")
                    if getattr(cell, name) is not None}
         return MaskedDiffusionGenerator(loaded.model, loaded.mask_token_id, cell.block_length, cell.sampler,
                                         cell.temperature, cell.cfg_scale or 0.0, cache or cell.cache,

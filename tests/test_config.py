@@ -73,6 +73,9 @@ BAD = [
     ("diffusion.sampler", [], "diffusion.sampler: empty list"),
     ("diffusion.cache", [], "diffusion.cache: empty list"),
     ("diffusion.forward", [], "diffusion.forward: empty list"),
+    ("diffusion.leap_relaxed", 0.95, "diffusion.leap_relaxed: 0.95 is not allowed; allowed: 0 < leap_relaxed <= "
+                                     "diffusion.threshold (0.9)"),
+    ("diffusion.leap_window", -1, "diffusion.leap_window: -1 is not allowed"),
     ("diffusion.forward", ["eager", "jit"], "diffusion.forward: 'jit' is not allowed; allowed: eager, compiled"),
     ("autoregressive", {"decode": []}, "autoregressive.decode: empty list"),
     ("grid.batch_size", [1, 1], "grid.batch_size: 1 given more than once"),
@@ -215,6 +218,20 @@ def test_the_compiled_forward_axis_adds_cells_and_keeps_the_eager_cells_ids(tiny
     assert not {c.cell_id("cpu: x") for c in compiled} & {c.cell_id("cpu: x") for c in plain}
     assert all(c.describe().endswith("/compiled") for c in compiled)
     assert all(c.forward is None for c in both if c.kind == "autoregressive")
+
+
+def test_local_leap_cells_carry_their_knobs_and_other_cells_keep_their_ids(tiny_models, tmp_path):
+    data = mini_config_dict(tiny_models, tmp_path)
+    data["diffusion"].update(sampler=["low_confidence", "threshold"])
+    plain = expand_cells(load_experiment(write_config(tmp_path, data)))
+    data["diffusion"].update(sampler=["low_confidence", "threshold", "local_leap"], leap_relaxed=0.6, leap_window=3)
+    cells = expand_cells(load_experiment(write_config(tmp_path, data)))
+    leap = [c for c in cells if c.sampler == "local_leap"]
+    assert leap and all((c.threshold, c.leap_relaxed, c.leap_window, c.threshold_steps) == (0.9, 0.6, 3, "cap")
+                        for c in leap)
+    others = [c for c in cells if c.sampler != "local_leap"]
+    assert all(c.leap_relaxed is None and c.leap_window is None for c in others)
+    assert [c.cell_id("cpu: x") for c in others] == [c.cell_id("cpu: x") for c in plain]
 
 
 def test_prompt_file_content_not_its_place_enters_the_cell_id(tiny_models, tmp_path):

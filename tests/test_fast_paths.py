@@ -177,9 +177,9 @@ def test_bench_samplers_prints_every_path(mini_config, tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     table = out_md.read_text()
     for path in ("eager", "static", "static_compiled", "low_confidence/none", "random/prefix", "entropy/dual",
-                 "threshold/dual t=0.9"):
+                 "threshold/dual t=0.9", "local_leap/prefix t=0.9 κ=0.7 W=2"):
         assert f"| {path} |" in table
-    assert table.count("| ok |") == 5 * 3 + 3 and "random-init: timing only" in table
+    assert table.count("| ok |") == 6 * 3 + 3 and "random-init: timing only" in table  # 6 samplers x 3 caches, 3 AR
 
 
 class ConcatenatingCache(MaskedDiffusionGenerator):
@@ -283,3 +283,29 @@ def test_compiled_diffusion_forward_emits_the_eager_tokens_with_one_graph_per_st
 def test_an_unknown_forward_is_refused():
     with pytest.raises(ValueError, match="unknown forward 'fast'; allowed: eager, compiled"):
         MaskedDiffusionGenerator(_llada(), MASK, 8, forward="fast")
+
+
+def test_local_leap_commits_anchors_and_their_confident_neighbours_within_the_window():
+    score = torch.tensor([[0.95, 0.8, 0.6, 0.8, 0.3, 0.85]])
+    masked = torch.ones_like(score, dtype=torch.bool)
+    # one anchor (0.95 >= 0.9) at position 0; relaxed threshold 0.7
+    assert choose(score, masked, None, 0.9, False, 0.7, 1).tolist() == [[True, True, False, False, False, False]]
+    assert choose(score, masked, None, 0.9, False, 0.7, 3).tolist() == [[True, True, False, True, False, False]]
+    assert choose(score, masked, None, 0.9, False, 0.7, 0).tolist() == [[True, False, False, False, False, False]]
+    # a committed position is neither an anchor nor a leap; without an anchor only the best one commits
+    masked[0, 0] = False
+    assert choose(score, masked, None, 0.9, False, 0.7, 5).tolist() == [[False, False, False, False, False, True]]
+
+
+@pytest.mark.parametrize("cache", ["none", "dual"])
+def test_local_leap_without_relaxation_is_the_threshold_sampler(cache):
+    model = _llada()
+    prompt = torch.randint(0, 90, (2, 6), generator=torch.Generator().manual_seed(4))
+    for threshold, window in ((0.05, 3), (0.2, 0)):
+        common = dict(cache=cache, threshold=threshold, threshold_steps="unbounded")
+        reference = MaskedDiffusionGenerator(model, MASK, 8, "threshold", **common).generate(prompt, 16, steps=8)
+        same = MaskedDiffusionGenerator(model, MASK, 8, "local_leap", leap_relaxed=threshold, leap_window=window,
+                                        **common).generate(prompt, 16, steps=8)
+        assert torch.equal(same.output_ids, reference.output_ids) and same.steps_executed == reference.steps_executed
+    with pytest.raises(ValueError, match="leap_relaxed 0.95 and leap_window 2 are not allowed"):
+        MaskedDiffusionGenerator(model, MASK, 8, "local_leap", threshold=0.9, leap_relaxed=0.95)

@@ -41,7 +41,7 @@ def _int_ticks(ax, values, axis="x") -> None:
 # one look per generation path in every figure: colour = diffusion sampler (or AR decode path),
 # line style and marker = KV cache; Okabe-Ito colours, distinguishable in grey and by colour-blind readers
 SAMPLER_COLORS = {"low_confidence": "#0072B2", "random": "#E69F00", "entropy": "#009E73", "margin": "#CC79A7",
-                  "threshold": "#D55E00"}
+                  "threshold": "#D55E00", "local_leap": "#999933"}
 CACHE_STYLES = {"none": ("-", "o"), "prefix": ("--", "s"), "dual": (":", "^")}
 DECODE_STYLES = {"eager": ("#000000", "*"), "static": ("#7F7F7F", "P"), "static_compiled": ("#56B4E9", "X")}
 

@@ -26,6 +26,11 @@ Samplers (which positions to commit), with Dream's `alg` names where it has one:
   `cap` treats `steps` as a budget (at a block's last allowed step everything left is committed);
   `unbounded` runs each block until it has no mask left and ignores `steps`, as Fast-dLLM's
   generators do (the reference behaviour for comparisons with its published numbers).
+- `local_leap` (LocalLeap, Kong et al. 2025, arXiv 2510.07081: local determinism propagation):
+  masked positions whose proposal probability is >= `threshold` are anchors; a masked position
+  within `leap_window` positions of an anchor (inside the block) also commits when its probability is
+  >= `leap_relaxed`, the relaxed threshold; and always the single most confident one. `threshold_steps`
+  as for `threshold`. With `leap_window` 0 it is the `threshold` sampler.
 
 Random draws: uniform scores of `random` under the LLaDA schedule are drawn over the whole canvas
 [B, S] and sliced to the block, as generate.py does. The float64 Gumbel noise at temperature > 0 is
@@ -127,7 +132,7 @@ def score_proposals(logits: Tensor, x0: Tensor, sampler: str,
                     score_canvas: Optional[tuple[int, int]] = None) -> Tensor:
     """Scores [B, L] of the proposals (higher = commit first). score_canvas: where `random` draws
     its uniform scores (see `uniform`)."""
-    if sampler in ("low_confidence", "threshold"):
+    if sampler in ("low_confidence", "threshold", "local_leap"):
         probs = torch.softmax(logits.float(), dim=-1)
         return probs.gather(-1, x0.unsqueeze(-1)).squeeze(-1)
     if sampler == "margin":
@@ -150,11 +155,22 @@ def origin_choice(masked: Tensor, p: float) -> Tensor:
     return chosen
 
 
-def choose(score: Tensor, masked: Tensor, k: Optional[int], threshold: Optional[float], commit_all: bool) -> Tensor:
+def near_anchors(anchors: Tensor, window: int) -> Tensor:
+    """Boolean [B, L]: positions within `window` positions of an anchor (True in `anchors` [B, L])."""
+    if window == 0:
+        return anchors.clone()
+    spread = torch.nn.functional.max_pool1d(anchors.float().unsqueeze(1), kernel_size=2 * window + 1, stride=1,
+                                            padding=window)
+    return spread.squeeze(1) > 0
+
+
+def choose(score: Tensor, masked: Tensor, k: Optional[int], threshold: Optional[float], commit_all: bool,
+           relaxed: Optional[float] = None, window: int = 0) -> Tensor:
     """Boolean [B, L]: which masked positions to commit this step.
 
     k: commit the top-k masked positions by score (schedule samplers).
-    threshold: commit masked positions with score >= threshold plus each row's best one.
+    threshold: commit masked positions with score >= threshold plus each row's best one; with `relaxed`
+        (LocalLeap), also masked positions within `window` of such an anchor whose score >= relaxed.
     commit_all: commit every masked position (a threshold block's last allowed step).
     """
     if commit_all:
@@ -166,19 +182,25 @@ def choose(score: Tensor, masked: Tensor, k: Optional[int], threshold: Optional[
         return chosen & masked
     best = torch.zeros_like(masked)
     best.scatter_(1, score.argmax(dim=-1, keepdim=True), True)
-    return masked & ((score >= threshold) | best)
+    anchors = masked & (score >= threshold)
+    if relaxed is not None:
+        anchors = anchors | (near_anchors(anchors, window) & (score >= relaxed))
+    return masked & (anchors | best)
 
 
 @dataclass(frozen=True)
 class StepPlan:
     """What one denoising step of a block commits: the `k` top-scored positions, each masked position
-    with probability `p` (Dream's origin), everything at or above `threshold` (plus the best), or
-    everything left (`commit_all`)."""
+    with probability `p` (Dream's origin), everything at or above `threshold` (plus the best, and with
+    LocalLeap's `relaxed` and `window` the confident neighbours of those), or everything left
+    (`commit_all`)."""
 
     k: Optional[int] = None
     p: Optional[float] = None
     threshold: Optional[float] = None
     commit_all: bool = False
+    relaxed: Optional[float] = None  # LocalLeap: the relaxed threshold near anchors
+    window: int = 0  # LocalLeap: how far from an anchor (positions) the relaxed threshold applies
 
 
 class MaskedDiffusionGenerator:
@@ -187,7 +209,8 @@ class MaskedDiffusionGenerator:
     def __init__(self, model: torch.nn.Module, mask_id: int, block_length: int,
                  sampler: str = "low_confidence", temperature: float = 0.0, cfg_scale: float = 0.0,
                  cache: str = "none", threshold: float = 0.9, schedule: str = "llada", eps: float = 1e-3,
-                 threshold_steps: str = "cap", noise_layout: str = "block", forward: str = "eager"):
+                 threshold_steps: str = "cap", noise_layout: str = "block", forward: str = "eager",
+                 leap_relaxed: float = 0.7, leap_window: int = 2):
         for value, allowed, what in ((sampler, SAMPLERS, "sampler"), (cache, CACHES, "cache"),
                                      (forward, DIFFUSION_FORWARDS, "forward"),
                                      (schedule, SCHEDULES, "schedule"), (threshold_steps, THRESHOLD_STEPS,
@@ -195,6 +218,9 @@ class MaskedDiffusionGenerator:
                                      (noise_layout, NOISE_LAYOUTS, "noise_layout")):
             if value not in allowed:
                 raise ValueError(f"unknown {what} {value!r}; allowed: {', '.join(allowed)}")
+        if sampler == "local_leap" and (not 0.0 < leap_relaxed <= threshold or leap_window < 0):
+            raise ValueError(f"local_leap: leap_relaxed {leap_relaxed} and leap_window {leap_window} are not allowed; "
+                             f"allowed: 0 < leap_relaxed <= threshold ({threshold}), leap_window >= 0")
         if cache != "none" and cfg_scale > 0:
             raise ValueError("classifier-free guidance is not combined with a KV cache")
         self.model, self.mask_id, self.block_length = model, mask_id, block_length
@@ -203,6 +229,7 @@ class MaskedDiffusionGenerator:
         self.cache, self.threshold = cache, threshold
         self.schedule, self.eps = schedule, eps
         self.threshold_steps, self.noise_layout = threshold_steps, noise_layout
+        self.leap_relaxed, self.leap_window = leap_relaxed, leap_window
         # Dream-style models read position i's prediction from the output at i - 1
         self.shift = int(bool(getattr(getattr(model, "config", None), "shift_logits", False)))
 
@@ -244,12 +271,13 @@ class MaskedDiffusionGenerator:
         """The steps of one block, in order; `unbounded` threshold decoding never runs out of steps
         (the caller stops when the block has no mask left)."""
         bl = self.block_length
-        if self.sampler == "threshold":
+        if self.sampler in ("threshold", "local_leap"):
+            leap = (dict(relaxed=self.leap_relaxed, window=self.leap_window) if self.sampler == "local_leap" else {})
             if self.threshold_steps == "unbounded":
                 while True:
-                    yield StepPlan(threshold=self.threshold)
+                    yield StepPlan(threshold=self.threshold, **leap)
             for i in range(steps_per_block):
-                yield StepPlan(threshold=self.threshold, commit_all=i == steps_per_block - 1)
+                yield StepPlan(threshold=self.threshold, commit_all=i == steps_per_block - 1, **leap)
             return
         if self.schedule == "dream" and self.sampler == "random":
             for p in dream_transfer_probabilities(steps_per_block, self.eps):
@@ -297,7 +325,7 @@ class MaskedDiffusionGenerator:
                     chosen = origin_choice(masked, plan.p)
                 else:
                     score = score_proposals(proposal_logits, x0, self.sampler, score_canvas=canvas)
-                    chosen = choose(score, masked, plan.k, plan.threshold, plan.commit_all)
+                    chosen = choose(score, masked, plan.k, plan.threshold, plan.commit_all, plan.relaxed, plan.window)
                 block.copy_(torch.where(chosen, x0, block))
                 committed.append(plan.k if plan.k is not None else chosen.sum())  # adaptive plans: counted
                 if marker is not None:

@@ -39,7 +39,9 @@ def measure_ceilings(device: torch.device, matmul_size: int | None = None, copy_
     b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
     mm_ms = _time_ms(lambda: a @ b, device, repeats)
     nbytes = (copy_mib or (2048 if gpu else 64)) * 2**20
-    src = torch.empty(nbytes, dtype=torch.uint8, device=device)
+    # filled, so that every page is backed by memory (an untouched CPU allocation reads the kernel's shared
+    # zero page, which sits in cache and would report cache bandwidth)
+    src = torch.ones(nbytes, dtype=torch.uint8, device=device)
     dst = torch.empty_like(src)
     copy_ms = _time_ms(lambda: dst.copy_(src), device, repeats)
     words = src.view(torch.float32)

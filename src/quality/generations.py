@@ -13,7 +13,8 @@ from .prompts import PromptSet
 
 def generate_for_quality(generator: Generator, prompts: PromptSet, batch_size: int, n_out: int,
                          steps: Optional[int], device: torch.device, tokenizer: Any) -> list[dict]:
-    """One entry per prompt: passage id, prompt/reference/output text and the output token ids."""
+    """One entry per prompt: passage id, prompt/reference/output text, the output token ids and the steps
+    its batch executed (per prompt at batch_size 1; adaptive samplers stop early)."""
     out = []
     for start in range(0, len(prompts.prompt_ids), batch_size):
         chunk = prompts.prompt_ids[start:start + batch_size]
@@ -27,5 +28,6 @@ def generate_for_quality(generator: Generator, prompts: PromptSet, batch_size: i
                 "reference_text": tokenizer.decode(prompts.reference_ids[i]),
                 "output_ids": output,
                 "output_text": tokenizer.decode(output, skip_special_tokens=True),
+                "steps_executed": trace.steps_executed,
             })
     return out

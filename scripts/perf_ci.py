@@ -1,0 +1,81 @@
+"""The performance log and its gates: benchmark a fixed matrix, append it to the log, gate it.
+
+    python scripts/perf_ci.py perf --config config/perf/austen.yaml             # appends to results/perf_log.md
+    python scripts/perf_ci.py gate --config config/perf/austen.yaml             # exit 1 when a gate fails
+    python scripts/perf_ci.py perf --config config/perf/ci.yaml --log /tmp/log.md --slow_path low_confidence/dual
+
+`perf` runs the matrix of the config (every path paired against its architecture's baseline, see
+`src/perf/matrix.py`), appends one dated section to the Markdown log and one JSON line to its twin
+(`.jsonl`), and prints each gate's verdict. `gate` re-evaluates the gates on the log's latest entry of
+that config (against the entry before it where a gate says `relative_to: previous`) and exits 1 if
+one fails, naming it and by how much. Exit 2: a bad config or argument, before anything loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from src.config import ConfigError, build_validated, read_yaml  # noqa: E402
+from src.perf.gates import evaluate  # noqa: E402
+from src.perf.log import append_entry, previous_entry, read_entries  # noqa: E402
+from src.perf.spec import PerfSpec  # noqa: E402
+
+
+def load_spec(path: Path) -> PerfSpec:
+    spec = build_validated(PerfSpec, read_yaml(path))
+    for name in ("diffusion_model", "ar_model"):
+        if not (ROOT / getattr(spec, name) / "config.json").is_file():
+            raise ConfigError(f"{name}: {ROOT / getattr(spec, name)} is not a checkpoint (no config.json)")
+    return spec
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("command", choices=["perf", "gate"])
+    p.add_argument("--config", type=Path, default=ROOT / "config" / "perf" / "austen.yaml")
+    p.add_argument("--log", type=Path, default=ROOT / "results" / "perf_log.md", help="the Markdown log (append-only)")
+    p.add_argument("--slow_path", help="perf: stretch this path's timed region (test-only knob; the entry says so)")
+    p.add_argument("--slow_factor", type=float, default=3.0, help="perf: how much longer the slowed path takes")
+    args = p.parse_args(argv)
+    try:
+        spec = load_spec(args.config)
+        if args.slow_path is not None:
+            if args.slow_path not in spec.diffusion_paths + spec.ar_paths:
+                raise ConfigError(f"--slow_path: {args.slow_path!r} is not in the matrix; allowed: "
+                                  f"{', '.join(spec.diffusion_paths[1:] + spec.ar_paths[1:])}")
+            if args.slow_path in (spec.diffusion_paths[0], spec.ar_paths[0]):
+                raise ConfigError(f"--slow_path: {args.slow_path!r} is a baseline; allowed: a path paired against one")
+            if args.slow_factor <= 1.0:
+                raise ConfigError(f"--slow_factor: {args.slow_factor} is not allowed; allowed: numbers > 1")
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "perf":
+        from src.perf.matrix import run_matrix
+
+        entry = run_matrix(spec, ROOT, args.slow_path, args.slow_factor)
+        results = evaluate(spec.gates, entry, previous_entry(read_entries(args.log) + [entry], entry))
+        append_entry(args.log, entry, results)
+        print(f"appended to {args.log}")
+    else:
+        entries = [e for e in read_entries(args.log) if e["config"] == spec.name]
+        if not entries:
+            print(f"{args.log}: no entry of config {spec.name!r}; run `perf` first", file=sys.stderr)
+            return 2
+        results = evaluate(spec.gates, entries[-1], previous_entry(entries, entries[-1]))
+    for r in results:
+        print(r.line())
+    failed = [r for r in results if r.status == "fail"]
+    if args.command == "gate" and failed:
+        print(f"{len(failed)} of {len(results)} gates failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""The perf log's configuration (`config/perf/austen.yaml`): a fixed, small matrix and the gates on it.
+
+The matrix: one diffusion and one AR checkpoint, one prompt length and output length, the batch
+sizes, and for each architecture its paths, the first of which is the baseline that every other
+path is paired against. A gate names a metric of one path at one batch size and a bound on it:
+- `speedup`: the paired ratio baseline latency / path latency (median over pairs, bootstrap CI);
+- `step_p99_over_p50`: the path's p99 / p50 step (diffusion) or inter-token (AR) duration;
+- `agreement`: the share of output tokens equal to the baseline path's, same prompts;
+- `tokens_per_s` and `peak_rss_gib`: absolute figures, gated only where `absolute_on` allows
+  (a shared CPU's absolute numbers say nothing), usually against the previous log entry.
+`relative_to: previous` divides the value by the same figure of the previous log entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ..config import (AR_DECODE_MODES, DIFFUSION_CACHES, DIFFUSION_FORWARDS, DIFFUSION_SAMPLERS, ConfigError,
+                      diffusion_shape_error)
+
+GATE_METRICS = ("speedup", "step_p99_over_p50", "agreement", "tokens_per_s", "peak_rss_gib")
+PAIRED_METRICS = ("speedup",)  # a CI comes with them: the gate fails only when the whole CI is out of bounds
+ABSOLUTE_METRICS = ("tokens_per_s", "peak_rss_gib")
+RELATIVE_TO = ("nothing", "previous")
+ABSOLUTE_ON = ("gpu", "any")
+
+
+def parse_diffusion_path(path: str) -> tuple[str, str, str]:
+    """'sampler/cache' or 'sampler/cache/compiled' -> (sampler, cache, forward)."""
+    parts = path.split("/")
+    if len(parts) == 2:
+        parts.append("eager")
+    if len(parts) != 3 or parts[0] not in DIFFUSION_SAMPLERS or parts[1] not in DIFFUSION_CACHES \
+            or parts[2] not in DIFFUSION_FORWARDS:
+        raise ConfigError(f"diffusion path {path!r} is not allowed; allowed: sampler/cache[/forward] with sampler in "
+                          f"{', '.join(DIFFUSION_SAMPLERS)}, cache in {', '.join(DIFFUSION_CACHES)}, forward in "
+                          f"{', '.join(DIFFUSION_FORWARDS)}")
+    return parts[0], parts[1], parts[2]
+
+
+@dataclass(frozen=True)
+class GateSpec:
+    """A bound on one metric of one path at one batch size (see module docstring)."""
+
+    name: str
+    metric: str
+    path: str
+    batch_size: int
+    at_least: Optional[float] = None
+    at_most: Optional[float] = None
+    relative_to: str = "nothing"
+    absolute_on: str = "gpu"
+
+    def validate(self, where: str) -> None:
+        if self.metric not in GATE_METRICS:
+            raise ConfigError(f"{where}.metric: {self.metric!r} is not allowed; allowed: {', '.join(GATE_METRICS)}")
+        if (self.at_least is None) == (self.at_most is None):
+            raise ConfigError(f"{where}: give exactly one of at_least and at_most")
+        if self.relative_to not in RELATIVE_TO:
+            raise ConfigError(f"{where}.relative_to: {self.relative_to!r} is not allowed; allowed: "
+                              f"{', '.join(RELATIVE_TO)}")
+        if self.absolute_on not in ABSOLUTE_ON:
+            raise ConfigError(f"{where}.absolute_on: {self.absolute_on!r} is not allowed; allowed: "
+                              f"{', '.join(ABSOLUTE_ON)}")
+
+    @property
+    def bound(self) -> float:
+        return self.at_least if self.at_least is not None else self.at_most
+
+
+@dataclass(frozen=True)
+class PerfSpec:
+    """The matrix and its gates; paths[0] of each architecture is its baseline."""
+
+    name: str
+    diffusion_model: str
+    ar_model: str
+    prompt_len: int
+    n_out: int
+    steps: int
+    block_length: int
+    batch_size: list[int]
+    diffusion_paths: list[str]
+    ar_paths: list[str]
+    pairs: int = 5
+    warmup: int = 1
+    cpu_threads: Optional[int] = 2
+    seed: int = 0
+    gates: list[GateSpec] = field(default_factory=list)
+
+    def validate(self) -> None:
+        for name in ("prompt_len", "n_out", "steps", "block_length", "pairs"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: {getattr(self, name)} is not allowed; allowed: integers > 0")
+        if self.pairs < 3:
+            raise ConfigError(f"pairs: {self.pairs} is not allowed; allowed: integers >= 3 (a CI needs pairs)")
+        problem = diffusion_shape_error(self.n_out, self.block_length, self.steps)
+        if problem:
+            raise ConfigError(problem.replace("grid.steps", "steps").replace("diffusion.block_length", "block_length"))
+        if not self.batch_size or any(b < 1 for b in self.batch_size):
+            raise ConfigError(f"batch_size: {self.batch_size} is not allowed; allowed: a list of integers > 0")
+        for path in self.diffusion_paths:
+            parse_diffusion_path(path)
+        for path in self.ar_paths:
+            if path not in AR_DECODE_MODES:
+                raise ConfigError(f"ar_paths: {path!r} is not allowed; allowed: {', '.join(AR_DECODE_MODES)}")
+        if not self.diffusion_paths or not self.ar_paths:
+            raise ConfigError("diffusion_paths and ar_paths: each needs at least its baseline path")
+        known = set(self.diffusion_paths) | set(self.ar_paths)
+        for i, gate in enumerate(self.gates):
+            where = f"gates[{i}] ({gate.name})"
+            gate.validate(where)
+            if gate.path not in known:
+                raise ConfigError(f"{where}.path: {gate.path!r} is not in the matrix; allowed: {', '.join(sorted(known))}")
+            if gate.batch_size not in self.batch_size:
+                raise ConfigError(f"{where}.batch_size: {gate.batch_size} is not in the matrix; allowed: "
+                                  f"{', '.join(map(str, self.batch_size))}")

@@ -1,0 +1,120 @@
+"""The perf log and its gates: gate rules on hand-made entries, the append-only log, the CI gates on the
+trained pair, and a deliberately slowed path turning a gate red."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from src.config import ConfigError, build_validated, read_yaml
+from src.perf.gates import evaluate_gate
+from src.perf.log import append_entry, previous_entry, read_entries
+from src.perf.spec import GateSpec, PerfSpec
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _entry(speedup=1.5, low=1.2, high=1.8, tps=100.0, device="cpu", when="2026-01-01T00:00:00+00:00", rss=1.0):
+    row = {"kind": "diffusion", "path": "low_confidence/dual", "batch_size": 1, "generations": 5, "latency_ms": 10.0,
+           "tokens_per_s": tps, "step_ms_p50": 1.0, "step_ms_p99": 4.0, "step_p99_over_p50": 4.0,
+           "steps_executed": 32, "speedup": speedup, "speedup_ci_low": low, "speedup_ci_high": high,
+           "agreement": 0.9, "slowed": False, "baseline": False}
+    return {"measured_at": when, "config": "c", "commit": "abc", "hardware": "cpu: X", "device": device, "threads": 2,
+            "settings": {"diffusion_model": "d", "ar_model": "a", "prompt_len": 8, "n_out": 8, "steps": 4,
+                         "block_length": 4, "pairs": 5, "warmup": 1},
+            "rows": [row], "peak_rss_gib": rss}
+
+
+def _gate(metric="speedup", **kw):
+    return GateSpec(name="g", metric=metric, path="low_confidence/dual", batch_size=1, **kw)
+
+
+@pytest.mark.parametrize("low,high,status", [(1.2, 1.8, "pass"), (0.9, 1.1, "pass"), (0.5, 0.97, "fail")])
+def test_a_paired_gate_fails_only_when_its_whole_ci_is_below_the_bound(low, high, status):
+    result = evaluate_gate(_gate(at_least=1.0), _entry(speedup=(low + high) / 2, low=low, high=high), None)
+    assert result.status == status
+    if status == "fail":  # 1.0 - 0.97 = 0.03 below the bound
+        assert "by 0.030 (3.0%)" in result.reason and result.line().startswith("FAIL: g (speedup of low_confidence/dual")
+
+
+def test_an_upper_bound_reads_the_value_of_an_unpaired_metric():
+    assert evaluate_gate(_gate("step_p99_over_p50", at_most=3.0), _entry(), None).status == "fail"  # 4.0 > 3.0
+    assert evaluate_gate(_gate("step_p99_over_p50", at_most=5.0), _entry(), None).status == "pass"
+
+
+def test_absolute_gates_are_relative_to_the_previous_entry_and_skipped_on_a_cpu():
+    gate = _gate("tokens_per_s", at_least=0.8, relative_to="previous")
+    before, now = _entry(tps=100.0, device="cuda"), _entry(tps=70.0, device="cuda", when="2026-01-02T00:00:00+00:00")
+    result = evaluate_gate(gate, now, before)
+    assert result.status == "fail" and result.value == pytest.approx(0.7)
+    assert evaluate_gate(gate, now, None).status == "skipped"
+    assert evaluate_gate(gate, _entry(device="cpu"), _entry(device="cpu")).reason == "absolute figures gate only on a GPU"
+    anywhere = _gate("peak_rss_gib", at_most=1.2, relative_to="previous", absolute_on="any")
+    assert evaluate_gate(anywhere, _entry(rss=1.5), _entry(rss=1.0)).status == "fail"
+
+
+def test_the_log_is_appended_and_never_rewritten(tmp_path):
+    log = tmp_path / "perf_log.md"
+    first, second = _entry(), _entry(speedup=2.0, when="2026-01-02T00:00:00+00:00")
+    append_entry(log, first, [evaluate_gate(_gate(at_least=1.0), first, None)])
+    text = log.read_text()
+    append_entry(log, second, [evaluate_gate(_gate(at_least=1.0), second, first)])
+    assert log.read_text().startswith(text) and log.read_text().count("## 2026-01-0") == 2
+    entries = read_entries(log)
+    assert [e["rows"][0]["speedup"] for e in entries] == [1.5, 2.0]
+    assert previous_entry(entries, entries[1]) == entries[0] and previous_entry(entries, entries[0]) is None
+    assert "| low_confidence/dual | 1 | 100.0 | 10.0 | 1.00 | 4.00 | 4.00 | 32 | 1.500 [1.200, 1.800] | 0.900 |" in text
+    assert "- PASS: g (speedup of low_confidence/dual, B=1): 1.500 [1.200, 1.800], bound ≥ 1" in text
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"diffusion_paths": ["low_confidence/none", "fastest/dual"]}, "diffusion path 'fastest/dual' is not allowed"),
+    ({"ar_paths": ["eager", "turbo"]}, "ar_paths: 'turbo' is not allowed"),
+    ({"gates": [{"name": "x", "metric": "speed", "path": "eager", "batch_size": 1, "at_least": 1}]},
+     "gates[0] (x).metric: 'speed' is not allowed"),
+    ({"gates": [{"name": "x", "metric": "speedup", "path": "static", "batch_size": 1, "at_least": 1}]},
+     "gates[0] (x).path: 'static' is not in the matrix"),
+    ({"gates": [{"name": "x", "metric": "speedup", "path": "eager", "batch_size": 4, "at_least": 1}]},
+     "gates[0] (x).batch_size: 4 is not in the matrix"),
+    ({"gates": [{"name": "x", "metric": "speedup", "path": "eager", "batch_size": 1}]}, "exactly one of at_least"),
+    ({"steps": 3}, "steps: 3 is not a multiple of the number of blocks 4"),
+    ({"pairs": 2}, "pairs: 2 is not allowed"),
+])
+def test_a_bad_perf_config_names_the_field(change, message):
+    raw = read_yaml(ROOT / "config" / "perf" / "ci.yaml")
+    raw.update(change)
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(").replace(")", r"\)")):
+        build_validated(PerfSpec, raw)
+
+
+def _perf_ci(*args, log: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "scripts/perf_ci.py", *args, "--config", "config/perf/ci.yaml",
+                           "--log", str(log)], cwd=ROOT, capture_output=True, text=True)
+
+
+def test_bad_arguments_exit_2_before_anything_loads(tmp_path):
+    out = _perf_ci("perf", "--slow_path", "eager", log=tmp_path / "log.md")
+    assert out.returncode == 2 and "--slow_path: 'eager' is a baseline" in out.stderr
+    out = _perf_ci("gate", log=tmp_path / "log.md")
+    assert out.returncode == 2 and "no entry of config 'perf_ci'" in out.stderr
+    assert not (tmp_path / "log.md").exists()
+
+
+@pytest.mark.slow
+def test_the_ci_gates_pass_on_the_trained_pair_and_a_slowed_path_fails_its_gate(tmp_path):
+    log = tmp_path / "perf_log.md"
+    out = _perf_ci("perf", log=log)
+    assert out.returncode == 0, out.stderr[-3000:]
+    gate = _perf_ci("gate", log=log)
+    assert gate.returncode == 0, gate.stdout + gate.stderr[-2000:]
+    assert gate.stdout.count("PASS: ") == 3
+    slowed = _perf_ci("perf", "--slow_path", "low_confidence/dual", "--slow_factor", "4", log=log)
+    assert slowed.returncode == 0, slowed.stderr[-3000:]
+    gate = _perf_ci("gate", log=log)
+    assert gate.returncode == 1
+    assert "FAIL: dual cache at least as fast as no cache" in gate.stdout and "1 of 3 gates failed" in gate.stderr
+    entries = [json.loads(line) for line in log.with_suffix(".jsonl").read_text().splitlines()]
+    assert len(entries) == 2 and [r["slowed"] for r in entries[1]["rows"] if r["path"] == "low_confidence/dual"] == [True]
+    assert log.read_text().count("## ") == 2 and "(slowed)" in log.read_text()
