@@ -36,7 +36,7 @@ import torch  # noqa: E402
 from src.analysis.pairs import paired_ratio  # noqa: E402
 from src.generation.diffusion import MaskedDiffusionGenerator  # noqa: E402
 from src.measure.clock import clock_for, timed  # noqa: E402
-from src.measure.benchmarks import TargetResult, record_targets  # noqa: E402
+from src.measure.benchmarks import TargetResult, add_benchmark_arguments, record_targets  # noqa: E402
 from src.measure.environment import git_commit, hardware_name  # noqa: E402
 from src.models.llada import load_llada, load_llada_state_dict  # noqa: E402
 from src.models.tiny import read_corpus, write_tiny_llada  # noqa: E402
@@ -71,17 +71,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--llada_repo", type=Path, help="a checkout of github.com/ML-GSAI/LLaDA (generate.py)")
     p.add_argument("--fast_dllm_repo", type=Path, help="a checkout of github.com/NVlabs/Fast-dLLM (llada/)")
-    p.add_argument("--model_dir", type=Path, default=Path("/tmp/dlm-bench-reference-model"),
-                   help="where the random-weight checkpoint is written (reused when present)")
-    p.add_argument("--d_model", type=int, default=512)
-    p.add_argument("--n_layers", type=int, default=6)
-    p.add_argument("--prompt_length", type=int, default=128)
-    p.add_argument("--gen_length", type=int, default=128)
-    p.add_argument("--steps", type=int, default=32)
-    p.add_argument("--block_length", type=int, default=32)
+    add_benchmark_arguments(p, Path("/tmp/dlm-bench-reference-model"), pairs=5)
     p.add_argument("--threshold", type=float, default=0.9)
-    p.add_argument("--pairs", type=int, default=5)
-    p.add_argument("--threads", type=int, default=2)
     p.add_argument("--output", type=Path, help="write the table here (Markdown)")
     p.add_argument("--record", type=Path, help="write each comparison as a target (ours at least as fast as the "
                                                "reference) into this targets file (JSON)")

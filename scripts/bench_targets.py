@@ -39,7 +39,8 @@ from transformers import AutoModelForCausalLM  # noqa: E402
 from src.analysis.pairs import paired_ratio  # noqa: E402
 from src.generation.autoregressive import make_ar_generator  # noqa: E402
 from src.generation.diffusion import MaskedDiffusionGenerator  # noqa: E402
-from src.measure.benchmarks import TargetResult, read_targets, record_targets, target_from_dict  # noqa: E402
+from src.measure.benchmarks import (TargetResult, add_benchmark_arguments, read_targets, record_targets,  # noqa: E402
+                                    target_from_dict)
 from src.measure.calibration import measure_ceilings  # noqa: E402
 from src.measure.clock import Clock, clock_for, timed  # noqa: E402
 from src.measure.environment import git_commit, hardware_name  # noqa: E402
@@ -85,17 +86,8 @@ def weight_bytes_per_token(model: torch.nn.Module) -> int:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model_dir", type=Path, default=Path("/tmp/dlm-bench-targets"),
-                   help="where the random-weight checkpoints are written (reused when present)")
-    p.add_argument("--d_model", type=int, default=512)
-    p.add_argument("--n_layers", type=int, default=6)
-    p.add_argument("--prompt_length", type=int, default=128)
-    p.add_argument("--gen_length", type=int, default=128)
-    p.add_argument("--steps", type=int, default=32)
-    p.add_argument("--block_length", type=int, default=32)
-    p.add_argument("--pairs", type=int, default=8)
+    add_benchmark_arguments(p, Path("/tmp/dlm-bench-targets"), pairs=8)
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--threads", type=int, default=2)
     p.add_argument("--copy_mib", type=int, default=512, help="buffer of the copy-bandwidth measurement (MiB)")
     p.add_argument("--only", choices=["diffusion", "ar", "overhead"], nargs="+",
                    help="measure only these groups (default: all)")

@@ -31,6 +31,9 @@ def load_spec(path: Path) -> PerfSpec:
     for name in ("diffusion_model", "ar_model"):
         if not (ROOT / getattr(spec, name) / "config.json").is_file():
             raise ConfigError(f"{name}: {ROOT / getattr(spec, name)} is not a checkpoint (no config.json)")
+    if spec.prompt_file is not None and not (ROOT / spec.prompt_file).is_file():
+        raise ConfigError(f"prompt_file: {ROOT / spec.prompt_file} not found (scripts/prepare_austen.py writes "
+                          f"data/austen/prompts.txt)")
     return spec
 
 

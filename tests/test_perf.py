@@ -102,7 +102,19 @@ def test_bad_arguments_exit_2_before_anything_loads(tmp_path):
     assert not (tmp_path / "log.md").exists()
 
 
+def test_a_missing_prompt_file_is_a_config_error(tmp_path):
+    raw = read_yaml(ROOT / "config" / "perf" / "ci.yaml")
+    raw["prompt_file"] = "data/no_such_prompts.txt"
+    config = tmp_path / "perf.yaml"
+    config.write_text(json.dumps(raw))  # JSON is YAML
+    out = subprocess.run([sys.executable, "scripts/perf_ci.py", "perf", "--config", str(config), "--log",
+                          str(tmp_path / "log.md")], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 2 and "prompt_file: " in out.stderr and "no_such_prompts.txt not found" in out.stderr
+
+
 @pytest.mark.slow
+@pytest.mark.skipif(not (ROOT / "data" / "austen" / "prompts.txt").is_file(),
+                    reason="the Austen corpus is not prepared (./test.sh prepares it; scripts/prepare_austen.py)")
 def test_the_ci_gates_pass_on_the_trained_pair_and_a_slowed_path_fails_its_gate(tmp_path):
     log = tmp_path / "perf_log.md"
     out = _perf_ci("perf", log=log)

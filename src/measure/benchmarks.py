@@ -8,6 +8,7 @@ and `undecided` when the CI straddles it: no verdict from noise.
 
 from __future__ import annotations
 
+import argparse
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -65,3 +66,17 @@ def read_targets(path: Path) -> list[dict]:
 def target_from_dict(raw: dict) -> TargetResult:
     return TargetResult(**raw)
 
+
+
+def add_benchmark_arguments(parser: argparse.ArgumentParser, model_dir: Path, pairs: int) -> None:
+    """The options every CPU benchmark script shares: its random-weight model and the generation it times."""
+    parser.add_argument("--model_dir", type=Path, default=model_dir,
+                        help="where the random-weight checkpoints are written (reused when present)")
+    parser.add_argument("--d_model", type=int, default=512)
+    parser.add_argument("--n_layers", type=int, default=6)
+    parser.add_argument("--prompt_length", type=int, default=128, help="tokens")
+    parser.add_argument("--gen_length", type=int, default=128, help="tokens generated")
+    parser.add_argument("--steps", type=int, default=32, help="diffusion steps K")
+    parser.add_argument("--block_length", type=int, default=32, help="tokens")
+    parser.add_argument("--pairs", type=int, default=pairs, help="interleaved pairs per comparison")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")

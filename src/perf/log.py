@@ -35,9 +35,10 @@ def section(entry: dict, results: list[GateResult]) -> str:
     """The Markdown section of one entry."""
     s = entry["settings"]
     threads = "" if entry["threads"] is None else f"; {entry['threads']} CPU threads"
+    prompts = f"passages of `{s['prompt_file']}`" if s.get("prompt_file") else "random token ids"
     lines = [f"## {entry['measured_at']} · {entry['hardware']} · commit {entry['commit']}", "",
              f"Config `{entry['config']}`: diffusion `{s['diffusion_model']}`, AR `{s['ar_model']}`; prompt "
-             f"{s['prompt_len']} random token ids, {s['n_out']} generated, K = {s['steps']}, block {s['block_length']}; "
+             f"{s['prompt_len']} tokens ({prompts}), {s['n_out']} generated, K = {s['steps']}, block {s['block_length']}; "
              f"{s['pairs']} interleaved pairs per path against its baseline (first path) after {s['warmup']} warm-up"
              f"{threads}. "
              f"Peak RSS {_f(entry['peak_rss_gib'], 2)} GiB.", "",

@@ -104,6 +104,24 @@ def load_pair(spec: PerfSpec, root: Path, device: torch.device) -> Loaded:
     return Loaded(diffusion, ar, diffusion.config.mask_token_id)
 
 
+def prompt_ids(spec: PerfSpec, root: Path, loaded: Loaded) -> dict[str, list[list[int]]]:
+    """Per architecture, max(batch_size) prompts of `prompt_len` token ids (see PerfSpec)."""
+    count = max(spec.batch_size)
+    if spec.prompt_file is None:
+        generator = torch.Generator().manual_seed(spec.seed)
+        return {kind: torch.randint(0, vocab, (count, spec.prompt_len), generator=generator).tolist()
+                for kind, vocab in (("diffusion", loaded.mask_id), ("autoregressive", loaded.ar.config.vocab_size))}
+    from transformers import AutoTokenizer
+
+    from ..quality.prompts import build_prompt_sets, read_prompt_file
+
+    tokenizers = {kind: AutoTokenizer.from_pretrained(str(root / folder))
+                  for kind, folder in (("diffusion", spec.diffusion_model), ("autoregressive", spec.ar_model))}
+    sets = build_prompt_sets(read_prompt_file(root / spec.prompt_file), tokenizers, 2 * spec.prompt_len, count,
+                             "file")
+    return {kind: prompt_set.prompt_ids for kind, prompt_set in sets.items()}
+
+
 def run_matrix(spec: PerfSpec, root: Path, slow_path: Optional[str] = None, slow_factor: float = 1.0,
                progress: bool = True) -> dict:
     """The log entry of one run of the matrix: settings, one row per (path, batch size), peak RSS."""
@@ -112,7 +130,7 @@ def run_matrix(spec: PerfSpec, root: Path, slow_path: Optional[str] = None, slow
         torch.set_num_threads(spec.cpu_threads)
     loaded = load_pair(spec, root, device)
     clock = clock_for(device)
-    generator = torch.Generator().manual_seed(spec.seed)
+    prompts = prompt_ids(spec, root, loaded)
     rows = []
     jobs = [(b, kind, paths) for b in spec.batch_size
             for kind, paths in (("diffusion", spec.diffusion_paths), ("autoregressive", spec.ar_paths))]
@@ -120,8 +138,7 @@ def run_matrix(spec: PerfSpec, root: Path, slow_path: Optional[str] = None, slow
     bar = tqdm(total=total, desc="perf pairs", unit="pair", disable=not progress)
     with torch.inference_mode():
         for seed, (batch, kind, paths) in enumerate(jobs):
-            vocab = loaded.mask_id if kind == "diffusion" else loaded.ar.config.vocab_size
-            ids = torch.randint(0, vocab, (batch, spec.prompt_len), generator=generator).to(device)
+            ids = torch.tensor(prompts[kind][:batch], dtype=torch.long, device=device)
             make: Callable[[str], PerfArm] = (lambda p: _diffusion_arm(spec, loaded, p, ids)) if kind == "diffusion" \
                 else (lambda p: _ar_arm(spec, loaded, p, ids))
             baseline = make(paths[0])

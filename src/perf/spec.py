@@ -71,7 +71,10 @@ class GateSpec:
 
 @dataclass(frozen=True)
 class PerfSpec:
-    """The matrix and its gates; paths[0] of each architecture is its baseline."""
+    """The matrix and its gates; paths[0] of each architecture is its baseline. Prompts: the first
+    max(batch_size) passages of `prompt_file` long enough in both checkpoints' tokenizers, cut to
+    `prompt_len` tokens (the tokens agreeing with the baseline mean something only on real text), or
+    seeded random token ids without a prompt file."""
 
     name: str
     diffusion_model: str
@@ -83,6 +86,7 @@ class PerfSpec:
     batch_size: list[int]
     diffusion_paths: list[str]
     ar_paths: list[str]
+    prompt_file: Optional[str] = None  # held-out passages (relative to the project root); null: random token ids
     pairs: int = 5
     warmup: int = 1
     cpu_threads: Optional[int] = 2
