@@ -130,3 +130,38 @@ def test_the_ci_gates_pass_on_the_trained_pair_and_a_slowed_path_fails_its_gate(
     entries = [json.loads(line) for line in log.with_suffix(".jsonl").read_text().splitlines()]
     assert len(entries) == 2 and [r["slowed"] for r in entries[1]["rows"] if r["path"] == "low_confidence/dual"] == [True]
     assert log.read_text().count("## ") == 2 and "(slowed)" in log.read_text()
+
+
+def test_a_perf_arm_records_timed_generations_only_and_reads_steps_from_the_marks():
+    import torch
+
+    from src.generation import GenerationTrace
+    from src.measure.clock import PerfCounterClock
+    from src.perf.matrix import PerfArm
+
+    class Stepper:
+        """Four 'steps' whose marks the test sets: 1, 2, 3 and 10 ms after the start."""
+
+        def __init__(self):
+            self.calls = 0
+
+        def generate(self, ids, n_out, steps=None, marker=None):
+            self.calls += 1
+            marks = [marker() for _ in range(4)] if marker else []
+            return GenerationTrace(output_ids=torch.zeros(1, n_out, dtype=torch.long), marks=marks, forward_passes=4,
+                                   steps_executed=4)
+
+    class FakeClock(PerfCounterClock):
+        def __init__(self):
+            self.t = iter([0.0, 0.001, 0.002, 0.003, 0.010, 0.010])
+
+        def mark(self):
+            return next(self.t)
+
+    arm = PerfArm("diffusion", "low_confidence/dual", Stepper(), torch.zeros(1, 4, dtype=torch.long), 8, 4)
+    arm.warm_up()
+    assert arm.generator.calls == 1 and arm.latencies_ms == [] and arm.step_ms == []
+    assert arm.generate_ms(FakeClock()) == pytest.approx(10.0)
+    assert arm.step_ms == pytest.approx([1.0, 1.0, 1.0, 7.0]) and arm.steps_executed == [4]
+    figures = arm.figures()
+    assert figures["tokens_per_s"] == pytest.approx(8 / 0.010) and figures["step_ms_p50"] == pytest.approx(1.0)
