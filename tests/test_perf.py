@@ -40,8 +40,12 @@ def test_a_paired_gate_fails_only_when_its_whole_ci_is_below_the_bound(low, high
 
 
 def test_an_upper_bound_reads_the_value_of_an_unpaired_metric():
-    assert evaluate_gate(_gate("step_p99_over_p50", at_most=3.0), _entry(), None).status == "fail"  # 4.0 > 3.0
-    assert evaluate_gate(_gate("step_p99_over_p50", at_most=5.0), _entry(), None).status == "pass"
+    on_gpu = _entry(device="cuda")
+    assert evaluate_gate(_gate("step_p99_over_p50", at_most=3.0), on_gpu, None).status == "fail"  # 4.0 > 3.0
+    assert evaluate_gate(_gate("step_p99_over_p50", at_most=5.0), on_gpu, None).status == "pass"
+    # a tail ratio on a shared CPU measures the neighbours: skipped there unless the gate asks for it anywhere
+    assert evaluate_gate(_gate("step_p99_over_p50", at_most=3.0), _entry(), None).status == "skipped"
+    assert evaluate_gate(_gate("step_p99_over_p50", at_most=3.0, absolute_on="any"), _entry(), None).status == "fail"
 
 
 def test_absolute_gates_are_relative_to_the_previous_entry_and_skipped_on_a_cpu():
@@ -50,7 +54,7 @@ def test_absolute_gates_are_relative_to_the_previous_entry_and_skipped_on_a_cpu(
     result = evaluate_gate(gate, now, before)
     assert result.status == "fail" and result.value == pytest.approx(0.7)
     assert evaluate_gate(gate, now, None).status == "skipped"
-    assert evaluate_gate(gate, _entry(device="cpu"), _entry(device="cpu")).reason == "absolute figures gate only on a GPU"
+    assert evaluate_gate(gate, _entry(device="cpu"), _entry(device="cpu")).reason == "machine-dependent figures gate only on a GPU"
     anywhere = _gate("peak_rss_gib", at_most=1.2, relative_to="previous", absolute_on="any")
     assert evaluate_gate(anywhere, _entry(rss=1.5), _entry(rss=1.0)).status == "fail"
 

@@ -2,7 +2,8 @@
 
 A paired metric (the speedup) fails only when its whole bootstrap CI is out of bounds, so a gate
 holds on a noisy shared machine and still turns red on a real regression; other metrics are
-compared by value. Absolute metrics are skipped on a CPU unless the gate says `absolute_on: any`.
+compared by value. Machine-dependent metrics (absolute figures, the p99/p50 tail ratio) are skipped
+on a CPU unless the gate says `absolute_on: any`.
 A gate that cannot be evaluated (no previous entry for `relative_to: previous`) is skipped, and
 says why.
 """
@@ -13,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
-from .spec import ABSOLUTE_METRICS, PAIRED_METRICS, GateSpec
+from .spec import MACHINE_METRICS, PAIRED_METRICS, GateSpec
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,8 @@ def evaluate_gate(gate: GateSpec, entry: dict, previous: Optional[dict]) -> Gate
     row = _row(entry, gate)
     if row is None:
         return GateResult(gate, math.nan, None, "skipped", "the entry has no such row")
-    if gate.metric in ABSOLUTE_METRICS and gate.absolute_on == "gpu" and entry["device"] != "cuda":
-        return GateResult(gate, math.nan, None, "skipped", "absolute figures gate only on a GPU")
+    if gate.metric in MACHINE_METRICS and gate.absolute_on == "gpu" and entry["device"] != "cuda":
+        return GateResult(gate, math.nan, None, "skipped", "machine-dependent figures gate only on a GPU")
     value = float(entry["peak_rss_gib"] if gate.metric == "peak_rss_gib" else row[gate.metric])
     ci = None
     if gate.metric in PAIRED_METRICS and row.get(f"{gate.metric}_ci_low") is not None:
