@@ -72,3 +72,27 @@ def test_bench_targets_measures_and_records_every_target_of_its_groups(tmp_path)
     bad = subprocess.run([sys.executable, "scripts/bench_targets.py", *small[:10], "--steps", "3"], cwd=root,
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "--steps" in bad.stderr
+
+
+def test_the_commit_is_dirty_for_changed_code_and_clean_for_new_measurements(tmp_path):
+    import subprocess
+
+    from src.measure.environment import git_commit
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "results" / "log.md").write_text("# log\n")
+    git("add", "-A")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "first")
+    clean = git_commit(tmp_path)
+    assert clean and not clean.endswith("-dirty")
+    (tmp_path / "results" / "log.md").write_text("# log\n\n## an entry\n")  # what a measurement writes
+    git_commit.cache_clear()
+    assert git_commit(tmp_path) == clean
+    (tmp_path / "code.py").write_text("x = 2\n")
+    git_commit.cache_clear()
+    assert git_commit(tmp_path) == clean + "-dirty"

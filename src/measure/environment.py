@@ -51,9 +51,11 @@ def resolve_device(requested: str) -> torch.device:
 
 @lru_cache(maxsize=None)
 def git_commit(root: str | Path) -> Optional[str]:
-    """The checkout's short commit hash (with -dirty when tracked files have changes), or None."""
+    """The checkout's short commit hash, with -dirty when tracked files outside results/ have changes (the
+    measurements a run writes there do not change what it measures), or None."""
     commit = _run(["git", "rev-parse", "--short=12", "HEAD"], cwd=Path(root))
-    if commit and _run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=Path(root)):
+    if commit and _run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"],
+                       cwd=Path(root)):
         commit += "-dirty"
     return commit
 
