@@ -169,3 +169,41 @@ def test_a_perf_arm_records_timed_generations_only_and_reads_steps_from_the_mark
     assert arm.step_ms == pytest.approx([1.0, 1.0, 1.0, 7.0]) and arm.steps_executed == [4]
     figures = arm.figures()
     assert figures["tokens_per_s"] == pytest.approx(8 / 0.010) and figures["step_ms_p50"] == pytest.approx(1.0)
+
+
+def test_quality_delta_gates_need_an_encoder_at_the_largest_batch_and_fail_only_on_the_whole_ci():
+    raw = read_yaml(ROOT / "config" / "perf" / "austen.yaml")
+    spec = build_validated(PerfSpec, raw)
+    assert any(g.metric == "quality_delta" for g in spec.gates)
+    with pytest.raises(ConfigError, match="quality_delta is scored at the largest batch size"):
+        build_validated(PerfSpec, {**raw, "quality_encoder": None})
+    with pytest.raises(ConfigError, match="quality_encoder: scoring needs true continuations"):
+        build_validated(PerfSpec, {**raw, "prompt_file": None})
+    entry = _entry()
+    entry["rows"][0].update(quality_delta=-0.04, quality_delta_ci_low=-0.09, quality_delta_ci_high=0.01)
+    gate = _gate("quality_delta", at_least=-0.05)
+    assert evaluate_gate(gate, entry, None).status == "pass"  # the CI reaches above -0.05
+    entry["rows"][0].update(quality_delta=-0.12, quality_delta_ci_low=-0.2, quality_delta_ci_high=-0.06)
+    assert evaluate_gate(gate, entry, None).status == "fail"
+
+
+def test_quality_delta_is_the_paired_bertscore_difference_on_the_same_prompts():
+    import torch
+
+    from src.perf.matrix import Prompts, quality_delta
+
+    class Tok:
+        def decode(self, ids, skip_special_tokens=False):
+            return " ".join(f"w{i}" for i in ids)
+
+    class Scorer:
+        """F1 = share of the reference's words found in the candidate (a stand-in with a hand-computable value)."""
+
+        def score(self, candidates, references):
+            return [(0.0, 0.0, len(set(c.split()) & set(r.split())) / len(r.split())) for c, r in zip(candidates, references)]
+
+    prompts = Prompts({}, {"diffusion": [[1, 2], [3, 4]]}, {"diffusion": Tok()})
+    contender, baseline = torch.tensor([[1, 2], [3, 9]]), torch.tensor([[1, 9], [9, 9]])
+    # per prompt: contender 1.0 and 0.5, baseline 0.5 and 0.0 -> differences 0.5 and 0.5
+    est = quality_delta(Scorer(), prompts, "diffusion", contender, baseline)
+    assert est.value == pytest.approx(0.5) and est.ci_low == pytest.approx(0.5) and est.ci_high == pytest.approx(0.5)

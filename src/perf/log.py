@@ -31,6 +31,13 @@ def _f(value, digits: int = 1) -> str:
     return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
+def _delta(row: dict) -> str:
+    """The row's quality delta with its CI, or — where it was not scored."""
+    if row.get("quality_delta") is None:
+        return "—"
+    return f"{row['quality_delta']:+.4f} [{row['quality_delta_ci_low']:+.4f}, {row['quality_delta_ci_high']:+.4f}]"
+
+
 def section(entry: dict, results: list[GateResult]) -> str:
     """The Markdown section of one entry."""
     s = entry["settings"]
@@ -43,13 +50,14 @@ def section(entry: dict, results: list[GateResult]) -> str:
              f"{threads}. "
              f"Peak RSS {_f(entry['peak_rss_gib'], 2)} GiB.", "",
              "| path | B | tok/s | L_e2e ms | step p50 ms | step p99 ms | p99/p50 | steps | speedup vs baseline [95% CI] "
-             "| tokens agreeing with baseline |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| tokens agreeing with baseline | BERTScore F1 − baseline's [95% CI] |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in entry["rows"]:
         speedup = "baseline" if r.get("baseline") else (
             f"{r['speedup']:.3f} [{r['speedup_ci_low']:.3f}, {r['speedup_ci_high']:.3f}]" + (" (slowed)" if r["slowed"] else ""))
         lines.append(f"| {r['path']} | {r['batch_size']} | {_f(r['tokens_per_s'])} | {_f(r['latency_ms'])} | "
                      f"{_f(r['step_ms_p50'], 2)} | {_f(r['step_ms_p99'], 2)} | {_f(r['step_p99_over_p50'], 2)} | "
-                     f"{_f(r['steps_executed'], 0)} | {speedup} | {_f(r['agreement'], 3)} |")
+                     f"{_f(r['steps_executed'], 0)} | {speedup} | {_f(r['agreement'], 3)} | {_delta(r)} |")
     lines += ["", "Gates:", ""] + [f"- {r.line()}" for r in results] + [""]
     return "\n".join(lines) + "\n"
 

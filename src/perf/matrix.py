@@ -109,22 +109,47 @@ def load_pair(spec: PerfSpec, root: Path, device: torch.device) -> Loaded:
     return Loaded(diffusion, ar, diffusion.config.mask_token_id)
 
 
-def prompt_ids(spec: PerfSpec, root: Path, loaded: Loaded) -> dict[str, list[list[int]]]:
-    """Per architecture, max(batch_size) prompts of `prompt_len` token ids (see PerfSpec)."""
+@dataclass
+class Prompts:
+    """Per architecture, max(batch_size) prompts of `prompt_len` token ids, and (from a prompt file) the
+    true continuations and the tokenizer that reads both."""
+
+    ids: dict[str, list[list[int]]]
+    references: dict[str, list[list[int]]] = field(default_factory=dict)
+    tokenizers: dict = field(default_factory=dict)
+
+
+def read_prompts(spec: PerfSpec, root: Path, loaded: Loaded) -> Prompts:
+    """The matrix's prompts (see PerfSpec)."""
     count = max(spec.batch_size)
     if spec.prompt_file is None:
         generator = torch.Generator().manual_seed(spec.seed)
-        return {kind: torch.randint(0, vocab, (count, spec.prompt_len), generator=generator).tolist()
-                for kind, vocab in (("diffusion", loaded.mask_id), ("autoregressive", loaded.ar.config.vocab_size))}
+        return Prompts({kind: torch.randint(0, vocab, (count, spec.prompt_len), generator=generator).tolist()
+                        for kind, vocab in (("diffusion", loaded.mask_id),
+                                            ("autoregressive", loaded.ar.config.vocab_size))})
     from transformers import AutoTokenizer
 
     from ..quality.prompts import build_prompt_sets, read_prompt_file
 
     tokenizers = {kind: AutoTokenizer.from_pretrained(str(root / folder))
                   for kind, folder in (("diffusion", spec.diffusion_model), ("autoregressive", spec.ar_model))}
-    sets = build_prompt_sets(read_prompt_file(root / spec.prompt_file), tokenizers, 2 * spec.prompt_len, count,
-                             "file")
-    return {kind: prompt_set.prompt_ids for kind, prompt_set in sets.items()}
+    sets = build_prompt_sets(read_prompt_file(root / spec.prompt_file), tokenizers, spec.prompt_len + spec.n_out,
+                             count, "file")
+    return Prompts({kind: s.prompt_ids for kind, s in sets.items()},
+                   {kind: s.reference_ids for kind, s in sets.items()}, tokenizers)
+
+
+def quality_delta(scorer, prompts: Prompts, kind: str, contender: torch.Tensor, baseline: torch.Tensor):
+    """BERTScore F1 of the contender's continuations minus the baseline's against the true continuations,
+    per prompt, as a mean with a bootstrap 95% CI (quality.trend.paired_difference)."""
+    from ..quality.trend import paired_difference
+
+    tokenizer = prompts.tokenizers[kind]
+    references = [tokenizer.decode(r) for r in prompts.references[kind][:contender.shape[0]]]
+    f1 = {name: [score[2] for score in scorer.score([tokenizer.decode(row, skip_special_tokens=True)
+                                                      for row in ids.tolist()], references)]
+          for name, ids in (("contender", contender), ("baseline", baseline))}
+    return paired_difference(f1["contender"], f1["baseline"])
 
 
 def run_matrix(spec: PerfSpec, root: Path, slow_path: Optional[str] = None, slow_factor: float = 1.0,
@@ -135,7 +160,12 @@ def run_matrix(spec: PerfSpec, root: Path, slow_path: Optional[str] = None, slow
         torch.set_num_threads(spec.cpu_threads)
     loaded = load_pair(spec, root, device)
     clock = clock_for(device)
-    prompts = prompt_ids(spec, root, loaded)
+    prompts = read_prompts(spec, root, loaded)
+    scorer = None
+    if spec.quality_encoder is not None:
+        from ..quality.bertscore import BertScore, BertScoreSettings
+
+        scorer = BertScore(BertScoreSettings(spec.quality_encoder, spec.quality_layers, False, None), device.type)
     rows = []
     jobs = [(b, kind, paths) for b in spec.batch_size
             for kind, paths in (("diffusion", spec.diffusion_paths), ("autoregressive", spec.ar_paths))]
@@ -143,7 +173,7 @@ def run_matrix(spec: PerfSpec, root: Path, slow_path: Optional[str] = None, slow
     bar = tqdm(total=total, desc="perf pairs", unit="pair", disable=not progress)
     with torch.inference_mode():
         for seed, (batch, kind, paths) in enumerate(jobs):
-            ids = torch.tensor(prompts[kind][:batch], dtype=torch.long, device=device)
+            ids = torch.tensor(prompts.ids[kind][:batch], dtype=torch.long, device=device)
             make: Callable[[str], PerfArm] = (lambda p: _diffusion_arm(spec, loaded, p, ids)) if kind == "diffusion" \
                 else (lambda p: _ar_arm(spec, loaded, p, ids))
             baseline = make(paths[0])
@@ -158,8 +188,13 @@ def run_matrix(spec: PerfSpec, root: Path, slow_path: Optional[str] = None, slow
                 reference_ms = baseline.latencies_ms[-spec.pairs:]
                 est = paired_ratio(reference_ms, contender.latencies_ms[-spec.pairs:])
                 agreement = float((contender.output_ids == baseline.output_ids).float().mean())
+                quality = {}
+                if scorer is not None and batch == max(spec.batch_size):
+                    delta = quality_delta(scorer, prompts, kind, contender.output_ids, baseline.output_ids)
+                    quality = {"quality_delta": delta.value, "quality_delta_ci_low": delta.ci_low,
+                               "quality_delta_ci_high": delta.ci_high}
                 rows.append({**contender.figures(), "speedup": est.value, "speedup_ci_low": est.ci_low,
-                             "speedup_ci_high": est.ci_high, "agreement": agreement,
+                             "speedup_ci_high": est.ci_high, "agreement": agreement, **quality,
                              "slowed": path == slow_path and slow_factor > 1.0, "baseline": False})
                 bar.update(1)
             rows.append({**baseline.figures(), "speedup": 1.0, "speedup_ci_low": None, "speedup_ci_high": None,

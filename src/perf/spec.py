@@ -6,6 +6,9 @@ path is paired against. A gate names a metric of one path at one batch size and 
 - `speedup`: the paired ratio baseline latency / path latency (median over pairs, bootstrap CI);
 - `step_p99_over_p50`: the path's p99 / p50 step (diffusion) or inter-token (AR) duration;
 - `agreement`: the share of output tokens equal to the baseline path's, same prompts;
+- `quality_delta`: BERTScore F1 of the path's continuations against the true ones minus the
+  baseline's, on the same prompts (paired, bootstrap CI over prompts); at the largest batch size,
+  with a prompt file and a `quality_encoder`;
 - `tokens_per_s` and `peak_rss_gib`: absolute figures, usually against the previous log entry.
 Absolute figures and the tail ratio p99/p50 are machine-dependent: on a shared CPU they measure the
 neighbours as much as the code, so they gate only on a GPU unless the gate says `absolute_on: any`.
@@ -20,8 +23,8 @@ from typing import Optional
 from ..config import (AR_DECODE_MODES, DIFFUSION_CACHES, DIFFUSION_FORWARDS, DIFFUSION_SAMPLERS, ConfigError,
                       diffusion_shape_error)
 
-GATE_METRICS = ("speedup", "step_p99_over_p50", "agreement", "tokens_per_s", "peak_rss_gib")
-PAIRED_METRICS = ("speedup",)  # a CI comes with them: the gate fails only when the whole CI is out of bounds
+GATE_METRICS = ("speedup", "quality_delta", "step_p99_over_p50", "agreement", "tokens_per_s", "peak_rss_gib")
+PAIRED_METRICS = ("speedup", "quality_delta")  # with a CI: the gate fails only when the whole CI is out of bounds
 MACHINE_METRICS = ("tokens_per_s", "peak_rss_gib", "step_p99_over_p50")  # gated on a GPU only (see above)
 RELATIVE_TO = ("nothing", "previous")
 ABSOLUTE_ON = ("gpu", "any")
@@ -88,6 +91,8 @@ class PerfSpec:
     diffusion_paths: list[str]
     ar_paths: list[str]
     prompt_file: Optional[str] = None  # held-out passages (relative to the project root); null: random token ids
+    quality_encoder: Optional[str] = None  # BERTScore encoder for quality_delta (needs prompt_file); null: none
+    quality_layers: Optional[int] = None  # the encoder layer BERTScore reads (needed for a local or package model)
     pairs: int = 5
     warmup: int = 1
     cpu_threads: Optional[int] = 2
@@ -112,12 +117,17 @@ class PerfSpec:
                 raise ConfigError(f"ar_paths: {path!r} is not allowed; allowed: {', '.join(AR_DECODE_MODES)}")
         if not self.diffusion_paths or not self.ar_paths:
             raise ConfigError("diffusion_paths and ar_paths: each needs at least its baseline path")
+        if self.quality_encoder is not None and self.prompt_file is None:
+            raise ConfigError("quality_encoder: scoring needs true continuations; allowed: with a prompt_file, or null")
         known = set(self.diffusion_paths) | set(self.ar_paths)
         for i, gate in enumerate(self.gates):
             where = f"gates[{i}] ({gate.name})"
             gate.validate(where)
             if gate.path not in known:
                 raise ConfigError(f"{where}.path: {gate.path!r} is not in the matrix; allowed: {', '.join(sorted(known))}")
+            if gate.metric == "quality_delta" and (self.quality_encoder is None or gate.batch_size != max(self.batch_size)):
+                raise ConfigError(f"{where}: quality_delta is scored at the largest batch size ({max(self.batch_size)}) "
+                                  f"with a quality_encoder; allowed: batch_size {max(self.batch_size)} and an encoder")
             if gate.batch_size not in self.batch_size:
                 raise ConfigError(f"{where}.batch_size: {gate.batch_size} is not in the matrix; allowed: "
                                   f"{', '.join(map(str, self.batch_size))}")
