@@ -85,6 +85,7 @@ def test_the_log_is_appended_and_never_rewritten(tmp_path):
     ({"gates": [{"name": "x", "metric": "speedup", "path": "eager", "batch_size": 1}]}, "exactly one of at_least"),
     ({"steps": 3}, "steps: 3 is not a multiple of the number of blocks 4"),
     ({"pairs": 2}, "pairs: 2 is not allowed"),
+    ({"leap_relaxed": 0.95}, "leap_threshold, leap_relaxed, leap_window: 0.9, 0.95, 2 are not allowed"),
 ])
 def test_a_bad_perf_config_names_the_field(change, message):
     raw = read_yaml(ROOT / "config" / "perf" / "ci.yaml")
@@ -207,3 +208,17 @@ def test_quality_delta_is_the_paired_bertscore_difference_on_the_same_prompts():
     # per prompt: contender 1.0 and 0.5, baseline 0.5 and 0.0 -> differences 0.5 and 0.5
     est = quality_delta(Scorer(), prompts, "diffusion", contender, baseline)
     assert est.value == pytest.approx(0.5) and est.ci_low == pytest.approx(0.5) and est.ci_high == pytest.approx(0.5)
+
+
+def test_local_leap_paths_run_at_the_configured_knobs_and_the_threshold_path_keeps_its_own():
+    import torch
+
+    from conftest import MASK, small_llada
+    from src.perf.matrix import Loaded, _diffusion_arm
+
+    spec = build_validated(PerfSpec, read_yaml(ROOT / "config" / "perf" / "austen.yaml"))
+    loaded = Loaded(small_llada(), None, MASK)
+    ids = torch.zeros(1, 4, dtype=torch.long)
+    leap = _diffusion_arm(spec, loaded, "local_leap/dual", ids).generator
+    assert (leap.threshold, leap.leap_relaxed, leap.leap_window) == (0.2, 0.1, 4) and leap.cache == "dual"
+    assert _diffusion_arm(spec, loaded, "threshold/dual", ids).generator.threshold == 0.9

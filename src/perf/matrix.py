@@ -209,7 +209,9 @@ def run_matrix(spec: PerfSpec, root: Path, slow_path: Optional[str] = None, slow
 
 def _diffusion_arm(spec: PerfSpec, loaded: Loaded, path: str, ids: torch.Tensor) -> PerfArm:
     sampler, cache, forward = parse_diffusion_path(path)
-    options = {"threshold_steps": "cap"} if sampler == "threshold" else {}
+    options = {"threshold_steps": "cap"} if sampler in ("threshold", "local_leap") else {}
+    if sampler == "local_leap":
+        options.update(threshold=spec.leap_threshold, leap_relaxed=spec.leap_relaxed, leap_window=spec.leap_window)
     generator = MaskedDiffusionGenerator(loaded.diffusion, loaded.mask_id, spec.block_length, sampler, cache=cache,
                                          forward=forward, **options)
     return PerfArm("diffusion", path, generator, ids, spec.n_out, spec.steps)

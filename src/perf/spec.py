@@ -93,6 +93,9 @@ class PerfSpec:
     prompt_file: Optional[str] = None  # held-out passages (relative to the project root); null: random token ids
     quality_encoder: Optional[str] = None  # BERTScore encoder for quality_delta (needs prompt_file); null: none
     quality_layers: Optional[int] = None  # the encoder layer BERTScore reads (needed for a local or package model)
+    leap_threshold: float = 0.9  # local_leap paths: the anchor threshold (the threshold path keeps its 0.9)
+    leap_relaxed: float = 0.7  # local_leap paths: the relaxed threshold near anchors
+    leap_window: int = 2  # local_leap paths: positions from an anchor
     pairs: int = 5
     warmup: int = 1
     cpu_threads: Optional[int] = 2
@@ -117,6 +120,10 @@ class PerfSpec:
                 raise ConfigError(f"ar_paths: {path!r} is not allowed; allowed: {', '.join(AR_DECODE_MODES)}")
         if not self.diffusion_paths or not self.ar_paths:
             raise ConfigError("diffusion_paths and ar_paths: each needs at least its baseline path")
+        if not 0.0 < self.leap_relaxed <= self.leap_threshold <= 1.0 or self.leap_window < 0:
+            raise ConfigError(f"leap_threshold, leap_relaxed, leap_window: {self.leap_threshold}, {self.leap_relaxed}, "
+                              f"{self.leap_window} are not allowed; allowed: 0 < leap_relaxed <= leap_threshold <= 1, "
+                              f"leap_window >= 0")
         if self.quality_encoder is not None and self.prompt_file is None:
             raise ConfigError("quality_encoder: scoring needs true continuations; allowed: with a prompt_file, or null")
         known = set(self.diffusion_paths) | set(self.ar_paths)
