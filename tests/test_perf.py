@@ -85,6 +85,7 @@ def test_the_log_is_appended_and_never_rewritten(tmp_path):
     ({"gates": [{"name": "x", "metric": "speedup", "path": "eager", "batch_size": 1}]}, "exactly one of at_least"),
     ({"steps": 3}, "steps: 3 is not a multiple of the number of blocks 4"),
     ({"pairs": 2}, "pairs: 2 is not allowed"),
+    ({"prompt_len": 64}, "prompt_len: 64 differs from n_out = 128"),
     ({"leap_relaxed": 0.95}, "leap_threshold, leap_relaxed, leap_window: 0.9, 0.95, 2 are not allowed"),
 ])
 def test_a_bad_perf_config_names_the_field(change, message):
@@ -191,7 +192,7 @@ def test_quality_delta_gates_need_an_encoder_at_the_largest_batch_and_fail_only_
 def test_quality_delta_is_the_paired_bertscore_difference_on_the_same_prompts():
     import torch
 
-    from src.perf.matrix import Prompts, quality_delta
+    from src.perf.matrix import quality_delta
 
     class Tok:
         def decode(self, ids, skip_special_tokens=False):
@@ -203,21 +204,22 @@ def test_quality_delta_is_the_paired_bertscore_difference_on_the_same_prompts():
         def score(self, candidates, references):
             return [(0.0, 0.0, len(set(c.split()) & set(r.split())) / len(r.split())) for c, r in zip(candidates, references)]
 
-    prompts = Prompts({}, {"diffusion": [[1, 2], [3, 4]]}, {"diffusion": Tok()})
     contender, baseline = torch.tensor([[1, 2], [3, 9]]), torch.tensor([[1, 9], [9, 9]])
     # per prompt: contender 1.0 and 0.5, baseline 0.5 and 0.0 -> differences 0.5 and 0.5
-    est = quality_delta(Scorer(), prompts, "diffusion", contender, baseline)
+    est = quality_delta(Scorer(), Tok(), [[1, 2], [3, 4]], contender, baseline)
     assert est.value == pytest.approx(0.5) and est.ci_low == pytest.approx(0.5) and est.ci_high == pytest.approx(0.5)
 
 
 def test_local_leap_paths_run_at_the_configured_knobs_and_the_threshold_path_keeps_its_own():
     import torch
 
+    from types import SimpleNamespace
+
     from conftest import MASK, small_llada
-    from src.perf.matrix import Loaded, _diffusion_arm
+    from src.perf.matrix import _diffusion_arm
 
     spec = build_validated(PerfSpec, read_yaml(ROOT / "config" / "perf" / "austen.yaml"))
-    loaded = Loaded(small_llada(), None, MASK)
+    loaded = SimpleNamespace(model=small_llada(), mask_token_id=MASK)  # what _diffusion_arm reads of a LoadedModel
     ids = torch.zeros(1, 4, dtype=torch.long)
     leap = _diffusion_arm(spec, loaded, "local_leap/dual", ids).generator
     assert (leap.threshold, leap.leap_relaxed, leap.leap_window) == (0.2, 0.1, 4) and leap.cache == "dual"

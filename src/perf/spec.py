@@ -108,6 +108,9 @@ class PerfSpec:
                 raise ConfigError(f"{name}: {getattr(self, name)} is not allowed; allowed: integers > 0")
         if self.pairs < 3:
             raise ConfigError(f"pairs: {self.pairs} is not allowed; allowed: integers >= 3 (a CI needs pairs)")
+        if self.prompt_len != self.n_out:
+            raise ConfigError(f"prompt_len: {self.prompt_len} differs from n_out = {self.n_out}; allowed: equal "
+                              f"(prompt = output = N/2, as in the grid)")
         problem = diffusion_shape_error(self.n_out, self.block_length, self.steps)
         if problem:
             raise ConfigError(problem.replace("grid.steps", "steps").replace("diffusion.block_length", "block_length"))
