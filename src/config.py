@@ -31,6 +31,8 @@ DEVICES = ("auto", "cuda", "cpu")
 PROMPT_SOURCES = ("file", "wikitext", "random_ids")
 DIFFUSION_SAMPLERS = ("low_confidence", "random", "entropy", "margin", "threshold", "local_leap")
 THRESHOLD_SAMPLERS = ("threshold", "local_leap")  # samplers that commit by confidence threshold, not a schedule
+# the threshold samplers' defaults: the (anchor) probability threshold, and LocalLeap's relaxed threshold and window
+DEFAULT_THRESHOLD, DEFAULT_LEAP_RELAXED, DEFAULT_LEAP_WINDOW = 0.9, 0.7, 2
 DIFFUSION_CACHES = ("none", "prefix", "dual")
 DIFFUSION_SCHEDULES = ("llada", "dream")  # tokens committed per step: LLaDA's even split, Dream's linspace(1, eps)
 FAMILY_SCHEDULES = {"llada": "llada", "dream": "dream"}  # what `schedule: auto` means per diffusion family
@@ -231,14 +233,14 @@ class DiffusionSpec:
     cache: list[str] = field(default_factory=lambda: ["none"])
     temperature: float = 0.0
     cfg_scale: float = 0.0
-    threshold: float = 0.9
+    threshold: float = DEFAULT_THRESHOLD
     schedule: str = "auto"
     eps: float = 1e-3
     threshold_steps: str = "cap"
     noise_layout: str = "block"
     forward: list[str] = field(default_factory=lambda: ["eager"])
-    leap_relaxed: float = 0.7
-    leap_window: int = 2
+    leap_relaxed: float = DEFAULT_LEAP_RELAXED
+    leap_window: int = DEFAULT_LEAP_WINDOW
 
     def validate(self) -> None:
         _positive([self.block_length], "diffusion.block_length")

@@ -62,8 +62,8 @@ from torch import Tensor
 from ..config import DIFFUSION_CACHES as CACHES
 from ..config import DIFFUSION_SAMPLERS as SAMPLERS
 from ..config import DIFFUSION_SCHEDULES as SCHEDULES
-from ..config import NOISE_LAYOUTS, THRESHOLD_STEPS, diffusion_shape_error
-from ..config import DIFFUSION_FORWARDS
+from ..config import (DEFAULT_LEAP_RELAXED, DEFAULT_LEAP_WINDOW, DEFAULT_THRESHOLD, DIFFUSION_FORWARDS,
+                      NOISE_LAYOUTS, THRESHOLD_SAMPLERS, THRESHOLD_STEPS, diffusion_shape_error)
 from ..models.llada import KVSlot
 from . import ForwardWork, GenerationTrace, Marker
 from .compiled import compile_for
@@ -132,7 +132,7 @@ def score_proposals(logits: Tensor, x0: Tensor, sampler: str,
                     score_canvas: Optional[tuple[int, int]] = None) -> Tensor:
     """Scores [B, L] of the proposals (higher = commit first). score_canvas: where `random` draws
     its uniform scores (see `uniform`)."""
-    if sampler in ("low_confidence", "threshold", "local_leap"):
+    if sampler in ("low_confidence", *THRESHOLD_SAMPLERS):
         probs = torch.softmax(logits.float(), dim=-1)
         return probs.gather(-1, x0.unsqueeze(-1)).squeeze(-1)
     if sampler == "margin":
@@ -208,9 +208,10 @@ class MaskedDiffusionGenerator:
 
     def __init__(self, model: torch.nn.Module, mask_id: int, block_length: int,
                  sampler: str = "low_confidence", temperature: float = 0.0, cfg_scale: float = 0.0,
-                 cache: str = "none", threshold: float = 0.9, schedule: str = "llada", eps: float = 1e-3,
+                 cache: str = "none", threshold: float = DEFAULT_THRESHOLD, schedule: str = "llada",
+                 eps: float = 1e-3,
                  threshold_steps: str = "cap", noise_layout: str = "block", forward: str = "eager",
-                 leap_relaxed: float = 0.7, leap_window: int = 2):
+                 leap_relaxed: float = DEFAULT_LEAP_RELAXED, leap_window: int = DEFAULT_LEAP_WINDOW):
         for value, allowed, what in ((sampler, SAMPLERS, "sampler"), (cache, CACHES, "cache"),
                                      (forward, DIFFUSION_FORWARDS, "forward"),
                                      (schedule, SCHEDULES, "schedule"), (threshold_steps, THRESHOLD_STEPS,
@@ -271,7 +272,7 @@ class MaskedDiffusionGenerator:
         """The steps of one block, in order; `unbounded` threshold decoding never runs out of steps
         (the caller stops when the block has no mask left)."""
         bl = self.block_length
-        if self.sampler in ("threshold", "local_leap"):
+        if self.sampler in THRESHOLD_SAMPLERS:
             leap = (dict(relaxed=self.leap_relaxed, window=self.leap_window) if self.sampler == "local_leap" else {})
             if self.threshold_steps == "unbounded":
                 while True:

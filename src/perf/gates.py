@@ -30,7 +30,10 @@ class GateResult:
         bound = f"{'≥' if g.at_least is not None else '≤'} {g.bound:g}"
         ci = f" [{self.ci[0]:.3f}, {self.ci[1]:.3f}]" if self.ci else ""
         value = "—" if math.isnan(self.value) else f"{self.value:.3f}{ci}"
-        return f"{self.status.upper()}: {g.name} ({g.metric} of {g.path}, B={g.batch_size}{', vs previous entry' if g.relative_to == 'previous' else ''}): {value}, bound {bound}" + (f"; {self.reason}" if self.reason else "")
+        against = ", vs previous entry" if g.relative_to == "previous" else ""
+        reason = f"; {self.reason}" if self.reason else ""
+        return (f"{self.status.upper()}: {g.name} ({g.metric} of {g.path}, B={g.batch_size}{against}): {value}, "
+                f"bound {bound}{reason}")
 
 
 def _row(entry: dict, gate: GateSpec) -> Optional[dict]:

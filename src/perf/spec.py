@@ -20,8 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ..config import (AR_DECODE_MODES, DIFFUSION_CACHES, DIFFUSION_FORWARDS, DIFFUSION_SAMPLERS, ConfigError,
-                      diffusion_shape_error)
+from ..config import (AR_DECODE_MODES, DEFAULT_LEAP_RELAXED, DEFAULT_LEAP_WINDOW, DEFAULT_THRESHOLD,
+                      DIFFUSION_CACHES, DIFFUSION_FORWARDS, DIFFUSION_SAMPLERS, ConfigError, diffusion_shape_error)
 
 GATE_METRICS = ("speedup", "quality_delta", "step_p99_over_p50", "agreement", "tokens_per_s", "peak_rss_gib")
 PAIRED_METRICS = ("speedup", "quality_delta")  # with a CI: the gate fails only when the whole CI is out of bounds
@@ -93,9 +93,9 @@ class PerfSpec:
     prompt_file: Optional[str] = None  # held-out passages (relative to the project root); null: random token ids
     quality_encoder: Optional[str] = None  # BERTScore encoder for quality_delta (needs prompt_file); null: none
     quality_layers: Optional[int] = None  # the encoder layer BERTScore reads (needed for a local or package model)
-    leap_threshold: float = 0.9  # local_leap paths: the anchor threshold (the threshold path keeps its 0.9)
-    leap_relaxed: float = 0.7  # local_leap paths: the relaxed threshold near anchors
-    leap_window: int = 2  # local_leap paths: positions from an anchor
+    leap_threshold: float = DEFAULT_THRESHOLD  # local_leap paths: the anchor threshold (threshold paths: default)
+    leap_relaxed: float = DEFAULT_LEAP_RELAXED  # local_leap paths: the relaxed threshold near anchors
+    leap_window: int = DEFAULT_LEAP_WINDOW  # local_leap paths: positions from an anchor
     pairs: int = 5
     warmup: int = 1
     cpu_threads: Optional[int] = 2
