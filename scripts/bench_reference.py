@@ -23,10 +23,9 @@ import argparse
 import importlib.util
 import random
 import sys
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -35,27 +34,14 @@ import torch  # noqa: E402
 
 from src.analysis.pairs import paired_ratio  # noqa: E402
 from src.generation.diffusion import MaskedDiffusionGenerator  # noqa: E402
-from src.measure.clock import clock_for, timed  # noqa: E402
+from src.measure.clock import clock_for  # noqa: E402
 from src.measure.benchmarks import TargetResult, add_benchmark_arguments, record_targets  # noqa: E402
 from src.measure.environment import git_commit, hardware_name  # noqa: E402
 from src.models.llada import load_llada, load_llada_state_dict  # noqa: E402
 from src.models.tiny import read_corpus, write_tiny_llada  # noqa: E402
-from src.pairs import time_pair  # noqa: E402
+from src.pairs import CallArm, time_pair  # noqa: E402
 
 CORPUS = ROOT / "data" / "prompts" / "mini_prompts.txt"
-
-
-@dataclass
-class Side:
-    """One arm: a generation function of the prompt ids, returning the output ids [B, N_out]."""
-
-    run: Callable[[torch.Tensor], torch.Tensor]
-    prompt: torch.Tensor
-    last: Optional[torch.Tensor] = None
-
-    def generate_ms(self, clock) -> float:
-        ms, self.last = timed(clock, lambda: self.run(self.prompt))
-        return ms
 
 
 def import_file(name: str, path: Path):
@@ -137,7 +123,7 @@ def main() -> int:
     rows, targets = [], []
     with torch.inference_mode():
         for i, (label, reference_run, our_run) in enumerate(comparisons):
-            ref_side, our_side = Side(reference_run, prompt), Side(our_run, prompt)
+            ref_side, our_side = CallArm(reference_run, prompt), CallArm(our_run, prompt)
             _, ref_ms, our_ms = time_pair(ref_side, our_side, args.pairs, 1, clock, random.Random(i))
             est = paired_ratio(ref_ms, our_ms)
             agree = float((ref_side.last == our_side.last).float().mean())

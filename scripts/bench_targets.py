@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -42,12 +41,12 @@ from src.generation.diffusion import MaskedDiffusionGenerator  # noqa: E402
 from src.measure.benchmarks import (TargetResult, add_benchmark_arguments, read_targets, record_targets,  # noqa: E402
                                     target_from_dict)
 from src.measure.calibration import measure_ceilings  # noqa: E402
-from src.measure.clock import Clock, clock_for, timed  # noqa: E402
+from src.measure.clock import Clock, clock_for  # noqa: E402
 from src.measure.environment import git_commit, hardware_name  # noqa: E402
 from src.measure.metrics import mean_itl_ms  # noqa: E402
 from src.models.llada import load_llada  # noqa: E402
 from src.models.tiny import read_corpus, write_tiny_llada, write_tiny_llama  # noqa: E402
-from src.pairs import time_pair  # noqa: E402
+from src.pairs import CallArm, time_pair  # noqa: E402
 from src.runner import timed_repetition  # noqa: E402
 
 CORPUS = ROOT / "data" / "prompts" / "mini_prompts.txt"
@@ -55,26 +54,17 @@ SCRIPT = "scripts/bench_targets.py"
 
 
 @dataclass
-class Side:
-    """One arm of a pair: `measure_ms` runs one generation and returns its milliseconds."""
+class RunnerArm:
+    """One side of a pair: the runner's timed repetition of a generator, as every cell times it (clock
+    marks at every step or token); its latency is the repetition's L_e2e."""
 
-    measure_ms: Callable[[Clock], float]
-    last: torch.Tensor | None = None
+    generator: object
+    ids: torch.Tensor
+    cell: SimpleNamespace  # the fields of a cell that timed_repetition reads
+    last: None = None  # no outputs kept: nothing to compare tokens with
 
     def generate_ms(self, clock: Clock) -> float:
-        return self.measure_ms(clock)
-
-
-def generation_side(generate: Callable[[torch.Tensor], torch.Tensor], prompt: torch.Tensor) -> Side:
-    """An arm timing `generate(prompt)` between two clock marks and keeping its output ids."""
-    side = Side(lambda clock: 0.0)
-
-    def measure_ms(clock: Clock) -> float:
-        ms, side.last = timed(clock, lambda: generate(prompt))
-        return ms
-
-    side.measure_ms = measure_ms
-    return side
+        return timed_repetition(self.generator, self.ids, self.cell, clock)[0].latency_ms
 
 
 def weight_bytes_per_token(model: torch.nn.Module) -> int:
@@ -121,7 +111,7 @@ def main() -> int:
               f"{args.pairs} pairs after {args.warmup} warm-up runs of each arm")
     results: list[TargetResult] = []
 
-    def pair(name: str, goal: float, higher: bool, reference: Side, contender: Side, seed: int, setting: str,
+    def pair(name: str, goal: float, higher: bool, reference, contender, seed: int, setting: str,
              invert: bool = False) -> None:
         """Time reference against contender; the ratio is reference / contender (contender / reference with
         `invert`), with the arms' medians and, where both keep outputs, the tokens agreeing."""
@@ -141,13 +131,13 @@ def main() -> int:
         return MaskedDiffusionGenerator(llada, mask_id, args.block_length, sampler, cache=cache, forward=forward,
                                         **options)
 
-    def diffusion_side(sampler: str, cache: str, forward: str) -> Side:
+    def diffusion_side(sampler: str, cache: str, forward: str) -> CallArm:
         g = diffusion(sampler, cache, forward)
-        return generation_side(lambda ids: g.generate(ids, args.gen_length, steps=args.steps).output_ids, dl_prompt)
+        return CallArm(lambda ids: g.generate(ids, args.gen_length, steps=args.steps).output_ids, dl_prompt)
 
-    def ar_side(decode: str) -> Side:
+    def ar_side(decode: str) -> CallArm:
         g = make_ar_generator(llama, decode)
-        return generation_side(lambda ids: g.generate(ids, args.gen_length).output_ids, ar_prompt)
+        return CallArm(lambda ids: g.generate(ids, args.gen_length).output_ids, ar_prompt)
 
     with torch.inference_mode():
         dl_setting = f"LLaDA layout, {n_dl:.1f} M parameters, K = {args.steps}, block {args.block_length}, {common}"
@@ -188,9 +178,9 @@ def main() -> int:
                      ("AR static", make_ar_generator(llama, "static"), ar_prompt, None))):
                 cell = SimpleNamespace(kind="diffusion" if steps else "autoregressive", batch_size=1,
                                        n_out=args.gen_length, steps=steps)  # what timed_repetition reads of a cell
-                runner = Side(lambda c, g=generator, ids=prompt, cell=cell: timed_repetition(g, ids, cell, c)[0].latency_ms)
-                bare = generation_side(lambda ids, g=generator, s=steps: g.generate(ids, args.gen_length, steps=s).output_ids,
-                                       prompt)
+                runner = RunnerArm(generator, prompt, cell)
+                bare = CallArm(lambda ids, g=generator, s=steps: g.generate(ids, args.gen_length, steps=s).output_ids,
+                               prompt)
                 pair(f"harness overhead: runner's timed repetition / bare generation, {kind}", 1.03, False,
                      bare, runner, 20 + seed, dl_setting if steps else ar_setting, invert=True)
     if args.record:
@@ -201,7 +191,7 @@ def main() -> int:
     rows = []
     for r in results:
         ci = "" if r.ci_low is None else f" [{r.ci_low:.3f}, {r.ci_high:.3f}]"
-        rows.append(f"| {r.name} | {'≥' if r.higher_is_better else '<'} {r.goal:g} | {r.value:.3f}{ci} | {r.verdict} | "
+        rows.append(f"| {r.name} | {r.goal_text} | {r.value:.3f}{ci} | {r.verdict} | "
                     f"{r.hardware}, commit {r.commit}, {r.measured_at}: {r.detail} |")
     text = "\n".join(["# CPU performance targets of the fast paths (interleaved pairs, one process)", "",
                       "Each row: the hardware, commit and time it was measured at, and its settings. A goal is met only "

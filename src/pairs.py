@@ -21,6 +21,7 @@ import random
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Callable, Optional
 
 import pandas as pd
 import torch
@@ -71,6 +72,21 @@ class Arm:
         """One timed generation, ms."""
         with kernel_context(self.loaded.attention_kernel):
             return timed(clock, lambda: self.generator.generate(self.ids, self.cell.n_out, steps=self.cell.steps))[0]
+
+
+@dataclass
+class CallArm:
+    """One side of a pair around any generation call `run(prompt) -> output ids [B, N_out]` (the benchmark
+    scripts' arms: reference code, a bare generator); keeps the last output for token agreement."""
+
+    run: Callable[[torch.Tensor], torch.Tensor]
+    prompt: torch.Tensor
+    last: Optional[torch.Tensor] = None
+
+    def generate_ms(self, clock: Clock) -> float:
+        """One timed call, ms."""
+        ms, self.last = timed(clock, lambda: self.run(self.prompt))
+        return ms
 
 
 def time_pair(reference: Arm, contender: Arm, repeats: int, warmup: int, clock: Clock,

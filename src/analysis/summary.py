@@ -193,7 +193,7 @@ def targets_table(results: Results) -> str:
     for raw in results.benchmarks:
         t = target_from_dict(raw)
         ci = "" if t.ci_low is None else f" [{_f(t.ci_low, 3)}, {_f(t.ci_high, 3)}]"
-        rows.append([f"{t.name}: {'≥' if t.higher_is_better else '<'} {t.goal:g}",
+        rows.append([f"{t.name}: {t.goal_text}",
                      f"{_f(t.value, 3)}{ci} ({t.script}, {t.hardware}, {t.measured_at}, commit {t.commit}; {t.detail})",
                      t.verdict])
     return _table(["target", "measured", "verdict"], rows)

@@ -34,6 +34,11 @@ class TargetResult:
     commit: Optional[str]
 
     @property
+    def goal_text(self) -> str:
+        """The goal with its direction, e.g. '≥ 1.3' or '< 1.03'."""
+        return f"{'≥' if self.higher_is_better else '<'} {self.goal:g}"
+
+    @property
     def verdict(self) -> str:
         low = self.value if self.ci_low is None else self.ci_low
         high = self.value if self.ci_high is None else self.ci_high
@@ -65,7 +70,6 @@ def read_targets(path: Path) -> list[dict]:
 
 def target_from_dict(raw: dict) -> TargetResult:
     return TargetResult(**raw)
-
 
 
 def add_benchmark_arguments(parser: argparse.ArgumentParser, model_dir: Path, pairs: int) -> None:
