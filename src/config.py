@@ -31,8 +31,9 @@ DEVICES = ("auto", "cuda", "cpu")
 PROMPT_SOURCES = ("file", "wikitext", "random_ids")
 DIFFUSION_SAMPLERS = ("low_confidence", "random", "entropy", "margin", "threshold", "local_leap")
 THRESHOLD_SAMPLERS = ("threshold", "local_leap")  # samplers that commit by confidence threshold, not a schedule
-# the threshold samplers' defaults: the (anchor) probability threshold, and LocalLeap's relaxed threshold and window
-DEFAULT_THRESHOLD, DEFAULT_LEAP_RELAXED, DEFAULT_LEAP_WINDOW = 0.9, 0.7, 2
+# the threshold samplers' defaults: the (anchor) probability threshold, and LocalLeap's relaxed threshold and window;
+# they are LocalLeap's defaults for LLaDA-8B-Instruct (arXiv 2510.07081): anchors at 0.9, neighbours at 0.75 within 4 positions
+DEFAULT_THRESHOLD, DEFAULT_LEAP_RELAXED, DEFAULT_LEAP_WINDOW = 0.9, 0.75, 4
 DIFFUSION_CACHES = ("none", "prefix", "dual")
 DIFFUSION_SCHEDULES = ("llada", "dream")  # tokens committed per step: LLaDA's even split, Dream's linspace(1, eps)
 FAMILY_SCHEDULES = {"llada": "llada", "dream": "dream"}  # what `schedule: auto` means per diffusion family
@@ -221,9 +222,9 @@ class DiffusionSpec:
         or over the whole `canvas` as LLaDA's generate.py draws it (a seeded run reproduces its tokens).
     leap_relaxed, leap_window: the `local_leap` sampler (LocalLeap): masked positions within
         `leap_window` positions of an anchor (probability >= `threshold`) commit at probability >=
-        `leap_relaxed`. The anchor threshold 0.9 is the confidence at which the LocalLeap paper reports
-        anchors; 0.7 and 2 are this project's defaults (scripts/calibrate_local_leap.py chooses values
-        against a quality gate).
+        `leap_relaxed`. The defaults (anchor 0.9, relaxed 0.75, window 4) are the LocalLeap paper's for
+        LLaDA-8B-Instruct; scripts/calibrate_local_leap.py chooses values for another model against a
+        quality gate.
     forward: grid axis; `eager`, or `compiled` (the model's forward under torch.compile; CUDA graphs on
         a GPU), the diffusion side at its best.
     """

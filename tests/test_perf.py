@@ -86,7 +86,7 @@ def test_the_log_is_appended_and_never_rewritten(tmp_path):
     ({"steps": 3}, "steps: 3 is not a multiple of the number of blocks 4"),
     ({"pairs": 2}, "pairs: 2 is not allowed"),
     ({"prompt_len": 64}, "prompt_len: 64 differs from n_out = 128"),
-    ({"leap_relaxed": 0.95}, "leap_threshold, leap_relaxed, leap_window: 0.9, 0.95, 2 are not allowed"),
+    ({"leap_relaxed": 0.95}, "leap_threshold, leap_relaxed, leap_window: 0.9, 0.95, 4 are not allowed"),
 ])
 def test_a_bad_perf_config_names_the_field(change, message):
     raw = read_yaml(ROOT / "config" / "perf" / "ci.yaml")
