@@ -41,6 +41,10 @@ THRESHOLD_STEPS = ("cap", "unbounded")  # threshold samplers: steps as a budget,
 NOISE_LAYOUTS = ("block", "canvas")  # Gumbel noise over the block, or over the whole canvas (reference)
 AR_DECODE_MODES = ("eager", "static", "static_compiled")
 DIFFUSION_FORWARDS = ("eager", "compiled")  # the diffusion model's forward as is, or under torch.compile
+ENGINES = ("torch", "llamacpp", "openai")  # what runs a generation (engines/)
+WEIGHT_FORMATS = ("f32", "f16", "bf16", "q8_0", "q4_k_m")  # GGUF weights of the llamacpp engine
+LLAMACPP_SAMPLERS = ("low_confidence", "entropy", "margin", "random")  # those llama-diffusion-cli has
+LOCAL_SERVER = "local"  # openai.url: the harness's own llama-server, spoken to only through the OpenAI API
 
 
 @dataclass(frozen=True)
@@ -286,6 +290,104 @@ class AutoregressiveSpec:
 
 
 @dataclass(frozen=True)
+class LlamaCppSpec:
+    """The `llamacpp` engine: llama-diffusion-cli for diffusion models, llama-server for AR models,
+    built on first use from the pinned source (engines/llamacpp/build.py).
+
+    weights_format: grid axis of llamacpp cells, the GGUF weights (f32/f16/bf16 from the converter,
+        q8_0/q4_k_m through llama-quantize); recorded per row.
+    threads: CPU threads for generation; null = cpu_threads, else all cores.
+    timeout_s: one CLI run, or one batch of streamed requests, may take this long.
+    cache_dir: where builds and GGUF exports live; null = $DLM_BENCH_CACHE, else ~/.cache/dlm-bench.
+    """
+
+    weights_format: list[str] = field(default_factory=lambda: ["f32"])
+    threads: Optional[int] = None
+    timeout_s: float = 300.0
+    cache_dir: Optional[str] = None
+
+    def validate(self) -> None:
+        _distinct(self.weights_format, "engines.llamacpp.weights_format")
+        for f in self.weights_format:
+            _one_of(f, WEIGHT_FORMATS, "engines.llamacpp.weights_format")
+        if self.threads is not None:
+            _positive([self.threads], "engines.llamacpp.threads")
+        _finite(self.timeout_s, "engines.llamacpp.timeout_s", low=1e-9)
+
+
+@dataclass(frozen=True)
+class OpenAISpec:
+    """The `openai` engine: streaming `/v1/completions` requests, B at once, to any compatible server.
+
+    url: the API base (e.g. http://host:8000/v1), or `local`: the harness starts llama-server on the
+        model's GGUF (weights_format) and speaks to it only through the OpenAI API.
+    models: the config's models this endpoint serves (their cells get an openai variant).
+    served_model: the `model` field of each request; null = the config model's name.
+    api_key_env: the environment variable holding the API key (sent as a bearer token; never written).
+    """
+
+    url: Optional[str] = None
+    models: list[str] = field(default_factory=list)
+    served_model: Optional[str] = None
+    api_key_env: Optional[str] = None
+    weights_format: str = "f32"
+    timeout_s: float = 300.0
+
+    def validate(self, models: list["ModelSpec"]) -> None:
+        if self.url is None:
+            raise ConfigError("engines.openai.url: missing; allowed: an http(s):// API base, or local")
+        if self.url != LOCAL_SERVER and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", self.url):
+            raise ConfigError(f"engines.openai.url: {self.url!r} is not allowed; allowed: an http(s):// API base "
+                              f"(e.g. http://127.0.0.1:8000/v1), or {LOCAL_SERVER}")
+        if not self.models:
+            raise ConfigError("engines.openai.models: empty; allowed: names of the config's models it serves")
+        by_name = {m.name: m for m in models}
+        for name in self.models:
+            _one_of(name, tuple(by_name), "engines.openai.models")
+            if self.url == LOCAL_SERVER and by_name[name].kind != "autoregressive":
+                raise ConfigError(f"engines.openai.models: {name} is a diffusion model, which llama-server cannot "
+                                  f"serve; allowed with url {LOCAL_SERVER}: autoregressive models")
+        _one_of(self.weights_format, WEIGHT_FORMATS, "engines.openai.weights_format")
+        if self.api_key_env is not None and not os.environ.get(self.api_key_env):
+            raise ConfigError(f"engines.openai.api_key_env: the environment variable {self.api_key_env} is not set "
+                              f"(or empty); allowed: the name of a set variable holding the key")
+        _finite(self.timeout_s, "engines.openai.timeout_s", low=1e-9)
+
+
+@dataclass(frozen=True)
+class EnginesSpec:
+    """What runs each cell's generations: `engine` is a grid axis (torch, llamacpp, openai).
+
+    torch cells are the project's PyTorch generators. llamacpp cells: diffusion models at B = 1 (the
+    CLI decodes one sequence), samplers llama-diffusion-cli has, no cache; AR models at every B.
+    openai cells: the models in `openai.models`, at every B. Each non-torch cell also runs
+    `per_prompt` prompts one at a time, each as `per_prompt_pairs` interleaved pairs with the torch
+    path doing the same work (diffusion: the cell's sampler, no cache; AR: the first decode mode), for
+    the per-prompt table, the paired speedup and the token agreement with torch.
+    """
+
+    engine: list[str] = field(default_factory=lambda: ["torch"])
+    per_prompt: int = 8
+    per_prompt_pairs: int = 3
+    llamacpp: LlamaCppSpec = field(default_factory=LlamaCppSpec)
+    openai: OpenAISpec = field(default_factory=OpenAISpec)
+
+    def validate(self, models: list["ModelSpec"]) -> None:
+        _distinct(self.engine, "engines.engine")
+        for e in self.engine:
+            _one_of(e, ENGINES, "engines.engine")
+        _positive([self.per_prompt, self.per_prompt_pairs], "engines.per_prompt / per_prompt_pairs")
+        self.llamacpp.validate()
+        if "openai" in self.engine:
+            self.openai.validate(models)
+        if set(self.engine) - {"torch"}:
+            for m in models:
+                if m.path is None and (m.name in self.openai.models or "llamacpp" in self.engine):
+                    raise ConfigError(f"engines.engine: {m.name} has no checkpoint folder (path) to export to GGUF; "
+                                      f"allowed for llamacpp / openai-local: models given by path")
+
+
+@dataclass(frozen=True)
 class TimingSpec:
     """How each cell is timed.
 
@@ -465,6 +567,7 @@ class Experiment:
     prompts: PromptSpec = field(default_factory=PromptSpec)
     quality: QualitySpec = field(default_factory=QualitySpec)
     pairs: PairsSpec = field(default_factory=PairsSpec)
+    engines: EnginesSpec = field(default_factory=EnginesSpec)
     base_dir: str = "."
 
     def resolve(self, path: Optional[str]) -> Optional[Path]:
@@ -501,6 +604,25 @@ class Experiment:
                         raise ConfigError(f"{problem} (seq_len {n})")
         self.quality.validate(self.base_dir)
         self.pairs.validate()
+        self.engines.validate(self.models)
+        self._check_llamacpp_diffusion()
+
+    def _check_llamacpp_diffusion(self) -> None:
+        """llama-diffusion-cli's block schedule starts blocks after the prompt and counts it in whole blocks."""
+        if "llamacpp" not in self.engines.engine or not any(m.kind == "diffusion" for m in self.models):
+            return
+        if not set(self.diffusion.sampler) & set(LLAMACPP_SAMPLERS):
+            raise ConfigError(f"diffusion.sampler: {', '.join(self.diffusion.sampler)} has none that "
+                              f"llama-diffusion-cli runs; allowed with engine llamacpp: {', '.join(LLAMACPP_SAMPLERS)}")
+        block_scheduled = [m for m in self.models if m.kind == "diffusion"
+                           and (self.diffusion.schedule if self.diffusion.schedule != "auto"
+                                else FAMILY_SCHEDULES[m.family]) == "llada"]
+        if block_scheduled:
+            for n in self.grid.seq_len:
+                if (n // 2) % self.diffusion.block_length:
+                    raise ConfigError(f"grid.seq_len: {n} gives a prompt of {n // 2} tokens, not a multiple of "
+                                      f"diffusion.block_length {self.diffusion.block_length}, which "
+                                      f"llama-diffusion-cli's block schedule needs (engine llamacpp)")
 
 
 EMBEDDINGS = ("model.transformer.wte.weight", "model.embed_tokens.weight")  # LLaDA layout; transformers / Dream
@@ -672,6 +794,9 @@ OVERRIDES: tuple[Override, ...] = (
              many=True),
     Override("decode", ("autoregressive", "decode"), f"override autoregressive.decode ({' '.join(AR_DECODE_MODES)})",
              many=True),
+    Override("engine", ("engines", "engine"), f"override engines.engine ({' '.join(ENGINES)})", many=True),
+    Override("weights_format", ("engines", "llamacpp", "weights_format"),
+             f"override engines.llamacpp.weights_format ({' '.join(WEIGHT_FORMATS)})", many=True),
     Override("max_prompts", ("prompts", "max_prompts"), "override prompts.max_prompts", int),
     Override("prompt_file", ("prompts", "file"), "prompts from this file (one passage per line, or JSONL with "
                                                  "prompt/reference); sets prompts.source: file"),
@@ -698,6 +823,12 @@ def apply_overrides(raw: dict, overrides: Mapping[str, Any]) -> dict:
             if unknown:
                 raise ConfigError(f"--models: unknown model {', '.join(unknown)}; allowed: {', '.join(map(str, names))}")
             raw["models"] = [m for m in raw["models"] if m.get("name") in value]
+            served = ((raw.get("engines") or {}).get("openai") or {}).get("models")
+            if isinstance(served, list):  # the endpoint serves only models still in the run (if any)
+                raw["engines"]["openai"]["models"] = [m for m in served if m in value]
+                engines = raw["engines"].get("engine")
+                if not raw["engines"]["openai"]["models"] and isinstance(engines, list):
+                    raw["engines"]["engine"] = [e for e in engines if e != "openai"]
             continue
         if key == "prompt_file":
             raw.setdefault("prompts", {})["source"] = "file"
@@ -772,7 +903,8 @@ class MeasurementSettings:
 
 # Cell fields added after cells had been measured, with the values that mean "as before": left out of
 # the cell id at those values, so a sweep resumed on a newer version finds its earlier cells
-LATER_FIELDS: dict[str, tuple] = {"forward": (None, "eager"), "leap_relaxed": (None,), "leap_window": (None,)}
+LATER_FIELDS: dict[str, tuple] = {"forward": (None, "eager"), "leap_relaxed": (None,), "leap_window": (None,),
+                                   "engine": (None, "torch"), "weights_format": (None,)}
 
 
 @dataclass(frozen=True)
@@ -804,6 +936,8 @@ class Cell:
     forward: Optional[str] = None  # diffusion: eager | compiled
     leap_relaxed: Optional[float] = None  # local_leap sampler only
     leap_window: Optional[int] = None  # local_leap sampler only
+    engine: str = "torch"  # torch | llamacpp | openai
+    weights_format: Optional[str] = None  # llamacpp / openai-local: the GGUF weights (f32, q8_0, ...)
 
     @property
     def prompt_len(self) -> int:
@@ -839,8 +973,20 @@ class Cell:
         return cell_label(self.identity())
 
 
+def engine_label(row: Mapping[str, Any]) -> str:
+    """`torch`, or the engine with its weights (`llamacpp:q8_0`; `openai` for a remote endpoint)."""
+    engine = row.get("engine")
+    if not isinstance(engine, str) or engine == "torch":
+        return "torch"
+    fmt = row.get("weights_format")
+    return f"{engine}:{fmt}" if isinstance(fmt, str) else engine
+
+
 def variant_label(row: Mapping[str, Any]) -> str:
-    """The generation path of a cell or row: `sampler/cache` (diffusion) or the decode mode (AR)."""
+    """The generation path of a cell or row: `sampler/cache` (diffusion) or the decode mode (AR), with
+    the engine in front when it is not torch (`llamacpp:f32 low_confidence`, `openai:f32`)."""
+    if engine_label(row) != "torch":
+        return engine_label(row) + (f" {row['sampler']}" if row["kind"] == "diffusion" else "")
     if row["kind"] == "diffusion":
         label = f"{row['sampler']}/{row['cache']}"
         if row.get("forward") == "compiled":
@@ -879,7 +1025,8 @@ def expand_cells(exp: Experiment) -> list[Cell]:
         for n, b in itertools.product(g.seq_len, g.batch_size):
             common = dict(model=model, settings=settings(b), batch_size=b, seq_len=n, precision=exp.precision,
                           attention_backend=exp.attention)
-            if model.kind == "diffusion":
+            torch_cells = "torch" in exp.engines.engine
+            if model.kind == "diffusion" and torch_cells:
                 schedule = FAMILY_SCHEDULES[model.family] if d.schedule == "auto" else d.schedule
                 for k, sampler, cache, forward in itertools.product(g.steps_for(n), d.sampler, d.cache, d.forward):
                     threshold, leap = sampler in THRESHOLD_SAMPLERS, sampler == "local_leap"
@@ -892,10 +1039,36 @@ def expand_cells(exp: Experiment) -> list[Cell]:
                                       eps=d.eps if schedule == "dream" else None,
                                       threshold_steps=d.threshold_steps if threshold else None,
                                       noise_layout=d.noise_layout if d.temperature > 0 else None))
-            else:
+            elif model.kind == "autoregressive" and torch_cells:
                 for mode in a.decode:
                     cells.append(Cell(**common, decode=mode, temperature=a.temperature))
+            cells += engine_cells(exp, model, common)
     return cells
+
+
+def engine_cells(exp: Experiment, model: ModelSpec, common: dict[str, Any]) -> list[Cell]:
+    """The llamacpp and openai cells of one model at one (N, B) (see EnginesSpec for which exist)."""
+    e, d = exp.engines, exp.diffusion
+    out: list[Cell] = []
+    if model.kind == "autoregressive":
+        if "llamacpp" in e.engine:
+            out += [Cell(**common, engine="llamacpp", weights_format=f, temperature=exp.autoregressive.temperature)
+                    for f in e.llamacpp.weights_format]
+        if "openai" in e.engine and model.name in e.openai.models:
+            local = e.openai.url == LOCAL_SERVER
+            out.append(Cell(**common, engine="openai", weights_format=e.openai.weights_format if local else None,
+                            temperature=exp.autoregressive.temperature))
+        return out
+    if "llamacpp" not in e.engine or common["batch_size"] != 1:
+        return out
+    schedule = FAMILY_SCHEDULES[model.family] if d.schedule == "auto" else d.schedule
+    samplers = [s for s in d.sampler if s in LLAMACPP_SAMPLERS]
+    for k, sampler, fmt in itertools.product(exp.grid.steps_for(common["seq_len"]), samplers,
+                                             e.llamacpp.weights_format):
+        out.append(Cell(**common, engine="llamacpp", weights_format=fmt, steps=k, sampler=sampler, cache="none",
+                        block_length=d.block_length, temperature=d.temperature, schedule=schedule,
+                        eps=d.eps if schedule == "dream" else None))
+    return out
 
 
 def parse_shard(text: Optional[str]) -> tuple[int, int]:

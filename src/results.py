@@ -167,8 +167,26 @@ class QualityResult:
         return out
 
 
+@dataclass(frozen=True)
+class EngineStats:
+    """Engines other than torch: what ran (version, build flags, threads), the engine's own timing of
+    the last repetition's work (ms, mean over its answers), answers whose returned token count was not
+    N_out (over every timed repetition), and the share of answer tokens agreeing with the torch path
+    (mean over the per-prompt pass)."""
+
+    engine_version: str
+    engine_build: str
+    engine_threads: float  # NaN when unknown (a remote server)
+    engine_latency_ms: float
+    answers_not_n_out: int
+    agreement_with_torch: float
+    per_prompt_speedup_median: float  # median over the prompts of their paired torch / engine ratios
+
+
+TEXT_FIELDS = ("engine_version", "engine_build", "peak_source")  # strings: never read back as NaN
+
 _PARTS = {"timing": TimingStats, "work": WorkStats, "memory": MemoryStats, "roofline": RooflineStats,
-          "answers": AnswerStats, "load": LoadStats}
+          "answers": AnswerStats, "load": LoadStats, "engine": EngineStats}
 
 
 @dataclass
@@ -207,6 +225,8 @@ class CellRecord:
     repetitions: list[Repetition] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)  # token ids + decoded text of one timed generation
     generations: list[dict[str, Any]] = field(default_factory=list)  # untimed, all prompts, for scoring
+    engine: Optional[EngineStats] = None  # engines other than torch
+    per_prompt: list[dict[str, Any]] = field(default_factory=list)  # engines: one entry per prompt
 
     def to_row(self) -> dict[str, Any]:
         """The one flattening into CSV columns (empty parts become NaN columns, so headers are stable)."""
@@ -238,7 +258,7 @@ class CellRecord:
         kwargs = dict(data)
         for name, part_cls in _PARTS.items():
             if kwargs.get(name) is not None:
-                kwargs[name] = part_cls(**{k: (NAN if v is None and k != "peak_source" else v)
+                kwargs[name] = part_cls(**{k: (NAN if v is None and k not in TEXT_FIELDS else v)
                                            for k, v in kwargs[name].items()})
         if kwargs.get("quality") is not None:
             q = dict(kwargs["quality"])

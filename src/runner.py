@@ -15,6 +15,7 @@ An out-of-memory error in the measurement is a result (`status=oom`); any other 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -25,20 +26,23 @@ from tqdm import tqdm
 
 from .config import PRECISIONS, Cell, Experiment, TimingSpec, expand_cells, project_root, select_shard
 from .generation import GenerationTrace, Generator
-from .generation.autoregressive import make_ar_generator
-from .generation.diffusion import MaskedDiffusionGenerator
+from .engines import EngineError
+from .engines import measure as engine_measure
+from .engines.pool import EnginePool
+from .generation.cell_generator import make_generator
 from .measure import metrics
 from .measure.clock import Clock, clock_for
 from .measure.environment import capture_environment, resolve_device
 from .measure.memory import read_peak, reset_peak
+from .measure.repeats import another_repetition
 from .measure import load as machine_load
 from .measure import roofline
 from .models.attention import kernel_context
 from .models.loader import LoadedModel, LoadSettings, each_loaded
 from .quality.generations import generate_for_quality
 from .quality.prompts import PromptProvider, PromptSet
-from .results import (AnswerStats, CellRecord, LoadStats, MemoryStats, Repetition, ResultStore, TimingStats,
-                      WorkStats)
+from .results import (AnswerStats, CellRecord, EngineStats, LoadStats, MemoryStats, Repetition, ResultStore,
+                      TimingStats, WorkStats)
 
 log = logging.getLogger(__name__)
 
@@ -121,19 +125,6 @@ def warm_up(generator: Generator, ids: torch.Tensor, cell: Cell, timing: TimingS
     return limit
 
 
-def another_repetition(timing: TimingSpec, reps: list[Repetition]) -> bool:
-    """Whether one more timed repetition starts. Up to `repeats`: yes, unless `max_timed_s` is spent and
-    `min_repeats` ran. After `repeats`: only while the timed total is under `min_timed_s` (and under
-    `max_timed_s`). Never beyond `max_repeats`."""
-    timed_s = sum(r.latency_ms for r in reps) / 1000.0
-    spent = timing.max_timed_s is not None and timed_s >= timing.max_timed_s
-    if len(reps) >= timing.max_repeats:
-        return False
-    if len(reps) < timing.repeats:
-        return not spent or len(reps) < timing.min_repeats
-    return timing.min_timed_s is not None and timed_s < timing.min_timed_s and not spent
-
-
 def repetition(cell: Cell, trace: GenerationTrace, clock: Clock, start, end) -> Repetition:
     """Metrics of one timed generation from its clock marks (after synchronisation)."""
     latency = clock.elapsed_ms(start, end)
@@ -177,19 +168,6 @@ def measure(generator: Generator, ids: torch.Tensor, cell: Cell, clock: Clock, d
 
 
 # --------------------------------------------------------------------------- policy
-
-
-def make_generator(cell: Cell, loaded: LoadedModel, cache: Optional[str] = None) -> Generator:
-    """The generator a cell measures (`cache` overrides the cell's KV-cache mode)."""
-    if cell.kind == "diffusion":
-        # options a cell leaves unset (None) keep the generator's own defaults
-        options = {name: getattr(cell, name) for name in ("threshold", "eps", "threshold_steps", "noise_layout",
-                                                          "leap_relaxed", "leap_window")
-                   if getattr(cell, name) is not None}
-        return MaskedDiffusionGenerator(loaded.model, loaded.mask_token_id, cell.block_length, cell.sampler,
-                                        cell.temperature, cell.cfg_scale or 0.0, cache or cell.cache,
-                                        schedule=cell.schedule, forward=cell.forward or "eager", **options)
-    return make_ar_generator(loaded.model, cell.decode, cell.temperature)
 
 
 def kernels_to_try(kernel: str, allow_mismatch: bool) -> list[tuple[str, str]]:
@@ -321,6 +299,67 @@ def run_cell(cell: Cell, loaded: LoadedModel, prompts: PromptSet, ctx: RunContex
                       started_at, time.perf_counter() - t0)
 
 
+def run_engine_cell(cell: Cell, loaded: LoadedModel, prompts: PromptSet, ctx: RunContext, pool: EnginePool,
+                    ar_decode: str) -> CellRecord:
+    """Measure a llamacpp / openai cell, then its per-prompt pairs with the torch path; a failure of the
+    engine (build, export, server, request, timeout) is `status=error` with its one-line reason."""
+    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    t0 = time.perf_counter()
+    ids, passage_ids = prompts.batch(cell.batch_size, loaded.device)
+    prompt_ids = ids.tolist()
+    status, error, engine, measured, extras = "error", None, None, None, Extras()
+    per_prompt: list[dict] = []
+    before = machine_load.sample(loaded.device)
+    try:
+        engine = pool.engine_for(cell, loaded.tokenizer)
+        measured = engine_measure.measure_engine(engine, prompt_ids, cell)
+        status = "ok"
+        reference = engine_measure.torch_reference(cell, ar_decode)
+        torch.manual_seed(cell.settings.seed)
+        records = engine_measure.run_prompt_pairs(engine, make_generator(reference, loaded), prompts, cell,
+                                                  pool.exp.engines.per_prompt,
+                                                  pool.exp.engines.per_prompt_pairs, ctx.clock, loaded.device)
+        per_prompt = engine_measure.per_prompt_rows(records, cell, loaded.tokenizer, loaded.eos_token_id,
+                                                    reference.describe())
+        extras.generations = engine_measure.generations_of(records, prompts, loaded.tokenizer)
+    except EngineError as exc:
+        if status == "ok":
+            extras.error = f"per-prompt pairs: {exc}"
+        else:
+            error = str(exc)
+        log.warning("cell %s: %s", cell.describe(), extras.error or error)
+    except Exception as exc:  # recorded; the sweep goes on
+        log.exception("cell %s failed", cell.describe())
+        if status == "ok":
+            extras.error = _one_line(exc)
+        else:
+            error = _one_line(exc)
+    load = machine_load.between(before, machine_load.sample(loaded.device))
+    record = new_record(cell, loaded, ctx, status, error, "n/a (engine)" if engine else None, None, extras,
+                        prompts.source, passage_ids, started_at, time.perf_counter() - t0)
+    if measured is None:
+        return record
+    batch = measured.last
+    record.repetitions, record.load = measured.repetitions, load
+    record.timing = TimingStats.from_repetitions(measured.repetitions)
+    answer = batch.answers[0]
+    record.work = WorkStats.of(answer.steps or cell.n_out, answer.forward_passes or answer.steps or cell.n_out,
+                               cell.n_out)
+    record.memory = MemoryStats(math.nan, math.nan, math.nan)
+    ids_out = [engine_measure.answer_ids(loaded.tokenizer, a) for a in batch.answers]
+    record.answers = AnswerStats.of(ids_out, loaded.eos_token_id, record.timing.latency_ms_median)
+    record.outputs = {"token_ids": ids_out, "text": [a.text for a in batch.answers]}
+    record.engine = EngineStats(
+        engine_version=engine.version, engine_build=engine.build,
+        engine_threads=float(engine.threads) if engine.threads else math.nan,
+        engine_latency_ms=engine_measure.mean_finite([a.engine_ms for a in batch.answers]),
+        answers_not_n_out=measured.answers_not_n_out,
+        agreement_with_torch=engine_measure.mean_finite([r["agreement_with_torch"] for r in per_prompt]),
+        per_prompt_speedup_median=metrics.median([r["speedup_vs_torch"] for r in per_prompt]) if per_prompt else math.nan)
+    record.per_prompt = per_prompt
+    return record
+
+
 # --------------------------------------------------------------------------- the sweep
 
 
@@ -370,22 +409,10 @@ def run_experiment(exp: Experiment, shard: tuple[int, int] = (0, 1), progress: b
     specs = (s for s in exp.models if any(c.model.name == s.name for c in todo) and not out_of_time())
     settings = LoadSettings(exp.precision, exp.attention, exp.seed, exp.base_dir)
     bar = tqdm(total=len(todo), desc="cells", unit="cell", disable=not progress)
-    for loaded in each_loaded(specs, device, settings, on_error=load_failed):
-        for cell in (c for c in todo if c.model.name == loaded.spec.name):
-            if out_of_time():
-                break
-            bar.set_postfix_str(cell.describe())
-            cell_id = cell.cell_id(hardware)
-            with store.claim(cell_id) as mine:
-                if not mine or store.is_done(cell_id):  # another run is on it, or finished it meanwhile
-                    log.warning("cell %s %s: %s by another run on %s; left to it", cell_id, cell.describe(),
-                                "being measured" if not mine else "finished", store.root)
-                    summary.busy += 1
-                else:
-                    cell_prompts = prompts.for_model(loaded.spec.name, loaded.architecture.vocab_size,
-                                                     loaded.mask_token_id, cell.seq_len)
-                    keep(run_cell(cell, loaded, cell_prompts, ctx), cell)
-            bar.update(1)
+    pool = EnginePool(exp, store.root / "engine_logs", progress)  # builds and starts nothing until a cell asks
+    with pool:
+        for loaded in each_loaded(specs, device, settings, on_error=load_failed):
+            _run_model_cells(loaded, todo, store, prompts, ctx, pool, exp, summary, keep, out_of_time, bar)
     bar.close()
     summary.out_of_time = len(todo) - len(summary.records) - summary.busy
     if summary.out_of_time:
@@ -393,6 +420,29 @@ def run_experiment(exp: Experiment, shard: tuple[int, int] = (0, 1), progress: b
                     summary.out_of_time)
     summary.csv_path = str(store.merge())
     return summary
+
+
+def _run_model_cells(loaded: LoadedModel, todo: list[Cell], store: ResultStore, prompts: PromptProvider,
+                     ctx: RunContext, pool: EnginePool, exp: Experiment, summary: RunSummary, keep, out_of_time,
+                     bar) -> None:
+    """Every unfinished cell of one loaded model, each claimed so that two runs never measure one cell."""
+    hardware = ctx.hardware
+    for cell in (c for c in todo if c.model.name == loaded.spec.name):
+        if out_of_time():
+            break
+        bar.set_postfix_str(cell.describe())
+        cell_id = cell.cell_id(hardware)
+        with store.claim(cell_id) as mine:
+            if not mine or store.is_done(cell_id):  # another run is on it, or finished it meanwhile
+                log.warning("cell %s %s: %s by another run on %s; left to it", cell_id, cell.describe(),
+                            "being measured" if not mine else "finished", store.root)
+                summary.busy += 1
+            else:
+                cell_prompts = prompts.for_model(loaded.spec.name, loaded.architecture.vocab_size,
+                                                 loaded.mask_token_id, cell.seq_len)
+                keep(run_cell(cell, loaded, cell_prompts, ctx) if cell.engine == "torch" else
+                     run_engine_cell(cell, loaded, cell_prompts, ctx, pool, exp.autoregressive.decode[0]), cell)
+        bar.update(1)
 
 
 def _count(summary: RunSummary, record: CellRecord, cell: Cell) -> None:

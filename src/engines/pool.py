@@ -1,0 +1,98 @@
+"""What a run's engine cells share: the llama.cpp build, GGUF exports, and running servers.
+
+`EnginePool` is a context manager around the sweep: it builds llama.cpp on first use (with a progress
+message), exports each checkpoint once per weights format, keeps one llama-server per GGUF for all cells
+that need it (restarting one that died), and stops every server when the sweep ends, however it ends.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+from ..config import LOCAL_SERVER, Cell, Experiment
+from . import Engine, EngineError
+from .llamacpp.build import BuildError, LlamaCpp, ensure_built
+from .llamacpp.engine import DiffusionCliEngine, ServerEngine, threads_for
+from .llamacpp.gguf_export import ExportError, export_gguf
+from .llamacpp.server import LlamaServer, ServerError
+from .openai_engine import OpenAIEngine
+
+
+class EnginePool:
+    def __init__(self, exp: Experiment, log_dir: Path, progress: bool = True):
+        self.exp, self.log_dir, self.progress = exp, log_dir, progress
+        self._llama: Optional[LlamaCpp] = None
+        self._ggufs: dict[tuple[str, str], Path] = {}
+        self._servers: dict[Path, LlamaServer] = {}
+        self.threads = threads_for(exp.engines.llamacpp.threads, exp.cpu_threads, os.cpu_count() or 1)
+
+    def __enter__(self) -> "EnginePool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for server in self._servers.values():
+            server.stop()
+        self._servers.clear()
+
+    def llama(self) -> LlamaCpp:
+        if self._llama is None:
+            try:
+                self._llama = ensure_built(self.exp.engines.llamacpp.cache_dir, progress=self.progress)
+            except BuildError as exc:
+                raise EngineError(str(exc)) from None
+        return self._llama
+
+    def gguf(self, cell: Cell, weights_format: str) -> Path:
+        key = (cell.model.name, weights_format)
+        if key not in self._ggufs:
+            if self.progress:
+                print(f"llama.cpp: exporting {cell.model.name} to GGUF ({weights_format})", file=sys.stderr)
+            try:
+                self._ggufs[key] = export_gguf(self.llama(), self.exp.resolve(cell.model.path), weights_format)
+            except ExportError as exc:
+                raise EngineError(str(exc)) from None
+        return self._ggufs[key]
+
+    def server(self, gguf: Path) -> LlamaServer:
+        """The running server of a GGUF, started (or restarted after it died) when needed."""
+        server = self._servers.get(gguf)
+        if server is not None and server.alive():
+            return server
+        g = self.exp.grid
+        parallel = max(g.batch_size)
+        server = LlamaServer(self.llama(), gguf, self.threads, parallel, parallel * max(g.seq_len),
+                             self.log_dir / f"llama-server-{gguf.stem}.log")
+        try:
+            server.start()
+        except ServerError as exc:
+            raise EngineError(str(exc)) from None
+        self._servers[gguf] = server
+        return server
+
+    def engine_for(self, cell: Cell, tokenizer: Any) -> Engine:
+        """The engine that runs a non-torch cell; EngineError (one line) when it cannot be had."""
+        spec = self.exp.engines
+        if tokenizer is None:
+            raise EngineError(f"{cell.model.name} has no tokenizer; engines other than torch need one")
+        if cell.engine == "llamacpp":
+            gguf = self.gguf(cell, str(cell.weights_format))
+            if cell.kind == "diffusion":
+                return DiffusionCliEngine(self.llama(), gguf, cell, tokenizer, self.threads, spec.llamacpp.timeout_s)
+            return ServerEngine(self.llama(), self.server(gguf), cell, self.threads, spec.llamacpp.timeout_s)
+        if cell.engine == "openai":
+            o = spec.openai
+            if o.url == LOCAL_SERVER:
+                server = self.server(self.gguf(cell, o.weights_format))
+                return OpenAIEngine(server.url + "/v1", o.served_model or cell.model.name, cell, tokenizer,
+                                    o.timeout_s, o.api_key_env, local_server=server,
+                                    version=f"OpenAI API of the harness's llama-server ({self.llama().version})",
+                                    build=self.llama().build_flags, threads=self.threads)
+            return OpenAIEngine(str(o.url), o.served_model or cell.model.name, cell, tokenizer, o.timeout_s,
+                                o.api_key_env)
+        raise EngineError(f"engine {cell.engine!r} is not an engine the pool runs")
