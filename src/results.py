@@ -385,6 +385,10 @@ class _RecordFolder:
         return [r for r in (self._load(p) for p in sorted(self.records_dir.glob("*.json"))) if r is not None]
 
 
+# the grid columns that name an engine cell's per-prompt rows in per_prompt.csv
+PER_PROMPT_IDENTITY = ("model_name", "kind", "engine", "weights_format", "batch_size", "seq_len", "steps", "sampler")
+
+
 class ResultStore(_RecordFolder):
     """Per-cell records under `<root>/cells/` and the merged tables in `<root>/`."""
 
@@ -414,9 +418,14 @@ class ResultStore(_RecordFolder):
                                                   json.dumps(r.identity, sort_keys=True), r.cell_id))
 
     def merge(self) -> Path:
-        """Rebuild raw_metrics.csv and environment.json from the cell files; returns the CSV path."""
+        """Rebuild raw_metrics.csv, per_prompt.csv (engine cells' per-prompt pairs, when there are any) and
+        environment.json from the cell files; returns the path of raw_metrics.csv."""
         records = self.records()
         csv_path = _write_csv([r.to_row() for r in records], self.root / "raw_metrics.csv", ["cell_id", "status"])
+        per_prompt = [{"cell_id": r.cell_id, **{k: r.identity.get(k) for k in PER_PROMPT_IDENTITY}, **entry}
+                      for r in records for entry in r.per_prompt]
+        if per_prompt or (self.root / "per_prompt.csv").exists():
+            _write_csv(per_prompt, self.root / "per_prompt.csv", ["cell_id", "passage_id"])
         environments: dict[str, dict] = {}
         for r in records:
             key = json.dumps(r.environment, sort_keys=True)

@@ -43,3 +43,9 @@ def with_forward_column(rows: pd.DataFrame) -> pd.DataFrame:
     rows["forward"] = rows["forward"].astype(object)
     rows.loc[(rows["kind"] == "diffusion") & rows["forward"].isna(), "forward"] = BASELINE_FORWARD
     return rows
+
+
+def split_engines(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(torch rows, rows of other engines). Rows written before the engine axis existed are torch rows."""
+    engine = rows["engine"].fillna("torch") if "engine" in rows else pd.Series("torch", index=rows.index)
+    return rows[engine == "torch"], rows[engine != "torch"]

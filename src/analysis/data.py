@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..config import cell_label
 from ..measure.benchmarks import read_targets
-from .baseline import with_forward_column
+from .baseline import split_engines, with_forward_column
 from .parity import parity_table
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,8 @@ class Results:
     overhead: Optional[dict] = None  # overhead.json of scripts/profile_overhead.py, when present
     pairs: pd.DataFrame = field(default_factory=pd.DataFrame)  # pairs.csv: the paired measurements
     benchmarks: list[dict] = field(default_factory=list)  # benchmarks.json: targets measured by scripts/bench_*.py
+    engine_rows: pd.DataFrame = field(default_factory=pd.DataFrame)  # llamacpp / openai cells (`rows`: torch)
+    per_prompt: pd.DataFrame = field(default_factory=pd.DataFrame)  # per_prompt.csv: engine cells, per prompt
 
     @property
     def ok(self) -> pd.DataFrame:
@@ -97,8 +99,11 @@ def load_results(input_dir: str | Path, facet: tuple[str, ...] = ()) -> Results:
     csv_path = input_dir / "raw_metrics.csv"
     if not csv_path.is_file():
         raise FileNotFoundError(f"{csv_path}: no results (run the sweep first)")
-    rows = with_forward_column(pd.read_csv(csv_path, dtype={"cell_id": str}))
+    rows, engine_rows = split_engines(with_forward_column(pd.read_csv(csv_path, dtype={"cell_id": str})))
     check_comparable(rows[rows["status"] == "ok"], tuple(facet) + default_facets(rows))
+    per_prompt_path = input_dir / "per_prompt.csv"
+    per_prompt = (pd.read_csv(per_prompt_path, dtype={"cell_id": str}) if per_prompt_path.is_file()
+                  else pd.DataFrame())
     pairs_path = input_dir / "pairs.csv"
     pairs = pd.read_csv(pairs_path, dtype={c: str for c in ("pair_id", "reference_cell_id", "contender_cell_id")}) if pairs_path.is_file() else pd.DataFrame()
     parity = parity_table(rows, pairs)
@@ -107,4 +112,5 @@ def load_results(input_dir: str | Path, facet: tuple[str, ...] = ()) -> Results:
         log.warning(w)
     overhead_path = input_dir / "overhead.json"
     overhead = json.loads(overhead_path.read_text()) if overhead_path.is_file() else None
-    return Results(rows, parity, warnings, overhead, pairs, read_targets(input_dir / "benchmarks.json"))
+    return Results(rows, parity, warnings, overhead, pairs, read_targets(input_dir / "benchmarks.json"),
+                   engine_rows, per_prompt)

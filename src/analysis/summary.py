@@ -12,22 +12,10 @@ from ..measure.benchmarks import target_from_dict
 from .baseline import DIFFUSION_PATH, baseline, published_parity_rows
 from .data import MAX_CV, MAX_LOAD_CHANGE, MIN_REPEATS, Results
 from .pairs import as_published_cell_id, best_parity_rows, fast_path_cells, pair_estimate, pair_lookup
+from .markdown import fmt as _f, table as _table
+from .engines import engines_table, per_prompt_table
 
 NOT_PAIRED = "not measured in pairs: no ratio published (run the pairs step)"
-
-
-def _f(value, digits: int = 1) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
-        return "—"
-    if isinstance(value, (int, float)):
-        return f"{value:,.{digits}f}"
-    return str(value)
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def _k(r) -> str:
@@ -199,6 +187,14 @@ def targets_table(results: Results) -> str:
     return _table(["target", "measured", "verdict"], rows)
 
 
+ENGINES_INTRO = ("Each engine cell ran the same prompts and token counts as the torch cells. Its per-prompt "
+                 "pass timed each prompt as interleaved pairs with the torch path doing the same work (diffusion: "
+                 "the same sampler and K without a cache; AR: the config's first decode mode) in one process; a "
+                 "prompt's speedup is the median of its pairs' torch / engine latency ratios, and a verdict is "
+                 "given only when every pair agrees. Tokens agreeing with torch: the share of the N_out answer "
+                 "positions holding the same token, both answers re-encoded by the project tokenizer.")
+
+
 def summary_markdown(results: Results, title: str = "dlm-bench results") -> str:
     synthetic = results.synthetic
     parts = [f"# {title}", "", f"**Setting:** {results.caption()}", ""]
@@ -206,8 +202,9 @@ def summary_markdown(results: Results, title: str = "dlm-bench results") -> str:
         parts += ["> These rows come from **random-weight (synthetic) models**: latency, throughput and memory are "
                   "measurements of the architectures at that size; quality numbers are smoke tests of the pipeline, "
                   "not model quality.", ""]
-    counts = results.rows["status"].value_counts().to_dict()
-    parts += [f"Cells: {len(results.rows)} ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))}).", "",
+    every = pd.concat([results.rows, results.engine_rows]) if not results.engine_rows.empty else results.rows
+    counts = every["status"].value_counts().to_dict()
+    parts += [f"Cells: {len(every)} ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))}).", "",
               "## Latency, throughput and memory (as published: LLaDA reference sampler without cache, "
               "LLaMA eager `generate`)", "", headline_table(results), "",
               "## S_parity and Speedup Factor", "",
@@ -221,6 +218,9 @@ def summary_markdown(results: Results, title: str = "dlm-bench results") -> str:
               "", parity_markdown(results, best=True), "", "Every path against its model's as-published path:", "",
               fast_path_table(results), "",
               "## Performance targets", "", targets_table(results), ""]
+    if not results.engine_rows.empty:
+        parts += ["## Engines", "", ENGINES_INTRO, "", engines_table(results), "", "### Per prompt", "",
+                  per_prompt_table(results), ""]
     if results.warnings:
         parts += ["## Measurement warnings", ""] + [f"- {w}" for w in results.warnings[:40]]
         if len(results.warnings) > 40:

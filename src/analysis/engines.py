@@ -1,0 +1,89 @@
+"""Engines side by side: one row per engine cell, and one per prompt and engine cell.
+
+Every ratio here is paired: an engine cell timed each of its per-prompt prompts as interleaved pairs
+with the torch path doing the same work (engines/measure.py), and a prompt's speedup is the median of
+its pairs' torch / engine ratios. A row's verdict says only what every pair agrees on.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from ..config import engine_label
+from .data import Results
+from .markdown import fmt, table
+
+
+def _k(r) -> str:
+    return str(int(r["steps"])) if r["kind"] == "diffusion" and not pd.isna(r["steps"]) else "—"
+
+
+def pair_verdict(low: float, high: float) -> str:
+    """What the pairs of a cell agree on: every pair faster, every pair slower, or neither."""
+    if math.isnan(low) or math.isnan(high):
+        return "—"
+    if low > 1:
+        return "engine faster in every pair"
+    if high < 1:
+        return "torch faster in every pair"
+    return "mixed: no verdict"
+
+
+def _cell_pairs(results: Results) -> pd.DataFrame:
+    """Per engine cell: prompts, the median over prompts of their speedups, and the extremes of all pairs."""
+    pp = results.per_prompt
+    if pp.empty:
+        return pd.DataFrame(columns=["cell_id", "prompts", "speedup", "pair_min", "pair_max"])
+    return pp.groupby("cell_id").agg(prompts=("passage_id", "count"), speedup=("speedup_vs_torch", "median"),
+                                     pair_min=("speedup_min", "min"), pair_max=("speedup_max", "max")).reset_index()
+
+
+def engines_table(results: Results) -> str:
+    """One row per engine cell: timing, what ran, agreement with torch, the paired per-prompt speedup."""
+    rows = results.engine_rows
+    if rows.empty:
+        return "_No engine cells: the grid ran torch only (`engines.engine`)._"
+    pairs = _cell_pairs(results).set_index("cell_id")
+    out = []
+    for _, r in rows.sort_values(["model_name", "seq_len", "batch_size", "steps", "engine", "weights_format"],
+                                 na_position="first").iterrows():
+        head = [r["model_name"], str(int(r["seq_len"])), str(int(r["batch_size"])), _k(r), engine_label(r)]
+        if r["status"] != "ok":
+            out.append(head + ["—"] * 8 + [f"{r['status']}: {r['error']}"])
+            continue
+        p = pairs.loc[r["cell_id"]] if r["cell_id"] in pairs.index else None
+        speed = "—" if p is None else f"{fmt(p['speedup'], 2)} ({int(p['prompts'])} prompts; pairs {fmt(p['pair_min'], 2)}–{fmt(p['pair_max'], 2)})"
+        timing = (f"{fmt(r['ttft_ms_median'], 2)} / {fmt(r['itl_ms_median'], 3)}" if r["kind"] == "autoregressive"
+                  else f"{fmt(r['step_ms_p50'], 2)} / {fmt(r['step_ms_p99'], 2)}")
+        out.append(head + [fmt(r["latency_ms_median"], 2), fmt(r["tokens_per_s_median"]), timing,
+                           str(int(r["answers_not_n_out"])) if not pd.isna(r["answers_not_n_out"]) else "—",
+                           fmt(r["agreement_with_torch"], 2), speed,
+                           "—" if p is None else pair_verdict(p["pair_min"], p["pair_max"]),
+                           fmt(r.get("bertscore_f1_mean", math.nan), 3), "ok"])
+    return table(["model", "N", "B", "K", "engine", "L_e2e ms (median)", "T_gen tok/s", "TTFT / ITL ms (AR); step p50 / p99 ms",
+                  "answers ≠ N_out", "tokens agreeing with torch", "speedup vs torch, paired per prompt (median)",
+                  "verdict", "BERTScore F1", "status"], out)
+
+
+def per_prompt_table(results: Results, limit: int = 200) -> str:
+    """One row per prompt and engine cell (the first `limit`)."""
+    pp = results.per_prompt
+    if pp.empty:
+        return "_No per-prompt rows: no engine cell ran its per-prompt pairs._"
+    out = []
+    ordered = pp.sort_values(["model_name", "seq_len", "steps", "engine", "weights_format", "passage_id"],
+                             na_position="first")
+    for _, r in ordered.head(limit).iterrows():
+        out.append([r["model_name"], str(int(r["seq_len"])), _k(r), engine_label(r), str(r["passage_id"]),
+                    fmt(r["engine_tokens_per_s"]), fmt(r["torch_tokens_per_s"]),
+                    f"{fmt(r['speedup_vs_torch'], 2)} ({fmt(r['speedup_min'], 2)}–{fmt(r['speedup_max'], 2)})",
+                    str(int(r["steps"])), "—" if pd.isna(r["forward_passes"]) else str(int(r["forward_passes"])),
+                    str(int(r["answer_tokens"])), fmt(r["agreement_with_torch"], 2)])
+    text = table(["model", "N", "K", "engine", "prompt", "engine tok/s", "torch tok/s",
+                  "speedup vs torch, median of pairs (min–max)", "steps", "forward passes", "answer tokens",
+                  "tokens agreeing with torch"], out)
+    if len(pp) > limit:
+        text += f"\n\n_… {len(pp) - limit} more rows in per_prompt.csv._"
+    return text
