@@ -608,21 +608,12 @@ class Experiment:
         self._check_llamacpp_diffusion()
 
     def _check_llamacpp_diffusion(self) -> None:
-        """llama-diffusion-cli's block schedule starts blocks after the prompt and counts it in whole blocks."""
+        """llama-diffusion-cli runs only some samplers: a llamacpp grid over diffusion models needs one."""
         if "llamacpp" not in self.engines.engine or not any(m.kind == "diffusion" for m in self.models):
             return
         if not set(self.diffusion.sampler) & set(LLAMACPP_SAMPLERS):
             raise ConfigError(f"diffusion.sampler: {', '.join(self.diffusion.sampler)} has none that "
                               f"llama-diffusion-cli runs; allowed with engine llamacpp: {', '.join(LLAMACPP_SAMPLERS)}")
-        block_scheduled = [m for m in self.models if m.kind == "diffusion"
-                           and (self.diffusion.schedule if self.diffusion.schedule != "auto"
-                                else FAMILY_SCHEDULES[m.family]) == "llada"]
-        if block_scheduled:
-            for n in self.grid.seq_len:
-                if (n // 2) % self.diffusion.block_length:
-                    raise ConfigError(f"grid.seq_len: {n} gives a prompt of {n // 2} tokens, not a multiple of "
-                                      f"diffusion.block_length {self.diffusion.block_length}, which "
-                                      f"llama-diffusion-cli's block schedule needs (engine llamacpp)")
 
 
 EMBEDDINGS = ("model.transformer.wte.weight", "model.embed_tokens.weight")  # LLaDA layout; transformers / Dream

@@ -101,6 +101,21 @@ BAD = [
     ("quality", {"judge_path": str(ROOT / "data")}, "quality.judge_path: " + str(ROOT / "data") + " is not a checkpoint"),
     ("quality", {"judge_path": "package:no_such_package_here/model.gguf"},
      "quality.judge_path: file or directory not found: package:no_such_package_here/model.gguf"),
+    ("engines", {"engine": ["torch", "vllm"]},
+     "engines.engine: 'vllm' is not allowed; allowed: torch, llamacpp, openai"),
+    ("engines", {"engine": ["openai"]}, "engines.openai.url: missing"),
+    ("engines", {"engine": ["openai"], "openai": {"url": "ftp://host/v1", "models": ["tiny-llama"]}},
+     "engines.openai.url: 'ftp://host/v1' is not allowed; allowed: an http(s):// API base"),
+    ("engines", {"engine": ["openai"], "openai": {"url": "http://127.0.0.1:9/v1", "models": ["gpt"]}},
+     "engines.openai.models: 'gpt' is not allowed; allowed: tiny-llama, tiny-llada"),
+    ("engines", {"engine": ["openai"], "openai": {"url": "local", "models": ["tiny-llada"]}},
+     "engines.openai.models: tiny-llada is a diffusion model, which llama-server cannot serve"),
+    ("engines", {"engine": ["openai"], "openai": {"url": "http://127.0.0.1:9/v1", "models": ["tiny-llama"],
+                                                  "api_key_env": "DLM_BENCH_NO_SUCH_KEY"}},
+     "engines.openai.api_key_env: the environment variable DLM_BENCH_NO_SUCH_KEY is not set"),
+    ("engines", {"engine": ["llamacpp"], "llamacpp": {"weights_format": ["q2_k"]}},
+     "engines.llamacpp.weights_format: 'q2_k' is not allowed; allowed: f32, f16, bf16, q8_0, q4_k_m"),
+    ("engines", {"per_prompt": 0}, "engines.per_prompt / per_prompt_pairs: 0 is not allowed"),
 ]
 
 

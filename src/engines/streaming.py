@@ -27,6 +27,7 @@ class StreamedAnswer:
     tokens_returned: Optional[int] = None  # the server's count (usage / tokens_predicted), else chunks
     done_s: float = float("nan")
     server_timings: Optional[dict] = None  # llama-server's own `timings`, when it sends them
+    finished: bool = False  # the stream said it was complete ([DONE], or llama-server's `stop`)
     error: Optional[str] = None
 
 
@@ -35,7 +36,8 @@ ChunkReader = Callable[[dict, StreamedAnswer], bool]
 
 
 def read_native_chunk(event: dict, answer: StreamedAnswer) -> bool:
-    """llama-server `/completion`: `content`, `tokens`, and on the last event `timings`."""
+    """llama-server `/completion`: `content`, `tokens`, and on the last event (`stop`) `timings`."""
+    answer.finished = answer.finished or bool(event.get("stop"))
     if "timings" in event:
         answer.server_timings = event["timings"]
     if "tokens_predicted" in event:
@@ -70,6 +72,7 @@ def _stream_one(url: str, body: dict, headers: dict, timeout_s: float, t0: float
                     continue
                 payload = line[5:].strip()
                 if payload == "[DONE]":
+                    answer.finished = True
                     break
                 event = json.loads(payload)
                 if "error" in event:
@@ -77,8 +80,12 @@ def _stream_one(url: str, body: dict, headers: dict, timeout_s: float, t0: float
                 if reader(event, answer):
                     answer.chunk_times.append(time.perf_counter() - t0)
         answer.done_s = time.perf_counter() - t0
+        if not answer.finished:
+            answer.error = f"{url}: the stream ended before the answer was complete"
     except urllib.error.HTTPError as exc:
         answer.error = f"HTTP {exc.code} from {url}: {exc.read()[:200].decode(errors='replace')}"
+    except TimeoutError:
+        answer.error = f"{url}: no data within {timeout_s:.0f} s"
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         answer.error = f"{url} unreachable or failed: {reason}"
