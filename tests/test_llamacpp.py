@@ -1,0 +1,181 @@
+"""The engines against the real llama.cpp binaries (built by test.sh / .ci/run) on the trained pair.
+
+Skipped with a reason only where llama.cpp is not built; under CI (CI set) a missing build fails.
+"""
+
+import csv
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import PROMPTS, ROOT
+from src.config import load_experiment
+from src.engines import EngineError
+from src.engines.llamacpp.build import find_built
+from src.engines.llamacpp.diffusion_cli import CliError, DiffusionRequest, run_diffusion
+from src.engines.llamacpp.engine import DiffusionCliEngine, ServerEngine
+from src.engines.llamacpp.gguf_export import export_gguf
+from src.engines.llamacpp.server import LlamaServer, ServerError
+from src.engines.measure import canonical_ids, encode_text, token_agreement
+from src.engines.openai_engine import OpenAIEngine
+from src.main import main
+from src.models.loader import LoadSettings, load_model
+
+AR, MDM = ROOT / "checkpoints" / "austen" / "ar", ROOT / "checkpoints" / "austen" / "mdm"
+
+
+@pytest.fixture(scope="module")
+def llama():
+    built = find_built()
+    if built is None:
+        if os.environ.get("CI"):
+            pytest.fail("llama.cpp is not built; .ci/run builds it with scripts/build_llamacpp.py")
+        pytest.skip("llama.cpp is not built here (python scripts/build_llamacpp.py)")
+    return built
+
+
+@pytest.fixture(scope="module")
+def ggufs(llama, tmp_path_factory):
+    out = tmp_path_factory.mktemp("gguf")
+    return {name: export_gguf(llama, path, "f32", out) for name, path in (("ar", AR), ("mdm", MDM))}
+
+
+@pytest.fixture(scope="module")
+def pair():
+    settings = LoadSettings("fp32", "sdpa", 0, str(ROOT))
+    from src.config import ModelSpec
+    return {name: load_model(ModelSpec(name, family, path=str(path)), torch.device("cpu"), settings)
+            for name, family, path in (("ar", "llama", AR), ("mdm", "llada", MDM))}
+
+
+def prompts(tokenizer, count: int, length: int = 32) -> list[list[int]]:
+    lines = [ln for ln in PROMPTS.read_text().splitlines() if ln.strip()]
+    return [tokenizer(ln, add_special_tokens=False).input_ids[:length] for ln in lines[:count]]
+
+
+class _Cell:
+    """The fields of a grid cell the engines read."""
+
+    def __init__(self, **kw):
+        self.__dict__.update(dict(prompt_len=32, n_out=32, steps=32, block_length=32, schedule="llada",
+                                  sampler="low_confidence", temperature=0.0, eps=None, kind="diffusion",
+                                  settings=type("S", (), {"seed": 1234})()), **kw)
+
+
+def test_the_diffusion_cli_computes_what_the_torch_model_computes(llama, ggufs, pair):
+    """At temperature 0 the CLI commits the argmax left to right (every confidence is 1 after top-k 1); the
+    same order replayed here with the torch model, one position per step, gives the same tokens."""
+    mdm = pair["mdm"]
+    engine = DiffusionCliEngine(llama, ggufs["mdm"], _Cell(), mdm.tokenizer, threads=2, timeout_s=60)
+    for prompt in prompts(mdm.tokenizer, 2):
+        x = torch.tensor([prompt + [mdm.mask_token_id] * 32])
+        with torch.no_grad():
+            for pos in range(32, 64):
+                x[0, pos] = mdm.model(x).logits[0, pos].argmax()
+        replay = canonical_ids(mdm.tokenizer, x[0, 32:].tolist())
+        batch = engine.run([prompt])
+        answer = batch.answers[0]
+        assert token_agreement(replay, encode_text(mdm.tokenizer, answer.text), 32) >= 0.95
+        assert answer.steps == 32 and answer.forward_passes == 33 and answer.tokens_returned == 32
+        assert batch.latency_ms > 0 and len(batch.step_ms) == 33  # 32 steps + the empty block's forward
+
+
+def test_the_server_decodes_greedily_as_transformers_does(llama, ggufs, pair):
+    ar = pair["ar"]
+    log = ggufs["ar"].parent / "server.log"
+    with LlamaServer(llama, ggufs["ar"], threads=2, parallel=2, context=256, log_path=log) as server:
+        engine = ServerEngine(llama, server, _Cell(kind="autoregressive", steps=None), threads=2, timeout_s=60)
+        batch = engine.run(prompts(ar.tokenizer, 2))
+    for prompt, answer in zip(prompts(ar.tokenizer, 2), batch.answers):
+        with torch.no_grad():
+            ref = ar.model.generate(torch.tensor([prompt]), max_new_tokens=32, min_new_tokens=32, do_sample=False,
+                                    pad_token_id=ar.eos_token_id)[0, 32:].tolist()
+        assert answer.token_ids == ref and answer.tokens_returned == 32
+        assert 0 < answer.ttft_ms < answer.latency_ms and answer.itl_ms > 0 and answer.engine_ms > 0
+    assert not server.alive()
+
+
+def test_the_openai_engine_streams_b_answers_from_a_real_server(llama, ggufs, pair, monkeypatch):
+    ar = pair["ar"]
+    monkeypatch.setenv("DLM_BENCH_TEST_KEY", "secret")
+    with LlamaServer(llama, ggufs["ar"], threads=2, parallel=4, context=512,
+                     log_path=ggufs["ar"].parent / "server-openai.log") as server:
+        engine = OpenAIEngine(server.url + "/v1", "austen-ar", _Cell(kind="autoregressive"), ar.tokenizer, 60,
+                              api_key_env="DLM_BENCH_TEST_KEY", local_server=server)
+        batch = engine.run(prompts(ar.tokenizer, 4))
+    assert len(batch.answers) == 4 and all(a.tokens_returned == 32 and a.text for a in batch.answers)
+    assert all(a.ttft_ms < a.latency_ms <= batch.latency_ms for a in batch.answers)
+
+
+def test_a_server_that_dies_is_an_engine_error_and_a_bad_gguf_does_not_load(llama, ggufs, pair, tmp_path):
+    with LlamaServer(llama, ggufs["ar"], threads=2, parallel=1, context=128, log_path=tmp_path / "s.log") as server:
+        engine = ServerEngine(llama, server, _Cell(kind="autoregressive"), threads=2, timeout_s=30)
+        os.kill(server.proc.pid, signal.SIGKILL)
+        server.proc.wait()
+        with pytest.raises(EngineError, match="llama-server is not running"):
+            engine.run(prompts(pair["ar"].tokenizer, 1))
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF" + b"\0" * 64)
+    with pytest.raises(ServerError, match="llama-server exited with .* while starting"):
+        LlamaServer(llama, bad, threads=1, parallel=1, context=64, log_path=tmp_path / "bad.log").start()
+    req = DiffusionRequest("It was", 32, 32, 8, 32, "llada", "low_confidence", 0.0, 1, 1)
+    with pytest.raises(CliError, match="llama-diffusion-cli exited with"):
+        run_diffusion(llama, bad, req, 30)
+
+
+def test_quantized_exports_are_smaller_and_run(llama, pair, tmp_path):
+    q8 = export_gguf(llama, MDM, "q8_0", tmp_path)
+    f32 = tmp_path / q8.name.replace("q8_0", "f32")
+    assert f32.is_file() and q8.stat().st_size < 0.5 * f32.stat().st_size
+    tok = pair["mdm"].tokenizer
+    text = tok.decode(prompts(tok, 1)[0])
+    run = run_diffusion(llama, q8, DiffusionRequest(text, 32, 32, 8, 32, "llada", "low_confidence", 0.0, 1, 2), 60)
+    assert run.steps_run == 9 and run.total_ms > 0  # 8 steps over the answer block, 1 forward of the empty one
+    assert export_gguf(llama, MDM, "q8_0", tmp_path) == q8  # the export is cached
+
+
+def test_one_grid_puts_torch_llamacpp_and_openai_side_by_side(llama, tmp_path):
+    config = {
+        "name": "engines_test", "output_dir": str(tmp_path / "raw"), "figures_dir": str(tmp_path / "fig"),
+        "device": "cpu", "precision": "fp32", "attention": "sdpa", "seed": 3, "cpu_threads": 2,
+        "models": [{"name": "austen-ar", "family": "llama", "path": str(AR)},
+                   {"name": "austen-mdm", "family": "llada", "path": str(MDM)}],
+        "grid": {"batch_size": [1], "seq_len": [64], "steps": [8]},
+        "diffusion": {"block_length": 32}, "autoregressive": {"decode": ["eager"]},
+        "engines": {"engine": ["torch", "llamacpp", "openai"], "per_prompt": 2, "per_prompt_pairs": 1,
+                    "llamacpp": {"weights_format": ["f32"], "cache_dir": str(llama.root.parent)},
+                    "openai": {"url": "local", "models": ["austen-ar"]}},
+        "timing": {"warmup": 0, "repeats": 2},
+        "prompts": {"source": "file", "file": str(PROMPTS), "max_prompts": 2},
+    }
+    path = tmp_path / "engines.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert len(load_experiment(path).models) == 2
+    assert main(["--config", str(path), "--no_score", "--no_pairs", "--no_figure"]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "raw" / "raw_metrics.csv")))
+    assert {(r["model_name"], r["engine"]) for r in rows if r["status"] == "ok"} == {
+        ("austen-ar", "torch"), ("austen-ar", "llamacpp"), ("austen-ar", "openai"),
+        ("austen-mdm", "torch"), ("austen-mdm", "llamacpp")}
+    ar_llama = next(r for r in rows if r["engine"] == "llamacpp" and r["kind"] == "autoregressive")
+    assert float(ar_llama["agreement_with_torch"]) == 1.0 and ar_llama["answers_not_n_out"] == "0"
+    assert ar_llama["engine_version"].startswith("llama.cpp from llama-cpp-python")
+    per_prompt = list(csv.DictReader(open(tmp_path / "raw" / "per_prompt.csv")))
+    assert len(per_prompt) == 3 * 2  # three engine cells x two prompts
+    assert main(["merge", "--config", str(path)]) == 0
+    summary = (tmp_path / "raw" / "summary.md").read_text()
+    assert "## Engines" in summary and "### Per prompt" in summary and "openai:f32" in summary
+    leftover = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline(p).startswith("llama-server")
+                and str(llama.root) in _cmdline(p)]
+    assert leftover == []
+
+
+def _cmdline(proc: Path) -> str:
+    try:
+        return Path(os.path.basename((proc / "cmdline").read_bytes().split(b"\0")[0].decode())).name + " " + \
+            (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
