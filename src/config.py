@@ -360,10 +360,11 @@ class EnginesSpec:
 
     torch cells are the project's PyTorch generators. llamacpp cells: diffusion models at B = 1 (the
     CLI decodes one sequence), samplers llama-diffusion-cli has, no cache; AR models at every B.
-    openai cells: the models in `openai.models`, at every B. Each non-torch cell also runs
-    `per_prompt` prompts one at a time, each as `per_prompt_pairs` interleaved pairs with the torch
-    path doing the same work (diffusion: the cell's sampler, no cache; AR: the first decode mode), for
-    the per-prompt table, the paired speedup and the token agreement with torch.
+    openai cells: the models in `openai.models`, at every B. Each non-torch cell at the grid's smallest
+    B also runs `per_prompt` prompts one at a time, each as `per_prompt_pairs` interleaved pairs with
+    the torch path doing the same work (diffusion: the cell's sampler, no cache; AR: the first decode
+    mode), for the per-prompt table, the paired speedup, the token agreement with torch and the
+    answers that the quality pass scores.
     """
 
     engine: list[str] = field(default_factory=lambda: ["torch"])

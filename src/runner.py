@@ -300,9 +300,10 @@ def run_cell(cell: Cell, loaded: LoadedModel, prompts: PromptSet, ctx: RunContex
 
 
 def run_engine_cell(cell: Cell, loaded: LoadedModel, prompts: PromptSet, ctx: RunContext, pool: EnginePool,
-                    ar_decode: str) -> CellRecord:
-    """Measure a llamacpp / openai cell, then its per-prompt pairs with the torch path; a failure of the
-    engine (build, export, server, request, timeout) is `status=error` with its one-line reason."""
+                    ar_decode: str, per_prompt_count: int, pairs: int) -> CellRecord:
+    """Measure a llamacpp / openai cell, then (per_prompt_count > 0) its per-prompt pairs with the torch path;
+    a failure of the engine (build, export, server, request, timeout) is `status=error` with its one-line
+    reason. `ar_decode`: the torch decode mode an AR engine is paired with."""
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     ids, passage_ids = prompts.batch(cell.batch_size, loaded.device)
@@ -314,14 +315,14 @@ def run_engine_cell(cell: Cell, loaded: LoadedModel, prompts: PromptSet, ctx: Ru
         engine = pool.engine_for(cell, loaded.tokenizer)
         measured = engine_measure.measure_engine(engine, prompt_ids, cell)
         status = "ok"
-        reference = engine_measure.torch_reference(cell, ar_decode)
-        torch.manual_seed(cell.settings.seed)
-        records = engine_measure.run_prompt_pairs(engine, make_generator(reference, loaded), prompts, cell,
-                                                  pool.exp.engines.per_prompt,
-                                                  pool.exp.engines.per_prompt_pairs, ctx.clock, loaded.device)
-        per_prompt = engine_measure.per_prompt_rows(records, cell, loaded.tokenizer, loaded.eos_token_id,
-                                                    reference.describe())
-        extras.generations = engine_measure.generations_of(records, prompts, loaded.tokenizer)
+        if per_prompt_count:
+            reference = engine_measure.torch_reference(cell, ar_decode)
+            torch.manual_seed(cell.settings.seed)
+            records = engine_measure.run_prompt_pairs(engine, make_generator(reference, loaded), prompts, cell,
+                                                      per_prompt_count, pairs, ctx.clock, loaded.device)
+            per_prompt = engine_measure.per_prompt_rows(records, cell, loaded.tokenizer, loaded.eos_token_id,
+                                                        reference.describe())
+            extras.generations = engine_measure.generations_of(records, prompts, loaded.tokenizer)
     except EngineError as exc:
         if status == "ok":
             extras.error = f"per-prompt pairs: {exc}"
@@ -440,8 +441,13 @@ def _run_model_cells(loaded: LoadedModel, todo: list[Cell], store: ResultStore, 
             else:
                 cell_prompts = prompts.for_model(loaded.spec.name, loaded.architecture.vocab_size,
                                                  loaded.mask_token_id, cell.seq_len)
-                keep(run_cell(cell, loaded, cell_prompts, ctx) if cell.engine == "torch" else
-                     run_engine_cell(cell, loaded, cell_prompts, ctx, pool, exp.autoregressive.decode[0]), cell)
+                if cell.engine == "torch":
+                    keep(run_cell(cell, loaded, cell_prompts, ctx), cell)
+                else:  # the per-prompt pass runs one prompt at a time: once, at the smallest B
+                    e = exp.engines
+                    count = e.per_prompt if cell.batch_size == min(exp.grid.batch_size) else 0
+                    keep(run_engine_cell(cell, loaded, cell_prompts, ctx, pool, exp.autoregressive.decode[0], count,
+                                         e.per_prompt_pairs), cell)
         bar.update(1)
 
 

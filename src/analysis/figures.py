@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ..config import variant_label  # noqa: E402
+from ..config import engine_label, variant_label  # noqa: E402
 from ..quality.metrics import PARITY_METRICS  # noqa: E402
 from .baseline import DIFFUSION_PATH, baseline, published_parity_rows  # noqa: E402
 from .data import PALETTE, Results  # noqa: E402
@@ -336,6 +336,42 @@ def roofline_plot(results: Results, out: Path) -> Path:
     return _save(fig, results, out)
 
 
+def engines_plot(results: Results, out: Path) -> Path:
+    """Engine cells against the torch path doing the same work: each prompt's paired speedup (median of its
+    pairs, bars from its slowest to its fastest pair; log axis, 1 = as fast) and the share of answer tokens
+    agreeing with torch, one column per engine cell."""
+    pp = results.per_prompt
+    if pp.empty:
+        raise ValueError("no per-prompt rows: no engine cell ran its per-prompt pairs")
+    cells = pp.drop_duplicates("cell_id").sort_values(["model_name", "seq_len", "steps", "engine", "weights_format"],
+                                                       na_position="first")
+    engines = sorted({engine_label(r) for _, r in cells.iterrows()})
+    colours = {e: PALETTE[i % len(PALETTE)] for i, e in enumerate(engines)}
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(6.0, 0.9 * len(cells) + 2), 6.4), sharex=True,
+                                      height_ratios=[2, 1], layout="constrained")
+    names, shown = [], set()
+    for x, (_, c) in enumerate(cells.iterrows()):
+        g = pp[pp["cell_id"] == c["cell_id"]]
+        label, offsets = engine_label(c), np.linspace(-0.25, 0.25, len(g)) if len(g) > 1 else np.zeros(1)
+        err = np.vstack([g["speedup_vs_torch"] - g["speedup_min"], g["speedup_max"] - g["speedup_vs_torch"]])
+        top.errorbar(x + offsets, g["speedup_vs_torch"], yerr=err, fmt="o", markersize=4, elinewidth=0.7,
+                     color=colours[label], label=None if label in shown else label)
+        bottom.bar(x, g["agreement_with_torch"].mean(), 0.6, color=colours[label])
+        shown.add(label)
+        k = f" K={int(c['steps'])}" if c["kind"] == "diffusion" else ""
+        names.append(f"{c['model_name']}\nN={int(c['seq_len'])}{k}\n{label}")
+    top.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
+    top.set_yscale("log")
+    top.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    top.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    top.set(ylabel="speedup vs torch doing the same work\n(torch / engine L_e2e)",
+            title="Per prompt: median of interleaved pairs with the torch path (bars: slowest to fastest pair), B = 1")
+    top.legend(title="engine", loc="best")
+    bottom.set(ylabel="tokens agreeing\nwith torch", ylim=(0, 1.05))
+    bottom.set_xticks(range(len(names)), names, fontsize=7)
+    return _save(fig, results, out)
+
+
 FIGURES = {"latency_throughput": latency_and_throughput, "pareto": pareto, "throughput_bars": throughput_bars,
            "memory_heatmap": memory_heatmaps, "quality_vs_steps": quality_vs_steps,
-           "latency_breakdown": latency_breakdown, "roofline": roofline_plot}
+           "latency_breakdown": latency_breakdown, "roofline": roofline_plot, "engines": engines_plot}
