@@ -373,6 +373,11 @@ class EnginesSpec:
     llamacpp: LlamaCppSpec = field(default_factory=LlamaCppSpec)
     openai: OpenAISpec = field(default_factory=OpenAISpec)
 
+    @property
+    def uses_llamacpp(self) -> bool:
+        """Whether some cell runs llama.cpp's binaries (the llamacpp engine, or openai at url local)."""
+        return "llamacpp" in self.engine or ("openai" in self.engine and self.openai.url == LOCAL_SERVER)
+
     def validate(self, models: list["ModelSpec"]) -> None:
         _distinct(self.engine, "engines.engine")
         for e in self.engine:

@@ -106,6 +106,12 @@ def _main(argv: list[str] | None) -> int:
             problem = missing_assets(exp, scoring, args.config)
             if problem:
                 raise ConfigError(problem)
+            if args.command == "run" and exp.engines.uses_llamacpp:
+                from src.engines.llamacpp.build import build_tools_missing
+
+                problem = build_tools_missing(exp.engines.llamacpp.cache_dir)
+                if problem:
+                    raise ConfigError(f"engines.engine: {problem}")
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

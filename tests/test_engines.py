@@ -203,7 +203,7 @@ def test_native_stream_reads_token_ids_and_server_timings(sse_server):
 @pytest.mark.parametrize("script,timeout,message", [
     (["500"], 5, "HTTP 500 from .*: model not loaded"),
     ([(0.0, _openai("It"))], 5, "the stream ended before the answer was complete"),
-    ([(1.0, _openai("It"))], 0.3, "no data within 0 s|no answer within"),
+    ([(1.0, _openai("It"))], 0.3, "no data within 0.3 s|no answer within 0.3 s"),
 ])
 def test_stream_faults_are_one_line_errors(sse_server, script, timeout, message):
     _SSE.script = script
@@ -284,14 +284,20 @@ def test_engine_faults_become_error_rows_and_the_sweep_goes_on(tiny_models, tmp_
     fake = LlamaCpp(root=tmp_path / "nobuild", version="llama.cpp (test)", build_flags="")
     monkeypatch.setattr(pool, "ensure_built", lambda *a, **k: fake)
     monkeypatch.setattr(pool, "export_gguf", lambda llama, checkpoint, fmt: tmp_path / f"{checkpoint.name}.gguf")
-    data = _engine_config(tiny_models, tmp_path, engine=["torch", "llamacpp"])
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]  # nothing listens there once the socket is closed
+    data = _engine_config(tiny_models, tmp_path, engine=["torch", "llamacpp", "openai"],
+                          openai={"url": f"http://127.0.0.1:{closed}/v1", "models": ["tiny-llama"]})
     data["engines"]["llamacpp"]["weights_format"] = ["f32"]
     data["grid"]["batch_size"] = [1]
     data["diffusion"] = {"block_length": 8}
     summary = runner.run_experiment(load_experiment(write_config(tmp_path, data)), progress=False)
     rows = list(csv.DictReader(open(summary.csv_path)))
-    engine_rows = [r for r in rows if r["engine"] == "llamacpp"]
-    assert len(engine_rows) == 3 and summary.errors == 3
+    engine_rows = [r for r in rows if r["engine"] != "torch"]
+    assert len(engine_rows) == 4 and summary.errors == 4
+    assert any(r["engine"] == "openai" and "unreachable or failed" in r["error"] for r in engine_rows)
     assert all(r["status"] == "error" and "\n" not in r["error"] for r in engine_rows)
     assert any("llama-server not found at" in r["error"] for r in engine_rows)
     assert any("llama-diffusion-cli could not start" in r["error"] for r in engine_rows)
@@ -332,3 +338,30 @@ def test_per_prompt_table_has_one_row_per_prompt():
     text = per_prompt_table(_engine_results())
     assert "| ar | 64 | — | llamacpp:q8_0 | line1 | 1,600.0 | 400.0 | 4.00 (3.00–5.00) | 32 | — | 32 | 1.00 |" in text
     assert "| line2 |" in text and text.count("\n| ar |") == 2
+
+
+def test_a_cli_that_hangs_times_out(tmp_path):
+    bin_dir = tmp_path / "build" / "bin"
+    bin_dir.mkdir(parents=True)
+    script = bin_dir / "llama-diffusion-cli"
+    script.write_text("#!/bin/sh\nsleep 30\n")
+    script.chmod(0o755)
+    llama = LlamaCpp(root=tmp_path, version="v", build_flags="")
+    start = time.perf_counter()
+    with pytest.raises(CliError, match="llama-diffusion-cli timed out after 0.5 s"):
+        diffusion_cli.run_diffusion(llama, tmp_path / "m.gguf", request(), 0.5)
+    assert time.perf_counter() - start < 10
+
+
+def test_without_a_build_or_the_tools_to_make_one_the_run_stops_before_any_model_loads(tiny_models, tmp_path,
+                                                                                      monkeypatch, capsys):
+    from src.engines.llamacpp import build
+    from src.main import main
+
+    monkeypatch.setattr(build, "find_built", lambda cache_dir=None: None)
+    monkeypatch.setattr(build.shutil, "which", lambda name: None)
+    data = _engine_config(tiny_models, tmp_path, engine=["torch", "llamacpp"])
+    assert main(["--config", str(write_config(tmp_path, data))]) == 2
+    err = capsys.readouterr().err
+    assert "engines.engine: llama.cpp is not built in" in err and "cmake and a C++ compiler are missing" in err
+    assert not (tmp_path / "raw").exists()

@@ -179,3 +179,59 @@ def _cmdline(proc: Path) -> str:
             (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
+
+
+HOLDER = """
+import sys, time
+sys.path.insert(0, {root!r})
+from pathlib import Path
+from src.engines.llamacpp.build import find_built
+from src.engines.llamacpp.server import LlamaServer
+with LlamaServer(find_built(), Path({gguf!r}), 1, 1, 128, Path({log!r})) as server:
+    print(server.proc.pid, flush=True)
+    time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL])
+def test_no_server_outlives_ctrl_c_or_a_killed_harness(llama, ggufs, tmp_path, how):
+    """Ctrl-C ends the context (the server is stopped); a killed harness takes its server with it."""
+    import subprocess
+    import sys
+    import time
+
+    code = HOLDER.format(root=str(ROOT), gguf=str(ggufs["ar"]), log=str(tmp_path / "holder.log"))
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    server_pid = int(holder.stdout.readline())
+    assert Path(f"/proc/{server_pid}").exists()
+    holder.send_signal(how)
+    holder.wait(timeout=30)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and _running(server_pid):
+        time.sleep(0.1)
+    assert not _running(server_pid)
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited; its parent (pid 1 after the holder died) reaps it
+
+
+def test_every_project_layout_exports_and_quantizes(llama, tiny_models, tmp_path):
+    """The tiny LLaMA, LLaDA and Dream checkpoints (their own BPE tokenizers) at bf16 and q4_k_m; the
+    Dream GGUF runs in the CLI under the timestep schedule."""
+    from src.models.loader import load_tokenizer
+    from src.config import ModelSpec
+
+    for name in ("llama", "llada", "dream"):
+        bf16 = export_gguf(llama, tiny_models[name], "bf16", tmp_path)
+        q4 = export_gguf(llama, tiny_models[name], "q4_k_m", tmp_path)
+        assert bf16.read_bytes()[:4] == q4.read_bytes()[:4] == b"GGUF" and q4.stat().st_size < bf16.stat().st_size
+    tok = load_tokenizer(ModelSpec("d", "dream", path=str(tiny_models["dream"])), ROOT)
+    prompt = tok.decode(tok(PROMPTS.read_text().splitlines()[0], add_special_tokens=False).input_ids[:16])
+    run = run_diffusion(llama, export_gguf(llama, tiny_models["dream"], "q4_k_m", tmp_path),
+                        DiffusionRequest(prompt, 16, 16, 8, 16, "dream", "random", 0.0, 1, 2, eps=1e-3), 60)
+    assert run.steps_run == 8 and run.total_ms > 0

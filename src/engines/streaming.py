@@ -85,7 +85,7 @@ def _stream_one(url: str, body: dict, headers: dict, timeout_s: float, t0: float
     except urllib.error.HTTPError as exc:
         answer.error = f"HTTP {exc.code} from {url}: {exc.read()[:200].decode(errors='replace')}"
     except TimeoutError:
-        answer.error = f"{url}: no data within {timeout_s:.0f} s"
+        answer.error = f"{url}: no data within {timeout_s:g} s"
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         answer.error = f"{url} unreachable or failed: {reason}"
@@ -107,5 +107,5 @@ def stream_all(url: str, bodies: list[dict], headers: dict[str, Any], timeout_s:
     wall = time.perf_counter() - t0
     for t, answer in zip(threads, answers):
         if t.is_alive() and answer.error is None:
-            answer.error = f"{url}: no answer within {timeout_s:.0f} s"
+            answer.error = f"{url}: no answer within {timeout_s:g} s"
     return answers, wall

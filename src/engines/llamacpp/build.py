@@ -83,6 +83,19 @@ def find_built(cache_dir: Optional[str | Path] = None) -> Optional[LlamaCpp]:
     return built if done and all(built.binary(t).is_file() for t in TARGETS) else None
 
 
+def build_tools_missing(cache_dir: Optional[str | Path] = None) -> Optional[str]:
+    """Why llama.cpp could not be built here (no finished build and no cmake or C++ compiler), or None."""
+    if find_built(cache_dir) is not None:
+        return None
+    missing = [tool for tool, names in (("cmake", ("cmake",)), ("a C++ compiler", ("c++", "g++", "clang++")))
+               if not any(shutil.which(n) for n in names)]
+    if not missing:
+        return None
+    return (f"llama.cpp is not built in {cache_root(cache_dir)} and {' and '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} missing to build it; install them (Debian: apt-get install "
+            f"cmake g++) or run scripts/build_llamacpp.py on a machine that has them, into the same cache_dir")
+
+
 @contextmanager
 def _lock(root: Path) -> Iterator[None]:
     root.mkdir(parents=True, exist_ok=True)

@@ -164,7 +164,7 @@ def _run_once(cmd: list[str], timeout_s: float) -> DiffusionRun:
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, errors="replace")
     except subprocess.TimeoutExpired:
-        raise CliError(f"llama-diffusion-cli timed out after {timeout_s:.0f} s") from None
+        raise CliError(f"llama-diffusion-cli timed out after {timeout_s:g} s") from None
     except OSError as exc:
         raise CliError(f"llama-diffusion-cli could not start: {exc}") from None
     wall_ms = 1000.0 * (time.perf_counter() - start)
