@@ -365,3 +365,30 @@ def test_without_a_build_or_the_tools_to_make_one_the_run_stops_before_any_model
     err = capsys.readouterr().err
     assert "engines.engine: llama.cpp is not built in" in err and "cmake and a C++ compiler are missing" in err
     assert not (tmp_path / "raw").exists()
+
+
+def test_engines_figure_has_a_speedup_and_an_agreement_panel(tmp_path, monkeypatch):
+    from matplotlib import image
+
+    from src.analysis import figures
+
+    results = _engine_results()
+    results.rows = pd.DataFrame([{"status": "ok", "hardware": "cpu: test", "precision": "fp32",
+                                  "attention_kernel": "sdpa", "weights": "pretrained"}])
+    seen = {}
+    real_save = figures._save
+
+    def spy(fig, res, out):
+        seen["axes"] = fig.axes
+        seen["labels"] = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+        seen["bars"] = [patch.get_height() for patch in fig.axes[1].patches]
+        return real_save(fig, res, out)
+
+    monkeypatch.setattr(figures, "_save", spy)
+    png = figures.engines_plot(results, tmp_path / "engines.png")
+    assert image.imread(png).shape[0] > 200
+    assert len(seen["axes"]) == 2 and seen["labels"] == ["llamacpp:q8_0"]
+    assert seen["bars"] == [pytest.approx(0.75)]  # the mean agreement of the cell's two prompts
+    results.per_prompt = pd.DataFrame()
+    with pytest.raises(ValueError, match="no per-prompt rows"):
+        figures.engines_plot(results, tmp_path / "none.png")

@@ -171,6 +171,16 @@ def test_one_grid_puts_torch_llamacpp_and_openai_side_by_side(llama, tmp_path):
     leftover = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline(p).startswith("llama-server")
                 and str(llama.root) in _cmdline(p)]
     assert leftover == []
+    # a server that died is started again for the next cell that needs it, and the pool stops it at the end
+    from src.engines.pool import EnginePool
+    with EnginePool(load_experiment(path), tmp_path / "logs", progress=False) as pool:
+        gguf = next(llama.root.glob("gguf/ar-*-f32.gguf"))
+        first = pool.server(gguf)
+        first.proc.kill()
+        first.proc.wait()
+        second = pool.server(gguf)
+        assert second is not first and second.alive() and second.proc.pid != first.proc.pid
+    assert not second.alive()
 
 
 def _cmdline(proc: Path) -> str:
