@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from .analysis.baseline import split_engines
 from .analysis.pairs import WantedPair, wanted_pairs
 from .analysis.parity import parity_table
 from .config import Cell, Experiment, expand_cells
@@ -115,6 +116,8 @@ def run_pairs(exp: Experiment, progress: bool = True) -> PairsSummary:
     hardware = hardware_name(device)
     root = exp.resolve(exp.output_dir)
     rows = pd.read_csv(ResultStore(root).merge(), dtype={"cell_id": str})
+    if "status" in rows:  # the published ratios are torch paths' (engine cells carry their own per-prompt pairs)
+        rows = split_engines(rows)[0]
     wanted = wanted_pairs(rows, parity_table(rows), exp.pairs.measure) if "status" in rows else []
     store = PairStore(root)
     todo = [p for p in wanted if not store.is_done(pair_id(p, exp))]

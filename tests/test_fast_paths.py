@@ -177,7 +177,7 @@ def test_bench_samplers_prints_every_path(mini_config, tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     table = out_md.read_text()
     for path in ("eager", "static", "static_compiled", "low_confidence/none", "random/prefix", "entropy/dual",
-                 "threshold/dual t=0.9", "local_leap/prefix t=0.9 κ=0.7 W=2"):
+                 "threshold/dual t=0.9", "local_leap/prefix t=0.9 κ=0.75 W=4"):
         assert f"| {path} |" in table
     assert table.count("| ok |") == 6 * 3 + 3 and "random-init: timing only" in table  # 6 samplers x 3 caches, 3 AR
 
@@ -307,5 +307,5 @@ def test_local_leap_without_relaxation_is_the_threshold_sampler(cache):
         same = MaskedDiffusionGenerator(model, MASK, 8, "local_leap", leap_relaxed=threshold, leap_window=window,
                                         **common).generate(prompt, 16, steps=8)
         assert torch.equal(same.output_ids, reference.output_ids) and same.steps_executed == reference.steps_executed
-    with pytest.raises(ValueError, match="leap_relaxed 0.95 and leap_window 2 are not allowed"):
+    with pytest.raises(ValueError, match="leap_relaxed 0.95 and leap_window 4 are not allowed"):
         MaskedDiffusionGenerator(model, MASK, 8, "local_leap", threshold=0.9, leap_relaxed=0.95)

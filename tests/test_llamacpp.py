@@ -168,6 +168,11 @@ def test_one_grid_puts_torch_llamacpp_and_openai_side_by_side(llama, tmp_path):
     assert main(["merge", "--config", str(path)]) == 0
     summary = (tmp_path / "raw" / "summary.md").read_text()
     assert "## Engines" in summary and "### Per prompt" in summary and "openai:f32" in summary
+    # the published pairs are torch paths': no engine cell becomes an arm
+    assert main(["pairs", "--config", str(path), "--no_figure"]) == 0
+    engine_ids = {r["cell_id"] for r in rows if r["engine"] != "torch"}
+    pair_rows = list(csv.DictReader(open(tmp_path / "raw" / "pairs.csv")))
+    assert not engine_ids & {r[k] for r in pair_rows for k in ("reference_cell_id", "contender_cell_id")}
     leftover = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline(p).startswith("llama-server")
                 and str(llama.root) in _cmdline(p)]
     assert leftover == []
@@ -192,7 +197,8 @@ def _cmdline(proc: Path) -> str:
 
 
 HOLDER = """
-import sys, time
+import signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C raises, even where a shell started us ignoring it
 sys.path.insert(0, {root!r})
 from pathlib import Path
 from src.engines.llamacpp.build import find_built
