@@ -10,7 +10,7 @@ if [ ! -f data/austen/prompts.txt ]; then
   "$py" scripts/prepare_austen.py > /dev/null || echo "[test] corpus not prepared: the Austen evidence tests will be skipped" >&2
 fi
 if ! "$py" scripts/build_llamacpp.py --check > /dev/null; then
-  echo "[test] building llama.cpp for the engine tests (once per machine, about 6 minutes on 2 cores)"
+  echo "[test] building llama.cpp for the engine tests (once per machine, about 5 minutes on 2 cores)"
   "$py" scripts/build_llamacpp.py > /dev/null || echo "[test] llama.cpp not built: its tests will be skipped (they fail under CI)" >&2
 fi
 exec "${VENV:-$root/.venv}/bin/python" -m pytest "$@"
