@@ -392,3 +392,23 @@ def test_engines_figure_has_a_speedup_and_an_agreement_panel(tmp_path, monkeypat
     results.per_prompt = pd.DataFrame()
     with pytest.raises(ValueError, match="no per-prompt rows"):
         figures.engines_plot(results, tmp_path / "none.png")
+
+
+def test_a_cuda_build_where_nvcc_is_and_layers_offloaded_only_on_a_gpu_run(monkeypatch, tiny_models, tmp_path):
+    from src.engines import pool
+    from src.engines.llamacpp import build
+
+    monkeypatch.setattr(build.shutil, "which", lambda name: "/usr/local/cuda/bin/nvcc" if name == "nvcc" else None)
+    assert build.cmake_flags()[-1] == "-DGGML_CUDA=ON" and build._stamp()["cmake_flags"][-1] == "-DGGML_CUDA=ON"
+    monkeypatch.setattr(build.shutil, "which", lambda name: None)
+    assert "-DGGML_CUDA=ON" not in build.cmake_flags()
+    llama = LlamaCpp(root=diffusion_cli.Path("/opt/l"), version="v", build_flags="", cuda=True)
+    args = cli_arguments(llama, diffusion_cli.Path("m.gguf"), request(gpu_layers=999))
+    assert args[args.index("-ngl") + 1] == "999"
+    assert cli_arguments(llama, diffusion_cli.Path("m.gguf"), request())[args.index("-ngl") + 1] == "0"
+    cpu_run = pool.EnginePool(load_experiment(write_config(tmp_path, _engine_config(tiny_models, tmp_path))),
+                              tmp_path / "logs", progress=False)
+    cpu_run._llama = llama
+    assert cpu_run.gpu_layers == 0  # a CUDA build, but the run is on the CPU
+    cpu_run._gpu_run = True
+    assert cpu_run.gpu_layers == pool.ALL_LAYERS

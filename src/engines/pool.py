@@ -13,12 +13,16 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..config import LOCAL_SERVER, Cell, Experiment
+from ..measure.environment import resolve_device
 from . import Engine, EngineError
 from .llamacpp.build import BuildError, LlamaCpp, ensure_built
 from .llamacpp.engine import DiffusionCliEngine, ServerEngine, threads_for
 from .llamacpp.gguf_export import ExportError, export_gguf
 from .llamacpp.server import LlamaServer, ServerError
 from .openai_engine import OpenAIEngine
+
+
+ALL_LAYERS = 999  # llama.cpp's -ngl: offload up to this many layers (every layer of any model here)
 
 
 class EnginePool:
@@ -28,6 +32,12 @@ class EnginePool:
         self._ggufs: dict[tuple[str, str], Path] = {}
         self._servers: dict[Path, LlamaServer] = {}
         self.threads = threads_for(exp.engines.llamacpp.threads, exp.cpu_threads, os.cpu_count() or 1)
+        self._gpu_run = resolve_device(exp.device).type == "cuda"
+
+    @property
+    def gpu_layers(self) -> int:
+        """Every layer on the GPU when the run is on one and llama.cpp was built with CUDA; none otherwise."""
+        return ALL_LAYERS if self._gpu_run and self.llama().cuda else 0
 
     def __enter__(self) -> "EnginePool":
         return self
@@ -67,7 +77,7 @@ class EnginePool:
         g = self.exp.grid
         parallel = max(g.batch_size)
         server = LlamaServer(self.llama(), gguf, self.threads, parallel, parallel * max(g.seq_len),
-                             self.log_dir / f"llama-server-{gguf.stem}.log")
+                             self.log_dir / f"llama-server-{gguf.stem}.log", gpu_layers=self.gpu_layers)
         try:
             server.start()
         except ServerError as exc:
@@ -83,7 +93,8 @@ class EnginePool:
         if cell.engine == "llamacpp":
             gguf = self.gguf(cell, str(cell.weights_format))
             if cell.kind == "diffusion":
-                return DiffusionCliEngine(self.llama(), gguf, cell, tokenizer, self.threads, spec.llamacpp.timeout_s)
+                return DiffusionCliEngine(self.llama(), gguf, cell, tokenizer, self.threads, spec.llamacpp.timeout_s,
+                                          self.gpu_layers)
             return ServerEngine(self.llama(), self.server(gguf), cell, self.threads, spec.llamacpp.timeout_s)
         if cell.engine == "openai":
             o = spec.openai
@@ -92,7 +103,7 @@ class EnginePool:
                 return OpenAIEngine(server.url + "/v1", o.served_model or cell.model.name, cell, tokenizer,
                                     o.timeout_s, o.api_key_env, local_server=server,
                                     version=f"OpenAI API of the harness's llama-server ({self.llama().version})",
-                                    build=self.llama().build_flags, threads=self.threads)
+                                    build=f"{self.llama().build_flags}; -ngl {self.gpu_layers}", threads=self.threads)
             return OpenAIEngine(str(o.url), o.served_model or cell.model.name, cell, tokenizer, o.timeout_s,
                                 o.api_key_env)
         raise EngineError(f"engine {cell.engine!r} is not an engine the pool runs")

@@ -56,6 +56,7 @@ class DiffusionRequest:
     seed: int
     threads: int
     eps: Optional[float] = None  # dream schedule only
+    gpu_layers: int = 0  # layers offloaded to the GPU (a CUDA build on a GPU run: all of them)
 
 
 @dataclass
@@ -111,7 +112,7 @@ def cli_arguments(llama: LlamaCpp, gguf: Path, req: DiffusionRequest) -> list[st
     algorithm = (DREAM_ALGORITHMS if req.schedule == "dream" else ALGORITHMS)[req.sampler]
     sampling = ["--top-k", str(GREEDY_TOP_K)] if req.temperature == 0 else []
     return [str(llama.binary("llama-diffusion-cli")), "-m", str(gguf), "-p", req.prompt_text,
-            "-c", length, "-b", length, "-ub", length, "-t", str(req.threads),
+            "-c", length, "-b", length, "-ub", length, "-t", str(req.threads), "-ngl", str(req.gpu_layers),
             "--diffusion-steps", str(steps_argument(req)), "--diffusion-algorithm", str(algorithm), *schedule,
             "--temp", str(req.temperature), *sampling, "--seed", str(req.seed),
             "--log-timestamps", "--log-colors", "off"]

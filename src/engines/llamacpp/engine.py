@@ -40,17 +40,18 @@ class DiffusionCliEngine:
 
     name = "llamacpp"
 
-    def __init__(self, llama: LlamaCpp, gguf: Path, cell: Cell, tokenizer: Any, threads: int, timeout_s: float):
+    def __init__(self, llama: LlamaCpp, gguf: Path, cell: Cell, tokenizer: Any, threads: int, timeout_s: float,
+                 gpu_layers: int = 0):
         self.llama, self.gguf, self.cell, self.tokenizer = llama, gguf, cell, tokenizer
-        self.threads, self.timeout_s = threads, timeout_s
-        self.version, self.build = llama.version, llama.build_flags
+        self.threads, self.timeout_s, self.gpu_layers = threads, timeout_s, gpu_layers
+        self.version, self.build = llama.version, f"{llama.build_flags}; -ngl {gpu_layers}"
 
     def request(self, prompt: Sequence[int]) -> DiffusionRequest:
         c = self.cell
         return DiffusionRequest(prompt_text=self.tokenizer.decode(list(prompt)), prompt_len=c.prompt_len,
                                 n_out=c.n_out, steps=int(c.steps), block_length=int(c.block_length),
                                 schedule=str(c.schedule), sampler=str(c.sampler), temperature=c.temperature,
-                                seed=c.settings.seed, threads=self.threads, eps=c.eps)
+                                seed=c.settings.seed, threads=self.threads, eps=c.eps, gpu_layers=self.gpu_layers)
 
     def run(self, prompt_ids: Sequence[Sequence[int]]) -> EngineBatch:
         if len(prompt_ids) != 1:
@@ -75,7 +76,8 @@ class ServerEngine:
 
     def __init__(self, llama: LlamaCpp, server: LlamaServer, cell: Cell, threads: int, timeout_s: float):
         self.server, self.cell, self.threads, self.timeout_s = server, cell, threads, timeout_s
-        self.version, self.build = llama.version, llama.build_flags
+        self.version = llama.version
+        self.build = f"{llama.build_flags}; -ngl {server.cmd[server.cmd.index('-ngl') + 1]}"
 
     def body(self, prompt: Sequence[int]) -> dict[str, Any]:
         c = self.cell

@@ -47,14 +47,15 @@ class LlamaServer:
     """`with LlamaServer(...) as server:` runs one llama-server for one GGUF; `server.url` is its base URL.
 
     parallel: request slots (at least the largest batch sent at once); context: tokens for all slots
-    together (each slot gets context / parallel); threads: CPU threads for generation and prompt.
+    together (each slot gets context / parallel); threads: CPU threads for generation and prompt;
+    gpu_layers: layers offloaded to the GPU (0 on a CPU run).
     """
 
     def __init__(self, llama: LlamaCpp, gguf: Path, threads: int, parallel: int, context: int,
-                 log_path: Path, start_timeout_s: float = 120.0):
+                 log_path: Path, start_timeout_s: float = 120.0, gpu_layers: int = 0):
         self.cmd = [str(llama.binary("llama-server")), "-m", str(gguf), "--host", "127.0.0.1", "--port", "0",
                     "-t", str(threads), "-tb", str(threads), "-np", str(parallel), "-c", str(context),
-                    "--log-colors", "off"]
+                    "-ngl", str(gpu_layers), "--log-colors", "off"]
         self.log_path, self.start_timeout_s = log_path, start_timeout_s
         self.proc: Optional[subprocess.Popen] = None
         self.port: Optional[int] = None
