@@ -399,7 +399,10 @@ def test_a_cuda_build_where_nvcc_is_and_layers_offloaded_only_on_a_gpu_run(monke
     from src.engines.llamacpp import build
 
     monkeypatch.setattr(build.shutil, "which", lambda name: "/usr/local/cuda/bin/nvcc" if name == "nvcc" else None)
+    monkeypatch.setattr(build, "gpu_visible", lambda: True)
     assert build.cmake_flags()[-1] == "-DGGML_CUDA=ON" and build._stamp()["cmake_flags"][-1] == "-DGGML_CUDA=ON"
+    monkeypatch.setattr(build, "gpu_visible", lambda: False)  # nvcc without a GPU (this machine has one such)
+    assert "-DGGML_CUDA=ON" not in build.cmake_flags()
     monkeypatch.setattr(build.shutil, "which", lambda name: None)
     assert "-DGGML_CUDA=ON" not in build.cmake_flags()
     llama = LlamaCpp(root=diffusion_cli.Path("/opt/l"), version="v", build_flags="", cuda=True)

@@ -26,10 +26,10 @@ from tqdm import tqdm
 SDIST_PACKAGE, SDIST_VERSION = "llama-cpp-python", "0.3.36"  # the pinned source distribution
 TARGETS = ("llama-server", "llama-diffusion-cli", "llama-quantize")
 # a build of only what the harness runs: no tests, no web UI (its prebuilt copy would be downloaded), no TLS
-# (the server listens on loopback), tuned for the building machine; with the CUDA backend where nvcc is found
+# (the server listens on loopback), tuned for the building machine; with the CUDA backend on a GPU machine
 CMAKE_FLAGS = ("-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=ON", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_UI=OFF",
                "-DLLAMA_USE_PREBUILT_UI=OFF", "-DLLAMA_OPENSSL=OFF", "-DLLAMA_BUILD_APP=OFF")
-CUDA_FLAGS = ("-DGGML_CUDA=ON",)  # added where the CUDA compiler (nvcc) is on the PATH
+CUDA_FLAGS = ("-DGGML_CUDA=ON",)  # added where nvcc is on the PATH and nvidia-smi lists a GPU
 BUILD_MINUTES_2_CORES = "about 5"  # measured: the three targets with -j2 on 2 idle cores, 4.4-5.4 min (README)
 
 
@@ -60,9 +60,20 @@ def cache_root(cache_dir: Optional[str | Path] = None) -> Path:
     return Path(base).expanduser().resolve() / f"llamacpp-{SDIST_VERSION}"
 
 
+def gpu_visible() -> bool:
+    """Whether nvidia-smi lists a GPU here (a CUDA compiler alone does not make a GPU machine)."""
+    if not shutil.which("nvidia-smi"):
+        return False
+    try:
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return listed.returncode == 0 and "GPU" in listed.stdout
+
+
 def cmake_flags() -> tuple[str, ...]:
-    """The build's flags on this machine: CPU always, CUDA too where nvcc is found."""
-    return CMAKE_FLAGS + (CUDA_FLAGS if shutil.which("nvcc") else ())
+    """The build's flags on this machine: CPU always, CUDA too where nvcc is found and a GPU is visible."""
+    return CMAKE_FLAGS + (CUDA_FLAGS if shutil.which("nvcc") and gpu_visible() else ())
 
 
 def _stamp() -> dict:
