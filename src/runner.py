@@ -323,18 +323,17 @@ def run_engine_cell(cell: Cell, loaded: LoadedModel, prompts: PromptSet, ctx: Ru
             per_prompt = engine_measure.per_prompt_rows(records, cell, loaded.tokenizer, loaded.eos_token_id,
                                                         reference.describe())
             extras.generations = engine_measure.generations_of(records, prompts, loaded.tokenizer)
-    except EngineError as exc:
-        if status == "ok":
-            extras.error = f"per-prompt pairs: {exc}"
-        else:
-            error = str(exc)
-        log.warning("cell %s: %s", cell.describe(), extras.error or error)
     except Exception as exc:  # recorded; the sweep goes on
-        log.exception("cell %s failed", cell.describe())
-        if status == "ok":
-            extras.error = _one_line(exc)
+        if isinstance(exc, EngineError):  # an engine's own one-line reason
+            line = str(exc)
+            log.warning("cell %s: %s", cell.describe(), line)
         else:
-            error = _one_line(exc)
+            line = _one_line(exc)
+            log.exception("cell %s failed", cell.describe())
+        if status == "ok":  # the measurement stands; the per-prompt pass failed
+            extras.error = f"per-prompt pairs: {line}"
+        else:
+            error = line
     load = machine_load.between(before, machine_load.sample(loaded.device))
     record = new_record(cell, loaded, ctx, status, error, "n/a (engine)" if engine else None, None, extras,
                         prompts.source, passage_ids, started_at, time.perf_counter() - t0)
@@ -353,10 +352,10 @@ def run_engine_cell(cell: Cell, loaded: LoadedModel, prompts: PromptSet, ctx: Ru
     record.engine = EngineStats(
         engine_version=engine.version, engine_build=engine.build,
         engine_threads=float(engine.threads) if engine.threads else math.nan,
-        engine_latency_ms=engine_measure.mean_finite([a.engine_ms for a in batch.answers]),
+        engine_latency_ms=metrics.mean_finite([a.engine_ms for a in batch.answers]),
         answers_not_n_out=measured.answers_not_n_out,
-        agreement_with_torch=engine_measure.mean_finite([r["agreement_with_torch"] for r in per_prompt]),
-        per_prompt_speedup_median=metrics.median([r["speedup_vs_torch"] for r in per_prompt]) if per_prompt else math.nan)
+        agreement_with_torch=metrics.mean_finite([r["agreement_with_torch"] for r in per_prompt]),
+        per_prompt_speedup_median=metrics.median([r["speedup_vs_torch"] for r in per_prompt]))
     record.per_prompt = per_prompt
     return record
 
@@ -410,10 +409,26 @@ def run_experiment(exp: Experiment, shard: tuple[int, int] = (0, 1), progress: b
     specs = (s for s in exp.models if any(c.model.name == s.name for c in todo) and not out_of_time())
     settings = LoadSettings(exp.precision, exp.attention, exp.seed, exp.base_dir)
     bar = tqdm(total=len(todo), desc="cells", unit="cell", disable=not progress)
-    pool = EnginePool(exp, store.root / "engine_logs", progress)  # builds and starts nothing until a cell asks
-    with pool:
+    # the engines' pool builds and starts nothing until a cell asks; it stops its servers however the sweep ends
+    with EnginePool(exp, device, store.root / "engine_logs", progress) as pool:
         for loaded in each_loaded(specs, device, settings, on_error=load_failed):
-            _run_model_cells(loaded, todo, store, prompts, ctx, pool, exp, summary, keep, out_of_time, bar)
+            for cell in (c for c in todo if c.model.name == loaded.spec.name):
+                if out_of_time():
+                    break
+                bar.set_postfix_str(cell.describe())
+                cell_id = cell.cell_id(hardware)
+                with store.claim(cell_id) as mine:
+                    if not mine or store.is_done(cell_id):  # another run is on it, or finished it meanwhile
+                        log.warning("cell %s %s: %s by another run on %s; left to it", cell_id, cell.describe(),
+                                    "being measured" if not mine else "finished", store.root)
+                        summary.busy += 1
+                    else:
+                        cell_prompts = prompts.for_model(loaded.spec.name, loaded.architecture.vocab_size,
+                                                         loaded.mask_token_id, cell.seq_len)
+                        keep(run_cell(cell, loaded, cell_prompts, ctx) if cell.engine == "torch" else
+                             run_engine_cell(cell, loaded, cell_prompts, ctx, pool, exp.autoregressive.decode[0],
+                                             per_prompt_count(exp, cell), exp.engines.per_prompt_pairs), cell)
+                bar.update(1)
     bar.close()
     summary.out_of_time = len(todo) - len(summary.records) - summary.busy
     if summary.out_of_time:
@@ -423,32 +438,9 @@ def run_experiment(exp: Experiment, shard: tuple[int, int] = (0, 1), progress: b
     return summary
 
 
-def _run_model_cells(loaded: LoadedModel, todo: list[Cell], store: ResultStore, prompts: PromptProvider,
-                     ctx: RunContext, pool: EnginePool, exp: Experiment, summary: RunSummary, keep, out_of_time,
-                     bar) -> None:
-    """Every unfinished cell of one loaded model, each claimed so that two runs never measure one cell."""
-    hardware = ctx.hardware
-    for cell in (c for c in todo if c.model.name == loaded.spec.name):
-        if out_of_time():
-            break
-        bar.set_postfix_str(cell.describe())
-        cell_id = cell.cell_id(hardware)
-        with store.claim(cell_id) as mine:
-            if not mine or store.is_done(cell_id):  # another run is on it, or finished it meanwhile
-                log.warning("cell %s %s: %s by another run on %s; left to it", cell_id, cell.describe(),
-                            "being measured" if not mine else "finished", store.root)
-                summary.busy += 1
-            else:
-                cell_prompts = prompts.for_model(loaded.spec.name, loaded.architecture.vocab_size,
-                                                 loaded.mask_token_id, cell.seq_len)
-                if cell.engine == "torch":
-                    keep(run_cell(cell, loaded, cell_prompts, ctx), cell)
-                else:  # the per-prompt pass runs one prompt at a time: once, at the smallest B
-                    e = exp.engines
-                    count = e.per_prompt if cell.batch_size == min(exp.grid.batch_size) else 0
-                    keep(run_engine_cell(cell, loaded, cell_prompts, ctx, pool, exp.autoregressive.decode[0], count,
-                                         e.per_prompt_pairs), cell)
-        bar.update(1)
+def per_prompt_count(exp: Experiment, cell: Cell) -> int:
+    """Prompts of an engine cell's per-prompt pass: it runs one prompt at a time, so once, at the smallest B."""
+    return exp.engines.per_prompt if cell.batch_size == min(exp.grid.batch_size) else 0
 
 
 def _count(summary: RunSummary, record: CellRecord, cell: Cell) -> None:

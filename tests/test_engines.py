@@ -10,6 +10,7 @@ import threading
 import time
 
 import pandas as pd
+import torch
 import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
@@ -410,8 +411,18 @@ def test_a_cuda_build_where_nvcc_is_and_layers_offloaded_only_on_a_gpu_run(monke
     assert args[args.index("-ngl") + 1] == "999"
     assert cli_arguments(llama, diffusion_cli.Path("m.gguf"), request())[args.index("-ngl") + 1] == "0"
     cpu_run = pool.EnginePool(load_experiment(write_config(tmp_path, _engine_config(tiny_models, tmp_path))),
-                              tmp_path / "logs", progress=False)
+                              torch.device("cpu"), tmp_path / "logs", progress=False)
     cpu_run._llama = llama
     assert cpu_run.gpu_layers == 0  # a CUDA build, but the run is on the CPU
     cpu_run._gpu_run = True
     assert cpu_run.gpu_layers == pool.ALL_LAYERS
+
+
+def test_a_failed_tool_is_one_line_of_the_callers_error_naming_its_log(tmp_path):
+    from src.engines.llamacpp.build import run_logged
+    from src.engines.llamacpp.gguf_export import ExportError
+
+    log = tmp_path / "tool.log"
+    with pytest.raises(ExportError, match=r"^converting failed \(exit 3\): last words; full log: .*tool\.log$"):
+        run_logged(["sh", "-c", "echo first; echo 'last words' >&2; exit 3"], log, "converting", error=ExportError)
+    assert log.read_text() == "first\nlast words\n"

@@ -178,7 +178,7 @@ def test_one_grid_puts_torch_llamacpp_and_openai_side_by_side(llama, tmp_path):
     assert leftover == []
     # a server that died is started again for the next cell that needs it, and the pool stops it at the end
     from src.engines.pool import EnginePool
-    with EnginePool(load_experiment(path), tmp_path / "logs", progress=False) as pool:
+    with EnginePool(load_experiment(path), torch.device("cpu"), tmp_path / "logs", progress=False) as pool:
         gguf = next(llama.root.glob("gguf/ar-*-f32.gguf"))
         first = pool.server(gguf)
         first.proc.kill()

@@ -10,7 +10,6 @@ tokens the engine and torch agree on, and the answers the quality pass scores.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
@@ -43,17 +42,12 @@ def repetition_of(cell: Cell, batch: EngineBatch) -> Repetition:
                      tokens_per_s=metrics.throughput_tokens_per_s(cell.batch_size, cell.n_out, batch.latency_ms),
                      steps_executed=batch.answers[0].steps or cell.n_out)
     if cell.kind == "autoregressive":
-        rep.ttft_ms = mean_finite([a.ttft_ms for a in batch.answers])
-        rep.itl_ms = mean_finite([a.itl_ms for a in batch.answers])
+        rep.ttft_ms = metrics.mean_finite([a.ttft_ms for a in batch.answers])
+        rep.itl_ms = metrics.mean_finite([a.itl_ms for a in batch.answers])
     else:
         rep.step_ms_p50 = metrics.percentile(batch.step_ms, 50)
         rep.step_ms_p99 = metrics.percentile(batch.step_ms, 99)
     return rep
-
-
-def mean_finite(values: Sequence[float]) -> float:
-    finite = [v for v in values if not math.isnan(v)]
-    return sum(finite) / len(finite) if finite else math.nan
 
 
 def measure_engine(engine: Engine, prompt_ids: list[list[int]], cell: Cell) -> EngineMeasurement:

@@ -12,8 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
+import torch
+
 from ..config import LOCAL_SERVER, Cell, Experiment
-from ..measure.environment import resolve_device
 from . import Engine, EngineError
 from .llamacpp.build import BuildError, LlamaCpp, ensure_built
 from .llamacpp.engine import DiffusionCliEngine, ServerEngine, threads_for
@@ -26,13 +27,13 @@ ALL_LAYERS = 999  # llama.cpp's -ngl: offload up to this many layers (every laye
 
 
 class EnginePool:
-    def __init__(self, exp: Experiment, log_dir: Path, progress: bool = True):
+    def __init__(self, exp: Experiment, device: torch.device, log_dir: Path, progress: bool = True):
         self.exp, self.log_dir, self.progress = exp, log_dir, progress
         self._llama: Optional[LlamaCpp] = None
         self._ggufs: dict[tuple[str, str], Path] = {}
         self._servers: dict[Path, LlamaServer] = {}
         self.threads = threads_for(exp.engines.llamacpp.threads, exp.cpu_threads, os.cpu_count() or 1)
-        self._gpu_run = resolve_device(exp.device).type == "cuda"
+        self._gpu_run = device.type == "cuda"
 
     @property
     def gpu_layers(self) -> int:
@@ -103,7 +104,7 @@ class EnginePool:
                 return OpenAIEngine(server.url + "/v1", o.served_model or cell.model.name, cell, tokenizer,
                                     o.timeout_s, o.api_key_env, local_server=server,
                                     version=f"OpenAI API of the harness's llama-server ({self.llama().version})",
-                                    build=f"{self.llama().build_flags}; -ngl {self.gpu_layers}", threads=self.threads)
+                                    build=self.llama().run_flags(server.gpu_layers), threads=self.threads)
             return OpenAIEngine(str(o.url), o.served_model or cell.model.name, cell, tokenizer, o.timeout_s,
                                 o.api_key_env)
         raise EngineError(f"engine {cell.engine!r} is not an engine the pool runs")

@@ -43,7 +43,9 @@ def read_native_chunk(event: dict, answer: StreamedAnswer) -> bool:
     if "tokens_predicted" in event:
         answer.tokens_returned = int(event["tokens_predicted"])
     ids = event.get("tokens") or []
-    answer.token_ids = (answer.token_ids or []) + [int(t) for t in ids]
+    if answer.token_ids is None:
+        answer.token_ids = []
+    answer.token_ids.extend(int(t) for t in ids)
     answer.text += event.get("content", "")
     return bool(ids or event.get("content"))
 

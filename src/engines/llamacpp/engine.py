@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from ...config import Cell
+from ...measure import metrics
 from .. import EngineAnswer, EngineBatch, EngineError
 from ..streaming import StreamedAnswer, read_native_chunk, stream_all
 from .build import LlamaCpp
@@ -16,15 +17,15 @@ from .server import LlamaServer
 
 def streamed_answer(a: StreamedAnswer, n_predicted_fallback: int) -> EngineAnswer:
     """An EngineAnswer from one streamed request (client-side times; the server's own in engine_ms)."""
-    gaps = [1000.0 * (b - t) for t, b in zip(a.chunk_times, a.chunk_times[1:])]
+    offsets_ms = [1000.0 * t for t in a.chunk_times]  # each chunk's arrival, as the torch path's token marks
     timings = a.server_timings or {}
     engine_ms = (timings["prompt_ms"] + timings["predicted_ms"]
                  if "prompt_ms" in timings and "predicted_ms" in timings else math.nan)
     count = a.tokens_returned if a.tokens_returned is not None else (
         len(a.token_ids) if a.token_ids is not None else n_predicted_fallback)
     return EngineAnswer(text=a.text, token_ids=a.token_ids, tokens_returned=count, latency_ms=1000.0 * a.done_s,
-                        ttft_ms=1000.0 * a.chunk_times[0] if a.chunk_times else math.nan,
-                        itl_ms=sum(gaps) / len(gaps) if gaps else math.nan, engine_ms=engine_ms)
+                        ttft_ms=metrics.ttft_ms(offsets_ms) if offsets_ms else math.nan,
+                        itl_ms=metrics.mean_itl_ms(offsets_ms), engine_ms=engine_ms)
 
 
 def batch_of(answers: list[StreamedAnswer], wall_s: float, engine: str) -> EngineBatch:
@@ -44,7 +45,7 @@ class DiffusionCliEngine:
                  gpu_layers: int = 0):
         self.llama, self.gguf, self.cell, self.tokenizer = llama, gguf, cell, tokenizer
         self.threads, self.timeout_s, self.gpu_layers = threads, timeout_s, gpu_layers
-        self.version, self.build = llama.version, f"{llama.build_flags}; -ngl {gpu_layers}"
+        self.version, self.build = llama.version, llama.run_flags(gpu_layers)
 
     def request(self, prompt: Sequence[int]) -> DiffusionRequest:
         c = self.cell
@@ -76,8 +77,7 @@ class ServerEngine:
 
     def __init__(self, llama: LlamaCpp, server: LlamaServer, cell: Cell, threads: int, timeout_s: float):
         self.server, self.cell, self.threads, self.timeout_s = server, cell, threads, timeout_s
-        self.version = llama.version
-        self.build = f"{llama.build_flags}; -ngl {server.cmd[server.cmd.index('-ngl') + 1]}"
+        self.version, self.build = llama.version, llama.run_flags(server.gpu_layers)
 
     def body(self, prompt: Sequence[int]) -> dict[str, Any]:
         c = self.cell
@@ -86,8 +86,8 @@ class ServerEngine:
 
     def run(self, prompt_ids: Sequence[Sequence[int]]) -> EngineBatch:
         if not self.server.alive():
-            raise EngineError(f"llama-server is not running (exit {self.server.proc.returncode if self.server.proc else '?'}): "
-                              f"{self.server.last_log_line()}")
+            code = self.server.proc.returncode if self.server.proc else "?"
+            raise EngineError(f"llama-server is not running (exit {code}): {self.server.last_log_line()}")
         answers, wall = stream_all(self.server.url + "/completion", [self.body(p) for p in prompt_ids], {},
                                    self.timeout_s, read_native_chunk)
         if not self.server.alive():

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Optional
 
-from .build import LlamaCpp
+from .build import LlamaCpp, run_logged
 
 CONVERTER_FORMATS = ("f32", "f16", "bf16")  # written by convert_hf_to_gguf.py
 QUANTIZED_FORMATS = {"q8_0": "Q8_0", "q4_k_m": "Q4_K_M"}  # written by llama-quantize (its type names)
@@ -69,14 +68,6 @@ def _checkpoint_key(checkpoint: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _run(cmd: list[str], log_path: Path, what: str) -> None:
-    with open(log_path, "w") as log:
-        code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode
-    if code != 0:
-        lines = [ln for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
-        raise ExportError(f"{what} failed (exit {code}): {(lines or [''])[-1][:300]}; full log: {log_path}")
-
-
 def export_gguf(llama: LlamaCpp, checkpoint: str | Path, weights_format: str,
                 out_dir: Optional[Path] = None) -> Path:
     """The GGUF file of `checkpoint` at `weights_format`, converting (and quantizing) on first use."""
@@ -92,8 +83,8 @@ def export_gguf(llama: LlamaCpp, checkpoint: str | Path, weights_format: str,
     if weights_format in QUANTIZED_FORMATS:
         source = export_gguf(llama, checkpoint, "f32", out_dir)
         partial = target.with_suffix(".partial")
-        _run([str(llama.binary("llama-quantize")), str(source), str(partial), QUANTIZED_FORMATS[weights_format]],
-             target.with_suffix(".log"), f"llama-quantize {checkpoint} to {weights_format}")
+        run_logged([str(llama.binary("llama-quantize")), str(source), str(partial), QUANTIZED_FORMATS[weights_format]],
+                   target.with_suffix(".log"), f"llama-quantize {checkpoint} to {weights_format}", error=ExportError)
         partial.rename(target)
         return target
     tokenizer = checkpoint / "tokenizer.json"
@@ -103,8 +94,8 @@ def export_gguf(llama: LlamaCpp, checkpoint: str | Path, weights_format: str,
     script = Path(__file__).with_name("convert_checkpoint.py")
     options = ["--verbatim-template"] + (["--pre", pre] if pre else []) + (
         ["--add-bos", str(bos).lower()] if bos is not None else [])
-    _run([sys.executable, str(script), "--tree", str(llama.tree), *options, "--",
-          str(checkpoint), "--outfile", str(partial), "--outtype", weights_format],
-         target.with_suffix(".log"), f"convert_hf_to_gguf.py {checkpoint} ({weights_format})")
+    run_logged([sys.executable, str(script), "--tree", str(llama.tree), *options, "--",
+                str(checkpoint), "--outfile", str(partial), "--outtype", weights_format],
+               target.with_suffix(".log"), f"convert_hf_to_gguf.py {checkpoint} ({weights_format})", error=ExportError)
     partial.rename(target)
     return target

@@ -56,7 +56,7 @@ class LlamaServer:
         self.cmd = [str(llama.binary("llama-server")), "-m", str(gguf), "--host", "127.0.0.1", "--port", "0",
                     "-t", str(threads), "-tb", str(threads), "-np", str(parallel), "-c", str(context),
                     "-ngl", str(gpu_layers), "--log-colors", "off"]
-        self.log_path, self.start_timeout_s = log_path, start_timeout_s
+        self.log_path, self.start_timeout_s, self.gpu_layers = log_path, start_timeout_s, gpu_layers
         self.proc: Optional[subprocess.Popen] = None
         self.port: Optional[int] = None
 
