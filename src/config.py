@@ -386,9 +386,10 @@ class EnginesSpec:
         self.llamacpp.validate()
         if "openai" in self.engine:
             self.openai.validate(models)
-        if set(self.engine) - {"torch"}:
+        if self.uses_llamacpp:  # a remote OpenAI endpoint serves its own weights: nothing to export
+            local = self.openai.models if "openai" in self.engine and self.openai.url == LOCAL_SERVER else []
             for m in models:
-                if m.path is None and (m.name in self.openai.models or "llamacpp" in self.engine):
+                if m.path is None and (m.name in local or "llamacpp" in self.engine):
                     raise ConfigError(f"engines.engine: {m.name} has no checkpoint folder (path) to export to GGUF; "
                                       f"allowed for llamacpp / openai-local: models given by path")
 

@@ -426,3 +426,17 @@ def test_a_failed_tool_is_one_line_of_the_callers_error_naming_its_log(tmp_path)
     with pytest.raises(ExportError, match=r"^converting failed \(exit 3\): last words; full log: .*tool\.log$"):
         run_logged(["sh", "-c", "echo first; echo 'last words' >&2; exit 3"], log, "converting", error=ExportError)
     assert log.read_text() == "first\nlast words\n"
+
+
+def test_only_models_llama_cpp_runs_need_a_checkpoint_folder(tiny_models, tmp_path):
+    """A model known by hub id can stand behind a remote OpenAI endpoint, not behind llama.cpp."""
+    from src.config import ConfigError
+
+    data = _engine_config(tiny_models, tmp_path, engine=["openai"],
+                          openai={"url": "http://127.0.0.1:9/v1", "models": ["hub-llama"]})
+    data["models"].append({"name": "hub-llama", "family": "llama", "hub_id": "meta-llama/Meta-Llama-3-8B"})
+    assert [c.model.name for c in expand_cells(load_experiment(write_config(tmp_path, data)))
+            if c.engine == "openai"] == ["hub-llama"] * 2
+    data["engines"]["openai"]["url"] = LOCAL_SERVER
+    with pytest.raises(ConfigError, match="engines.engine: hub-llama has no checkpoint folder"):
+        load_experiment(write_config(tmp_path, data))
