@@ -44,6 +44,7 @@ class Results:
     benchmarks: list[dict] = field(default_factory=list)  # benchmarks.json: targets measured by scripts/bench_*.py
     engine_rows: pd.DataFrame = field(default_factory=pd.DataFrame)  # llamacpp / openai cells (`rows`: torch)
     per_prompt: pd.DataFrame = field(default_factory=pd.DataFrame)  # per_prompt.csv: engine cells, per prompt
+    quality: dict = field(default_factory=dict)  # quality_metrics.json: each scored cell's per-prompt scores
 
     @property
     def ok(self) -> pd.DataFrame:
@@ -112,5 +113,7 @@ def load_results(input_dir: str | Path, facet: tuple[str, ...] = ()) -> Results:
         log.warning(w)
     overhead_path = input_dir / "overhead.json"
     overhead = json.loads(overhead_path.read_text()) if overhead_path.is_file() else None
+    quality_path = input_dir / "quality_metrics.json"
+    quality = json.loads(quality_path.read_text()) if quality_path.is_file() else {}
     return Results(rows, parity, warnings, overhead, pairs, read_targets(input_dir / "benchmarks.json"),
-                   engine_rows, per_prompt)
+                   engine_rows, per_prompt, quality)

@@ -14,6 +14,7 @@ from .data import MAX_CV, MAX_LOAD_CHANGE, MIN_REPEATS, Results
 from .pairs import as_published_cell_id, best_parity_rows, fast_path_cells, pair_estimate, pair_lookup
 from .markdown import fmt as _f, table as _table
 from .engines import engines_table, per_prompt_table
+from .steps_trend import TREND_INTRO, steps_trend_markdown
 
 NOT_PAIRED = "not measured in pairs: no ratio published (run the pairs step)"
 
@@ -213,7 +214,8 @@ def summary_markdown(results: Results, title: str = "dlm-bench results") -> str:
               "(distinct-2 < 0.5) more often than LLaMA's cannot reach parity. Speedup Factor = L_e2e(LLaMA) / "
               "L_e2e(LLaDA at S_parity), measured in pairs: the two generations interleaved in one process in a "
               "random order per pair; the median of the per-pair ratios with a bootstrap 95% CI over the pairs.", "",
-              parity_markdown(results), "", "## Both sides at their best", "",
+              parity_markdown(results), "", "## Quality against K", "", TREND_INTRO, "",
+              steps_trend_markdown(results.rows, results.quality), "", "## Both sides at their best", "",
               "The fastest AR decode path against the diffusion sampler/cache that is fastest at its own S_parity:",
               "", parity_markdown(results, best=True), "", "Every path against its model's as-published path:", "",
               fast_path_table(results), "",
