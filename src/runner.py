@@ -195,7 +195,8 @@ def _one_line(exc: BaseException) -> str:
 @dataclass
 class Extras:
     """Untimed work after the measurement: agreement with the uncached sampler (cached samplers) and
-    the generations over every prompt that the scoring pass reads."""
+    the generations over every prompt that the scoring pass reads. Each starts from the cell's seed, so
+    a sampler's random draws are the same whatever the timing did before."""
 
     agreement_with_uncached: Optional[float] = None
     generations: list[dict] = field(default_factory=list)
@@ -216,6 +217,7 @@ def run_extras(cell: Cell, loaded: LoadedModel, generator: Generator, kernel: st
                 extras.agreement_with_uncached = float((cached.output_ids == uncached.output_ids).float().mean())
             if (cell.settings.quality_batch_size is not None and prompts.reference_ids
                     and loaded.tokenizer is not None):
+                torch.manual_seed(cell.settings.seed)  # random draws independent of how many repetitions ran
                 extras.generations = generate_for_quality(generator, prompts, cell.settings.quality_batch_size,
                                                           cell.n_out, cell.steps, loaded.device, loaded.tokenizer)
     except Exception as exc:  # OOM included: the timing above stands

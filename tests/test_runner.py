@@ -327,3 +327,23 @@ def test_a_model_that_fails_to_load_gives_error_rows_and_the_sweep_goes_on(mini_
     assert summary.errors == 2 and summary.ok == 4 and len(rows) == 6
     assert all(r["status"] == "error" and r["error"] == "model did not load: RuntimeError: Error(s) in loading "
                "state_dict for LlamaForCausalLM:" for r in errors)
+
+
+def test_quality_generations_of_a_random_sampler_do_not_depend_on_the_timing(tiny_models, tmp_path):
+    """Random remasking draws its scores from torch's generator: the generations that quality is scored on
+    start from the cell's seed, so two repetitions or five before them give the same tokens."""
+    from conftest import mini_config_dict, write_config
+
+    outputs = []
+    for repeats in (2, 5):
+        folder = tmp_path / f"r{repeats}"
+        folder.mkdir()
+        data = mini_config_dict(tiny_models, folder)
+        data["models"] = [m for m in data["models"] if m["name"] == "tiny-llada"]
+        data.update(grid={"batch_size": [1], "seq_len": [32], "steps": [4]},
+                    diffusion={"block_length": 8, "sampler": ["random"]},
+                    timing={"warmup": repeats, "repeats": repeats}, quality={"generate": True, "batch_size": 2})
+        assert runner.run_experiment(load_experiment(write_config(folder, data)), progress=False).ok == 1
+        (record,) = [json.loads(p.read_text()) for p in (folder / "raw" / "cells").glob("*.json")]
+        outputs.append([g["output_ids"] for g in record["generations"]])
+    assert len(outputs[0]) == 2 and outputs[0] == outputs[1]
