@@ -65,13 +65,18 @@ def test_an_incomplete_log_is_run_again_with_a_warning(monkeypatch, caplog):
             raise outcome
         return outcome
 
+    pauses = []
     monkeypatch.setattr(diffusion_cli, "_run_once", once)
+    monkeypatch.setattr(diffusion_cli.time, "sleep", pauses.append)
     llama = LlamaCpp(root=diffusion_cli.Path("/nowhere"), version="v", build_flags="")
     assert diffusion_cli.run_diffusion(llama, diffusion_cli.Path("m.gguf"), request(), 5).total_ms == 12.0
     assert sum("lost the end of its log" in r.message for r in caplog.records) == 2
-    outcomes[:] = [IncompleteLog("lost")] * 3
-    with pytest.raises(CliError, match=r"\(3 runs\)"):
+    assert pauses == [1.0, 2.0]  # a growing pause before each new run
+    outcomes[:] = [IncompleteLog("lost")] * 5
+    pauses.clear()
+    with pytest.raises(CliError, match=r"\(5 runs\)"):
         diffusion_cli.run_diffusion(llama, diffusion_cli.Path("m.gguf"), request(), 5)
+    assert pauses == [1.0, 2.0, 3.0, 4.0] and not outcomes
 
 
 @pytest.mark.parametrize("prompt,n_out,steps,expected_steps,expected_forwards", [

@@ -142,10 +142,17 @@ class IncompleteLog(CliError):
     exit (llama.cpp's common/log.cpp says so), and a busy CPU makes it lose the final lines."""
 
 
+# A log that lost its end comes from a busy CPU (see IncompleteLog): the run is repeated after a pause that
+# grows with each attempt (1 s, 2 s, ...), giving the load a chance to pass.
+INCOMPLETE_LOG_ATTEMPTS = 5
+INCOMPLETE_LOG_PAUSE_S = 1.0
+
+
 def run_diffusion(llama: LlamaCpp, gguf: Path, req: DiffusionRequest, timeout_s: float,
-                  attempts: int = 3) -> DiffusionRun:
+                  attempts: int = INCOMPLETE_LOG_ATTEMPTS) -> DiffusionRun:
     """Run the CLI; CliError (one line) when it fails, times out or prints no timing. A run whose log
-    lost its last lines (IncompleteLog) is run again, with a warning, up to `attempts` runs in all."""
+    lost its last lines (IncompleteLog) is run again, with a warning and a growing pause, up to `attempts`
+    runs in all."""
     problem = unsupported(req)
     if problem:
         raise CliError(problem)
@@ -157,6 +164,7 @@ def run_diffusion(llama: LlamaCpp, gguf: Path, req: DiffusionRequest, timeout_s:
                 raise CliError(f"{exc} ({attempts} runs)") from None
             log.warning("llama-diffusion-cli lost the end of its log (run %d of at most %d); running it again",
                         attempt, attempts)
+            time.sleep(INCOMPLETE_LOG_PAUSE_S * attempt)
     raise AssertionError("unreachable")
 
 
