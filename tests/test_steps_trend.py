@@ -59,9 +59,11 @@ def test_scores_pair_by_passage_and_come_from_the_smallest_batch():
 def test_the_summary_table_shows_uncached_paths_only_and_skips_unscored_metrics():
     rows = _rows([("a4", "random", "none", 4, 1), ("a16", "random", "none", 16, 1),
                   ("c4", "random", "dual", 4, 1), ("c16", "random", "dual", 16, 1)])
-    quality = {cid: {"per_prompt": [{"passage_id": "p", "bertscore_f1": f1}, {"passage_id": "q", "bertscore_f1": f1 + 0.1}]}
-               for cid, f1 in (("a4", 0.1), ("a16", 0.3), ("c4", 0.1), ("c16", 0.3))}
+    quality = {cid: {"per_prompt": [{"passage_id": "p", "bertscore_f1": f1, "distinct_2": d2},
+                                     {"passage_id": "q", "bertscore_f1": f1 + 0.1, "distinct_2": d2 - 0.2}]}
+               for cid, f1, d2 in (("a4", 0.1, 1.0), ("a16", 0.3, 0.5), ("c4", 0.1, 1.0), ("c16", 0.3, 0.5))}
     text = steps_trend_markdown(rows, quality)
     assert "random/none" in text and "random/dual" not in text and "gen_ppl" not in text
-    assert "| mdm | 64 | random/none | bertscore_f1 | 4: 0.15; 16: 0.35 | 1.00 [1.00, 1.00] | improves | 16 | 2 |" in text
+    assert ("| mdm | 64 | random/none | bertscore_f1 | 4: 0.15; 16: 0.35 | 1.00 [1.00, 1.00] | improves | 16 "
+            "| 4: 0.90; 16: 0.40 | 2 |") in text
     assert steps_trend_markdown(rows, {}).startswith("_No diffusion path")

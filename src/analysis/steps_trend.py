@@ -32,6 +32,7 @@ class StepsTrend:
     means: dict[int, float]  # K -> mean score over the prompts scored at every K
     correlation: Estimate  # Spearman's rho between K and the mean score, with its bootstrap 95% CI
     prompts: int
+    distinct_2: dict[int, float]  # K -> mean distinct-2 over the same prompts (below 0.5: repetitive text)
 
 
 def best_k(trend: StepsTrend) -> int:
@@ -72,16 +73,21 @@ def steps_trends(rows: pd.DataFrame, quality: dict, resamples: int = 1000) -> li
             if len(scores) < 2 or len(shared) < 2:
                 continue
             by_k = {k: [s[p] for p in shared] for k, s in scores.items()}
+            diversity = {k: _per_prompt(quality, quality_cells[k], "distinct_2") for k in sorted(by_k)}
             out.append(StepsTrend(model, int(n), variant_label({"kind": "diffusion", **dict(zip(DIFFUSION_PATH, path))}),
                                   metric, {k: sum(v) / len(v) for k, v in sorted(by_k.items())},
-                                  rank_correlation(by_k, resamples), len(shared)))
+                                  rank_correlation(by_k, resamples), len(shared),
+                                  {k: sum(d[p] for p in shared) / len(shared) for k, d in diversity.items()
+                                   if all(p in d for p in shared)}))
     return out
 
 
 TREND_INTRO = ("How the diffusion model's quality moves with the number of steps K, per path without a cache (the "
                "cached paths approximate these): Spearman's rank correlation between K and the mean score over the "
                "prompts, with a bootstrap 95% interval over prompts (the same resampled prompts at every K). A "
-               "direction is read only when the interval excludes 0. With three K, ρ can only be ±0.5 or ±1.")
+               "direction is read only when the interval excludes 0. With three K, ρ can only be ±0.5 or ±1. "
+               "Distinct-2 beside it: below 0.5 the text repeats itself, which a judge also rewards with a low "
+               "perplexity.")
 
 
 def steps_trend_markdown(rows: pd.DataFrame, quality: Optional[dict]) -> str:
@@ -92,7 +98,8 @@ def steps_trend_markdown(rows: pd.DataFrame, quality: Optional[dict]) -> str:
         return "_No diffusion path without a cache was scored at two or more K._"
     body = [[t.model, str(t.seq_len), t.path, t.metric, "; ".join(f"{k}: {v:.3g}" for k, v in t.means.items()),
              f"{fmt(t.correlation.value, 2)} [{fmt(t.correlation.ci_low, 2)}, {fmt(t.correlation.ci_high, 2)}]",
-             reading(t), str(best_k(t)), str(t.prompts)]
+             reading(t), str(best_k(t)), "; ".join(f"{k}: {v:.2f}" for k, v in t.distinct_2.items()) or "—",
+             str(t.prompts)]
             for t in sorted(trends, key=lambda t: (t.metric, t.seq_len, t.model, t.path))]
     return table(["model", "N", "sampler/cache", "metric", "mean by K", "Spearman ρ(K, mean) [95% CI]",
-                  "quality with K", "best K", "prompts"], body)
+                  "quality with K", "best K", "distinct-2 by K", "prompts"], body)
