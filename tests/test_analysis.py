@@ -125,6 +125,36 @@ def test_each_figure_is_drawn_with_its_panels(tmp_path):
             assert "Pareto frontier" in captured["labels"] and "llama (static_compiled)" in captured["labels"]
 
 
+@pytest.mark.parametrize("name", ["pareto", "quality_vs_steps"])
+def test_perplexity_axes_turn_logarithmic_when_they_span_more_than_tenfold(tmp_path, name):
+    """The fixture's perplexities span 19-30 (linear axis); a K with perplexity 400 makes the span
+    tenfold and more, and the perplexity panel's y axis turns logarithmic (BERTScore's never does)."""
+    scales = {}
+    for case, extra in (("narrow", []), ("wide", [_record("d6", "llada", "diffusion", 1, 64, 4, 30.0, f1=0.5,
+                                                          ppl=400.0)])):
+        root = make_results(tmp_path / case / "raw")
+        store = ResultStore(root)
+        for r in extra:
+            store.write(r)
+        store.merge()
+        captured = {}
+        real_save = figures._save
+
+        def spy(fig, res, out, captured=captured):
+            captured["scales"] = {ax.get_ylabel(): ax.get_yscale() for ax in fig.axes}
+            return real_save(fig, res, out)
+
+        figures._save = spy
+        try:
+            figures.FIGURES[name](load_results(root), tmp_path / case / f"{name}.png")
+        finally:
+            figures._save = real_save
+        scales[case] = captured["scales"]
+    ppl, f1 = "generative perplexity (lower is better)", "BERTScore F1 (higher is better)"
+    assert scales["narrow"][ppl] == "linear" and scales["wide"][ppl] == "log"
+    assert scales["narrow"][f1] == scales["wide"][f1] == "linear"
+
+
 def test_pareto_front():
     pts = [(10, 0.5), (20, 0.7), (15, 0.4), (30, 0.6), (40, 0.9)]
     assert figures._pareto_front(pts, True) == [(10, 0.5), (20, 0.7), (40, 0.9)]

@@ -128,6 +128,14 @@ def _scored(df: pd.DataFrame) -> tuple[list[str], list[int]]:
     return metrics, sorted(df.loc[df[[f"{m}_mean" for m in metrics]].notna().any(axis=1), "seq_len"].unique())
 
 
+def _perplexity_scale(ax, metric: str, rows: pd.DataFrame) -> None:
+    """A log y axis for perplexities whose intervals span more than a factor of 10 (across K they often
+    span orders of magnitude)."""
+    values = pd.concat([rows[f"{metric}_ci_low"], rows[f"{metric}_ci_high"]]).dropna()
+    if metric == "gen_ppl" and not values.empty and (values > 0).all() and values.max() > 10 * values.min():
+        ax.set_yscale("log")
+
+
 def pareto(results: Results, out: Path) -> Path:
     """Quality vs L_e2e per N (rows) and metric (columns) at the smallest B: every diffusion variant over K
     (colour = sampler, line and marker = cache), every AR decode path; bars: repetition spread (x) and
@@ -158,6 +166,7 @@ def pareto(results: Results, out: Path) -> Path:
                 tag = f"K={int(r['steps'])}" if r["kind"] == "diffusion" else str(r["decode"])
                 ax.annotate(tag, p, fontsize=6, xytext=(3, -9 if higher else 4), textcoords="offset points")
             ax.set(xscale="log", xlabel="L_e2e, median (ms)", ylabel=label, title=f"N={n}, B={b_ref}: {metric}")
+            _perplexity_scale(ax, metric, sub)
             if j == len(metrics) - 1:
                 ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return _save(fig, results, out)
@@ -275,9 +284,7 @@ def quality_vs_steps(results: Results, out: Path) -> Path:
                 elif not hit.empty:
                     ax.text(0.02, 0.02, "as published: parity not reached in grid", transform=ax.transAxes, fontsize=7)
             ax.set_xscale("log")
-            values = pd.concat([sub[f"{metric}_ci_low"], sub[f"{metric}_ci_high"]]).dropna()
-            if metric == "gen_ppl" and (values > 0).all() and values.max() > 10 * values.min():
-                ax.set_yscale("log")  # perplexities that span orders of magnitude across K
+            _perplexity_scale(ax, metric, sub)
             _int_ticks(ax, sub["steps"].dropna().unique())
             legend.update(zip(*reversed(ax.get_legend_handles_labels())))
     fig.legend(list(legend.values()), list(legend.keys()), loc="outside lower center", ncol=min(4, len(legend)),
