@@ -9,6 +9,12 @@ BASELINE_SAMPLER, BASELINE_CACHE, BASELINE_FORWARD, BASELINE_DECODE = "low_confi
 DIFFUSION_PATH = ["sampler", "cache", "forward"]  # the columns that tell one diffusion generation path from another
 
 
+def quality_cells(path_cells: pd.DataFrame) -> dict[int, pd.Series]:
+    """K -> the cell whose quality scores stand for one diffusion path at that K: the smallest-B one
+    (quality does not depend on B: every cell's generations are made at the quality batch size)."""
+    return {int(k): at_k.sort_values("batch_size").iloc[0] for k, at_k in path_cells.groupby("steps")}
+
+
 def _is_published_diffusion(df: pd.DataFrame) -> pd.Series:
     return ((df["sampler"] == BASELINE_SAMPLER) & (df["cache"] == BASELINE_CACHE)
             & (df["forward"] == BASELINE_FORWARD))

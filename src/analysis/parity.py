@@ -15,7 +15,7 @@ import pandas as pd
 from ..quality.metrics import PARITY_METRICS
 from ..quality.parity import s_parity, s_parity_ci
 from ..quality.stats import Estimate
-from .baseline import DIFFUSION_PATH, with_forward_column
+from .baseline import DIFFUSION_PATH, quality_cells, with_forward_column
 from .pairs import pair_estimate, pair_lookup
 
 
@@ -45,16 +45,16 @@ def parity_table(rows: pd.DataFrame, pairs: pd.DataFrame | None = None, resample
             ar_cells = {int(r["batch_size"]): r for _, r in ar_group.iterrows()}
             ar_quality_cell = ar_cells[min(ar_cells)]
             for (dl_name, sampler, cache, forward), cells in dls.groupby(["model_name", *DIFFUSION_PATH]):
+                scored_cells = quality_cells(cells)
                 for metric, spec in PARITY_METRICS.items():
                     ar_q = _estimate(ar_quality_cell, metric)
                     curve, degenerate = {}, []
-                    for k, at_k in cells.groupby("steps"):
-                        quality_cell = at_k.sort_values("batch_size").iloc[0]
+                    for k, quality_cell in scored_cells.items():
                         est = _estimate(quality_cell, metric)
                         if est is not None:
-                            curve[int(k)] = est
+                            curve[k] = est
                             if _more_degenerate(quality_cell, ar_quality_cell):
-                                degenerate.append(int(k))
+                                degenerate.append(k)
                     if ar_q is None or not curve:
                         continue
                     eligible = {k: e for k, e in curve.items() if k not in degenerate}

@@ -1,8 +1,7 @@
 """Does the diffusion model's quality move with the number of steps K? One row per (model, N, sampler,
 cache, forward): for each parity metric, Spearman's rank correlation between K and the mean score over
 prompts, with a bootstrap 95% interval that resamples prompts (quality.trend.rank_correlation), read from
-the per-prompt scores in quality_metrics.json of the smallest-B cell at each K (quality does not depend
-on B). A reading is printed only when the interval excludes 0.
+the per-prompt scores in quality_metrics.json of each K's quality cell (baseline.quality_cells). A reading is printed only when the interval excludes 0.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from ..config import variant_label
 from ..quality.metrics import PARITY_METRICS
 from ..quality.stats import Estimate
 from ..quality.trend import rank_correlation
-from .baseline import DIFFUSION_PATH, with_forward_column
+from .baseline import DIFFUSION_PATH, quality_cells, with_forward_column
 from .markdown import fmt, table
 
 NO_TREND = "no trend the prompts can carry"
@@ -64,16 +63,15 @@ def steps_trends(rows: pd.DataFrame, quality: dict, resamples: int = 1000) -> li
     ok = ok[(ok["status"] == "ok") & (ok["kind"] == "diffusion")]
     out = []
     for (model, n, *path), cells in ok.groupby(["model_name", "seq_len", *DIFFUSION_PATH]):
-        quality_cells = {int(k): at_k.sort_values("batch_size").iloc[0]["cell_id"]
-                         for k, at_k in cells.groupby("steps")}
+        cell_ids = {k: cell["cell_id"] for k, cell in quality_cells(cells).items()}
         for metric in PARITY_METRICS:
-            scores = {k: _per_prompt(quality, cid, metric) for k, cid in quality_cells.items()}
+            scores = {k: _per_prompt(quality, cid, metric) for k, cid in cell_ids.items()}
             scores = {k: s for k, s in scores.items() if s}
             shared = sorted(set.intersection(*(set(s) for s in scores.values()))) if scores else []
             if len(scores) < 2 or len(shared) < 2:
                 continue
             by_k = {k: [s[p] for p in shared] for k, s in scores.items()}
-            diversity = {k: _per_prompt(quality, quality_cells[k], "distinct_2") for k in sorted(by_k)}
+            diversity = {k: _per_prompt(quality, cell_ids[k], "distinct_2") for k in sorted(by_k)}
             out.append(StepsTrend(model, int(n), variant_label({"kind": "diffusion", **dict(zip(DIFFUSION_PATH, path))}),
                                   metric, {k: sum(v) / len(v) for k, v in sorted(by_k.items())},
                                   rank_correlation(by_k, resamples), len(shared),
