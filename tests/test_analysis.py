@@ -86,6 +86,23 @@ def make_results(root: Path, hardware_b="GPU-X") -> Path:
     return root
 
 
+def _draw_capturing(draw, results, out: Path, grab):
+    """Draw one figure; returns its PNG path and what `grab(fig)` read from the figure before it was saved."""
+    captured = {}
+    real_save = figures._save
+
+    def spy(fig, res, path):
+        captured.update(value=grab(fig))
+        return real_save(fig, res, path)
+
+    figures._save = spy
+    try:
+        png = draw(results, out)
+    finally:
+        figures._save = real_save
+    return png, captured["value"]
+
+
 def test_each_figure_is_drawn_with_its_panels(tmp_path):
     results = load_results(make_results(tmp_path / "raw"))
     # 2 N values (64 with quality, 128 without: quality panels only for 64), 2 quality metrics,
@@ -95,22 +112,12 @@ def test_each_figure_is_drawn_with_its_panels(tmp_path):
     for name, fn in figures.FIGURES.items():
         if name == "engines":  # drawn from engine cells' per-prompt rows: tests/test_engines.py
             continue
-        captured = {}
-        real_save = figures._save
-
-        def spy(fig, res, out, captured=captured):
-            captured["axes"] = len(fig.axes)
-            captured["labels"] = [t.get_text() for legend in [ax.get_legend() for ax in fig.axes] + fig.legends
-                                  if legend for t in legend.get_texts()]
-            captured["texts"] = [t.get_text() for ax in fig.axes for t in ax.texts]
-            captured["clims"] = [im.get_clim() for ax in fig.axes for im in ax.images]
-            return real_save(fig, res, out)
-
-        figures._save = spy
-        try:
-            png = fn(results, tmp_path / "fig" / f"{name}.png")
-        finally:
-            figures._save = real_save
+        png, captured = _draw_capturing(fn, results, tmp_path / "fig" / f"{name}.png", lambda fig: {
+            "axes": len(fig.axes),
+            "labels": [t.get_text() for legend in [ax.get_legend() for ax in fig.axes] + fig.legends
+                       if legend for t in legend.get_texts()],
+            "texts": [t.get_text() for ax in fig.axes for t in ax.texts],
+            "clims": [im.get_clim() for ax in fig.axes for im in ax.images]})
         assert mpimg.imread(png).shape[0] > 200
         assert captured["axes"] == expected_panels[name], name
         if name == "memory_heatmap":
@@ -137,19 +144,8 @@ def test_perplexity_axes_turn_logarithmic_when_they_span_more_than_tenfold(tmp_p
         for r in extra:
             store.write(r)
         store.merge()
-        captured = {}
-        real_save = figures._save
-
-        def spy(fig, res, out, captured=captured):
-            captured["scales"] = {ax.get_ylabel(): ax.get_yscale() for ax in fig.axes}
-            return real_save(fig, res, out)
-
-        figures._save = spy
-        try:
-            figures.FIGURES[name](load_results(root), tmp_path / case / f"{name}.png")
-        finally:
-            figures._save = real_save
-        scales[case] = captured["scales"]
+        _, scales[case] = _draw_capturing(figures.FIGURES[name], load_results(root), tmp_path / case / f"{name}.png",
+                                          lambda fig: {ax.get_ylabel(): ax.get_yscale() for ax in fig.axes})
     ppl, f1 = "generative perplexity (lower is better)", "BERTScore F1 (higher is better)"
     assert scales["narrow"][ppl] == "linear" and scales["wide"][ppl] == "log"
     assert scales["narrow"][f1] == scales["wide"][f1] == "linear"
