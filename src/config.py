@@ -971,6 +971,11 @@ class Cell:
         return cell_label(self.identity())
 
 
+# the names of `Cell.identity()`, in row order: the model's columns, then every grid field of Cell
+IDENTITY_COLUMNS = ("model_name", "family", "kind", "model_source", "prompt_len", "n_out",
+                    *(f.name for f in dataclasses.fields(Cell) if f.name not in ("model", "settings")))
+
+
 def engine_label(row: Mapping[str, Any]) -> str:
     """`torch`, or the engine with its weights (`llamacpp:q8_0`; `openai` for a remote endpoint)."""
     engine = row.get("engine")

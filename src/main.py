@@ -3,7 +3,7 @@
     python src/main.py --config config/experiments_mini.yaml          # run (default command)
     python -m src.main --config config/experiments.yaml --steps 64 --batch_size 1 8
     python src/main.py score --config config/experiments.yaml         # quality pass over saved generations
-    python src/main.py merge --config config/experiments.yaml         # rebuild the CSV + figures only
+    python src/main.py merge --config config/experiments.yaml         # rebuild the tables + figures only
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ if __package__ in (None, ""):  # run as a script: make `src` importable as a pac
     __package__ = "src"
 
 from src.config import OVERRIDES, ConfigError, expand_cells, load_experiment, parse_shard, select_shard  # noqa: E402
+from src.results import ArchiveError, ShrinkError  # noqa: E402
 
 log = logging.getLogger("dlm_bench")
 
@@ -31,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("command", nargs="?", default="run", choices=["run", "score", "pairs", "merge", "finalize"],
                    help="run: time the grid, then score (when the config asks for quality) and time the pairs; "
                         "score: quality pass only; pairs: time the published ratios as interleaved pairs only; "
-                        "merge: rebuild raw_metrics.csv and figures from the cell files; finalize: merge, score, "
+                        "merge: pack the records, rebuild the tables and figures from them; finalize: merge, score, "
                         "pairs (the end of a SLURM sweep)")
     p.add_argument("--config", required=True, help="experiment YAML file")
     for o in OVERRIDES:
@@ -47,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                              "the finalize job)")
     p.add_argument("--no_pairs", action="store_true", help="run / finalize: skip the pairs step (a shard of an "
                                                              "array always leaves it to the finalize job)")
+    p.add_argument("--allow_shrink", action="store_true",
+                   help="rebuild raw_metrics.csv and pairs.csv from the records there even where rows lose their "
+                        "record (without it such a merge stops with exit 2 and writes nothing)")
     p.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p
 
@@ -67,6 +71,22 @@ def dry_run(exp, shard) -> int:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
     return 0
+
+
+def check_tables(exp, command: str, shard) -> None:
+    """Before any work: the output folder's merges must not drop rows (ShrinkError, exit 2). A `run` may
+    leave out rows of its own grid's cells: it measures them again."""
+    from src.measure.environment import hardware_name, resolve_device
+    from src.results import PairStore, ResultStore
+
+    root = exp.resolve(exp.output_dir)
+    exempt: frozenset[str] = frozenset()
+    if command == "run":
+        hardware = hardware_name(resolve_device(exp.device))
+        exempt = frozenset(c.cell_id(hardware) for c in select_shard(expand_cells(exp), shard))
+    for problem in (ResultStore(root).shrink_problem(exempt=exempt), PairStore(root).shrink_problem()):
+        if problem:
+            raise ShrinkError(problem)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,13 +132,31 @@ def _main(argv: list[str] | None) -> int:
                 problem = build_tools_missing(exp.engines.llamacpp.cache_dir)
                 if problem:
                     raise ConfigError(f"engines.engine: {problem}")
+        if not args.allow_shrink:
+            check_tables(exp, args.command, shard)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except (ShrinkError, ArchiveError) as exc:
+        print(f"results error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        return _work(args, exp, shard, scoring, pairing)
+    except (ShrinkError, ArchiveError) as exc:  # a merge inside the work (records removed meanwhile)
+        print(f"results error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
 
+
+def _work(args: argparse.Namespace, exp, shard, scoring: bool, pairing: bool) -> int:
+    """The command's work, after every check has passed (`--allow_shrink`: the shrinking merges first)."""
     from src.quality.prompts import PromptSourceError
+    from src.results import PairStore, ResultStore
     from src.runner import AttentionBackendError, run_experiment
 
+    cells, pairs = ResultStore(exp.resolve(exp.output_dir)), PairStore(exp.resolve(exp.output_dir))
+    if args.allow_shrink:
+        cells.merge(allow_shrink=True)
+        pairs.merge(allow_shrink=True)
     errors = 0
     if args.command == "run":
         try:
@@ -134,9 +172,8 @@ def _main(argv: list[str] | None) -> int:
                  "run; results in %s", summary.cells_in_shard, summary.ok, summary.oom, summary.errors, summary.skipped,
                  summary.out_of_time, summary.csv_path)
     if args.command in ("merge", "finalize"):
-        from src.results import ResultStore
-
-        ResultStore(exp.resolve(exp.output_dir)).merge()
+        cells.merge()
+        pairs.merge()
     if scoring:
         from src.measure.environment import resolve_device
         from src.quality.scoring import score_experiment
@@ -145,9 +182,9 @@ def _main(argv: list[str] | None) -> int:
     if pairing:
         from src.pairs import describe, run_pairs
 
-        pairs = run_pairs(exp)
-        log.info(describe(pairs))
-        errors += pairs.failed
+        measured = run_pairs(exp)
+        log.info(describe(measured))
+        errors += measured.failed
     if not args.no_figure:
         draw_figures(exp)
     return 1 if errors else 0

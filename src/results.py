@@ -4,8 +4,14 @@ A `CellRecord` is built once per measured cell from typed parts (the cell's iden
 statistics of its repetitions, work, memory, roofline, answer tokens, quality); `to_row()` is the
 only place it becomes flat CSV columns. Every finished cell is one JSON file `cells/<cell_id>.json`,
 written atomically (temporary file + rename), so concurrent array tasks never share a file and an
-interrupted run leaves only whole records. `merge` rebuilds `raw_metrics.csv` and `environment.json`
-from those files; it is idempotent and also writes atomically.
+interrupted run leaves only whole records.
+
+`merge` packs every record (the archive's and the folder's; a file replaces the archived record of
+the same id) into `cells.jsonl.xz`, the committed source of a study, and rebuilds `raw_metrics.csv`,
+`per_prompt.csv` and `environment.json` from them. A fresh clone has the archive and no folder, so
+its merge rebuilds the same tables. A merge never drops a row silently: when the records would
+rebuild a table without some of the cell ids it holds, it raises `ShrinkError` (`allow_shrink` to
+accept). Every file is written atomically; `merge.json` says how many records each table came from.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import fcntl
 import io
 import json
 import logging
+import lzma
 import math
 import os
 import time
@@ -24,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
-from .fileio import atomic_write_text, jsonable
+from .fileio import atomic_write_bytes, atomic_write_text, jsonable
 from .measure import metrics
 from .quality.metrics import ESTIMATE_PARTS, QUALITY_METRICS
 from .quality.stats import Estimate
@@ -227,6 +234,7 @@ class CellRecord:
     generations: list[dict[str, Any]] = field(default_factory=list)  # untimed, all prompts, for scoring
     engine: Optional[EngineStats] = None  # engines other than torch
     per_prompt: list[dict[str, Any]] = field(default_factory=list)  # engines: one entry per prompt
+    restored_from: Optional[str] = None  # rebuilt from this table (src/restore.py): no generations, no marks
 
     def to_row(self) -> dict[str, Any]:
         """The one flattening into CSV columns (empty parts become NaN columns, so headers are stable)."""
@@ -297,10 +305,11 @@ class PairRecord:
     error: Optional[str] = None
     started_at: Optional[str] = None
     wall_s: float = NAN
+    restored_from: Optional[str] = None  # rebuilt from this table (src/restore.py): latencies to 0.1 us
 
     def to_row(self) -> dict[str, Any]:
         row = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-               if f.name not in ("reference_ms", "contender_ms", "load")}
+               if f.name not in ("reference_ms", "contender_ms", "load", "restored_from")}
         row["pairs"] = len(self.reference_ms)
         row["reference_ms_all"] = ";".join(f"{x:.4f}" for x in self.reference_ms)
         row["contender_ms_all"] = ";".join(f"{x:.4f}" for x in self.contender_ms)
@@ -336,23 +345,50 @@ def _write_csv(rows: list[dict[str, Any]], path: Path, empty_header: Sequence[st
     return path
 
 
+class ShrinkError(RuntimeError):
+    """A merge would rebuild a table without rows it holds (their records are gone)."""
+
+
+class ArchiveError(RuntimeError):
+    """A record archive that cannot be read: the committed source of a study is damaged."""
+
+
+def table_ids(path: Path, column: str) -> set[str]:
+    """The values of a merged table's id column (empty when there is no table or no such column)."""
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            return {row[column] for row in csv.DictReader(f) if row.get(column)}
+    except FileNotFoundError:
+        return set()
+
+
+MERGE_MANIFEST = "merge.json"  # per table: how many records the last merge built it from
+ARCHIVE_PRESET = 6  # xz level: records of a study repeat their prompts, and level 6 looks 8 MiB back
+
+
 class _RecordFolder:
-    """One JSON file per record under `<root>/<folder>/`, written atomically, read back tolerantly."""
+    """One JSON file per record under `<root>/<folder>/`, written atomically, read back tolerantly, and
+    every record packed into `<root>/<folder>.jsonl.xz` (one JSON line per record, by id) by `merge`."""
 
     folder = ""
     record_type: Any = None
     id_field = ""  # the record's attribute that names its file
     noun = "record"
+    table = ""  # the CSV the records merge into
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self.records_dir = self.root / self.folder
+        self.archive = self.root / f"{self.folder}.jsonl.xz"
+        self._archived: Optional[tuple[tuple, str, dict[str, Any]]] = None  # (file stat, text, records by id)
 
     def path(self, record_id: str) -> Path:
         return self.records_dir / f"{record_id}.json"
 
     def read(self, record_id: str):
-        return self._load(self.path(record_id))
+        """The record of an id: its file, else the archive's, else None."""
+        record = self._load(self.path(record_id))
+        return record if record is not None else self._archive()[1].get(record_id)
 
     def is_done(self, record_id: str) -> bool:
         record = self.read(record_id)
@@ -381,8 +417,75 @@ class _RecordFolder:
                         type(exc).__name__, str(exc)[:120], aside)
             return None
 
+    def _archive(self) -> tuple[str, dict[str, Any]]:
+        """(text, records by id) of the archive, read again only when its file changed. A damaged archive
+        raises ArchiveError: it is never moved aside or rewritten, since it may be a study's only copy."""
+        try:
+            st = self.archive.stat()
+        except FileNotFoundError:
+            return "", {}
+        key = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if self._archived is None or self._archived[0] != key:
+            try:
+                text = lzma.decompress(self.archive.read_bytes()).decode("utf-8")
+                records = [self.record_type.from_json(json.loads(line)) for line in text.splitlines()]
+            except (lzma.LZMAError, ValueError, TypeError, KeyError, AttributeError) as exc:
+                raise ArchiveError(f"{self.archive}: not a {self.noun} archive ({type(exc).__name__}: "
+                                   f"{str(exc)[:120]}); restore it from git (git checkout -- {self.archive.name})"
+                                   ) from None
+            self._archived = (key, text, {getattr(r, self.id_field): r for r in records})
+        return self._archived[1], self._archived[2]
+
     def _all(self) -> list:
-        return [r for r in (self._load(p) for p in sorted(self.records_dir.glob("*.json"))) if r is not None]
+        """The archive's records, each replaced by the file of the same id where there is one."""
+        records = dict(self._archive()[1])
+        for path in sorted(self.records_dir.glob("*.json")):
+            record = self._load(path)
+            if record is not None:
+                records[getattr(record, self.id_field)] = record
+        return list(records.values())
+
+    def _pack(self, records: list) -> None:
+        """Write the archive of these records (by id), unless it already holds exactly them."""
+        text = "".join(json.dumps(r.to_json(), separators=(",", ":")) + "\n"
+                       for r in sorted(records, key=lambda r: getattr(r, self.id_field)))
+        if text != self._archive()[0]:
+            atomic_write_bytes(self.archive, lzma.compress(text.encode("utf-8"), preset=ARCHIVE_PRESET))
+
+    def shrink_problem(self, records: Optional[list] = None, exempt: frozenset[str] = frozenset()) -> Optional[str]:
+        """One line when `records` (default: every readable record) would rebuild the table without some
+        of the ids it holds (ids in `exempt` are about to be measured again), else None."""
+        records = self._all() if records is None else records
+        held = table_ids(self.root / self.table, self.id_field)
+        lost = held - {getattr(r, self.id_field) for r in records} - exempt
+        if not lost:
+            return None
+        return (f"{self.root}: {self.table} holds {len(held)} rows but the {self.noun}s there ({self.archive.name} "
+                f"and {self.folder}/) rebuild {len(records)}; {len(lost)} of its rows have no record (e.g. "
+                f"{sorted(lost)[0]}). Nothing was written. Rebuild the records from the table "
+                f"(scripts/restore_records.py {self.root}), or pass --allow_shrink to drop those rows")
+
+    def _merge(self, empty_header: Sequence[str], allow_shrink: bool) -> tuple[list, Path]:
+        """Check, pack and write the table; returns (records, table path)."""
+        records = self.records()
+        problem = None if allow_shrink else self.shrink_problem(records)
+        if problem:
+            raise ShrinkError(problem)
+        self._pack(records)
+        path = _write_csv([r.to_row() for r in records], self.root / self.table, empty_header)
+        manifest_path = self.root / MERGE_MANIFEST
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            manifest = {}
+        manifest[self.table] = {"records": len(records)}
+        text = json.dumps(dict(sorted(manifest.items())), indent=1) + "\n"
+        if not manifest_path.exists() or manifest_path.read_text(encoding="utf-8") != text:
+            atomic_write_text(manifest_path, text)
+        return records, path
+
+    def records(self) -> list:
+        raise NotImplementedError
 
 
 # the grid columns that name an engine cell's per-prompt rows in per_prompt.csv
@@ -392,7 +495,7 @@ PER_PROMPT_IDENTITY = ("model_name", "kind", "engine", "weights_format", "batch_
 class ResultStore(_RecordFolder):
     """Per-cell records under `<root>/cells/` and the merged tables in `<root>/`."""
 
-    folder, record_type, id_field, noun = "cells", CellRecord, "cell_id", "cell record"
+    folder, record_type, id_field, noun, table = "cells", CellRecord, "cell_id", "cell record", "raw_metrics.csv"
 
     @contextlib.contextmanager
     def claim(self, cell_id: str) -> Iterator[bool]:
@@ -417,11 +520,11 @@ class ResultStore(_RecordFolder):
                                                   r.identity.get("batch_size") or 0,
                                                   json.dumps(r.identity, sort_keys=True), r.cell_id))
 
-    def merge(self) -> Path:
-        """Rebuild raw_metrics.csv, per_prompt.csv (engine cells' per-prompt pairs, when there are any) and
-        environment.json from the cell files; returns the path of raw_metrics.csv."""
-        records = self.records()
-        csv_path = _write_csv([r.to_row() for r in records], self.root / "raw_metrics.csv", ["cell_id", "status"])
+    def merge(self, allow_shrink: bool = False) -> Path:
+        """Pack the records and rebuild raw_metrics.csv, per_prompt.csv (engine cells' per-prompt pairs, when
+        there are any) and environment.json from them; returns the path of raw_metrics.csv. Raises
+        ShrinkError (nothing written) when a row of raw_metrics.csv has no record, unless `allow_shrink`."""
+        records, csv_path = self._merge(["cell_id", "status"], allow_shrink)
         per_prompt = [{"cell_id": r.cell_id, **{k: r.identity.get(k) for k in PER_PROMPT_IDENTITY}, **entry}
                       for r in records for entry in r.per_prompt]
         if per_prompt or (self.root / "per_prompt.csv").exists():
@@ -437,11 +540,11 @@ class ResultStore(_RecordFolder):
 class PairStore(_RecordFolder):
     """Per-pair records under `<root>/pairs/`, merged into `<root>/pairs.csv`."""
 
-    folder, record_type, id_field, noun = "pairs", PairRecord, "pair_id", "pair record"
+    folder, record_type, id_field, noun, table = "pairs", PairRecord, "pair_id", "pair record", "pairs.csv"
 
     def records(self) -> list[PairRecord]:
         return sorted(self._all(), key=lambda r: (r.kind, r.seq_len, r.batch_size, r.reference, r.contender))
 
-    def merge(self) -> Path:
-        return _write_csv([r.to_row() for r in self.records()], self.root / "pairs.csv",
-                          ["pair_id", "status", "reference_cell_id", "contender_cell_id"])
+    def merge(self, allow_shrink: bool = False) -> Path:
+        """Pack the records and rebuild pairs.csv (ShrinkError as `ResultStore.merge`)."""
+        return self._merge(["pair_id", "status", "reference_cell_id", "contender_cell_id"], allow_shrink)[1]

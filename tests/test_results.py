@@ -104,3 +104,120 @@ def test_to_row_flattens_every_part_once_and_round_trips(tmp_path):
     again = store.read("r1")
     assert again.quality.estimates["bertscore_f1"] == Estimate(0.5, 0.4, 0.6)
     assert again.to_row().keys() == row.keys() and again.timing == record.timing
+
+
+# --------------------------------------------------------------------------- the committed source and the guard
+
+
+def _three_cells(root):
+    store = ResultStore(root)
+    for i in range(3):
+        store.write(_record(f"id{i}", latency=10.0 + i))
+    store.merge()
+    return store
+
+
+def test_merge_packs_every_record_and_a_folder_with_only_the_archive_merges_to_the_same_tables(tmp_path):
+    import lzma
+    import shutil
+
+    store = _three_cells(tmp_path)
+    tables = {name: (tmp_path / name).read_bytes() for name in ("raw_metrics.csv", "environment.json")}
+    lines = lzma.decompress((tmp_path / "cells.jsonl.xz").read_bytes()).decode().splitlines()
+    assert [json.loads(line)["cell_id"] for line in lines] == ["id0", "id1", "id2"]  # one line per record, by id
+    assert json.loads((tmp_path / "merge.json").read_text()) == {"raw_metrics.csv": {"records": 3}}
+    shutil.rmtree(tmp_path / "cells")  # what a fresh clone has: the archive and the tables
+    fresh = ResultStore(tmp_path)
+    assert fresh.is_done("id1") and fresh.read("id2").timing.latency_ms_median == 12.0
+    fresh.merge()
+    assert {name: (tmp_path / name).read_bytes() for name in tables} == tables
+
+
+def test_an_archive_holding_the_same_records_is_not_rewritten(tmp_path):
+    store = _three_cells(tmp_path)
+    archive = tmp_path / "cells.jsonl.xz"
+    before = archive.stat().st_mtime_ns, archive.read_bytes()
+    ResultStore(tmp_path).merge()
+    assert (archive.stat().st_mtime_ns, archive.read_bytes()) == before
+    store.write(_record("id3"))
+    store.merge()
+    assert archive.read_bytes() != before[1]
+
+
+def test_a_record_file_replaces_the_archived_record_of_its_id(tmp_path):
+    store = _three_cells(tmp_path)
+    store.write(_record("id1", latency=99.0))  # measured again: the file is newer than the archive
+    store.merge()
+    rows = {r["cell_id"]: r for r in csv.DictReader(open(tmp_path / "raw_metrics.csv"))}
+    assert len(rows) == 3 and rows["id1"]["latency_ms_median"] == "99.0"
+
+
+def test_a_merge_that_would_drop_rows_refuses_and_writes_nothing_unless_allowed(tmp_path):
+    from src.results import ShrinkError
+
+    _three_cells(tmp_path)
+    (tmp_path / "cells" / "id2.json").unlink()
+    (tmp_path / "cells.jsonl.xz").unlink()  # the record of id2 is gone everywhere
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    with pytest.raises(ShrinkError) as err:
+        ResultStore(tmp_path).merge()
+    assert str(tmp_path) in str(err.value) and "holds 3 rows" in str(err.value) and "rebuild 2" in str(err.value)
+    assert "--allow_shrink" in str(err.value)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before  # nothing written
+    ResultStore(tmp_path).merge(allow_shrink=True)
+    assert sorted(r["cell_id"] for r in csv.DictReader(open(tmp_path / "raw_metrics.csv"))) == ["id0", "id1"]
+    assert json.loads((tmp_path / "merge.json").read_text())["raw_metrics.csv"] == {"records": 2}
+
+
+def test_shrink_problem_exempts_the_cells_a_run_measures_again(tmp_path):
+    _three_cells(tmp_path)
+    (tmp_path / "cells" / "id2.json").unlink()
+    (tmp_path / "cells.jsonl.xz").unlink()
+    store = ResultStore(tmp_path)
+    assert "1 of its rows have no record (e.g. id2)" in store.shrink_problem()
+    assert store.shrink_problem(exempt=frozenset({"id2"})) is None
+
+
+def test_a_pair_table_is_guarded_and_packed_like_the_cell_table(tmp_path):
+    from src.results import PairRecord, PairStore, ShrinkError
+
+    store = PairStore(tmp_path)
+    for i in range(2):
+        store.write(PairRecord(f"p{i}", "speedup", "ok", "e", "cpu: test", "a", "b", "A", "B", 8, 1, 0, "RC",
+                               [1.0], [2.0]))
+    store.merge()
+    assert (tmp_path / "pairs.jsonl.xz").is_file()
+    (tmp_path / "pairs" / "p1.json").unlink()
+    assert PairStore(tmp_path).read("p1").contender_ms == [2.0]  # still in the archive
+    (tmp_path / "pairs.jsonl.xz").unlink()
+    with pytest.raises(ShrinkError):
+        PairStore(tmp_path).merge()
+
+
+def test_a_damaged_archive_is_an_error_and_is_left_as_it_is(tmp_path):
+    from src.results import ArchiveError
+
+    _three_cells(tmp_path)
+    archive = tmp_path / "cells.jsonl.xz"
+    archive.write_bytes(archive.read_bytes()[:40])  # truncated
+    damaged = archive.read_bytes()
+    with pytest.raises(ArchiveError, match="cells.jsonl.xz: not a cell record archive"):
+        ResultStore(tmp_path).merge()
+    assert archive.read_bytes() == damaged
+
+
+def test_an_interrupted_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    import os
+
+    from src import fileio
+
+    target = tmp_path / "raw_metrics.csv"
+    atomic_write_text(target, "old table\n")
+
+    def power_cut(fd):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(fileio.os, "fsync", power_cut)
+    with pytest.raises(OSError):
+        atomic_write_text(target, "new table, half written")
+    assert target.read_text() == "old table\n" and sorted(os.listdir(tmp_path)) == ["raw_metrics.csv"]

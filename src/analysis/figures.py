@@ -5,6 +5,7 @@ Each figure carries the hardware, precision, attention kernel and weights label 
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ..config import engine_label, variant_label  # noqa: E402
+from ..fileio import atomic_write_bytes  # noqa: E402
 from ..quality.metrics import PARITY_METRICS  # noqa: E402
 from .baseline import DIFFUSION_PATH, baseline, published_parity_rows  # noqa: E402
 from .data import PALETTE, Results  # noqa: E402
@@ -25,10 +27,12 @@ plt.rcParams.update({"font.size": 9, "axes.titlesize": 10, "legend.fontsize": 7,
 
 
 def _save(fig, results: Results, out: Path) -> Path:
+    """Caption the figure and write its PNG atomically (an interrupted analysis leaves the old figure)."""
     fig.suptitle(results.caption(), fontsize=8)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=150, bbox_inches="tight")
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=150, bbox_inches="tight")
     plt.close(fig)
+    atomic_write_bytes(out, png.getvalue())
     return out
 
 
