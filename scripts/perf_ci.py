@@ -5,10 +5,12 @@
     python scripts/perf_ci.py perf --config config/perf/ci.yaml --log /tmp/log.md --slow_path low_confidence/dual
 
 `perf` runs the matrix of the config (every path paired against its architecture's baseline, see
-`src/perf/matrix.py`), appends one dated section to the Markdown log and one JSON line to its twin
-(`.jsonl`), and prints each gate's verdict. `gate` re-evaluates the gates on the log's latest entry of
-that config (against the entry before it where a gate says `relative_to: previous`) and exits 1 if
-one fails, naming it and by how much. Exit 2: a bad config or argument, before anything loads.
+`src/perf/matrix.py`), appends one JSON line to the log's twin (`.jsonl`), renders the Markdown log
+from every line with the gates of `config/perf/*.yaml` as they stand, and prints each gate's verdict
+(pass, fail or undecided). `gate` evaluates the gates on the log's latest entry of that config
+(against the entry before it where a gate says `relative_to: previous`) and exits 1 if one fails, or
+is undecided and counts as a fail, naming it and by how much. `render` rewrites the Markdown log
+from its twin. Exit 2: a bad config or argument, before anything loads.
 """
 
 from __future__ import annotations
@@ -21,8 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from src.config import ConfigError, build_validated, read_yaml  # noqa: E402
-from src.perf.gates import evaluate  # noqa: E402
-from src.perf.log import append_entry, previous_entry, read_entries  # noqa: E402
+from src.perf.log import append_entry, evaluate_entry, jsonl_path, read_entries, render  # noqa: E402
 from src.perf.spec import PerfSpec  # noqa: E402
 
 
@@ -37,11 +38,21 @@ def load_spec(path: Path) -> PerfSpec:
     return spec
 
 
+def gates_by_config(spec: PerfSpec) -> dict:
+    """The gates of every perf config of the project by name, and those of `spec` (which may be elsewhere)."""
+    known = {}
+    for path in sorted((ROOT / "config" / "perf").glob("*.yaml")):
+        other = build_validated(PerfSpec, read_yaml(path))
+        known[other.name] = other.gates
+    known[spec.name] = spec.gates
+    return known
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("command", choices=["perf", "gate"])
+    p.add_argument("command", choices=["perf", "gate", "render"])
     p.add_argument("--config", type=Path, default=ROOT / "config" / "perf" / "austen.yaml")
-    p.add_argument("--log", type=Path, default=ROOT / "results" / "perf_log.md", help="the Markdown log (append-only)")
+    p.add_argument("--log", type=Path, default=ROOT / "results" / "perf_log.md", help="the Markdown log, rendered from its .jsonl twin (append-only)")
     p.add_argument("--slow_path", help="perf: stretch this path's timed region (test-only knob; the entry says so)")
     p.add_argument("--slow_factor", type=float, default=3.0, help="perf: how much longer the slowed path takes")
     args = p.parse_args(argv)
@@ -58,22 +69,25 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
+    if args.command == "render":
+        render(args.log, gates_by_config(spec))
+        print(f"rendered {args.log}")
+        return 0
     if args.command == "perf":
         from src.perf.matrix import run_matrix
 
         entry = run_matrix(spec, ROOT, args.slow_path, args.slow_factor)
-        results = evaluate(spec.gates, entry, previous_entry(read_entries(args.log) + [entry], entry))
-        append_entry(args.log, entry, results)
-        print(f"appended to {args.log}")
-    else:
-        entries = [e for e in read_entries(args.log) if e["config"] == spec.name]
-        if not entries:
-            print(f"{args.log}: no entry of config {spec.name!r}; run `perf` first", file=sys.stderr)
-            return 2
-        results = evaluate(spec.gates, entries[-1], previous_entry(entries, entries[-1]))
+        append_entry(args.log, entry)
+        render(args.log, gates_by_config(spec))
+        print(f"appended to {jsonl_path(args.log)}; rendered {args.log}")
+    entries = [e for e in read_entries(args.log) if e["config"] == spec.name]
+    if not entries:
+        print(f"{args.log}: no entry of config {spec.name!r}; run `perf` first", file=sys.stderr)
+        return 2
+    results = evaluate_entry(entries, entries[-1], spec.gates)
     for r in results:
         print(r.line())
-    failed = [r for r in results if r.status == "fail"]
+    failed = [r for r in results if r.failed]
     if args.command == "gate" and failed:
         print(f"{len(failed)} of {len(results)} gates failed", file=sys.stderr)
         return 1

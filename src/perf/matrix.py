@@ -97,13 +97,28 @@ def model_specs(spec: PerfSpec) -> dict[str, ModelSpec]:
             "autoregressive": ModelSpec("autoregressive", "llama", path=spec.ar_model)}
 
 
+def quality_prompt_count(spec: PerfSpec) -> int:
+    """Passages scored for quality_delta: `quality_prompts`, else the largest batch size."""
+    return spec.quality_prompts or max(spec.batch_size)
+
+
 def read_prompts(spec: PerfSpec, root: Path, loaded: dict[str, LoadedModel]) -> dict[str, PromptSet]:
-    """Per architecture, max(batch_size) prompts (see PerfSpec), through the project's prompt provider."""
-    source = PromptSpec("file", spec.prompt_file, max(spec.batch_size)) if spec.prompt_file is not None \
-        else PromptSpec("random_ids", None, max(spec.batch_size))
+    """Per architecture, the prompts of the largest batch and of the quality pass (see PerfSpec), through the
+    project's prompt provider."""
+    count = max(max(spec.batch_size), quality_prompt_count(spec) if spec.quality_encoder else 0)
+    source = PromptSpec("file", spec.prompt_file, count) if spec.prompt_file is not None \
+        else PromptSpec("random_ids", None, count)
     provider = PromptProvider(source, list(model_specs(spec).values()), root, spec.seed)
     return {kind: provider.for_model(kind, m.architecture.vocab_size, m.mask_token_id, spec.prompt_len + spec.n_out)
             for kind, m in loaded.items()}
+
+
+def quality_outputs(arm: PerfArm, prompt_ids: list[list[int]], batch: int) -> torch.Tensor:
+    """The arm's continuations of every prompt of the quality pass, in batches of `batch` (untimed)."""
+    device = arm.ids.device
+    return torch.cat([arm.generator.generate(torch.tensor(prompt_ids[i:i + batch], dtype=torch.long, device=device),
+                                             arm.n_out, steps=arm.steps).output_ids
+                      for i in range(0, len(prompt_ids), batch)])
 
 
 def quality_delta(scorer, tokenizer, references: list[list[int]], contender: torch.Tensor, baseline: torch.Tensor):
@@ -142,6 +157,9 @@ def run_matrix(spec: PerfSpec, root: Path, slow_path: Optional[str] = None, slow
             ids = torch.tensor(prompts[kind].prompt_ids[:batch], dtype=torch.long, device=device)
             make = _diffusion_arm if kind == "diffusion" else _ar_arm
             baseline = make(spec, loaded[kind], paths[0], ids)
+            scored = scorer is not None and batch == max(spec.batch_size)
+            quality_ids = prompts[kind].prompt_ids[:quality_prompt_count(spec)]
+            baseline_quality = quality_outputs(baseline, quality_ids, batch) if scored else None
             for i, path in enumerate(paths[1:]):
                 contender = make(spec, loaded[kind], path, ids)
                 if path == slow_path:
@@ -154,11 +172,11 @@ def run_matrix(spec: PerfSpec, root: Path, slow_path: Optional[str] = None, slow
                 est = paired_ratio(reference_ms, contender_ms)
                 agreement = float((contender.output_ids == baseline.output_ids).float().mean())
                 quality = {}
-                if scorer is not None and batch == max(spec.batch_size):
+                if scored:
                     delta = quality_delta(scorer, loaded[kind].tokenizer, prompts[kind].reference_ids,
-                                          contender.output_ids, baseline.output_ids)
+                                          quality_outputs(contender, quality_ids, batch), baseline_quality)
                     quality = {"quality_delta": delta.value, "quality_delta_ci_low": delta.ci_low,
-                               "quality_delta_ci_high": delta.ci_high}
+                               "quality_delta_ci_high": delta.ci_high, "quality_delta_prompts": len(quality_ids)}
                 rows.append({**contender.figures(), "speedup": est.value, "speedup_ci_low": est.ci_low,
                              "speedup_ci_high": est.ci_high, "agreement": agreement, **quality,
                              "slowed": contender.slow_factor > 1.0, "baseline": False})

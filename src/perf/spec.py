@@ -13,6 +13,10 @@ path is paired against. A gate names a metric of one path at one batch size and 
 Absolute figures and the tail ratio p99/p50 are machine-dependent: on a shared CPU they measure the
 neighbours as much as the code, so they gate only on a GPU unless the gate says `absolute_on: any`.
 `relative_to: previous` divides the value by the same figure of the previous log entry.
+`undecided: pass | fail` says what a paired gate whose CI straddles its bound counts as (see
+perf.gates); unset, quality gates (non-inferiority claims) count it as fail and speed gates as pass.
+`quality_prompts` passages are scored for quality_delta (default: the largest batch size), in batches
+of the largest batch size, untimed.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from ..config import (AR_DECODE_MODES, DEFAULT_LEAP_RELAXED, DEFAULT_LEAP_WINDOW
                       DIFFUSION_CACHES, DIFFUSION_FORWARDS, DIFFUSION_SAMPLERS, ConfigError, diffusion_shape_error)
 
 GATE_METRICS = ("speedup", "quality_delta", "step_p99_over_p50", "agreement", "tokens_per_s", "peak_rss_gib")
-PAIRED_METRICS = ("speedup", "quality_delta")  # with a CI: the gate fails only when the whole CI is out of bounds
+PAIRED_METRICS = ("speedup", "quality_delta")  # with a CI: pass, fail or undecided (perf.gates)
+UNDECIDED = ("pass", "fail")
+UNDECIDED_DEFAULT = {"speedup": "pass", "quality_delta": "fail"}  # speed on a shared CPU; non-inferiority
 MACHINE_METRICS = ("tokens_per_s", "peak_rss_gib", "step_p99_over_p50")  # gated on a GPU only (see above)
 RELATIVE_TO = ("nothing", "previous")
 ABSOLUTE_ON = ("gpu", "any")
@@ -55,6 +61,7 @@ class GateSpec:
     at_most: Optional[float] = None
     relative_to: str = "nothing"
     absolute_on: str = "gpu"
+    undecided: Optional[str] = None  # pass | fail; None: UNDECIDED_DEFAULT of the metric
 
     def validate(self, where: str) -> None:
         if self.metric not in GATE_METRICS:
@@ -67,6 +74,14 @@ class GateSpec:
         if self.absolute_on not in ABSOLUTE_ON:
             raise ConfigError(f"{where}.absolute_on: {self.absolute_on!r} is not allowed; allowed: "
                               f"{', '.join(ABSOLUTE_ON)}")
+        if self.undecided is not None and (self.undecided not in UNDECIDED or self.metric not in PAIRED_METRICS):
+            raise ConfigError(f"{where}.undecided: {self.undecided!r} is not allowed; allowed: "
+                              f"{' or '.join(UNDECIDED)} on a paired metric ({', '.join(PAIRED_METRICS)})")
+
+    @property
+    def undecided_as(self) -> str:
+        """What this gate counts an undecided outcome as."""
+        return self.undecided or UNDECIDED_DEFAULT.get(self.metric, "fail")
 
     @property
     def bound(self) -> float:
@@ -96,6 +111,7 @@ class PerfSpec:
     leap_threshold: float = DEFAULT_THRESHOLD  # local_leap paths: the anchor threshold (threshold paths: default)
     leap_relaxed: float = DEFAULT_LEAP_RELAXED  # local_leap paths: the relaxed threshold near anchors
     leap_window: int = DEFAULT_LEAP_WINDOW  # local_leap paths: positions from an anchor
+    quality_prompts: Optional[int] = None  # passages scored for quality_delta; None: the largest batch size
     pairs: int = 5
     warmup: int = 1
     cpu_threads: Optional[int] = 2
@@ -127,6 +143,9 @@ class PerfSpec:
             raise ConfigError(f"leap_threshold, leap_relaxed, leap_window: {self.leap_threshold}, {self.leap_relaxed}, "
                               f"{self.leap_window} are not allowed; allowed: 0 < leap_relaxed <= leap_threshold <= 1, "
                               f"leap_window >= 0")
+        if self.quality_prompts is not None and self.quality_prompts < 2:
+            raise ConfigError(f"quality_prompts: {self.quality_prompts} is not allowed; allowed: integers >= 2 "
+                              f"(a CI over prompts), or null")
         if self.quality_encoder is not None and self.prompt_file is None:
             raise ConfigError("quality_encoder: scoring needs true continuations; allowed: with a prompt_file, or null")
         known = set(self.diffusion_paths) | set(self.ar_paths)
