@@ -1,0 +1,254 @@
+"""Grid expansion: the measurement settings and identity of each cell (its id hashes both), the labels
+of cells and rows, and SLURM-style sharding."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from .names import ConfigError, FAMILY_SCHEDULES, LLAMACPP_SAMPLERS, LOCAL_SERVER, THRESHOLD_SAMPLERS
+from .spec import Experiment, ModelSpec, TimingSpec
+
+__all__ = ["MeasurementSettings", "LATER_FIELDS", "Cell", "IDENTITY_COLUMNS", "engine_label", "variant_label",
+           "cell_label", "expand_cells", "engine_cells", "parse_shard", "select_shard"]
+
+
+# --------------------------------------------------------------------------- cells
+
+
+@dataclass(frozen=True)
+class MeasurementSettings:
+    """What, besides the grid point, decides what a cell measures; all of it enters the cell id.
+
+    prompt_digest: SHA-1 of the prompt file (the passages themselves, wherever the file lives).
+    prompt_tokenizers: every model's tokenizer source: a passage is used only when it is long enough
+        in all of them, so the model set decides which passages each model gets.
+    quality_batch_size: batch of the untimed quality generations, None when the cell makes none.
+    """
+
+    seed: int
+    timing: TimingSpec
+    prompt_source: str
+    prompt_digest: Optional[str]
+    max_prompts: int
+    prompt_tokenizers: tuple[str, ...]
+    quality_batch_size: Optional[int]
+    allow_attention_mismatch: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out.update(out.pop("timing"))
+        out["prompt_tokenizers"] = list(self.prompt_tokenizers)
+        return out
+
+
+# Cell fields added after cells had been measured, with the values that mean "as before": left out of
+# the cell id at those values, so a sweep resumed on a newer version finds its earlier cells
+LATER_FIELDS: dict[str, tuple] = {"forward": (None, "eager"), "leap_relaxed": (None,), "leap_window": (None,),
+                                   "engine": (None, "torch"), "weights_format": (None,)}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One grid point: model x B x N (x K x sampler options for diffusion, x decode mode for AR).
+
+    Every field but `model` and `settings` is a grid column: `identity()` turns them (with the model's
+    name, family and source) into the columns of the cell's row, so a new axis is one new field here.
+    """
+
+    model: ModelSpec
+    settings: MeasurementSettings
+    batch_size: int
+    seq_len: int
+    precision: str
+    attention_backend: str
+    temperature: float = 0.0
+    steps: Optional[int] = None  # diffusion only, like every option below but `decode`
+    sampler: Optional[str] = None
+    cache: Optional[str] = None
+    decode: Optional[str] = None  # autoregressive only
+    block_length: Optional[int] = None
+    cfg_scale: Optional[float] = None
+    threshold: Optional[float] = None
+    schedule: Optional[str] = None  # diffusion: llada | dream (resolved from `auto`)
+    eps: Optional[float] = None  # Dream schedule only
+    threshold_steps: Optional[str] = None  # threshold sampler only: cap | unbounded
+    noise_layout: Optional[str] = None  # diffusion at temperature > 0 only: block | canvas
+    forward: Optional[str] = None  # diffusion: eager | compiled
+    leap_relaxed: Optional[float] = None  # local_leap sampler only
+    leap_window: Optional[int] = None  # local_leap sampler only
+    engine: str = "torch"  # torch | llamacpp | openai
+    weights_format: Optional[str] = None  # llamacpp / openai-local: the GGUF weights (f32, q8_0, ...)
+
+    @property
+    def prompt_len(self) -> int:
+        """P, in tokens."""
+        return self.seq_len // 2
+
+    @property
+    def n_out(self) -> int:
+        """N_out, in tokens."""
+        return self.seq_len - self.seq_len // 2
+
+    @property
+    def kind(self) -> str:
+        return self.model.kind
+
+    def identity(self) -> dict[str, Any]:
+        """The cell's grid columns, in row order."""
+        grid = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("model", "settings")}
+        return {"model_name": self.model.name, "family": self.model.family, "kind": self.model.kind,
+                "model_source": self.model.source, "prompt_len": self.prompt_len, "n_out": self.n_out, **grid}
+
+    def cell_id(self, hardware: str) -> str:
+        """Short stable hash of everything that decides what this cell measures, plus the hardware name."""
+        identity = self.identity()
+        for name, earlier in LATER_FIELDS.items():
+            if identity[name] in earlier:
+                del identity[name]  # fields that came later: cells that do not use them keep their earlier ids
+        blob = json.dumps({"cell": identity, "model": dataclasses.asdict(self.model),
+                           "settings": self.settings.as_dict(), "hardware": hardware}, sort_keys=True)
+        return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+    def describe(self) -> str:
+        return cell_label(self.identity())
+
+
+# the names of `Cell.identity()`, in row order: the model's columns, then every grid field of Cell
+IDENTITY_COLUMNS = ("model_name", "family", "kind", "model_source", "prompt_len", "n_out",
+                    *(f.name for f in dataclasses.fields(Cell) if f.name not in ("model", "settings")))
+
+
+def engine_label(row: Mapping[str, Any]) -> str:
+    """`torch`, or the engine with its weights (`llamacpp:q8_0`; `openai` for a remote endpoint)."""
+    engine = row.get("engine")
+    if not isinstance(engine, str) or engine == "torch":
+        return "torch"
+    fmt = row.get("weights_format")
+    return f"{engine}:{fmt}" if isinstance(fmt, str) else engine
+
+
+def variant_label(row: Mapping[str, Any]) -> str:
+    """The generation path of a cell or row: `sampler/cache` (diffusion) or the decode mode (AR), with
+    the engine in front when it is not torch (`llamacpp:f32 low_confidence`, `openai:f32`)."""
+    if engine_label(row) != "torch":
+        return engine_label(row) + (f" {row['sampler']}" if row["kind"] == "diffusion" else "")
+    if row["kind"] == "diffusion":
+        label = f"{row['sampler']}/{row['cache']}"
+        if row.get("forward") == "compiled":
+            label += "/compiled"
+        if row.get("schedule") not in (None, "", FAMILY_SCHEDULES.get(row.get("family"))):
+            label += f" ({row['schedule']} schedule)"
+        return label
+    return str(row["decode"])
+
+
+def cell_label(row: Mapping[str, Any]) -> str:
+    """The human label of a cell or row: model, B, N, K and generation path."""
+    k = f" K={int(row['steps'])}" if row["kind"] == "diffusion" else ""
+    return f"{row['model_name']} B={int(row['batch_size'])} N={int(row['seq_len'])}{k} {variant_label(row)}"
+
+
+def _file_digest(path: Optional[Path]) -> Optional[str]:
+    return hashlib.sha1(path.read_bytes()).hexdigest() if path is not None and path.is_file() else None
+
+
+def expand_cells(exp: Experiment) -> list[Cell]:
+    """The grid product, in a stable order (model, N, B, then diffusion/AR options)."""
+    g, d, a = exp.grid, exp.diffusion, exp.autoregressive
+    text_prompts = exp.prompts.source != "random_ids"
+    tokenizers = tuple(sorted(m.tokenizer or m.source for m in exp.models)) if text_prompts else ()
+    digest = _file_digest(exp.resolve(exp.prompts.file)) if exp.prompts.source == "file" else None
+
+    def settings(batch_size: int) -> MeasurementSettings:
+        generates = exp.quality.generate and text_prompts and batch_size == min(g.batch_size)
+        return MeasurementSettings(exp.seed, exp.timing, exp.prompts.source, digest, exp.prompts.max_prompts,
+                                   tokenizers, exp.quality.batch_size if generates else None,
+                                   exp.allow_attention_mismatch)
+
+    cells: list[Cell] = []
+    for model in exp.models:
+        for n, b in itertools.product(g.seq_len, g.batch_size):
+            common = dict(model=model, settings=settings(b), batch_size=b, seq_len=n, precision=exp.precision,
+                          attention_backend=exp.attention)
+            torch_cells = "torch" in exp.engines.engine
+            if model.kind == "diffusion" and torch_cells:
+                schedule = FAMILY_SCHEDULES[model.family] if d.schedule == "auto" else d.schedule
+                for k, sampler, cache, forward in itertools.product(g.steps_for(n), d.sampler, d.cache, d.forward):
+                    threshold, leap = sampler in THRESHOLD_SAMPLERS, sampler == "local_leap"
+                    cells.append(Cell(**common, steps=k, sampler=sampler, cache=cache, forward=forward,
+                                      block_length=d.block_length,
+                                      leap_relaxed=d.leap_relaxed if leap else None,
+                                      leap_window=d.leap_window if leap else None,
+                                      temperature=d.temperature, cfg_scale=d.cfg_scale,
+                                      threshold=d.threshold if threshold else None, schedule=schedule,
+                                      eps=d.eps if schedule == "dream" else None,
+                                      threshold_steps=d.threshold_steps if threshold else None,
+                                      noise_layout=d.noise_layout if d.temperature > 0 else None))
+            elif model.kind == "autoregressive" and torch_cells:
+                for mode in a.decode:
+                    cells.append(Cell(**common, decode=mode, temperature=a.temperature))
+            cells += engine_cells(exp, model, common)
+    return cells
+
+
+def engine_cells(exp: Experiment, model: ModelSpec, common: dict[str, Any]) -> list[Cell]:
+    """The llamacpp and openai cells of one model at one (N, B) (see EnginesSpec for which exist)."""
+    e, d = exp.engines, exp.diffusion
+    out: list[Cell] = []
+    if model.kind == "autoregressive":
+        if "llamacpp" in e.engine:
+            out += [Cell(**common, engine="llamacpp", weights_format=f, temperature=exp.autoregressive.temperature)
+                    for f in e.llamacpp.weights_format]
+        if "openai" in e.engine and model.name in e.openai.models:
+            local = e.openai.url == LOCAL_SERVER
+            out.append(Cell(**common, engine="openai", weights_format=e.openai.weights_format if local else None,
+                            temperature=exp.autoregressive.temperature))
+        return out
+    if "llamacpp" not in e.engine or common["batch_size"] != 1:
+        return out
+    schedule = FAMILY_SCHEDULES[model.family] if d.schedule == "auto" else d.schedule
+    samplers = [s for s in d.sampler if s in LLAMACPP_SAMPLERS]
+    for k, sampler, fmt in itertools.product(exp.grid.steps_for(common["seq_len"]), samplers,
+                                             e.llamacpp.weights_format):
+        out.append(Cell(**common, engine="llamacpp", weights_format=fmt, steps=k, sampler=sampler, cache="none",
+                        block_length=d.block_length, temperature=d.temperature, schedule=schedule,
+                        eps=d.eps if schedule == "dream" else None))
+    return out
+
+
+def parse_shard(text: Optional[str]) -> tuple[int, int]:
+    """'i/n' -> (i, n); None -> from SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT, else (0, 1)."""
+    if text is None:
+        task = os.environ.get("SLURM_ARRAY_TASK_ID")
+        count = os.environ.get("SLURM_ARRAY_TASK_COUNT")
+        if task is None or count is None:
+            return 0, 1
+        try:
+            i, n = int(task) - int(os.environ.get("SLURM_ARRAY_TASK_MIN", "0")), int(count)
+        except ValueError:
+            raise ConfigError(f"SLURM_ARRAY_TASK_ID / _COUNT / _MIN: {task!r}, {count!r} are not integers; "
+                              f"allowed: the integers SLURM sets for an array task") from None
+        if not 0 <= i < n:
+            raise ConfigError(f"SLURM_ARRAY_TASK_ID: {task} is outside the array of {count} tasks; allowed: "
+                              f"SLURM_ARRAY_TASK_MIN .. SLURM_ARRAY_TASK_MIN + {n - 1}")
+        return i, n
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard: {text!r} is not allowed; allowed: i/n with 0 <= i < n") from None
+    if not 0 <= i < n:
+        raise ConfigError(f"--shard: {text!r} is not allowed; allowed: i/n with 0 <= i < n")
+    return i, n
+
+
+def select_shard(cells: list[Cell], shard: tuple[int, int]) -> list[Cell]:
+    """Cells whose grid index is i mod n."""
+    i, n = shard
+    return [c for j, c in enumerate(cells) if j % n == i]

