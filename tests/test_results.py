@@ -121,7 +121,7 @@ def test_merge_packs_every_record_and_a_folder_with_only_the_archive_merges_to_t
     import lzma
     import shutil
 
-    store = _three_cells(tmp_path)
+    _three_cells(tmp_path)
     tables = {name: (tmp_path / name).read_bytes() for name in ("raw_metrics.csv", "environment.json")}
     lines = lzma.decompress((tmp_path / "cells.jsonl.xz").read_bytes()).decode().splitlines()
     assert [json.loads(line)["cell_id"] for line in lines] == ["id0", "id1", "id2"]  # one line per record, by id
