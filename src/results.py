@@ -102,11 +102,13 @@ class WorkStats:
 @dataclass(frozen=True)
 class MemoryStats:
     """Peaks over the timed repetitions, GiB. GPU figures are NaN on the CPU; `process_max_rss_gib` is
-    the process-lifetime maximum resident set size (the only figure on the CPU)."""
+    the process-lifetime maximum resident set size; `cell_peak_rss_gib` the resident set's peak over the
+    timed repetitions alone (NaN where it cannot be reset, and in records from before it was kept)."""
 
     peak_mem_reserved_gib: float
     peak_mem_allocated_gib: float
     process_max_rss_gib: float
+    cell_peak_rss_gib: float = NAN
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ section byte for byte, and no command can drop one of their rows."""
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -127,3 +128,23 @@ def test_a_run_may_leave_out_the_rows_of_its_own_grid_but_not_others(mini_config
         check_tables(exp, "run", (0, 1))
     with pytest.raises(ShrinkError, match="2 of its rows have no record"):
         check_tables(exp, "merge", (0, 1))
+
+
+def test_a_fresh_clone_refits_the_cost_validation_byte_for_byte(tmp_path):
+    """The cost model's validation study: its records rebuild the rows, and the documented `--fit_only`
+    rebuilds the committed fit, table and figure from them."""
+    study = "cpu_cost_validation"
+    committed = ROOT / "results" / "raw_data" / study
+    copy = fresh_copy(study, tmp_path)
+    figures = tmp_path / "figures"
+    assert main(["merge", "--config", str(ROOT / "config" / "experiments_cost_validation.yaml"), "--output_dir",
+                 str(copy), "--figures_dir", str(figures), "--no_figure"]) == 0
+    for name in ("raw_metrics.csv", "merge.json"):
+        assert (copy / name).read_bytes() == (committed / name).read_bytes(), name
+    report, figure = tmp_path / "cost_validation.md", figures / "cost_validation.png"
+    out = subprocess.run([sys.executable, "scripts/validate_cost_model.py", "--fit_only", "--input", str(copy),
+                          "--report", str(report), "--figure", str(figure)], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert report.read_text() == (ROOT / "results" / "cost_validation.md").read_text()
+    assert (copy / "cost_fit.json").read_text() == (committed / "cost_fit.json").read_text()
+    assert figure.stat().st_size > 10_000

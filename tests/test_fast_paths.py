@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from src.generation import ForwardWork
-from src.generation.autoregressive import StaticCacheGenerator, HFGenerateGenerator, ar_work
+from src.generation.autoregressive import StaticCacheGenerator, HFGenerateGenerator
+from src.generation.work import ar_work
 from src.generation.diffusion import MaskedDiffusionGenerator, choose, propose_tokens, score_proposals
 from src.measure import roofline
 
@@ -101,12 +102,35 @@ def test_static_paths_emit_the_eager_tokens(tiny_models, compiled):
         assert len(trace.marks) == 12 and trace.forward_passes == 12
 
 
+class _TakesCache(torch.nn.Module):
+    def forward(self, input_ids, cache_position=None, cache=None, use_cache=False):
+        raise NotImplementedError
+
+
+class _TakesPastKeyValues(torch.nn.Module):
+    def forward(self, input_ids, cache_position=None, past_key_values=None, use_cache=False):
+        raise NotImplementedError
+
+
+def test_the_static_path_passes_its_cache_under_the_name_the_forward_declares(tiny_models, recwarn):
+    from transformers import AutoModelForCausalLM
+
+    from src.generation.autoregressive import cache_keyword
+
+    assert cache_keyword(_TakesCache()) == "cache"
+    assert cache_keyword(_TakesPastKeyValues()) == "past_key_values"
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_models["llama"]), dtype=torch.float32).eval()
+    StaticCacheGenerator(model, compile=False).generate(torch.zeros((1, 4), dtype=torch.long), 3)
+    ours = [w for w in recwarn if "past_key_values" in str(w.message) or "deprecat" in str(w.message).lower()]
+    assert not ours, [str(w.message) for w in ours]
+
+
 def test_flop_and_byte_counts_match_a_hand_calculation():
     arch = roofline.Architecture(n_layers=2, d_model=8, n_heads=2, n_kv_heads=1, head_dim=4, mlp_hidden=16,
                                  vocab_size=10, n_params=0, n_params_non_embedding=1000)
     w = ForwardWork(batch=3, query_tokens=5, attention_pairs=25, logits_tokens=2, cached_tokens=4)
-    # per sequence: 2*1000*5 + 2*8*10*2 + 4*2*(2*4)*25 = 10000 + 320 + 1600 = 11920; x3 sequences
-    assert roofline.forward_flops(w, arch) == 3 * 11920
+    # per sequence: 2*(1000 - 5 norms of 8)*5 + 2*8*10*2 + 4*2*(2*4)*25 = 9600 + 320 + 1600 = 11520; x3 sequences
+    assert roofline.forward_flops(w, arch) == 3 * 11520
     # weights (1000 + 80) once; per sequence: 5*8 embedding + (4+5)*2*2*1*4 kv + 2*2*5*8 hidden = 40+144+160
     assert roofline.forward_min_bytes(w, arch, 2) == (1080 + 3 * 344) * 2
     assert roofline.achieved_tflops(2e12, 500.0) == pytest.approx(4.0)

@@ -109,8 +109,6 @@ def load_results(input_dir: str | Path, facet: tuple[str, ...] = ()) -> Results:
     pairs = pd.read_csv(pairs_path, dtype={c: str for c in ("pair_id", "reference_cell_id", "contender_cell_id")}) if pairs_path.is_file() else pd.DataFrame()
     parity = parity_table(rows, pairs)
     warnings = quality_warnings(rows)
-    for w in warnings:
-        log.warning(w)
     overhead_path = input_dir / "overhead.json"
     overhead = json.loads(overhead_path.read_text()) if overhead_path.is_file() else None
     quality_path = input_dir / "quality_metrics.json"

@@ -205,10 +205,13 @@ def memory_heatmaps(results: Results, out: Path) -> Path:
     All panels share one colour scale from 0 GiB, so equal colours mean equal memory across models."""
     rows = results.rows
     column, what = "peak_mem_reserved_gib", "peak reserved GPU memory over the timed repetitions (GiB)"
-    if rows.loc[rows["status"] == "ok", column].isna().all():
-        # CPU runs: only the process's max RSS exists, which never goes down: it is the peak of the whole
-        # run up to that cell (model load included), not the cell's own need
-        column, what = "process_max_rss_gib", "CPU: process peak RSS so far, not per cell (GiB)"
+    ok_rows = rows[rows["status"] == "ok"]
+    if ok_rows[column].isna().all():
+        # CPU runs: the resident peak of the cell's timed repetitions where it was kept; in older rows only the
+        # process's max RSS, which never goes down (the peak of the run up to that cell, model load included)
+        column, what = ("cell_peak_rss_gib", "CPU: peak RSS over the cell's timed repetitions (GiB)")
+        if "cell_peak_rss_gib" not in ok_rows or ok_rows[column].isna().all():
+            column, what = "process_max_rss_gib", "CPU: process peak RSS so far, not per cell (GiB)"
     models = sorted(rows["model_name"].unique())
     bs, ns = sorted(rows["batch_size"].unique()), sorted(rows["seq_len"].unique())
     grids, ooms = {}, {}

@@ -12,6 +12,7 @@ every row gets exactly N_out real tokens (`check_exact_n_out` checks it after ea
 from __future__ import annotations
 
 import copy
+import inspect
 from typing import Optional
 
 import torch
@@ -19,14 +20,9 @@ from torch import Tensor
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from ..config import AR_DECODE_MODES as DECODE_MODES
-from . import ForwardWork, GenerationTrace, Marker
+from . import GenerationTrace, Marker
 from .compiled import compile_for
-
-
-def ar_work(batch: int, prompt_len: int, n_out: int) -> list[ForwardWork]:
-    """Forward calls of KV-cached AR generation: a causal prefill, then n_out - 1 one-token steps."""
-    prefill = ForwardWork(batch, prompt_len, prompt_len * (prompt_len + 1) // 2, 1, 0)
-    return [prefill] + [ForwardWork(batch, 1, prompt_len + i, 1, prompt_len + i - 1) for i in range(1, n_out)]
+from .work import ar_work
 
 
 def eos_ids(model: torch.nn.Module) -> set[int]:
@@ -110,9 +106,15 @@ class HFGenerateGenerator:
                                work=ar_work(prompt_ids.shape[0], prompt_ids.shape[1], n_out))
 
 
-def _decode_one(model: torch.nn.Module, token: Tensor, position: Tensor, cache) -> Tensor:
+def cache_keyword(model: torch.nn.Module) -> str:
+    """The name under which the model's forward takes its KV cache: `cache` from transformers 5.24 on
+    (where `past_key_values` is deprecated), `past_key_values` before."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _decode_one(model: torch.nn.Module, token: Tensor, position: Tensor, cache, keyword: str) -> Tensor:
     """Logits [B, V] of the next position after feeding `token` [B, 1] at `position` [1]."""
-    return model(input_ids=token, cache_position=position, past_key_values=cache, use_cache=True).logits[:, -1]
+    return model(input_ids=token, cache_position=position, use_cache=True, **{keyword: cache}).logits[:, -1]
 
 
 class StaticCacheGenerator:
@@ -126,6 +128,7 @@ class StaticCacheGenerator:
         self.model, self.temperature = model, temperature
         device = next(model.parameters()).device
         self.step = compile_for(_decode_one, device) if compile else _decode_one
+        self.keyword = cache_keyword(model)
         self._caches: dict[tuple[int, int], object] = {}
 
     def _cache(self, batch: int, length: int):
@@ -146,14 +149,14 @@ class StaticCacheGenerator:
         cache = self._cache(batch, prompt_len + n_out)
         positions = torch.arange(prompt_len + n_out, device=device)
         marks: list = []
-        logits = self.model(input_ids=prompt_ids, cache_position=positions[:prompt_len], past_key_values=cache,
-                            use_cache=True).logits[:, -1]
+        logits = self.model(input_ids=prompt_ids, cache_position=positions[:prompt_len], use_cache=True,
+                            **{self.keyword: cache}).logits[:, -1]
         token = select_next(logits, self.temperature)
         tokens = [token]
         if marker is not None:
             marks.append(marker())
         for i in range(n_out - 1):
-            logits = self.step(self.model, token, positions[prompt_len + i:prompt_len + i + 1], cache)
+            logits = self.step(self.model, token, positions[prompt_len + i:prompt_len + i + 1], cache, self.keyword)
             token = select_next(logits, self.temperature).clone()
             tokens.append(token)
             if marker is not None:

@@ -1,4 +1,5 @@
-"""Measured ceilings of this device: bf16 matmul TFLOP/s, device-to-device copy TB/s and read TB/s.
+"""Measured ceilings of this device: matmul TFLOP/s (bf16 by default; fp32 for CPU runs), device-to-device
+copy TB/s and read TB/s.
 
 Stored in `calibration.json` (keyed by hardware name) next to the results; the roofline prefers
 them over datasheet peaks.
@@ -30,13 +31,13 @@ def _time_ms(fn, device: torch.device, repeats: int) -> float:
 
 
 def measure_ceilings(device: torch.device, matmul_size: int | None = None, copy_mib: int | None = None,
-                     repeats: int = 20) -> dict:
-    """bf16 matmul TFLOP/s (n x n x n), copy TB/s (bytes read + written) and read TB/s (a sum over a
+                     repeats: int = 20, dtype: torch.dtype = torch.bfloat16) -> dict:
+    """Matmul TFLOP/s in `dtype` (n x n x n), copy TB/s (bytes read + written) and read TB/s (a sum over a
     float32 buffer of the copy's size: the rate at which weights can be streamed) on `device`."""
     gpu = device.type == "cuda"
     n = matmul_size or (8192 if gpu else 512)
-    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
-    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
     mm_ms = _time_ms(lambda: a @ b, device, repeats)
     nbytes = (copy_mib or (2048 if gpu else 64)) * 2**20
     # filled, so that every page is backed by memory (an untouched CPU allocation reads the kernel's shared
@@ -47,7 +48,8 @@ def measure_ceilings(device: torch.device, matmul_size: int | None = None, copy_
     words = src.view(torch.float32)
     read_ms = _time_ms(lambda: words.sum(), device, repeats)
     return {"hardware": hardware_name(device), "matmul_tflops": 2 * n**3 / (mm_ms / 1000) / 1e12,
-            "matmul_size": n, "copy_tbps": 2 * nbytes / (copy_ms / 1000) / 1e12, "copy_bytes": nbytes,
+            "matmul_size": n, "matmul_dtype": str(dtype).removeprefix("torch."),
+            "copy_tbps": 2 * nbytes / (copy_ms / 1000) / 1e12, "copy_bytes": nbytes,
             "read_tbps": nbytes / (read_ms / 1000) / 1e12,
             "repeats": repeats, "torch_version": torch.__version__}
 

@@ -2,7 +2,7 @@
 time came to the hardware's peaks (MFU, memory-bandwidth utilisation).
 
 FLOPs of one forward call (per sequence, times its batch):
-    2 * non-embedding params * query tokens                 (every linear layer in the blocks)
+    2 * matmul params * query tokens                        (every linear layer in the blocks)
   + 2 * d_model * vocab * logits tokens                     (the LM head, where it is applied)
   + 4 * layers * (heads * head_dim) * attention pairs       (Q.K^T and attention.V)
 Minimum bytes of one forward call:
@@ -38,16 +38,15 @@ class Peaks:
 
 
 def forward_flops(w: ForwardWork, a: Architecture) -> float:
-    per_seq = (2 * a.n_params_non_embedding * w.query_tokens + 2 * a.d_model * a.vocab_size * w.logits_tokens
+    per_seq = (2 * a.matmul_params * w.query_tokens + 2 * a.d_model * a.vocab_size * w.logits_tokens
                + 4 * a.n_layers * a.n_heads * a.head_dim * w.attention_pairs)
     return float(w.batch * per_seq)
 
 
 def forward_min_bytes(w: ForwardWork, a: Architecture, bytes_per_param: int) -> float:
     weights = a.n_params_non_embedding + a.d_model * a.vocab_size
-    kv_per_token = 2 * a.n_layers * a.n_kv_heads * a.head_dim
     per_seq = (w.query_tokens * a.d_model  # embedding rows
-               + (w.cached_tokens + w.query_tokens) * kv_per_token
+               + (w.cached_tokens + w.query_tokens) * a.kv_per_token
                + 2 * a.n_layers * w.query_tokens * a.d_model)
     return float((weights + w.batch * per_seq) * bytes_per_param)
 
