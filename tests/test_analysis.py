@@ -200,12 +200,12 @@ def test_paper_regeneration_is_idempotent(tmp_path):
     paper.write_text(f"# Paper\n\nintro\n\n{BEGIN}\nold\n{END}\n\n## After\n")
     analyze(raw, tmp_path / "fig", tmp_path / "summary.md", paper)
     first = paper.read_text()
-    assert "old" not in first and "### Generated results" in first and "## After" in first
-    assert "![pareto](fig/pareto.png)" in first
+    assert "old" not in first and "**The answer so far**" in first and "## After" in first
+    assert "![pareto](fig/pareto.png)" in first and "[summary.md](summary.md)" in first
     results = load_results(raw)
     drawn = {n: tmp_path / "fig" / f"{n}.png" for n in figures.FIGURES if (tmp_path / "fig" / f"{n}.png").exists()}
     assert "engines" not in drawn  # no engine cells in these rows: that figure is skipped, and not linked
-    assert update_paper(paper, paper_section(results, drawn, paper)) is False
+    assert update_paper(paper, paper_section(results, drawn, paper, tmp_path / "summary.md")) is False
     analyze(raw, tmp_path / "fig", tmp_path / "summary.md", paper)
     assert paper.read_text() == first
 
@@ -217,7 +217,8 @@ def test_repo_paper_has_the_markers():
     assert text.count(BEGIN) == 1 and text.count(END) == 1
     assert all(text.count(marker) == 1 for marker in markers("austen"))  # the trained miniature study
     for section in ("## Abstract", "## 1 Introduction", "## 2 Related work", "## 3 Methodology",
-                    "## 4 Experimental setup", "## 5 Results", "## 6 Discussion", "## 7 Conclusion", "## References",
+                    "## 4 Experimental setup", "## 5 Results", "## 6 Discussion", "## 7 Limitations", "## 8 Conclusion",
+                    "## References",
                     "## Appendix A: Reproducibility"):
         assert section in text
 
@@ -324,3 +325,17 @@ def test_compiled_diffusion_rows_are_a_path_of_their_own_and_never_the_as_publis
     old = load_results(tmp_path)
     assert set(old.ok.loc[old.ok["kind"] == "diffusion", "forward"]) == {"eager"}
     assert list(old.parity.loc[old.parity["metric"] == "bertscore_f1", "diffusion_cell_id"]) == ["e16"]
+
+
+def test_measurement_warnings_are_one_console_line_and_listed_in_the_summary(tmp_path, caplog):
+    root = tmp_path / "raw"
+    store = ResultStore(root)
+    for i, cv in enumerate((0.2, 0.3, 0.01)):
+        store.write(_record(f"a{i}", "llama", "autoregressive", 1 + i, 64, None, 100.0, cv=cv))
+    store.merge()
+    with caplog.at_level("WARNING"):
+        analyze(root, tmp_path / "fig")
+    lines = [m for m in caplog.messages if "CV" in m]
+    assert len(lines) == 1 and lines[0].startswith("2 measurement warnings") and str(root / "summary.md") in lines[0]
+    summary = (root / "summary.md").read_text()
+    assert summary.count("run-to-run CV 20.0%") + summary.count("run-to-run CV 30.0%") == 2

@@ -196,9 +196,45 @@ ENGINES_INTRO = ("Each engine cell ran the same prompts and token counts as the 
                  "positions holding the same token, both answers re-encoded by the project tokenizer.")
 
 
+def _answer_for_n(par: pd.DataFrame, n: int) -> str:
+    """One line per N: whether LLaDA reaches LLaMA's quality, and at both sides' best the paired Speedup
+    Factor at the smallest B, with its verdict or why there is none."""
+    at_n = par[par["seq_len"] == n]
+    reached = at_n[at_n["reached"] & at_n["diffusion_cell_id"].notna()]
+    if reached.empty:
+        metrics = ", ".join(sorted(at_n["metric"].unique()))
+        return f"- **N = {n}**: LLaDA does not reach LLaMA's quality ({metrics}) at any K and path of the grid."
+    best = best_parity_rows(reached)
+    row = best.sort_values(["batch_size", "s_parity"]).iloc[0]
+    path = variant_label({"kind": "diffusion", **{c: row[c] for c in DIFFUSION_PATH}})
+    speed = _speedup(row)
+    return (f"- **N = {n}**: parity on {row['metric']} at K = {int(row['s_parity'])} ({path}); at both sides' best "
+            f"({row['ar_decode']} against it), B = {int(row['batch_size'])}, the paired Speedup Factor is "
+            f"{speed if speed != '—' else 'not measured'}: {verdict(row)}.")
+
+
+def answer_lines(results: Results) -> list[str]:
+    """The summary's opening: the answer per N, then the fastest path of each side."""
+    if results.parity.empty:
+        return ["**The answer so far:** no quality scores yet, so no parity (run the `score` pass)."]
+    smoke = (" (synthetic weights: the quality behind it is a smoke test, not model quality)" if results.synthetic
+             else "")
+    lines = [f"**The answer so far**{smoke}", ""]
+    lines += [_answer_for_n(results.parity, n) for n in sorted(results.parity["seq_len"].unique())]
+    fast = fast_path_cells(results.ok)
+    for kind, name in (("autoregressive", "LLaMA side"), ("diffusion", "LLaDA side")):
+        part = fast[fast["kind"] == kind] if not fast.empty else fast
+        if not part.empty:
+            r = part.sort_values("latency_ms_median").iloc[0]
+            k = f", K = {_k(r)}" if kind == "diffusion" else ""
+            lines.append(f"- Fastest path, {name} (N = {int(r['seq_len'])}, B = {int(r['batch_size'])}{k}): "
+                         f"{variant_label(r)}, {_f(r['latency_ms_median'], 1)} ms.")
+    return lines
+
+
 def summary_markdown(results: Results, title: str = "dlm-bench results") -> str:
     synthetic = results.synthetic
-    parts = [f"# {title}", "", f"**Setting:** {results.caption()}", ""]
+    parts = [f"# {title}", "", f"**Setting:** {results.caption()}", ""] + answer_lines(results) + [""]
     if synthetic:
         parts += ["> These rows come from **random-weight (synthetic) models**: latency, throughput and memory are "
                   "measurements of the architectures at that size; quality numbers are smoke tests of the pipeline, "
@@ -228,4 +264,20 @@ def summary_markdown(results: Results, title: str = "dlm-bench results") -> str:
         if len(results.warnings) > 40:
             parts.append(f"- … and {len(results.warnings) - 40} more")
         parts.append("")
+    return "\n".join(parts)
+
+
+def paper_summary_markdown(results: Results, summary_link: str) -> str:
+    """The headline of one results folder for the paper: the answer, the parity tables as published and at
+    both sides' best (trained weights) and the engines table; every other table is in
+    the folder's summary.md, linked."""
+    parts = [f"**Setting:** {results.caption()}", ""] + answer_lines(results) + [""]
+    if not results.synthetic:  # synthetic weights: the parity tables are smoke tests, in summary.md only
+        parts += ["**S_parity and Speedup Factor, as published** (LLaMA eager `generate`, LLaDA's reference sampler):",
+                  "", parity_markdown(results), "", "**Both sides at their best:**", "",
+                  parity_markdown(results, best=True), ""]
+    if not results.engine_rows.empty:
+        parts += ["**Engines:**", "", engines_table(results), ""]
+    parts += ["Every cell, quality against K, the fast-path table, the targets and the measurement warnings: "
+              f"[summary.md]({summary_link}).", ""]
     return "\n".join(parts)
