@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", ROOT / "paper.md", *sorted((ROOT / "docs-vibe").glob("*.md"))]
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 FILES_NAMED = re.compile(r"(?<![\w/.-])((?:scripts|config|src|jobs|tests|results|checkpoints|docs-vibe)/[\w./-]+"
-                         r"\.(?:py|yaml|sh|sbatch|md|json|png|csv|jsonl|xz))")
+                         r"\.(?:py|yaml|sh|sbatch|md|jsonl|json|png|csv|xz))(?!\w)")
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
