@@ -10,10 +10,9 @@ import logging
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from src.analysis.data import MixedRowsError  # noqa: E402
-from src.analysis.report import analyze  # noqa: E402
+from dlm_bench.analysis.data import MixedRowsError
+from dlm_bench.analysis.report import analyze
 
 
 def main() -> int:

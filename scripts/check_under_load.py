@@ -20,11 +20,10 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from src.analysis.data import load_results  # noqa: E402
-from src.analysis.pairs import published_parity_rows  # noqa: E402
-from src.analysis.summary import verdict  # noqa: E402
+from dlm_bench.analysis.data import load_results
+from dlm_bench.analysis.pairs import published_parity_rows
+from dlm_bench.analysis.summary import verdict
 
 
 def burn(seconds: float) -> None:

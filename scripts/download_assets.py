@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Optional
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from src.assets import assets_for, fetch  # noqa: E402
-from src.config import ConfigError, load_experiment  # noqa: E402
+from dlm_bench.assets import assets_for, fetch
+from dlm_bench.config import ConfigError, load_experiment
 
 def _redact(text: str, token: Optional[str]) -> str:
     return text.replace(token, "***") if token else text

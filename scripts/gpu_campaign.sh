@@ -21,9 +21,11 @@ budget="${1:-480}"
 config="${DLM_CONFIG:-config/experiments_synthetic_8b.yaml}"
 py="${DLM_PYTHON:-python3}"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+# no install on the lent machine: the scripts import the package from the checkout's src/
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 read -r results figures < <("$py" - "$config" <<'PY'
 import sys
-from src.config import load_experiment
+from dlm_bench.config import load_experiment
 exp = load_experiment(sys.argv[1])
 print(exp.resolve(exp.output_dir), exp.resolve(exp.figures_dir))
 PY

@@ -7,9 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from src.models.tiny import write_tiny_models  # noqa: E402
+from dlm_bench.models.tiny import write_tiny_models
 
 
 def main() -> int:

@@ -13,9 +13,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from src.train import corpus  # noqa: E402
+from dlm_bench.train import corpus
 
 
 def main() -> int:

@@ -10,16 +10,15 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from src.config import ConfigError, expand_cells, load_experiment  # noqa: E402
-from src.measure.environment import hardware_name, resolve_device  # noqa: E402
-from src.measure.overhead import harness_overhead  # noqa: E402
-from src.models.attention import kernel_context  # noqa: E402
-from src.fileio import atomic_write_text  # noqa: E402
-from src.models.loader import LoadSettings, each_loaded  # noqa: E402
-from src.quality.prompts import PromptProvider  # noqa: E402
-from src.runner import make_generator  # noqa: E402
+from dlm_bench.config import ConfigError, expand_cells, load_experiment
+from dlm_bench.measure.environment import hardware_name, resolve_device
+from dlm_bench.measure.overhead import harness_overhead
+from dlm_bench.models.attention import kernel_context
+from dlm_bench.fileio import atomic_write_text
+from dlm_bench.models.loader import LoadSettings, each_loaded
+from dlm_bench.quality.prompts import PromptProvider
+from dlm_bench.runner import make_generator
 
 
 def main() -> int:

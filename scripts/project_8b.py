@@ -19,12 +19,11 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from src.analysis.projection import (draw_break_even, markdown, measured_beside_projected, paper_grid,  # noqa: E402
+from dlm_bench.analysis.projection import (draw_break_even, markdown, measured_beside_projected, paper_grid,
                                      project, to_json)
-from src.analysis.report import markers, update_paper  # noqa: E402
-from src.fileio import atomic_write_text  # noqa: E402
+from dlm_bench.analysis.report import markers, update_paper
+from dlm_bench.fileio import atomic_write_text
 
 
 def parity_marks(parity_csv: Path) -> list[tuple[float, str]]:

@@ -11,9 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from src.restore import RestoreError, restore_folder  # noqa: E402
+from dlm_bench.restore import RestoreError, restore_folder
 
 
 def main() -> int:

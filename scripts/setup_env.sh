@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv (once) and install dlm-bench's dependencies into it.
+# Create .venv (once), install dlm-bench's dependencies into it, then the package itself (editable:
+# `dlm-bench` and `import dlm_bench` run this checkout).
 #   CPU machine (no nvidia-smi): torch==2.13.0 (CPU build) + requirements.txt
 #   GPU machine: torch from $TORCH_SPEC (default "torch", the CUDA build from PyPI) + requirements.txt
 # Override the interpreter with PYTHON=python3.11, the folder with VENV=path.
@@ -8,7 +9,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${VENV:-$root/.venv}"
 python="${PYTHON:-python3}"
 stamp="$venv/.dlm_bench_installed"
-reqs_hash="$(cat "$root/requirements.txt" "$root/requirements-cpu.txt" | sha1sum | cut -c1-12)"
+reqs_hash="$(cat "$root/requirements.txt" "$root/requirements-cpu.txt" "$root/pyproject.toml" | sha1sum | cut -c1-12)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$reqs_hash" ]; then
   exit 0
 fi
@@ -26,5 +27,6 @@ else
   "${pip[@]}" --retries 1 -r "$root/requirements-cpu.txt"
   "${pip[@]}" -r "$root/requirements.txt"
 fi
+"${pip[@]}" --no-deps --no-build-isolation -e "$root"
 echo "$reqs_hash" > "$stamp"
 echo "[setup] done: $venv"

@@ -18,10 +18,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from src.config import ConfigError, expand_cells, load_experiment  # noqa: E402
-from src.main import build_parser, overrides_from  # noqa: E402
+from dlm_bench.config import ConfigError, expand_cells, load_experiment
+from dlm_bench.main import build_parser, overrides_from
 
 
 def array_size(config: str, passthrough: list[str], max_tasks: int) -> tuple[int, int]:

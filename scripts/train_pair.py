@@ -17,14 +17,13 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
+import torch
 
-from src.measure.environment import cpu_model  # noqa: E402
-from src.models.tiny import train_tokenizer  # noqa: E402
-from src.train import corpus as austen  # noqa: E402
-from src.train.pair import (MDM_STARTS, SPECIALS, Budget, TrainSettings, as_shipped, card, card_markdown, heldout_bits_per_char,  # noqa: E402
+from dlm_bench.measure.environment import cpu_model
+from dlm_bench.models.tiny import train_tokenizer
+from dlm_bench.train import corpus as austen
+from dlm_bench.train.pair import (MDM_STARTS, SPECIALS, Budget, TrainSettings, as_shipped, card, card_markdown, heldout_bits_per_char,
                             heldout_chunks, initial_model, llada_config, save_ar, save_mdm, train, weights_from_ar)
 
 

@@ -22,7 +22,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 CONFIG = ROOT / "config" / "experiments_cost_validation.yaml"
 
@@ -31,8 +30,8 @@ def calibrate(folder: Path) -> dict:
     """This machine's entry of `<folder>/calibration.json`, measured first if it has none."""
     import torch
 
-    from src.measure.calibration import measure_ceilings, write_calibration
-    from src.measure.environment import hardware_name
+    from dlm_bench.measure.calibration import measure_ceilings, write_calibration
+    from dlm_bench.measure.environment import hardware_name
 
     path = folder / "calibration.json"
     hardware = hardware_name(torch.device("cpu"))
@@ -60,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
                                                              "the config's figures_dir)")
     args = p.parse_args(argv)
 
-    from src.config import load_experiment
+    from dlm_bench.config import load_experiment
 
     exp = load_experiment(CONFIG)
     folder = exp.resolve(exp.output_dir)
@@ -78,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not args.fit_only:
         calibrate(folder)
-        from src.main import main as harness
+        from dlm_bench.main import main as harness
 
         code = harness(["run", "--config", str(CONFIG), "--no_figure"])
         if code:
@@ -86,9 +85,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import pandas as pd
 
-    from src.analysis.cost_model import Ceilings
-    from src.analysis.cost_validation import check, draw_validation, fit, measured_cells, report_markdown, summarise
-    from src.fileio import atomic_write_text
+    from dlm_bench.analysis.cost_model import Ceilings
+    from dlm_bench.analysis.cost_validation import check, draw_validation, fit, measured_cells, report_markdown, summarise
+    from dlm_bench.fileio import atomic_write_text
 
     csv_path = folder / "raw_metrics.csv"
     if not csv_path.is_file() or not (folder / "calibration.json").is_file():

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-import sys
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+
+
+def load_script(name: str) -> ModuleType:
+    """A module of scripts/ (`name` without .py), imported from its file (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 PROMPTS = ROOT / "data" / "prompts" / "mini_prompts.txt"
 MASK = 95  # the mask id of the small native model below (vocabulary 96)
@@ -19,7 +27,7 @@ def small_llada(seed: int = 0):
     """A small random-init native LLaDA (2 layers, d 32, vocabulary 96, mask 95, EOS 94), in eval mode."""
     import torch
 
-    from src.models.llada import LLaDAConfig, LLaDAModelLM
+    from dlm_bench.models.llada import LLaDAConfig, LLaDAModelLM
 
     cfg = LLaDAConfig(d_model=32, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=64, vocab_size=96,
                       embedding_size=96, mask_token_id=MASK, eos_token_id=94, pad_token_id=94)
@@ -30,7 +38,7 @@ def small_llada(seed: int = 0):
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
-    from src.models.tiny import write_tiny_models
+    from dlm_bench.models.tiny import write_tiny_models
 
     return write_tiny_models(tmp_path_factory.mktemp("tiny"), PROMPTS, seed=0)
 

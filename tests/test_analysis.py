@@ -7,13 +7,13 @@ from pathlib import Path
 import matplotlib.image as mpimg
 import pytest
 
-from src.analysis import figures
-from src.analysis.data import MixedRowsError, load_results
-from src.analysis.report import BEGIN, END, analyze, markers, update_paper, paper_section
-from src.analysis.summary import summary_markdown
-from src.config import Cell, MeasurementSettings, ModelSpec, TimingSpec
-from src.quality.stats import Estimate
-from src.results import (CellRecord, LoadStats, MemoryStats, PairRecord, PairStore, QualityResult, Repetition,
+from dlm_bench.analysis import figures
+from dlm_bench.analysis.data import MixedRowsError, load_results
+from dlm_bench.analysis.report import BEGIN, END, analyze, markers, update_paper, paper_section
+from dlm_bench.analysis.summary import summary_markdown
+from dlm_bench.config import Cell, MeasurementSettings, ModelSpec, TimingSpec
+from dlm_bench.quality.stats import Estimate
+from dlm_bench.results import (CellRecord, LoadStats, MemoryStats, PairRecord, PairStore, QualityResult, Repetition,
                          ResultStore, RooflineStats, TimingStats, WorkStats)
 
 
@@ -224,7 +224,7 @@ def test_repo_paper_has_the_markers():
 
 
 def test_targets_table_reports_met_and_missed_with_margins(tmp_path):
-    from src.analysis.summary import targets_table
+    from dlm_bench.analysis.summary import targets_table
 
     store = ResultStore(tmp_path / "raw")
     # d is compute-bound: 1e15 / 989e12 s per generation
@@ -246,7 +246,7 @@ def test_targets_table_reports_met_and_missed_with_margins(tmp_path):
 
 
 def test_parity_speedup_per_batch_size_by_hand(tmp_path):
-    from src.analysis.parity import parity_table
+    from dlm_bench.analysis.parity import parity_table
 
     store = ResultStore(tmp_path / "raw")
     for r in (_record("a1", "ar", "autoregressive", 1, 64, None, 1000.0, f1=0.80),
@@ -273,7 +273,7 @@ def test_analysis_imports_no_torch():
 
     from conftest import ROOT
 
-    code = ("import sys; import src.analysis.report, src.analysis.figures, src.analysis.parity; "
+    code = ("import sys; import dlm_bench.analysis.report, src.analysis.figures, src.analysis.parity; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -304,7 +304,7 @@ def test_no_verdict_from_an_unreliable_measurement(tmp_path, cv, repeats, load_a
 def test_compiled_diffusion_rows_are_a_path_of_their_own_and_never_the_as_published_one(tmp_path):
     import pandas as pd
 
-    from src.analysis.baseline import baseline
+    from dlm_bench.analysis.baseline import baseline
 
     store = ResultStore(tmp_path)
     for r in (_record("a1", "llama", "autoregressive", 1, 64, None, 100.0, f1=0.80),

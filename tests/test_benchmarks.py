@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from src.measure.benchmarks import TargetResult, read_targets, record_targets
+from dlm_bench.measure.benchmarks import TargetResult, read_targets, record_targets
 
 
 def _target(name="t", goal=1.3, higher=True, value=1.4, low=1.35, high=1.5):
@@ -36,8 +36,8 @@ def test_recording_replaces_a_target_of_the_same_name_and_keeps_the_others(tmp_p
 
 
 def test_the_summary_lists_the_recorded_targets_with_their_verdicts(tmp_path):
-    from src.analysis.data import load_results
-    from src.analysis.summary import summary_markdown
+    from dlm_bench.analysis.data import load_results
+    from dlm_bench.analysis.summary import summary_markdown
     from test_analysis import make_results
 
     root = make_results(tmp_path / "raw")
@@ -77,7 +77,7 @@ def test_bench_targets_measures_and_records_every_target_of_its_groups(tmp_path)
 def test_the_commit_is_dirty_for_changed_code_and_clean_for_new_measurements(tmp_path):
     import subprocess
 
-    from src.measure.environment import git_commit
+    from dlm_bench.measure.environment import git_commit
 
     def git(*args):
         subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from src.analysis.report import analyze, markers
-from src.main import main
-from src.results import ResultStore
+from dlm_bench.analysis.report import analyze, markers
+from dlm_bench.cli import main
+from dlm_bench.results import ResultStore
 
 ROOT = Path(__file__).resolve().parent.parent
 # study folder, the config that made it, its GENERATED section of paper.md
@@ -109,10 +109,10 @@ def test_a_run_may_leave_out_the_rows_of_its_own_grid_but_not_others(mini_config
     """`run` measures its grid's cells again, so their rows may have lost their records; no other row may."""
     import torch
 
-    from src.config import expand_cells, load_experiment
-    from src.main import check_tables
-    from src.measure.environment import hardware_name
-    from src.results import CellRecord, ShrinkError
+    from dlm_bench.config import expand_cells, load_experiment
+    from dlm_bench.cli import check_tables
+    from dlm_bench.measure.environment import hardware_name
+    from dlm_bench.results import CellRecord, ShrinkError
 
     exp = load_experiment(mini_config)
     root = exp.resolve(exp.output_dir)

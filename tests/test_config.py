@@ -4,8 +4,8 @@ import pytest
 import yaml
 
 from conftest import ROOT, mini_config_dict, write_config
-from src.config import ConfigError, expand_cells, load_experiment, parse_shard, select_shard
-from src.main import main
+from dlm_bench.config import ConfigError, expand_cells, load_experiment, parse_shard, select_shard
+from dlm_bench.cli import main
 
 
 def test_mini_config_of_the_repo_loads_and_expands(tiny_models, tmp_path):
@@ -151,7 +151,7 @@ def test_cli_overrides_apply_before_validation(mini_config):
 
 
 def test_dry_run_prints_grid_and_loads_nothing(mini_config, capsys, monkeypatch):
-    import src.models.loader as loader
+    import dlm_bench.models.loader as loader
 
     monkeypatch.setattr(loader, "load_model", lambda *a, **k: pytest.fail("dry run loaded a model"))
     assert main(["--config", str(mini_config), "--dry_run"]) == 0
@@ -276,7 +276,7 @@ def test_quality_generations_follow_the_smallest_batch_of_the_grid(tiny_models, 
 
 @pytest.mark.parametrize("config", sorted(p.name for p in (ROOT / "config").glob("*.yaml")))
 def test_every_shipped_config_loads_and_dry_runs(tiny_models, tmp_path, config, capsys):
-    from src.main import dry_run
+    from dlm_bench.cli import dry_run
 
     # the base folder: the tiny checkpoints, the shipped configs and prompts, and stand-ins for what only
     # a trained run has (the Austen pair's folders and the prepared corpus); dry runs load none of them
@@ -349,7 +349,7 @@ def test_cuda_without_a_gpu_is_refused_before_anything_runs(mini_config, capsys,
                                              (b"caf\xe9 au lait\n", "not UTF-8 text")])
 def test_bad_prompt_files_are_refused_before_any_model_loads(mini_config, capsys, tmp_path, monkeypatch, content,
                                                              message):
-    import src.models.loader as loader
+    import dlm_bench.models.loader as loader
 
     monkeypatch.setattr(loader, "load_model", lambda *a, **k: pytest.fail("a model was loaded"))
     bad = tmp_path / "bad.jsonl"
@@ -372,3 +372,11 @@ def test_a_config_that_does_not_match_its_weights_is_refused_before_loading(tiny
     code = main(["--config", str(write_config(tmp_path, data))])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err and "do not match its config.json" in err and "x 64, config" in err
+
+
+def test_the_project_root_is_the_checkout_that_holds_the_package_and_its_configs():
+    from conftest import ROOT
+    from dlm_bench.config import project_root
+
+    assert project_root() == ROOT
+    assert (project_root() / "src" / "dlm_bench" / "cli.py").is_file()

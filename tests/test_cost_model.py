@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.analysis.cost_model import (Ceilings, Efficiency, Generation, Overhead, kv_cache_bytes, predict_latency,
+from dlm_bench.analysis.cost_model import (Ceilings, Efficiency, Generation, Overhead, kv_cache_bytes, predict_latency,
                                      predict_memory)
-from src.generation import ForwardWork
-from src.generation.work import ar_work, diffusion_work
-from src.measure.roofline import forward_flops, forward_min_bytes
-from src.models.architecture import architecture_of_config
+from dlm_bench.generation import ForwardWork
+from dlm_bench.generation.work import ar_work, diffusion_work
+from dlm_bench.measure.roofline import forward_flops, forward_min_bytes
+from dlm_bench.models.architecture import architecture_of_config
 
 from conftest import MASK, small_llada
 
@@ -98,7 +98,7 @@ def test_flops_match_torchs_counter_on_the_llama_forward():
 
 @pytest.mark.parametrize("cache", ["none", "prefix", "dual"])
 def test_the_analytic_diffusion_forwards_are_what_the_sampler_runs(cache):
-    from src.generation.diffusion import MaskedDiffusionGenerator
+    from dlm_bench.generation.diffusion import MaskedDiffusionGenerator
 
     prompt = torch.randint(0, 90, (2, 6), generator=torch.Generator().manual_seed(1))
     trace = MaskedDiffusionGenerator(small_llada(), MASK, 8, "low_confidence", cache=cache).generate(prompt, 16, steps=8)
@@ -150,7 +150,7 @@ def test_memory_by_hand_and_the_caches_each_path_keeps():
 
 
 def test_the_fit_recovers_the_factors_that_made_the_measurements():
-    from src.analysis.cost_validation import MeasuredCell, check, fit
+    from dlm_bench.analysis.cost_validation import MeasuredCell, check, fit
 
     device = Ceilings("cpu: test", tflops=0.1, tbps=0.01, source="hand")
     truth = Efficiency(0.3, 0.6, {"ar:static": Overhead(0.4, 0.05), "diffusion:dual": Overhead(1.0, 0.2)})

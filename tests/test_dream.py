@@ -8,10 +8,10 @@ import torch
 import yaml
 
 from conftest import PROMPTS
-from src.generation.diffusion import MaskedDiffusionGenerator
-from src.models import dream
-from src.models.llada import LLaDAModelLM
-from src.models.tiny import read_corpus, write_tiny_dream
+from dlm_bench.generation.diffusion import MaskedDiffusionGenerator
+from dlm_bench.models import dream
+from dlm_bench.models.llada import LLaDAModelLM
+from dlm_bench.models.tiny import read_corpus, write_tiny_dream
 
 
 def test_dream_checkpoint_uses_qwen2_names_and_round_trips(tmp_path):
@@ -73,8 +73,8 @@ def test_dream_cached_forward_matches_uncached_where_fresh(tiny_models, cache):
 
 
 def test_dream_and_qwen2_sweep(tiny_models, tmp_path):
-    from src.config import load_experiment
-    from src.runner import run_experiment
+    from dlm_bench.config import load_experiment
+    from dlm_bench.runner import run_experiment
 
     data = {"name": "dream_test", "output_dir": str(tmp_path / "raw"), "figures_dir": str(tmp_path / "fig"),
             "device": "cpu", "precision": "fp32", "attention": "sdpa",

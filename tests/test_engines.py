@@ -15,17 +15,17 @@ import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
 from conftest import mini_config_dict, write_config
-from src import runner
-from src.analysis.data import Results
-from src.analysis.engines import engines_table, pair_verdict, per_prompt_table
-from src.config import LOCAL_SERVER, apply_overrides, expand_cells, load_experiment
-from src.engines.llamacpp import diffusion_cli
-from src.engines.llamacpp.build import LlamaCpp
-from src.engines.llamacpp.diffusion_cli import (CliError, DiffusionRequest, IncompleteLog, cli_arguments,
+from dlm_bench import runner
+from dlm_bench.analysis.data import Results
+from dlm_bench.analysis.engines import engines_table, pair_verdict, per_prompt_table
+from dlm_bench.config import LOCAL_SERVER, apply_overrides, expand_cells, load_experiment
+from dlm_bench.engines.llamacpp import diffusion_cli
+from dlm_bench.engines.llamacpp.build import LlamaCpp
+from dlm_bench.engines.llamacpp.diffusion_cli import (CliError, DiffusionRequest, IncompleteLog, cli_arguments,
                                                 forward_passes, parse_log, steps_argument, unsupported)
-from src.engines.llamacpp.gguf_export import pre_tokenizer_of, prepends_bos
-from src.engines.measure import token_agreement
-from src.engines.streaming import read_native_chunk, read_openai_chunk, stream_all
+from dlm_bench.engines.llamacpp.gguf_export import pre_tokenizer_of, prepends_bos
+from dlm_bench.engines.measure import token_agreement
+from dlm_bench.engines.streaming import read_native_chunk, read_openai_chunk, stream_all
 
 LOG = ("0.00.010.000 I diffusion_params: - steps                     u32              = 4\n"
        "0.00.020.000 I \rdiffusion step: 0/4 [          ] 0%"
@@ -285,7 +285,7 @@ def test_llamacpp_over_diffusion_needs_a_sampler_the_cli_has(tiny_models, tmp_pa
 
 def test_engine_faults_become_error_rows_and_the_sweep_goes_on(tiny_models, tmp_path, monkeypatch):
     """No binaries where the build says they are: every engine cell is an error with one line, torch runs."""
-    from src.engines import pool
+    from dlm_bench.engines import pool
 
     fake = LlamaCpp(root=tmp_path / "nobuild", version="llama.cpp (test)", build_flags="")
     monkeypatch.setattr(pool, "ensure_built", lambda *a, **k: fake)
@@ -361,8 +361,8 @@ def test_a_cli_that_hangs_times_out(tmp_path):
 
 def test_without_a_build_or_the_tools_to_make_one_the_run_stops_before_any_model_loads(tiny_models, tmp_path,
                                                                                       monkeypatch, capsys):
-    from src.engines.llamacpp import build
-    from src.main import main
+    from dlm_bench.engines.llamacpp import build
+    from dlm_bench.cli import main
 
     monkeypatch.setattr(build, "find_built", lambda cache_dir=None: None)
     monkeypatch.setattr(build.shutil, "which", lambda name: None)
@@ -376,7 +376,7 @@ def test_without_a_build_or_the_tools_to_make_one_the_run_stops_before_any_model
 def test_engines_figure_has_a_speedup_and_an_agreement_panel(tmp_path, monkeypatch):
     from matplotlib import image
 
-    from src.analysis import figures
+    from dlm_bench.analysis import figures
 
     results = _engine_results()
     results.rows = pd.DataFrame([{"status": "ok", "hardware": "cpu: test", "precision": "fp32",
@@ -401,8 +401,8 @@ def test_engines_figure_has_a_speedup_and_an_agreement_panel(tmp_path, monkeypat
 
 
 def test_a_cuda_build_where_nvcc_is_and_layers_offloaded_only_on_a_gpu_run(monkeypatch, tiny_models, tmp_path):
-    from src.engines import pool
-    from src.engines.llamacpp import build
+    from dlm_bench.engines import pool
+    from dlm_bench.engines.llamacpp import build
 
     monkeypatch.setattr(build.shutil, "which", lambda name: "/usr/local/cuda/bin/nvcc" if name == "nvcc" else None)
     monkeypatch.setattr(build, "gpu_visible", lambda: True)
@@ -424,8 +424,8 @@ def test_a_cuda_build_where_nvcc_is_and_layers_offloaded_only_on_a_gpu_run(monke
 
 
 def test_a_failed_tool_is_one_line_of_the_callers_error_naming_its_log(tmp_path):
-    from src.engines.llamacpp.build import run_logged
-    from src.engines.llamacpp.gguf_export import ExportError
+    from dlm_bench.engines.llamacpp.build import run_logged
+    from dlm_bench.engines.llamacpp.gguf_export import ExportError
 
     log = tmp_path / "tool.log"
     with pytest.raises(ExportError, match=r"^converting failed \(exit 3\): last words; full log: .*tool\.log$"):
@@ -435,7 +435,7 @@ def test_a_failed_tool_is_one_line_of_the_callers_error_naming_its_log(tmp_path)
 
 def test_only_models_llama_cpp_runs_need_a_checkpoint_folder(tiny_models, tmp_path):
     """A model known by hub id can stand behind a remote OpenAI endpoint, not behind llama.cpp."""
-    from src.config import ConfigError
+    from dlm_bench.config import ConfigError
 
     data = _engine_config(tiny_models, tmp_path, engine=["openai"],
                           openai={"url": "http://127.0.0.1:9/v1", "models": ["hub-llama"]})

@@ -5,11 +5,11 @@ import math
 import pytest
 import torch
 
-from src.generation import ForwardWork
-from src.generation.autoregressive import StaticCacheGenerator, HFGenerateGenerator
-from src.generation.work import ar_work
-from src.generation.diffusion import MaskedDiffusionGenerator, choose, propose_tokens, score_proposals
-from src.measure import roofline
+from dlm_bench.generation import ForwardWork
+from dlm_bench.generation.autoregressive import StaticCacheGenerator, HFGenerateGenerator
+from dlm_bench.generation.work import ar_work
+from dlm_bench.generation.diffusion import MaskedDiffusionGenerator, choose, propose_tokens, score_proposals
+from dlm_bench.measure import roofline
 
 from conftest import MASK, small_llada as _llada
 
@@ -115,7 +115,7 @@ class _TakesPastKeyValues(torch.nn.Module):
 def test_the_static_path_passes_its_cache_under_the_name_the_forward_declares(tiny_models, recwarn):
     from transformers import AutoModelForCausalLM
 
-    from src.generation.autoregressive import cache_keyword
+    from dlm_bench.generation.autoregressive import cache_keyword
 
     assert cache_keyword(_TakesCache()) == "cache"
     assert cache_keyword(_TakesPastKeyValues()) == "past_key_values"
@@ -159,7 +159,7 @@ def test_peaks_prefer_calibration_and_know_common_gpus(tmp_path):
 
 
 def test_calibration_measures_positive_ceilings(tmp_path):
-    from src.measure.calibration import measure_ceilings, write_calibration
+    from dlm_bench.measure.calibration import measure_ceilings, write_calibration
 
     entry = measure_ceilings(torch.device("cpu"), matmul_size=64, copy_mib=1, repeats=2)
     assert entry["matmul_tflops"] > 0 and entry["copy_tbps"] > 0 and entry["read_tbps"] > 0
@@ -170,8 +170,8 @@ def test_calibration_measures_positive_ceilings(tmp_path):
 def test_runner_records_agreement_and_roofline_for_cached_cells(mini_config):
     import csv
 
-    import src.runner as runner
-    from src.config import load_experiment
+    import dlm_bench.runner as runner
+    from dlm_bench.config import load_experiment
 
     exp = load_experiment(mini_config, {"models": ["tiny-llada"], "batch_size": [1], "steps": [4],
                                         "sampler": ["low_confidence", "threshold"], "cache": ["none", "dual"]})
@@ -260,8 +260,8 @@ def test_agreement_compares_cached_and_uncached_runs_from_the_same_seed(mini_con
     the uncached tokens; random remasking agrees fully only when both runs draw the same scores."""
     import csv
 
-    import src.runner as runner
-    from src.config import load_experiment
+    import dlm_bench.runner as runner
+    from dlm_bench.config import load_experiment
 
     exp = load_experiment(mini_config, {"models": ["tiny-llada"], "batch_size": [1], "steps": [2],
                                         "sampler": ["random", "low_confidence"], "cache": ["prefix", "dual"]})

@@ -9,8 +9,8 @@ import math
 import pytest
 import torch
 
-from src.generation.autoregressive import HFGenerateGenerator, StaticCacheGenerator, check_exact_n_out
-from src.generation.diffusion import (MaskedDiffusionGenerator, dream_schedule, dream_transfer_probabilities,
+from dlm_bench.generation.autoregressive import HFGenerateGenerator, StaticCacheGenerator, check_exact_n_out
+from dlm_bench.generation.diffusion import (MaskedDiffusionGenerator, dream_schedule, dream_transfer_probabilities,
                                       score_proposals, transfer_schedule, uniform)
 
 from conftest import MASK, small_llada as _llada
@@ -144,7 +144,7 @@ def test_dream_origin_draws_over_the_masked_positions_only():
 def test_dream_family_defaults_to_the_dream_schedule(mini_config):
     import yaml
 
-    from src.config import expand_cells, load_experiment
+    from dlm_bench.config import expand_cells, load_experiment
 
     data = yaml.safe_load(mini_config.read_text())
     data["models"][1]["family"] = "llada"

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from src.generation.diffusion import MaskedDiffusionGenerator, add_gumbel_noise, transfer_schedule
+from dlm_bench.generation.diffusion import MaskedDiffusionGenerator, add_gumbel_noise, transfer_schedule
 
 from conftest import MASK, small_llada as _llada
 

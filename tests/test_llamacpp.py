@@ -13,17 +13,17 @@ import torch
 import yaml
 
 from conftest import PROMPTS, ROOT
-from src.config import load_experiment
-from src.engines import EngineError
-from src.engines.llamacpp.build import find_built
-from src.engines.llamacpp.diffusion_cli import CliError, DiffusionRequest, run_diffusion
-from src.engines.llamacpp.engine import DiffusionCliEngine, ServerEngine
-from src.engines.llamacpp.gguf_export import export_gguf
-from src.engines.llamacpp.server import LlamaServer, ServerError
-from src.engines.measure import canonical_ids, encode_text, token_agreement
-from src.engines.openai_engine import OpenAIEngine
-from src.main import main
-from src.models.loader import LoadSettings, load_model
+from dlm_bench.config import load_experiment
+from dlm_bench.engines import EngineError
+from dlm_bench.engines.llamacpp.build import find_built
+from dlm_bench.engines.llamacpp.diffusion_cli import CliError, DiffusionRequest, run_diffusion
+from dlm_bench.engines.llamacpp.engine import DiffusionCliEngine, ServerEngine
+from dlm_bench.engines.llamacpp.gguf_export import export_gguf
+from dlm_bench.engines.llamacpp.server import LlamaServer, ServerError
+from dlm_bench.engines.measure import canonical_ids, encode_text, token_agreement
+from dlm_bench.engines.openai_engine import OpenAIEngine
+from dlm_bench.cli import main
+from dlm_bench.models.loader import LoadSettings, load_model
 
 AR, MDM = ROOT / "checkpoints" / "austen" / "ar", ROOT / "checkpoints" / "austen" / "mdm"
 
@@ -47,7 +47,7 @@ def ggufs(llama, tmp_path_factory):
 @pytest.fixture(scope="module")
 def pair():
     settings = LoadSettings("fp32", "sdpa", 0, str(ROOT))
-    from src.config import ModelSpec
+    from dlm_bench.config import ModelSpec
     return {name: load_model(ModelSpec(name, family, path=str(path)), torch.device("cpu"), settings)
             for name, family, path in (("ar", "llama", AR), ("mdm", "llada", MDM))}
 
@@ -177,7 +177,7 @@ def test_one_grid_puts_torch_llamacpp_and_openai_side_by_side(llama, tmp_path):
                 and str(llama.root) in _cmdline(p)]
     assert leftover == []
     # a server that died is started again for the next cell that needs it, and the pool stops it at the end
-    from src.engines.pool import EnginePool
+    from dlm_bench.engines.pool import EnginePool
     with EnginePool(load_experiment(path), torch.device("cpu"), tmp_path / "logs", progress=False) as pool:
         gguf = next(llama.root.glob("gguf/ar-*-f32.gguf"))
         first = pool.server(gguf)
@@ -199,10 +199,9 @@ def _cmdline(proc: Path) -> str:
 HOLDER = """
 import signal, sys, time
 signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C raises, even where a shell started us ignoring it
-sys.path.insert(0, {root!r})
 from pathlib import Path
-from src.engines.llamacpp.build import find_built
-from src.engines.llamacpp.server import LlamaServer
+from dlm_bench.engines.llamacpp.build import find_built
+from dlm_bench.engines.llamacpp.server import LlamaServer
 with LlamaServer(find_built(), Path({gguf!r}), 1, 1, 128, Path({log!r})) as server:
     print(server.proc.pid, flush=True)
     time.sleep(120)
@@ -216,7 +215,7 @@ def test_no_server_outlives_ctrl_c_or_a_killed_harness(llama, ggufs, tmp_path, h
     import sys
     import time
 
-    code = HOLDER.format(root=str(ROOT), gguf=str(ggufs["ar"]), log=str(tmp_path / "holder.log"))
+    code = HOLDER.format(gguf=str(ggufs["ar"]), log=str(tmp_path / "holder.log"))
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     server_pid = int(holder.stdout.readline())
     assert Path(f"/proc/{server_pid}").exists()
@@ -239,8 +238,8 @@ def _running(pid: int) -> bool:
 def test_every_project_layout_exports_and_quantizes(llama, tiny_models, tmp_path):
     """The tiny LLaMA, LLaDA and Dream checkpoints (their own BPE tokenizers) at bf16 and q4_k_m; the
     Dream GGUF runs in the CLI under the timestep schedule."""
-    from src.models.loader import load_tokenizer
-    from src.config import ModelSpec
+    from dlm_bench.models.loader import load_tokenizer
+    from dlm_bench.config import ModelSpec
 
     for name in ("llama", "llada", "dream"):
         bf16 = export_gguf(llama, tiny_models[name], "bf16", tmp_path)

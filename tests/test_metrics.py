@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from src.measure import metrics
+from dlm_bench.measure import metrics
 
 
 def test_throughput_and_passes():

@@ -3,9 +3,9 @@ import json
 import pytest
 import torch
 
-from src.models.attention import attend
-from src.models.llada import LLaDAConfig, LLaDAModelLM, load_llada
-from src.models.tiny import write_tiny_llada, read_corpus
+from dlm_bench.models.attention import attend
+from dlm_bench.models.llada import LLaDAConfig, LLaDAModelLM, load_llada
+from dlm_bench.models.tiny import write_tiny_llada, read_corpus
 from conftest import PROMPTS
 
 SMALL = LLaDAConfig(d_model=32, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=64, vocab_size=96,
@@ -72,7 +72,7 @@ def _attention_by_hand(q, k, v):
 
 @pytest.mark.parametrize("kernel", ["eager", "sdpa", "sdpa_flash"])
 def test_each_attention_kernel_matches_attention_by_hand(kernel):
-    from src.models.attention import kernel_context
+    from dlm_bench.models.attention import kernel_context
 
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, 4, 7, 8, generator=g) for _ in range(3))

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from src.analysis.pairs import WantedPair, paired_ratio, wanted_pairs
-from src.analysis.parity import parity_table
-from src.main import main
-from src.pairs import time_pair
+from dlm_bench.analysis.pairs import WantedPair, paired_ratio, wanted_pairs
+from dlm_bench.analysis.parity import parity_table
+from dlm_bench.cli import main
+from dlm_bench.pairs import time_pair
 
 
 def test_paired_ratio_is_the_median_of_per_pair_ratios():
@@ -146,8 +146,8 @@ def test_the_pairs_step_measures_resumes_and_feeds_the_summary(tiny_models, tmp_
     caplog.set_level("INFO")
     assert main(["--config", str(path), "pairs", "--no_figure", "--log_level", "INFO"]) == 0
     assert "2 measured before, 0 measured now" in caplog.text
-    from src.analysis.data import load_results
-    from src.analysis.summary import fast_path_table
+    from dlm_bench.analysis.data import load_results
+    from dlm_bench.analysis.summary import fast_path_table
 
     text = fast_path_table(load_results(tmp_path / "raw"))
     assert "not paired" not in text and text.count("reference") == 2
@@ -157,8 +157,8 @@ def test_no_pairs_step_when_the_config_asks_for_none(tiny_models, tmp_path):
     path = _pairs_config(tiny_models, tmp_path, measure=[])
     assert main(["--config", str(path), "--no_figure"]) == 0
     assert not (tmp_path / "raw" / "pairs").exists()
-    from src.analysis.data import load_results
-    from src.analysis.summary import fast_path_table
+    from dlm_bench.analysis.data import load_results
+    from dlm_bench.analysis.summary import fast_path_table
 
     assert fast_path_table(load_results(tmp_path / "raw")).count("not paired") == 2
 
@@ -176,13 +176,9 @@ def test_a_step_count_whose_outputs_degenerate_more_than_the_ar_ones_cannot_reac
 
 
 def test_the_load_check_passes_overlapping_or_flagged_ratios_and_fails_a_confident_disagreement():
-    import importlib.util
+    from conftest import load_script
 
-    from conftest import ROOT
-
-    spec = importlib.util.spec_from_file_location("check_under_load", ROOT / "scripts" / "check_under_load.py")
-    check = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(check)
+    check = load_script("check_under_load")
     base = {"seq_len": 64, "batch_size": 1, "metric": "bertscore_f1", "paired": True, "reached": True,
             "diffusion_cell_id": "d", "ratio_cv": 0.01, "fewest_repeats": 10, "load_change": 0.1}
     quiet = pd.DataFrame([dict(base, speedup_factor=2.0, speedup_factor_ci_low=1.9, speedup_factor_ci_high=2.1)])

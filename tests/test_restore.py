@@ -6,10 +6,10 @@ import shutil
 
 import pytest
 
-from src.config import IDENTITY_COLUMNS, Cell, MeasurementSettings, ModelSpec, TimingSpec
-from src.quality.stats import Estimate
-from src.restore import RestoreError, parse_value, restore_folder
-from src.results import (AnswerStats, CellRecord, EngineStats, LoadStats, MemoryStats, PairRecord, PairStore,
+from dlm_bench.config import IDENTITY_COLUMNS, Cell, MeasurementSettings, ModelSpec, TimingSpec
+from dlm_bench.quality.stats import Estimate
+from dlm_bench.restore import RestoreError, parse_value, restore_folder
+from dlm_bench.results import (AnswerStats, CellRecord, EngineStats, LoadStats, MemoryStats, PairRecord, PairStore,
                          QualityResult, Repetition, ResultStore, RooflineStats, TimingStats, WorkStats)
 
 SETTINGS = MeasurementSettings(seed=3, timing=TimingSpec(), prompt_source="file", prompt_digest="0042",

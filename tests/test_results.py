@@ -5,9 +5,9 @@ import math
 
 import pytest
 
-from src.fileio import atomic_write_text
-from src.quality.stats import Estimate
-from src.results import CellRecord, QualityResult, Repetition, ResultStore, TimingStats
+from dlm_bench.fileio import atomic_write_text
+from dlm_bench.quality.stats import Estimate
+from dlm_bench.results import CellRecord, QualityResult, Repetition, ResultStore, TimingStats
 
 
 def _record(cell_id, status="ok", model="m", latency=10.0):
@@ -153,7 +153,7 @@ def test_a_record_file_replaces_the_archived_record_of_its_id(tmp_path):
 
 
 def test_a_merge_that_would_drop_rows_refuses_and_writes_nothing_unless_allowed(tmp_path):
-    from src.results import ShrinkError
+    from dlm_bench.results import ShrinkError
 
     _three_cells(tmp_path)
     (tmp_path / "cells" / "id2.json").unlink()
@@ -179,7 +179,7 @@ def test_shrink_problem_exempts_the_cells_a_run_measures_again(tmp_path):
 
 
 def test_a_pair_table_is_guarded_and_packed_like_the_cell_table(tmp_path):
-    from src.results import PairRecord, PairStore, ShrinkError
+    from dlm_bench.results import PairRecord, PairStore, ShrinkError
 
     store = PairStore(tmp_path)
     for i in range(2):
@@ -195,7 +195,7 @@ def test_a_pair_table_is_guarded_and_packed_like_the_cell_table(tmp_path):
 
 
 def test_a_damaged_archive_is_an_error_and_is_left_as_it_is(tmp_path):
-    from src.results import ArchiveError
+    from dlm_bench.results import ArchiveError
 
     _three_cells(tmp_path)
     archive = tmp_path / "cells.jsonl.xz"
@@ -209,7 +209,7 @@ def test_a_damaged_archive_is_an_error_and_is_left_as_it_is(tmp_path):
 def test_an_interrupted_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
     import os
 
-    from src import fileio
+    from dlm_bench import fileio
 
     target = tmp_path / "raw_metrics.csv"
     atomic_write_text(target, "old table\n")

@@ -2,14 +2,15 @@ import csv
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-import src.runner as runner
+import dlm_bench.runner as runner
 from conftest import ROOT
-from src.config import load_experiment
-from src.main import main
+from dlm_bench.config import load_experiment
+from dlm_bench.cli import main
 
 
 def _rows(cfg_dir):
@@ -47,7 +48,7 @@ def test_second_run_skips_every_cell(mini_config, monkeypatch):
     exp = load_experiment(mini_config)
     first = runner.run_experiment(exp, progress=False)
     assert first.ok == 6
-    import src.models.loader as loader
+    import dlm_bench.models.loader as loader
 
     monkeypatch.setattr(loader, "load_model", lambda *a, **k: pytest.fail("a finished cell was re-run"))
     second = runner.run_experiment(exp, progress=False)
@@ -157,12 +158,22 @@ def test_too_few_passages_is_a_clear_error(mini_config, capsys):
     assert "found 20 passage(s) with at least 32 tokens" in err and "need max_prompts = 500" in err
 
 
-@pytest.mark.parametrize("entry", [["src/main.py"], ["-m", "src.main"]])
-def test_both_entry_points_work(entry, mini_config):
-    out = subprocess.run([sys.executable, *entry, "--config", str(mini_config), "--dry_run"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
+CONSOLE_SCRIPT = str(Path(sys.executable).with_name("dlm-bench"))  # installed by pyproject.toml's [project.scripts]
+
+
+@pytest.mark.parametrize("entry", [[sys.executable, "src/main.py"], [sys.executable, "-m", "dlm_bench"],
+                                   [CONSOLE_SCRIPT]])
+def test_every_entry_point_works_from_any_folder(entry, mini_config, tmp_path):
+    out = subprocess.run([*entry, "--config", str(mini_config), "--dry_run"], cwd=ROOT if "src/main.py" in entry
+                         else tmp_path, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "6 cells" in out.stdout
+
+
+def test_the_console_script_routes_the_perf_log_commands(tmp_path):
+    out = subprocess.run([CONSOLE_SCRIPT, "gate", "--config", str(ROOT / "config" / "perf" / "ci.yaml"), "--log",
+                          str(tmp_path / "log.md")], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 2 and "no entry of config 'perf_ci'" in out.stderr
 
 
 class _CountingDiffusion:
@@ -219,7 +230,7 @@ def test_max_timed_s_stops_repeats_at_min_repeats(mini_config, tmp_path):
 
 
 def test_min_timed_s_adds_repetitions_up_to_max_repeats():
-    from src.config import TimingSpec
+    from dlm_bench.config import TimingSpec
 
     timing = TimingSpec(repeats=3, min_timed_s=1.0, max_repeats=6)
     rep = runner.Repetition(300.0, 1.0)  # 0.3 s each
@@ -311,7 +322,7 @@ def test_a_cell_another_run_is_measuring_is_left_to_it(mini_config, caplog):
 
 
 def test_a_model_that_fails_to_load_gives_error_rows_and_the_sweep_goes_on(mini_config, monkeypatch):
-    import src.models.loader as loader
+    import dlm_bench.models.loader as loader
 
     real = loader.load_model
 

@@ -15,10 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, mini_config_dict
+from conftest import ROOT, load_script, mini_config_dict
 
-sys.path.insert(0, str(ROOT / "scripts"))
-import local_slurm_cluster as slurm  # noqa: E402
+slurm = load_script("local_slurm_cluster")
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow,
               pytest.mark.skipif(slurm.missing_requirements() is not None,

@@ -4,7 +4,7 @@ quality_metrics.json, checked against values worked out by hand."""
 import pandas as pd
 import pytest
 
-from src.analysis.steps_trend import NO_TREND, best_k, reading, steps_trend_markdown, steps_trends
+from dlm_bench.analysis.steps_trend import NO_TREND, best_k, reading, steps_trend_markdown, steps_trends
 
 
 def _rows(cells):

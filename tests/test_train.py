@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from conftest import PROMPTS, small_llada
-from src.models.llada import LLaDAConfig, LLaDAModelLM
-from src.train import corpus
-from src.train.pair import (Budget, TrainSettings, as_shipped, heldout_bits_per_char, heldout_chunks, initial_model,
+from dlm_bench.models.llada import LLaDAConfig, LLaDAModelLM
+from dlm_bench.train import corpus
+from dlm_bench.train.pair import (Budget, TrainSettings, as_shipped, heldout_bits_per_char, heldout_chunks, initial_model,
                             llada_config, mdm_loss, save_ar, save_mdm, to_llama, train, weights_from_ar, windows)
 
 SMALL = small_llada().config
@@ -76,11 +76,11 @@ def test_both_runs_see_the_same_windows_in_the_same_order():
 
 
 def test_micro_pair_trains_saves_and_loads_through_the_project_loader(tmp_path):
-    from src.config import ModelSpec
-    from src.generation.diffusion import MaskedDiffusionGenerator
-    from src.models.loader import LoadSettings, load_model
-    from src.models.tiny import read_corpus, train_tokenizer
-    from src.train.pair import SPECIALS
+    from dlm_bench.config import ModelSpec
+    from dlm_bench.generation.diffusion import MaskedDiffusionGenerator
+    from dlm_bench.models.loader import LoadSettings, load_model
+    from dlm_bench.models.tiny import read_corpus, train_tokenizer
+    from dlm_bench.train.pair import SPECIALS
 
     torch.manual_seed(0)
     lines = read_corpus(PROMPTS)
@@ -139,8 +139,8 @@ def test_the_same_seed_trains_the_same_model():
 
 
 def test_the_mdm_starts_from_the_saved_ar_twin(tmp_path):
-    from src.models.tiny import read_corpus, train_tokenizer
-    from src.train.pair import SPECIALS
+    from dlm_bench.models.tiny import read_corpus, train_tokenizer
+    from dlm_bench.train.pair import SPECIALS
 
     tok = train_tokenizer(read_corpus(PROMPTS), SPECIALS, 300)
     cfg = LLaDAConfig(d_model=32, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=64, vocab_size=320,

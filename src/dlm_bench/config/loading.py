@@ -127,6 +127,6 @@ def load_experiment(path: str | Path, overrides: Optional[Mapping[str, Any]] = N
 
 
 def project_root() -> Path:
-    """The repository root (the folder holding src/)."""
-    return Path(__file__).resolve().parent.parent.parent
+    """The repository root (the folder holding src/dlm_bench/): configs, data and results live in the checkout."""
+    return Path(__file__).resolve().parents[3]
 

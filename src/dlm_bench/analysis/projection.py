@@ -227,7 +227,7 @@ def markdown(p: Projection, validation: Optional[dict], measured: list[str], lat
     `latency_table` is false, as in the paper, which links it); memory against the LLaDA paper's; GPU rows
     beside their projections when there are any."""
     g = p.grid
-    lines = ["Every number in this section is **projected** by the cost model (`src/analysis/cost_model.py`), "
+    lines = ["Every number in this section is **projected** by the cost model (`src/dlm_bench/analysis/cost_model.py`), "
              "not measured: a middle value and, in brackets, its band, from each path's factors at the two ends "
              "of the ranges that published measurements bound (below). Datasheet peaks, bf16 dense: "
              + "; ".join(f"{d} {device_ceilings(d).tflops:g} TFLOP/s, {device_ceilings(d).tbps:g} TB/s" for d in DEVICES)

@@ -236,7 +236,7 @@ class CellRecord:
     generations: list[dict[str, Any]] = field(default_factory=list)  # untimed, all prompts, for scoring
     engine: Optional[EngineStats] = None  # engines other than torch
     per_prompt: list[dict[str, Any]] = field(default_factory=list)  # engines: one entry per prompt
-    restored_from: Optional[str] = None  # rebuilt from this table (src/restore.py): no generations, no marks
+    restored_from: Optional[str] = None  # rebuilt from this table (src/dlm_bench/restore.py): no generations, no marks
 
     def to_row(self) -> dict[str, Any]:
         """The one flattening into CSV columns (empty parts become NaN columns, so headers are stable)."""
@@ -307,7 +307,7 @@ class PairRecord:
     error: Optional[str] = None
     started_at: Optional[str] = None
     wall_s: float = NAN
-    restored_from: Optional[str] = None  # rebuilt from this table (src/restore.py): latencies to 0.1 us
+    restored_from: Optional[str] = None  # rebuilt from this table (src/dlm_bench/restore.py): latencies to 0.1 us
 
     def to_row(self) -> dict[str, Any]:
         row = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)

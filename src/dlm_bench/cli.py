@@ -1,0 +1,211 @@
+"""dlm-bench command line: run a grid (or a shard of it), score quality, merge results, draw figures.
+
+    dlm-bench --config config/experiments_mini.yaml                   # run (default command)
+    python src/main.py --config config/experiments.yaml --steps 64 --batch_size 1 8   # the same, no install
+    dlm-bench score --config config/experiments.yaml                  # quality pass over saved generations
+    dlm-bench merge --config config/experiments.yaml                  # rebuild the tables + figures only
+    dlm-bench perf --config config/perf/austen.yaml                   # the perf log (perf | gate | render)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import sys
+
+from .config import OVERRIDES, ConfigError, expand_cells, load_experiment, parse_shard, select_shard
+from .results import ArchiveError, ShrinkError
+
+log = logging.getLogger("dlm_bench")
+
+EXIT_CONFIG = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dlm-bench", description=__doc__.splitlines()[0])
+    p.add_argument("command", nargs="?", default="run", choices=["run", "score", "pairs", "merge", "finalize"],
+                   help="run: time the grid, then score (when the config asks for quality) and time the pairs; "
+                        "score: quality pass only; pairs: time the published ratios as interleaved pairs only; "
+                        "merge: pack the records, rebuild the tables and figures from them; finalize: merge, score, "
+                        "pairs (the end of a SLURM sweep); perf | gate | render: the performance log "
+                        "(`dlm-bench perf --help`)")
+    p.add_argument("--config", required=True, help="experiment YAML file")
+    for o in OVERRIDES:
+        if o.switch:
+            p.add_argument(f"--{o.name}", action="store_true", default=None, help=o.help)
+        else:
+            p.add_argument(f"--{o.name}", type=o.type or str, nargs="+" if o.many else None, help=o.help)
+    p.add_argument("--shard", help="run cells i mod n only, as 'i/n' (default: SLURM array task, else 0/1)")
+    p.add_argument("--time_budget_s", type=float, help="start no new cell after this many seconds (resume later)")
+    p.add_argument("--dry_run", action="store_true", help="print the expanded grid and cell count; load nothing")
+    p.add_argument("--no_figure", action="store_true", help="skip the figures at the end")
+    p.add_argument("--no_score", action="store_true", help="run: skip the quality pass (SLURM shards leave it to "
+                                                             "the finalize job)")
+    p.add_argument("--no_pairs", action="store_true", help="run / finalize: skip the pairs step (a shard of an "
+                                                             "array always leaves it to the finalize job)")
+    p.add_argument("--allow_shrink", action="store_true",
+                   help="rebuild raw_metrics.csv and pairs.csv from the records there even where rows lose their "
+                        "record (without it such a merge stops with exit 2 and writes nothing)")
+    p.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return p
+
+
+def overrides_from(args: argparse.Namespace) -> dict:
+    """The override mapping of parsed arguments (None = not given)."""
+    return {o.name: getattr(args, o.name) for o in OVERRIDES}
+
+
+def dry_run(exp, shard) -> int:
+    """Print the shard's cells; a closed pipe (`--dry_run | head`) ends it quietly."""
+    cells = select_shard(expand_cells(exp), shard)
+    try:
+        print(f"experiment {exp.name}: {len(cells)} cells (shard {shard[0]}/{shard[1]})")
+        for cell in cells:
+            print(f"  {cell.describe()}  P={cell.prompt_len} N_out={cell.n_out} {cell.precision} {cell.attention_backend}")
+        print(f"{len(cells)} cells", flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+    return 0
+
+
+def check_tables(exp, command: str, shard) -> None:
+    """Before any work: the output folder's merges must not drop rows (ShrinkError, exit 2). A `run` may
+    leave out rows of its own grid's cells: it measures them again."""
+    from .measure.environment import hardware_name, resolve_device
+    from .results import PairStore, ResultStore
+
+    root = exp.resolve(exp.output_dir)
+    exempt: frozenset[str] = frozenset()
+    if command == "run":
+        hardware = hardware_name(resolve_device(exp.device))
+        exempt = frozenset(c.cell_id(hardware) for c in select_shard(expand_cells(exp), shard))
+    for problem in (ResultStore(root).shrink_problem(exempt=exempt), PairStore(root).shrink_problem()):
+        if problem:
+            raise ShrinkError(problem)
+
+
+PERF_COMMANDS = ("perf", "gate", "render")  # the performance log's commands (perf/cli.py)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line; Ctrl-C ends with one line (finished cells are on disk, a re-run resumes)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in PERF_COMMANDS:
+        from .perf.cli import main as perf_main
+
+        return perf_main(argv)
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("interrupted: every finished cell is kept; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
+    for flag in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        os.environ.setdefault(flag, "1")  # runs read local caches only; scripts/download_assets.py fetches
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    overrides = overrides_from(args)
+    if args.command == "score":
+        overrides["compute_bertscore"] = True
+    try:
+        exp = load_experiment(args.config, overrides)
+        shard = parse_shard(args.shard)
+        if args.time_budget_s is not None and not (math.isfinite(args.time_budget_s) and args.time_budget_s >= 0):
+            raise ConfigError(f"--time_budget_s: {args.time_budget_s} is not allowed; allowed: seconds >= 0")
+        if args.dry_run:
+            return dry_run(exp, shard)
+        wants_quality = bool(exp.quality.compute_bertscore or exp.quality.judge_path or exp.quality.judge_hub_id)
+        scoring = args.command == "score" or (args.command in ("run", "finalize") and wants_quality
+                                              and not args.no_score)
+        after_cells = args.command == "finalize" or (args.command == "run" and shard[1] == 1)  # not in a shard
+        pairing = bool(exp.pairs.measure) and (args.command == "pairs" or (after_cells and not args.no_pairs))
+        if args.command in ("run", "score", "pairs", "finalize"):
+            from .assets import missing_assets
+            from .measure.environment import resolve_device
+
+            resolve_device(exp.device)
+            problem = missing_assets(exp, scoring, args.config)
+            if problem:
+                raise ConfigError(problem)
+            if args.command == "run" and exp.engines.uses_llamacpp:
+                from .engines.llamacpp.build import build_tools_missing
+
+                problem = build_tools_missing(exp.engines.llamacpp.cache_dir)
+                if problem:
+                    raise ConfigError(f"engines.engine: {problem}")
+        if not args.allow_shrink:
+            check_tables(exp, args.command, shard)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (ShrinkError, ArchiveError) as exc:
+        print(f"results error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        return _work(args, exp, shard, scoring, pairing)
+    except (ShrinkError, ArchiveError) as exc:  # a merge inside the work (records removed meanwhile)
+        print(f"results error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def _work(args: argparse.Namespace, exp, shard, scoring: bool, pairing: bool) -> int:
+    """The command's work, after every check has passed (`--allow_shrink`: the shrinking merges first)."""
+    from .quality.prompts import PromptSourceError
+    from .results import PairStore, ResultStore
+    from .runner import AttentionBackendError, run_experiment
+
+    cells, pairs = ResultStore(exp.resolve(exp.output_dir)), PairStore(exp.resolve(exp.output_dir))
+    if args.allow_shrink:
+        cells.merge(allow_shrink=True)
+        pairs.merge(allow_shrink=True)
+    errors = 0
+    if args.command == "run":
+        try:
+            summary = run_experiment(exp, shard, time_budget_s=args.time_budget_s)
+        except PromptSourceError as exc:
+            print(f"prompt error: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        except AttentionBackendError as exc:
+            print(f"attention error: {exc}", file=sys.stderr)
+            return 1
+        errors = summary.errors
+        log.info("done: %d cells in this shard: %d ok, %d oom, %d errors, %d skipped as finished, %d left for a later "
+                 "run; results in %s", summary.cells_in_shard, summary.ok, summary.oom, summary.errors, summary.skipped,
+                 summary.out_of_time, summary.csv_path)
+    if args.command in ("merge", "finalize"):
+        cells.merge()
+        pairs.merge()
+    if scoring:
+        from .measure.environment import resolve_device
+        from .quality.scoring import score_experiment
+
+        score_experiment(exp, resolve_device(exp.device))
+    if pairing:
+        from .pairs import describe, run_pairs
+
+        measured = run_pairs(exp)
+        log.info(describe(measured))
+        errors += measured.failed
+    if not args.no_figure:
+        draw_figures(exp)
+    return 1 if errors else 0
+
+
+def draw_figures(exp) -> None:
+    """Figures and summary.md from the merged results (the analysis reads files only)."""
+    from .analysis.data import MixedRowsError
+    from .analysis.report import analyze
+
+    try:
+        out = analyze(exp.resolve(exp.output_dir), exp.resolve(exp.figures_dir))
+        log.info("figures and summary: %s", ", ".join(str(p) for p in out.values()))
+    except (MixedRowsError, ValueError, FileNotFoundError) as exc:
+        log.warning("no figures drawn: %s", exc)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
