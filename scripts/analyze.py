@@ -10,9 +10,9 @@ import logging
 import sys
 from pathlib import Path
 
-
 from dlm_bench.analysis.data import MixedRowsError
 from dlm_bench.analysis.report import analyze
+from dlm_bench.stats import RESAMPLES
 
 
 def main() -> int:
@@ -24,11 +24,17 @@ def main() -> int:
     p.add_argument("--section", default="results", help="which GENERATED section of --paper (default: results)")
     p.add_argument("--facet", nargs="+", default=[], choices=["hardware", "precision", "attention_kernel"],
                    help="allow rows that differ in these columns")
+    p.add_argument("--bootstrap_resamples", type=int, default=RESAMPLES,
+                   help=f"resamples of every bootstrap interval (the config's quality.bootstrap_resamples; "
+                        f"default {RESAMPLES})")
     args = p.parse_args()
+    if args.bootstrap_resamples < 1:
+        p.error(f"--bootstrap_resamples: {args.bootstrap_resamples} is not allowed; allowed: integers >= 1")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
         out = analyze(Path(args.input), Path(args.output), Path(args.summary) if args.summary else None,
-                      Path(args.paper) if args.paper else None, tuple(args.facet), args.section)
+                      Path(args.paper) if args.paper else None, tuple(args.facet), args.section,
+                      args.bootstrap_resamples)
     except (MixedRowsError, FileNotFoundError, ValueError) as exc:
         print(f"analysis error: {exc}", file=sys.stderr)
         return 2

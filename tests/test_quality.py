@@ -9,7 +9,7 @@ from dlm_bench.quality.diversity import distinct_n, is_degenerate, unigram_entro
 from dlm_bench.quality.parity import s_parity, s_parity_ci
 from dlm_bench.quality.prompts import (Passage, PromptSourceError, articles_from_lines, build_prompt_sets,
                                  read_prompt_file, read_wikitext)
-from dlm_bench.quality.stats import Estimate, bootstrap_mean
+from dlm_bench.stats import Estimate, bootstrap_mean
 
 
 # ----------------------------------------------------------------- diversity

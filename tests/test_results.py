@@ -6,7 +6,7 @@ import math
 import pytest
 
 from dlm_bench.fileio import atomic_write_text
-from dlm_bench.quality.stats import Estimate
+from dlm_bench.stats import Estimate
 from dlm_bench.results import CellRecord, QualityResult, Repetition, ResultStore, TimingStats
 
 

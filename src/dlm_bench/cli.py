@@ -201,7 +201,8 @@ def draw_figures(exp) -> None:
     from .analysis.report import analyze
 
     try:
-        out = analyze(exp.resolve(exp.output_dir), exp.resolve(exp.figures_dir))
+        out = analyze(exp.resolve(exp.output_dir), exp.resolve(exp.figures_dir),
+                      resamples=exp.quality.bootstrap_resamples)
         log.info("figures and summary: %s", ", ".join(str(p) for p in out.values()))
     except (MixedRowsError, ValueError, FileNotFoundError) as exc:
         log.warning("no figures drawn: %s", exc)

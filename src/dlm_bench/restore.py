@@ -26,7 +26,7 @@ from typing import Any, Optional
 
 from .config import IDENTITY_COLUMNS
 from .quality.metrics import ESTIMATE_PARTS, QUALITY_METRICS
-from .quality.stats import Estimate
+from .stats import Estimate
 from .results import (_PARTS, PER_PROMPT_IDENTITY, TEXT_FIELDS, CellRecord, LoadStats, PairRecord, PairStore,
                       QualityResult, Repetition, ResultStore)
 

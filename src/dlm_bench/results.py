@@ -34,7 +34,7 @@ from typing import Any, Iterator, Optional, Sequence
 from .fileio import atomic_write_bytes, atomic_write_text, jsonable
 from .measure import metrics
 from .quality.metrics import ESTIMATE_PARTS, QUALITY_METRICS
-from .quality.stats import Estimate
+from .stats import Estimate
 
 log = logging.getLogger(__name__)
 

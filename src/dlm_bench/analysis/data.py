@@ -14,6 +14,7 @@ from typing import Optional
 import pandas as pd
 
 from ..config import cell_label
+from ..stats import CV_NO_VERDICT, RESAMPLES
 from ..measure.benchmarks import read_targets
 from .baseline import split_engines, with_forward_column
 from .parity import parity_table
@@ -22,7 +23,6 @@ log = logging.getLogger(__name__)
 
 GUARDED_COLUMNS = ("hardware", "precision", "attention_kernel")
 MIN_REPEATS = 3
-MAX_CV = 0.05  # run-to-run coefficient of variation above which a cell is flagged and a ratio gets no verdict
 MAX_LOAD_CHANGE = 1.0  # change of the 1-minute load average across a cell above which its timing is not trusted
 
 
@@ -45,6 +45,7 @@ class Results:
     engine_rows: pd.DataFrame = field(default_factory=pd.DataFrame)  # llamacpp / openai cells (`rows`: torch)
     per_prompt: pd.DataFrame = field(default_factory=pd.DataFrame)  # per_prompt.csv: engine cells, per prompt
     quality: dict = field(default_factory=dict)  # quality_metrics.json: each scored cell's per-prompt scores
+    resamples: int = RESAMPLES  # bootstrap resamples of every interval the analysis computes
 
     @property
     def ok(self) -> pd.DataFrame:
@@ -82,8 +83,8 @@ def quality_warnings(df: pd.DataFrame) -> list[str]:
         label = cell_label(r)
         if r["repeats"] < MIN_REPEATS:
             out.append(f"{label}: only {int(r['repeats'])} repetitions (< {MIN_REPEATS})")
-        if r["latency_ms_cv"] > MAX_CV:
-            out.append(f"{label}: run-to-run CV {100 * r['latency_ms_cv']:.1f}% (> {100 * MAX_CV:.0f}%)")
+        if r["latency_ms_cv"] > CV_NO_VERDICT:
+            out.append(f"{label}: run-to-run CV {100 * r['latency_ms_cv']:.1f}% (> {100 * CV_NO_VERDICT:.0f}%)")
     return out
 
 
@@ -94,8 +95,9 @@ def default_facets(rows: pd.DataFrame) -> tuple[str, ...]:
     return ("attention_kernel",) if allowed is not None and allowed.astype(str).eq("True").any() else ()
 
 
-def load_results(input_dir: str | Path, facet: tuple[str, ...] = ()) -> Results:
-    """Read the tables of one results folder and apply the guards (facets add to `default_facets`)."""
+def load_results(input_dir: str | Path, facet: tuple[str, ...] = (), resamples: int = RESAMPLES) -> Results:
+    """Read the tables of one results folder and apply the guards (facets add to `default_facets`); every
+    interval computed from them uses `resamples` bootstrap resamples."""
     input_dir = Path(input_dir)
     csv_path = input_dir / "raw_metrics.csv"
     if not csv_path.is_file():
@@ -107,11 +109,11 @@ def load_results(input_dir: str | Path, facet: tuple[str, ...] = ()) -> Results:
                   else pd.DataFrame())
     pairs_path = input_dir / "pairs.csv"
     pairs = pd.read_csv(pairs_path, dtype={c: str for c in ("pair_id", "reference_cell_id", "contender_cell_id")}) if pairs_path.is_file() else pd.DataFrame()
-    parity = parity_table(rows, pairs)
+    parity = parity_table(rows, pairs, resamples)
     warnings = quality_warnings(rows)
     overhead_path = input_dir / "overhead.json"
     overhead = json.loads(overhead_path.read_text()) if overhead_path.is_file() else None
     quality_path = input_dir / "quality_metrics.json"
     quality = json.loads(quality_path.read_text()) if quality_path.is_file() else {}
     return Results(rows, parity, warnings, overhead, pairs, read_targets(input_dir / "benchmarks.json"),
-                   engine_rows, per_prompt, quality)
+                   engine_rows, per_prompt, quality, resamples)

@@ -12,6 +12,7 @@ import math
 import pandas as pd
 
 from ..config import engine_label
+from ..stats import FAIL, PASS, verdict as interval_verdict
 from .data import Results
 from .markdown import fmt, table
 
@@ -22,13 +23,8 @@ def _k(r) -> str:
 
 def pair_verdict(low: float, high: float) -> str:
     """What the pairs of a cell agree on: every pair faster, every pair slower, or neither."""
-    if math.isnan(low) or math.isnan(high):
-        return "—"
-    if low > 1:
-        return "engine faster in every pair"
-    if high < 1:
-        return "torch faster in every pair"
-    return "mixed: no verdict"
+    return {None: "—", PASS: "engine faster in every pair", FAIL: "torch faster in every pair"}.get(
+        interval_verdict(low, high, 1.0, bound_passes=False), "mixed: no verdict")
 
 
 def _cell_pairs(results: Results) -> pd.DataFrame:

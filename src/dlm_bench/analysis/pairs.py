@@ -19,18 +19,15 @@ Pairs chosen from the rows and the parity table:
 from __future__ import annotations
 
 import math
-import random
-import statistics
 from dataclasses import dataclass
 from typing import Sequence
 
 import pandas as pd
 
 from ..measure.metrics import coefficient_of_variation
-from ..quality.stats import Estimate
+from ..stats import NO_ESTIMATE, RESAMPLES, Estimate, bootstrap_median
 from .baseline import DIFFUSION_PATH, baseline, published_parity_rows, with_forward_column
 
-NO_ESTIMATE = Estimate(math.nan, math.nan, math.nan)
 
 
 @dataclass(frozen=True)
@@ -47,16 +44,10 @@ def per_pair_ratios(reference_ms: Sequence[float], contender_ms: Sequence[float]
     return [r / c for r, c in zip(reference_ms, contender_ms) if c > 0]
 
 
-def paired_ratio(reference_ms: Sequence[float], contender_ms: Sequence[float], resamples: int = 1000,
+def paired_ratio(reference_ms: Sequence[float], contender_ms: Sequence[float], resamples: int = RESAMPLES,
                  seed: int = 0) -> Estimate:
     """Median over pairs of reference / contender, with a percentile-bootstrap 95% CI over the pairs."""
-    ratios = per_pair_ratios(reference_ms, contender_ms)
-    if not ratios:
-        return NO_ESTIMATE
-    rng = random.Random(seed)
-    medians = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(resamples))
-    return Estimate(statistics.median(ratios), medians[int(0.025 * resamples)],
-                    medians[min(resamples - 1, int(0.975 * resamples))])
+    return bootstrap_median(per_pair_ratios(reference_ms, contender_ms), resamples, seed)
 
 
 def best_parity_rows(parity: pd.DataFrame) -> pd.DataFrame:
@@ -141,7 +132,7 @@ def ms_list(text) -> list[float]:
     return [float(x) for x in str(text).split(";")] if isinstance(text, str) and text else []
 
 
-def pair_estimate(pair: pd.Series | None, resamples: int = 1000) -> tuple[Estimate, dict]:
+def pair_estimate(pair: pd.Series | None, resamples: int = RESAMPLES) -> tuple[Estimate, dict]:
     """The paired ratio of a measured pair and the quality of its measurement (for the verdict gate):
     the CV of the per-pair ratios (drift that moves both arms alike cancels in them), the number of
     pairs, the change of the load average during the pair."""

@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..quality.metrics import PARITY_METRICS
 from ..quality.parity import s_parity, s_parity_ci
-from ..quality.stats import Estimate
+from ..stats import RESAMPLES, Estimate
 from .baseline import DIFFUSION_PATH, quality_cells, with_forward_column
 from .pairs import pair_estimate, pair_lookup
 
@@ -32,7 +32,7 @@ def _more_degenerate(diffusion_cell: pd.Series, ar_cell: pd.Series) -> bool:
     return d is not None and a is not None and pd.notna(d) and pd.notna(a) and float(d) > float(a)
 
 
-def parity_table(rows: pd.DataFrame, pairs: pd.DataFrame | None = None, resamples: int = 1000) -> pd.DataFrame:
+def parity_table(rows: pd.DataFrame, pairs: pd.DataFrame | None = None, resamples: int = RESAMPLES) -> pd.DataFrame:
     """One row per (N, B, metric, AR model and decode, diffusion model and path); see module doc."""
     rows = with_forward_column(rows)
     ok = rows[rows["status"] == "ok"]

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Optional
 
 from ..fileio import atomic_write_text
-from .data import MAX_CV, MIN_REPEATS, load_results
+from ..stats import CV_NO_VERDICT, RESAMPLES
+from .data import MIN_REPEATS, load_results
 from .figures import FIGURES
 from .summary import paper_summary_markdown, summary_markdown
 
@@ -57,10 +58,10 @@ def update_paper(paper: Path, text_of_section: str, section: str = "results") ->
 
 
 def analyze(input_dir: Path, output_dir: Path, summary: Optional[Path] = None, paper: Optional[Path] = None,
-            facet: tuple[str, ...] = (), section: str = "results") -> dict[str, Path]:
+            facet: tuple[str, ...] = (), section: str = "results", resamples: int = RESAMPLES) -> dict[str, Path]:
     """Figures, parity.csv and summary.md (default: inside `input_dir`) of one results folder; with
     `paper`, the generated section `section` of that file."""
-    results = load_results(input_dir, facet)
+    results = load_results(input_dir, facet, resamples)
     parity_path = input_dir / "parity.csv"
     atomic_write_text(parity_path, results.parity.to_csv(index=False))
     figures = draw_all(results, output_dir)
@@ -68,7 +69,7 @@ def analyze(input_dir: Path, output_dir: Path, summary: Optional[Path] = None, p
     atomic_write_text(summary, summary_markdown(results))
     if results.warnings:  # one line per run; the summary lists them
         log.warning("%d measurement warnings (run-to-run CV > %.0f%% or fewer than %d repetitions): see %s",
-                    len(results.warnings), 100 * MAX_CV, MIN_REPEATS, summary)
+                    len(results.warnings), 100 * CV_NO_VERDICT, MIN_REPEATS, summary)
     out = {**figures, "summary": summary, "parity": parity_path}
     if paper is not None:
         update_paper(paper, paper_section(results, figures, paper, summary, section), section)

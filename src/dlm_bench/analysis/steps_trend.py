@@ -14,8 +14,8 @@ import pandas as pd
 
 from ..config import variant_label
 from ..quality.metrics import PARITY_METRICS
-from ..quality.stats import Estimate
 from ..quality.trend import rank_correlation
+from ..stats import FAIL, PASS, RESAMPLES, Estimate, verdict as interval_verdict
 from .baseline import DIFFUSION_PATH, quality_cells, with_forward_column
 from .markdown import fmt, table
 
@@ -43,10 +43,9 @@ def best_k(trend: StepsTrend) -> int:
 def reading(trend: StepsTrend) -> str:
     """'improves' / 'worsens' with K when the interval excludes 0 (in the metric's own direction), else NO_TREND."""
     est, higher_is_better = trend.correlation, PARITY_METRICS[trend.metric].higher_is_better
-    if est.ci_low > 0:
-        return "improves" if higher_is_better else "worsens"
-    if est.ci_high < 0:
-        return "worsens" if higher_is_better else "improves"
+    outcome = interval_verdict(est.ci_low, est.ci_high, 0.0, bound_passes=False)  # PASS: rises with K
+    if outcome in (PASS, FAIL):
+        return "improves" if (outcome == PASS) == higher_is_better else "worsens"
     return NO_TREND
 
 
@@ -57,7 +56,7 @@ def _per_prompt(quality: dict, cell_id: str, metric: str) -> dict[str, float]:
             if metric in p and p[metric] is not None and not math.isnan(p[metric])}
 
 
-def steps_trends(rows: pd.DataFrame, quality: dict, resamples: int = 1000) -> list[StepsTrend]:
+def steps_trends(rows: pd.DataFrame, quality: dict, resamples: int = RESAMPLES) -> list[StepsTrend]:
     """Every (model, N, path, metric) with scores at two or more K; see the module doc."""
     ok = with_forward_column(rows)
     ok = ok[(ok["status"] == "ok") & (ok["kind"] == "diffusion")]
@@ -88,10 +87,10 @@ TREND_INTRO = ("How the diffusion model's quality moves with the number of steps
                "perplexity.")
 
 
-def steps_trend_markdown(rows: pd.DataFrame, quality: Optional[dict]) -> str:
+def steps_trend_markdown(rows: pd.DataFrame, quality: Optional[dict], resamples: int = RESAMPLES) -> str:
     """The table of the summary's 'Quality against K' section: the paths without a cache."""
     uncached = rows[rows["cache"].fillna("none").astype(str) == "none"] if "cache" in rows else rows
-    trends = steps_trends(uncached, quality or {})
+    trends = steps_trends(uncached, quality or {}, resamples)
     if not trends:
         return "_No diffusion path without a cache was scored at two or more K._"
     body = [[t.model, str(t.seq_len), t.path, t.metric, "; ".join(f"{k}: {v:.3g}" for k, v in t.means.items()),

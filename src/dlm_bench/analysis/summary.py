@@ -10,7 +10,8 @@ from ..config import variant_label
 from ..measure import roofline
 from ..measure.benchmarks import target_from_dict
 from .baseline import DIFFUSION_PATH, baseline, published_parity_rows
-from .data import MAX_CV, MAX_LOAD_CHANGE, MIN_REPEATS, Results
+from ..stats import CV_NO_VERDICT, CV_TARGET, FAIL, PASS, verdict as interval_verdict
+from .data import MAX_LOAD_CHANGE, MIN_REPEATS, Results
 from .pairs import as_published_cell_id, best_parity_rows, fast_path_cells, pair_estimate, pair_lookup
 from .markdown import fmt as _f, table as _table
 from .engines import engines_table, per_prompt_table
@@ -43,8 +44,8 @@ def headline_table(results: Results) -> str:
 def unreliable(row: pd.Series) -> list[str]:
     """Why the timing behind a ratio cannot carry a verdict (empty when it can)."""
     reasons = []
-    if row.get("ratio_cv", 0.0) > MAX_CV:
-        reasons.append(f"per-pair ratio CV {100 * row['ratio_cv']:.1f}% > {100 * MAX_CV:.0f}%")
+    if row.get("ratio_cv", 0.0) > CV_NO_VERDICT:
+        reasons.append(f"per-pair ratio CV {100 * row['ratio_cv']:.1f}% > {100 * CV_NO_VERDICT:.0f}%")
     if row.get("fewest_repeats", MIN_REPEATS) < MIN_REPEATS:
         reasons.append(f"{int(row['fewest_repeats'])} pairs < {MIN_REPEATS}")
     change = row.get("load_change", math.nan)
@@ -64,11 +65,8 @@ def verdict(row: pd.Series) -> str:
     reasons = unreliable(row)
     if reasons:
         return "unreliable measurement: " + "; ".join(reasons)
-    if lo > 1:
-        return "diffusion faster at equal quality"
-    if hi < 1:
-        return "autoregressive faster at equal quality"
-    return "no significant difference"
+    return {PASS: "diffusion faster at equal quality", FAIL: "autoregressive faster at equal quality"}.get(
+        interval_verdict(lo, hi, 1.0, bound_passes=False), "no significant difference")
 
 
 def _speedup(r: pd.Series, label: str = "") -> str:
@@ -117,7 +115,7 @@ def fast_path_table(results: Results) -> str:
             if str(r["cell_id"]) == reference:
                 ratio = "reference"
             else:
-                est, _ = pair_estimate(measured.get((reference, str(r["cell_id"]))))
+                est, _ = pair_estimate(measured.get((reference, str(r["cell_id"]))), results.resamples)
                 ratio = "not paired" if math.isnan(est.value) else \
                     f"{_f(est.value, 2)} [{_f(est.ci_low, 2)}, {_f(est.ci_high, 2)}]"
             rows.append([r["model_name"], variant_label(r), _k(r), _f(r["steps_executed"], 0),
@@ -167,8 +165,8 @@ def targets_table(results: Results) -> str:
     else:
         rows.append(["harness overhead in the timed region < 3%", "not profiled (scripts/profile_overhead.py)", "—"])
     if not ok.empty:
-        above = ok[ok["latency_ms_cv"] >= 0.02]
-        rows.append(["run-to-run CV of L_e2e < 2% per cell",
+        above = ok[ok["latency_ms_cv"] >= CV_TARGET]
+        rows.append([f"run-to-run CV of L_e2e < {100 * CV_TARGET:.0f}% per cell",
                      f"max {_f(100 * ok['latency_ms_cv'].max(), 2)}%; {len(above)} of {len(ok)} cells at or above 2%",
                      _verdict(above.empty)])
         floor_s = sum(r.repeats * roofline.roofline_seconds(r.flops_per_generation, r.min_bytes_per_generation,
@@ -251,7 +249,7 @@ def summary_markdown(results: Results, title: str = "dlm-bench results") -> str:
               "L_e2e(LLaDA at S_parity), measured in pairs: the two generations interleaved in one process in a "
               "random order per pair; the median of the per-pair ratios with a bootstrap 95% CI over the pairs.", "",
               parity_markdown(results), "", "## Quality against K", "", TREND_INTRO, "",
-              steps_trend_markdown(results.rows, results.quality), "", "## Both sides at their best", "",
+              steps_trend_markdown(results.rows, results.quality, results.resamples), "", "## Both sides at their best", "",
               "The fastest AR decode path against the diffusion sampler/cache that is fastest at its own S_parity:",
               "", parity_markdown(results, best=True), "", "Every path against its model's as-published path:", "",
               fast_path_table(results), "",

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from ..stats import RESAMPLES
 from .names import (AR_DECODE_MODES, ATTENTION_BACKENDS, DEFAULT_LEAP_RELAXED, DEFAULT_LEAP_WINDOW,
                     DEFAULT_THRESHOLD, DEVICES, DIFFUSION_CACHES, DIFFUSION_FORWARDS, DIFFUSION_SAMPLERS,
                     DIFFUSION_SCHEDULES, ENGINES, FAMILIES, HUB_ID, LLAMACPP_SAMPLERS, LOCAL_SERVER, MODEL_TYPES,
@@ -412,7 +413,7 @@ class QualitySpec:
     judge_path: Optional[str] = None
     judge_hub_id: Optional[str] = None
     judge_max_seq_len: Optional[int] = None
-    bootstrap_resamples: int = 1000
+    bootstrap_resamples: int = RESAMPLES  # of every bootstrap interval: quality means and the analysis's ratios
 
     def bertscore_is_local(self, base_dir: str | Path) -> bool:
         """The encoder is a local folder or ships in a package (else a hub name, fetched beforehand)."""

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..fileio import atomic_write_text
+from ..stats import FAIL, PASS, verdict as interval_verdict
 
 
 @dataclass(frozen=True)
@@ -42,16 +43,8 @@ class TargetResult:
     def verdict(self) -> str:
         low = self.value if self.ci_low is None else self.ci_low
         high = self.value if self.ci_high is None else self.ci_high
-        if not self.higher_is_better:
-            low, high = -high, -low
-            goal = -self.goal
-        else:
-            goal = self.goal
-        if low >= goal:
-            return "met"
-        if high < goal:
-            return "missed"
-        return "undecided (the CI straddles the goal)"
+        outcome = interval_verdict(low, high, self.goal, self.higher_is_better)
+        return {PASS: "met", FAIL: "missed"}.get(outcome, "undecided (the CI straddles the goal)")
 
 
 def record_targets(path: Path, results: list[TargetResult]) -> Path:

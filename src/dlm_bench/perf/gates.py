@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
+from ..stats import verdict as interval_verdict
 from .spec import MACHINE_METRICS, PAIRED_METRICS, GateSpec
 
 Z95 = 1.96  # the normal quantile behind a 95% interval, for the prompt count that would decide a gate
@@ -65,13 +66,9 @@ def prompts_to_decide(n: int, ci: tuple[float, float], value: float, bound: floa
 def verdict(low: float, high: float, gate: GateSpec) -> tuple[str, float]:
     """pass | fail | undecided for the interval [low, high] against the gate's bound, and by how much the
     nearest end misses it (for fail)."""
-    if gate.at_least is not None:
-        good, bad = low >= gate.at_least, high < gate.at_least
-        gap = gate.at_least - high
-    else:
-        good, bad = high <= gate.at_most, low > gate.at_most
-        gap = low - gate.at_most
-    return ("pass" if good else "fail" if bad else "undecided"), gap
+    higher_is_better = gate.at_least is not None
+    bound = gate.at_least if higher_is_better else gate.at_most
+    return interval_verdict(low, high, bound, higher_is_better), (bound - high if higher_is_better else low - bound)
 
 
 def evaluate_gate(gate: GateSpec, entry: dict, previous: Optional[dict]) -> GateResult:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Mapping, Optional
 
-from .stats import Estimate
+from ..stats import Estimate
 
 
 def _matches(value: float, target: float, higher_is_better: bool) -> bool:

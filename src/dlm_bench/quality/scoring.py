@@ -23,7 +23,7 @@ from .bertscore import BertScore, BertScoreSettings
 from .diversity import distinct_n, is_degenerate, unigram_entropy_bits
 from .metrics import QUALITY_METRICS
 from .perplexity import conditional_perplexity
-from .stats import Estimate, bootstrap_mean
+from ..stats import Estimate, bootstrap_mean
 
 log = logging.getLogger(__name__)
 

@@ -7,11 +7,10 @@ by prompt), so the interval reflects how much the conclusion depends on which pa
 from __future__ import annotations
 
 import math
-import random
 import statistics
 from typing import Mapping, Sequence
 
-from .stats import Estimate
+from ..stats import RESAMPLES, Estimate, bootstrap
 
 
 def ranks(values: Sequence[float]) -> list[float]:
@@ -38,14 +37,7 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     return sxy / math.sqrt(sxx * syy) if sxx and syy else math.nan
 
 
-def _interval(values: list[float], point: float) -> Estimate:
-    values = sorted(v for v in values if not math.isnan(v))
-    if not values:
-        return Estimate(point, math.nan, math.nan)
-    return Estimate(point, values[int(0.025 * len(values))], values[min(len(values) - 1, int(0.975 * len(values)))])
-
-
-def rank_correlation(scores: Mapping[float, Sequence[float]], resamples: int = 1000, seed: int = 0) -> Estimate:
+def rank_correlation(scores: Mapping[float, Sequence[float]], resamples: int = RESAMPLES, seed: int = 0) -> Estimate:
     """Spearman correlation between the setting (the mapping's keys, e.g. K) and the mean score over
     prompts at each setting; `scores[k][i]` is prompt i's score at setting k."""
     keys = sorted(scores)
@@ -54,14 +46,10 @@ def rank_correlation(scores: Mapping[float, Sequence[float]], resamples: int = 1
     def corr(idx: list[int]) -> float:
         return spearman(keys, [statistics.fmean(scores[k][i] for i in idx) for k in keys])
 
-    rng = random.Random(seed)
-    point = corr(list(range(n)))
-    return _interval([corr([rng.randrange(n) for _ in range(n)]) for _ in range(resamples)], point)
+    return bootstrap(n, corr, resamples, seed)
 
 
-def paired_difference(a: Sequence[float], b: Sequence[float], resamples: int = 1000, seed: int = 0) -> Estimate:
+def paired_difference(a: Sequence[float], b: Sequence[float], resamples: int = RESAMPLES, seed: int = 0) -> Estimate:
     """mean(a - b) over prompts (a[i] and b[i] scored on the same prompt), with a bootstrap 95% CI."""
     diffs = [x - y for x, y in zip(a, b)]
-    rng = random.Random(seed)
-    point = statistics.fmean(diffs)
-    return _interval([statistics.fmean(rng.choices(diffs, k=len(diffs))) for _ in range(resamples)], point)
+    return bootstrap(len(diffs), lambda idx: statistics.fmean(diffs[i] for i in idx), resamples, seed)
