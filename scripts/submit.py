@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 from dlm_bench.config import ConfigError, expand_cells, load_experiment
-from dlm_bench.main import build_parser, overrides_from
+from dlm_bench.cli import build_parser, overrides_from
 
 
 def array_size(config: str, passthrough: list[str], max_tasks: int) -> tuple[int, int]:

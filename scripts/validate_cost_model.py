@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not args.fit_only:
         calibrate(folder)
-        from dlm_bench.main import main as harness
+        from dlm_bench.cli import main as harness
 
         code = harness(["run", "--config", str(CONFIG), "--no_figure"])
         if code:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -12,10 +13,24 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 
 
+TIERS = ("unit", "integration", "evidence")  # pytest.ini describes them; CI runs all three
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    """Every test belongs to one tier: evidence or integration where it is marked so, else unit."""
+    for item in items:
+        marked = [t for t in TIERS[1:] if item.get_closest_marker(t)]
+        if len(marked) > 1:
+            raise pytest.UsageError(f"{item.nodeid}: marked {' and '.join(marked)}; a test has one tier")
+        if not marked:
+            item.add_marker(pytest.mark.unit)
+
+
 def load_script(name: str) -> ModuleType:
     """A module of scripts/ (`name` without .py), imported from its file (scripts/ is not a package)."""
     spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # its dataclasses look themselves up there
     spec.loader.exec_module(module)
     return module
 

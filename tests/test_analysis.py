@@ -103,6 +103,7 @@ def _draw_capturing(draw, results, out: Path, grab):
     return png, captured["value"]
 
 
+@pytest.mark.integration
 def test_each_figure_is_drawn_with_its_panels(tmp_path):
     results = load_results(make_results(tmp_path / "raw"))
     # 2 N values (64 with quality, 128 without: quality panels only for 64), 2 quality metrics,
@@ -132,6 +133,7 @@ def test_each_figure_is_drawn_with_its_panels(tmp_path):
             assert "Pareto frontier" in captured["labels"] and "llama (static_compiled)" in captured["labels"]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", ["pareto", "quality_vs_steps"])
 def test_perplexity_axes_turn_logarithmic_when_they_span_more_than_tenfold(tmp_path, name):
     """The fixture's perplexities span 19-30 (linear axis); a K with perplexity 400 makes the span
@@ -194,6 +196,7 @@ def test_warnings_for_few_repeats_and_high_spread(tmp_path):
     assert any("only 2 repetitions" in w for w in warnings) and any("CV 20.0%" in w for w in warnings)
 
 
+@pytest.mark.integration
 def test_paper_regeneration_is_idempotent(tmp_path):
     raw = make_results(tmp_path / "raw")
     paper = tmp_path / "paper.md"
@@ -267,6 +270,7 @@ def test_parity_speedup_per_batch_size_by_hand(tmp_path):
     assert rows[1]["speedup_factor_ci_low"] == rows[1]["speedup_factor_ci_high"] == pytest.approx(2.5)
 
 
+@pytest.mark.integration
 def test_analysis_imports_no_torch():
     import subprocess
     import sys
@@ -327,6 +331,7 @@ def test_compiled_diffusion_rows_are_a_path_of_their_own_and_never_the_as_publis
     assert list(old.parity.loc[old.parity["metric"] == "bertscore_f1", "diffusion_cell_id"]) == ["e16"]
 
 
+@pytest.mark.integration
 def test_measurement_warnings_are_one_console_line_and_listed_in_the_summary(tmp_path, caplog):
     root = tmp_path / "raw"
     store = ResultStore(root)

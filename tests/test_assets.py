@@ -2,12 +2,14 @@
 
 import time
 
+import pytest
 import yaml
 
 from conftest import mini_config_dict
 from dlm_bench.cli import main
 
 
+@pytest.mark.integration
 def test_missing_hub_assets_are_listed_together_before_anything_runs(tiny_models, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty_hf_home"))
     data = mini_config_dict(tiny_models, tmp_path)

@@ -35,7 +35,7 @@ N, PROMPTS, STEPS = 64, 16, (2, 4, 8, 16, 32)
 # vocabulary is mixed up (the negative control below) scores far outside.
 AR_FACTOR = 8.0
 
-pytestmark = [pytest.mark.slow,
+pytestmark = [pytest.mark.evidence, pytest.mark.slow,
               pytest.mark.skipif(not (CHECKPOINTS / "mdm" / "config.json").is_file()
                                  or not (CHECKPOINTS / "ar" / "config.json").is_file(),
                                  reason="the trained pair is not in checkpoints/austen (scripts/train_pair.py)")]

@@ -48,6 +48,7 @@ def test_the_summary_lists_the_recorded_targets_with_their_verdicts(tmp_path):
     assert "≥ 1.3" in row and "1.200 [1.100, 1.250]" in row and row.rstrip(" |").endswith("missed")
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_bench_targets_measures_and_records_every_target_of_its_groups(tmp_path):
     import subprocess

@@ -6,6 +6,7 @@ import pytest
 from conftest import ROOT
 
 
+@pytest.mark.integration
 def test_download_assets_local_only_lists_what_is_missing_and_never_prints_the_token(tmp_path):
     token = "hf_SECRETtoken1234567890"
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HOME": str(tmp_path / "hf"), "HF_TOKEN": token,

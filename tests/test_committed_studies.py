@@ -13,6 +13,8 @@ from dlm_bench.analysis.report import analyze, markers
 from dlm_bench.cli import main
 from dlm_bench.results import ResultStore
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parent.parent
 # study folder, the config that made it, its GENERATED section of paper.md
 STUDIES = [("cpu_mini_synthetic", "config/experiments_mini.yaml", "results"),

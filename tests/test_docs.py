@@ -44,6 +44,7 @@ def test_the_readmes_two_commands_are_there_and_run_from_the_root():
     assert len(text.splitlines()) <= 200
 
 
+@pytest.mark.integration
 def test_the_paper_is_short_and_its_projected_section_is_regenerated_from_the_files(tmp_path):
     paper = tmp_path / "paper.md"
     shutil.copy(ROOT / "paper.md", paper)

@@ -87,6 +87,7 @@ def test_threshold_choice_includes_the_best_and_everything_above():
     assert choose(torch.tensor([[0.2, 0.3, 0.1, 0.0]]), masked, None, 0.9, False).tolist() == [[False, True, False, False]]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("compiled", [False, True], ids=["static", "static_compiled"])
 def test_static_paths_emit_the_eager_tokens(tiny_models, compiled):
     from transformers import AutoModelForCausalLM
@@ -188,6 +189,7 @@ def test_runner_records_agreement_and_roofline_for_cached_cells(mini_config):
     assert {r["threshold"] for r in rows} == {"", "0.9"}
 
 
+@pytest.mark.integration
 def test_bench_samplers_prints_every_path(mini_config, tmp_path):
     import subprocess
     import sys
@@ -277,6 +279,7 @@ def _compiled_graphs() -> int:
     return int(counters["stats"]["unique_graphs"])
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_compiled_diffusion_forward_emits_the_eager_tokens_with_one_graph_per_step_kind():
     torch._dynamo.reset()

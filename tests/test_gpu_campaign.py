@@ -6,9 +6,12 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from conftest import ROOT, mini_config_dict
+
+pytestmark = pytest.mark.integration
 
 
 def _campaign(config, out, budget):

@@ -25,6 +25,8 @@ from dlm_bench.engines.openai_engine import OpenAIEngine
 from dlm_bench.cli import main
 from dlm_bench.models.loader import LoadSettings, load_model
 
+pytestmark = pytest.mark.evidence  # every test here runs the real llama.cpp build
+
 AR, MDM = ROOT / "checkpoints" / "austen" / "ar", ROOT / "checkpoints" / "austen" / "mdm"
 
 

@@ -127,6 +127,7 @@ def _pairs_config(tiny_models, tmp_path, **pairs):
     return path
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_the_pairs_step_measures_resumes_and_feeds_the_summary(tiny_models, tmp_path, caplog):
     path = _pairs_config(tiny_models, tmp_path)

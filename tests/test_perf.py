@@ -197,6 +197,7 @@ def test_a_missing_prompt_file_is_a_config_error(tmp_path):
     assert out.returncode == 2 and "prompt_file: " in out.stderr and "no_such_prompts.txt not found" in out.stderr
 
 
+@pytest.mark.evidence
 @pytest.mark.slow
 @pytest.mark.skipif(not (ROOT / "data" / "austen" / "prompts.txt").is_file(),
                     reason="the Austen corpus is not prepared (./test.sh prepares it; scripts/prepare_austen.py)")

@@ -93,6 +93,7 @@ def test_band_middle_and_text():
     assert band.mid == 200.0 and band.text() == "200 [100, 400]"
 
 
+@pytest.mark.integration
 def test_the_projection_script_writes_its_files_and_the_paper_section(tmp_path):
     import shutil
     import subprocess

@@ -143,6 +143,7 @@ def test_judge_prefers_its_own_greedy_continuation_over_shuffled_tokens(tiny_mod
     assert own < other
 
 
+@pytest.mark.integration
 def test_mini_sweep_writes_quality_files_and_the_score_pass_reuses_generations(mini_config, tmp_path, monkeypatch):
     import yaml
 
@@ -219,6 +220,7 @@ def test_rank_correlation_interval_excludes_zero_only_for_a_clear_trend():
     assert diff == Estimate(0.5, 0.5, 0.5)
 
 
+@pytest.mark.integration
 def test_the_judge_reads_only_cells_up_to_its_n_and_a_second_score_pass_resumes(mini_config, tmp_path, caplog):
     import yaml
 

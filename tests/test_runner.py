@@ -17,6 +17,7 @@ def _rows(cfg_dir):
     return list(csv.DictReader(open(cfg_dir / "raw" / "raw_metrics.csv")))
 
 
+@pytest.mark.integration
 def test_mini_run_writes_rows_for_both_architectures_and_a_figure(mini_config, tmp_path):
     assert main(["--config", str(mini_config)]) == 0
     rows = _rows(tmp_path)
@@ -55,6 +56,7 @@ def test_second_run_skips_every_cell(mini_config, monkeypatch):
     assert second.skipped == 6 and second.ok == 0
 
 
+@pytest.mark.integration
 def test_interrupted_run_keeps_finished_cells_and_resumes_the_rest(mini_config, monkeypatch):
     exp = load_experiment(mini_config)
     real = runner.run_cell

@@ -19,7 +19,7 @@ from conftest import ROOT, load_script, mini_config_dict
 
 slurm = load_script("local_slurm_cluster")
 
-pytestmark = [pytest.mark.slurm, pytest.mark.slow,
+pytestmark = [pytest.mark.integration, pytest.mark.slurm, pytest.mark.slow,
               pytest.mark.skipif(slurm.missing_requirements() is not None,
                                  reason=f"no SLURM here: {slurm.missing_requirements()}")]
 

@@ -29,6 +29,7 @@ def test_paragraphs_skip_the_title_block_and_headings_and_passages_reach_their_l
     assert joined == [paras[0] + " " + paras[1]]  # (68 + 1) + (72 + 1) >= 100; the last, alone 71 < 100, is dropped
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None, reason="needs apt and dpkg")
 def test_the_debian_package_gives_six_novels(tmp_path):
     try:
@@ -75,6 +76,7 @@ def test_both_runs_see_the_same_windows_in_the_same_order():
     assert torch.equal(windows(tokens, s, 3), windows(tokens, s, 6)[:3])  # the MDM's longer run starts the same
 
 
+@pytest.mark.integration
 def test_micro_pair_trains_saves_and_loads_through_the_project_loader(tmp_path):
     from dlm_bench.config import ModelSpec
     from dlm_bench.generation.diffusion import MaskedDiffusionGenerator
@@ -116,6 +118,7 @@ def test_micro_pair_trains_saves_and_loads_through_the_project_loader(tmp_path):
                 assert out.shape == (1, 16) and not (out == mask_id).any()
 
 
+@pytest.mark.integration
 def test_train_pair_script_refuses_a_missing_package_with_exit_2(tmp_path):
     import sys
 
@@ -155,6 +158,7 @@ def test_the_mdm_starts_from_the_saved_ar_twin(tmp_path):
         Budget(mdm_start="warm")
 
 
+@pytest.mark.integration
 def test_train_pair_script_refuses_an_mdm_from_a_missing_ar_twin(tmp_path):
     import sys
 
