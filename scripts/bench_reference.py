@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 import torch
 
-from dlm_bench.analysis.pairs import paired_ratio
+from dlm_bench.selection.pairs import paired_ratio
 from dlm_bench.generation.diffusion import MaskedDiffusionGenerator
 from dlm_bench.measure.clock import clock_for
 from dlm_bench.measure.benchmarks import TargetResult, add_benchmark_arguments, record_targets

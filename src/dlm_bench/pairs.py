@@ -1,7 +1,7 @@
 """The pairs step: every ratio the summary publishes, timed as interleaved pairs of its two cells.
 
 After the cells (and the quality pass that finds S_parity), top to bottom:
-1. `analysis.pairs.wanted_pairs` names the cell pairs whose ratio the summary publishes (the
+1. `selection.pairs.wanted_pairs` names the cell pairs whose ratio the summary publishes (the
    Speedup Factor as published and at their best, the fast-path table), from the merged rows;
 2. for each pair not measured yet, both arms' models are loaded (and kept for the next pair), both
    generators get the same prompts, each arm is warmed up, then `pairs.repeats` pairs are timed:
@@ -27,9 +27,9 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from .analysis.baseline import split_engines
-from .analysis.pairs import WantedPair, wanted_pairs
-from .analysis.parity import parity_table
+from .selection.baseline import split_engines
+from .selection.pairs import WantedPair, wanted_pairs
+from .selection.parity import parity_table
 from .config import Cell, Experiment, expand_cells
 from .generation import Generator
 from .measure import load as machine_load
@@ -115,7 +115,9 @@ def run_pairs(exp: Experiment, progress: bool = True) -> PairsSummary:
         torch.set_num_threads(exp.cpu_threads)
     hardware = hardware_name(device)
     root = exp.resolve(exp.output_dir)
-    rows = pd.read_csv(ResultStore(root).merge(), dtype={"cell_id": str})
+    cell_store = ResultStore(root)
+    cell_store.merge()
+    rows = pd.DataFrame(cell_store.rows())  # from the records themselves, not read back from raw_metrics.csv
     if "status" in rows:  # the published ratios are torch paths' (engine cells carry their own per-prompt pairs)
         rows = split_engines(rows)[0]
     wanted = wanted_pairs(rows, parity_table(rows), exp.pairs.measure) if "status" in rows else []

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .config import IDENTITY_COLUMNS
-from .quality.metrics import ESTIMATE_PARTS, QUALITY_METRICS
+from .metrics.quality import ESTIMATE_PARTS, QUALITY_METRICS
 from .stats import Estimate
 from .results import (_PARTS, PER_PROMPT_IDENTITY, TEXT_FIELDS, CellRecord, LoadStats, PairRecord, PairStore,
                       QualityResult, Repetition, ResultStore)

@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
 from .fileio import atomic_write_bytes, atomic_write_text, jsonable
-from .measure import metrics
-from .quality.metrics import ESTIMATE_PARTS, QUALITY_METRICS
+from .metrics import timing as metrics
+from .metrics.quality import ESTIMATE_PARTS, QUALITY_METRICS
 from .stats import Estimate
 
 log = logging.getLogger(__name__)
@@ -158,7 +158,7 @@ class LoadStats:
 
 @dataclass
 class QualityResult:
-    """A cell's scores (see quality.metrics): one estimate per metric over the prompt set."""
+    """A cell's scores (see metrics.quality): one estimate per metric over the prompt set."""
 
     label: str  # model quality, or a smoke test of the pipeline (synthetic weights)
     prompts: int
@@ -521,6 +521,10 @@ class ResultStore(_RecordFolder):
         return sorted(self._all(), key=lambda r: (str(r.identity.get("model_name")), r.identity.get("seq_len") or 0,
                                                   r.identity.get("batch_size") or 0,
                                                   json.dumps(r.identity, sort_keys=True), r.cell_id))
+
+    def rows(self) -> list[dict]:
+        """Every readable record as its row of raw_metrics.csv (`CellRecord.to_row`), in the table's order."""
+        return [r.to_row() for r in self.records()]
 
     def merge(self, allow_shrink: bool = False) -> Path:
         """Pack the records and rebuild raw_metrics.csv, per_prompt.csv (engine cells' per-prompt pairs, when

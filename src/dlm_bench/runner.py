@@ -30,7 +30,7 @@ from .engines import EngineError
 from .engines import measure as engine_measure
 from .engines.pool import EnginePool
 from .generation.cell_generator import make_generator
-from .measure import metrics
+from .metrics import timing as metrics
 from .measure.clock import Clock, clock_for
 from .measure.environment import capture_environment, resolve_device
 from .measure.memory import read_peak, reset_peak

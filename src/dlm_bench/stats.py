@@ -16,7 +16,7 @@ from typing import Callable, Optional, Sequence
 
 RESAMPLES = 1000  # default bootstrap resamples (config field quality.bootstrap_resamples)
 
-# Run-to-run coefficient of variation (measure.metrics.coefficient_of_variation of a cell's repetitions, or
+# Run-to-run coefficient of variation (metrics.timing.coefficient_of_variation of a cell's repetitions, or
 # of a pair's per-pair ratios)
 CV_NO_VERDICT = 0.05  # above it a cell is flagged and a ratio built on it carries no verdict
 CV_TARGET = 0.02  # the measurement-quality target a summary reports met or missed per cell

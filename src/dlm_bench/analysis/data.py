@@ -16,8 +16,8 @@ import pandas as pd
 from ..config import cell_label
 from ..stats import CV_NO_VERDICT, RESAMPLES
 from ..measure.benchmarks import read_targets
-from .baseline import split_engines, with_forward_column
-from .parity import parity_table
+from ..selection.baseline import split_engines, with_forward_column
+from ..selection.parity import parity_table
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ import pandas as pd  # noqa: E402
 
 from ..config import engine_label, variant_label  # noqa: E402
 from ..fileio import atomic_write_bytes  # noqa: E402
-from ..quality.metrics import PARITY_METRICS  # noqa: E402
-from .baseline import DIFFUSION_PATH, baseline, published_parity_rows  # noqa: E402
+from ..metrics.quality import PARITY_METRICS  # noqa: E402
+from ..selection.baseline import DIFFUSION_PATH, baseline, published_parity_rows  # noqa: E402
 from .data import PALETTE, Results  # noqa: E402
 
 

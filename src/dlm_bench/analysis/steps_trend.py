@@ -13,10 +13,10 @@ from typing import Optional
 import pandas as pd
 
 from ..config import variant_label
-from ..quality.metrics import PARITY_METRICS
+from ..metrics.quality import PARITY_METRICS
 from ..quality.trend import rank_correlation
 from ..stats import FAIL, PASS, RESAMPLES, Estimate, verdict as interval_verdict
-from .baseline import DIFFUSION_PATH, quality_cells, with_forward_column
+from ..selection.baseline import DIFFUSION_PATH, quality_cells, with_forward_column
 from .markdown import fmt, table
 
 NO_TREND = "no trend the prompts can carry"

@@ -9,10 +9,10 @@ import pandas as pd
 from ..config import variant_label
 from ..measure import roofline
 from ..measure.benchmarks import target_from_dict
-from .baseline import DIFFUSION_PATH, baseline, published_parity_rows
+from ..selection.baseline import DIFFUSION_PATH, baseline, published_parity_rows
 from ..stats import CV_NO_VERDICT, CV_TARGET, FAIL, PASS, verdict as interval_verdict
 from .data import MAX_LOAD_CHANGE, MIN_REPEATS, Results
-from .pairs import as_published_cell_id, best_parity_rows, fast_path_cells, pair_estimate, pair_lookup
+from ..selection.pairs import as_published_cell_id, best_parity_rows, fast_path_cells, pair_estimate, pair_lookup
 from .markdown import fmt as _f, table as _table
 from .engines import engines_table, per_prompt_table
 from .steps_trend import TREND_INTRO, steps_trend_markdown

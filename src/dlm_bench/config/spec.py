@@ -336,7 +336,7 @@ class TimingSpec:
                               f"allowed: 1..{self.repeats}")
 
 
-PAIR_KINDS = ("speedup", "fast_paths")  # the ratios the summary publishes (analysis.pairs)
+PAIR_KINDS = ("speedup", "fast_paths")  # the ratios the summary publishes (selection.pairs)
 
 
 @dataclass(frozen=True)

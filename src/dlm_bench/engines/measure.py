@@ -18,7 +18,7 @@ import torch
 
 from ..config import Cell
 from ..generation import Generator
-from ..measure import metrics
+from ..metrics import timing as metrics
 from ..measure.clock import Clock
 from ..measure.repeats import another_repetition
 from ..quality.prompts import PromptSet

@@ -22,12 +22,12 @@ from typing import Optional
 import torch
 from tqdm import tqdm
 
-from ..analysis.pairs import paired_ratio
+from ..selection.pairs import paired_ratio
 from ..config import THRESHOLD_SAMPLERS, ModelSpec, PromptSpec
 from ..generation import Generator
 from ..generation.autoregressive import make_ar_generator
 from ..generation.diffusion import MaskedDiffusionGenerator
-from ..measure import metrics
+from ..metrics import timing as metrics
 from ..measure.clock import Clock, clock_for
 from ..measure.environment import git_commit, hardware_name
 from ..measure.memory import process_max_rss_gib

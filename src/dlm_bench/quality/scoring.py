@@ -21,7 +21,7 @@ from ..fileio import atomic_write_text, jsonable
 from ..results import QualityResult, ResultStore
 from .bertscore import BertScore, BertScoreSettings
 from .diversity import distinct_n, is_degenerate, unigram_entropy_bits
-from .metrics import QUALITY_METRICS
+from ..metrics.quality import QUALITY_METRICS
 from .perplexity import conditional_perplexity
 from ..stats import Estimate, bootstrap_mean
 
@@ -85,7 +85,7 @@ def score_generations(generations: list[dict], bert: Optional[BertScore], judge:
 
 
 def aggregate(per_prompt: list[dict], resamples: int) -> dict[str, Estimate]:
-    """Per metric (see quality.metrics), the mean over prompts with a bootstrap 95% interval."""
+    """Per metric (see metrics.quality), the mean over prompts with a bootstrap 95% interval."""
     present = [m for m in QUALITY_METRICS if per_prompt and m in per_prompt[0]]
     return {m: bootstrap_mean([r[m] for r in per_prompt], resamples) for m in present}
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from ...config import Cell
-from ...measure import metrics
+from ...metrics import timing as metrics
 from .. import EngineAnswer, EngineBatch, EngineError
 from ..streaming import StreamedAnswer, read_native_chunk, stream_all
 from .build import LlamaCpp

@@ -24,7 +24,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from ..measure.metrics import coefficient_of_variation
+from ..metrics.timing import coefficient_of_variation
 from ..stats import NO_ESTIMATE, RESAMPLES, Estimate, bootstrap_median
 from .baseline import DIFFUSION_PATH, baseline, published_parity_rows, with_forward_column
 

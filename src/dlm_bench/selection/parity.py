@@ -5,14 +5,14 @@ diffusion quality curve over K is read from the smallest-B cells (quality does n
 S_parity is found on it (strict and CI-aware), among the K whose outputs are not degenerate (distinct-2 < 0.5)
 more often than the AR model's. The Speedup Factor L_e2e(AR) / L_e2e(diffusion at
 S_parity) at the row's own B comes only from a paired measurement of those two cells (see
-`analysis.pairs`); a row whose pair was not measured has no Speedup Factor.
+`selection.pairs`); a row whose pair was not measured has no Speedup Factor.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-from ..quality.metrics import PARITY_METRICS
+from ..metrics.quality import PARITY_METRICS
 from ..quality.parity import s_parity, s_parity_ci
 from ..stats import RESAMPLES, Estimate
 from .baseline import DIFFUSION_PATH, quality_cells, with_forward_column
