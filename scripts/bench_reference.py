@@ -38,7 +38,7 @@ from dlm_bench.measure.benchmarks import TargetResult, add_benchmark_arguments, 
 from dlm_bench.measure.environment import git_commit, hardware_name
 from dlm_bench.models.llada import load_llada, load_llada_state_dict
 from dlm_bench.models.tiny import read_corpus, write_tiny_llada
-from dlm_bench.pairs import CallArm, time_pair
+from dlm_bench.measure.loop import Arm, CallGenerator, time_pair
 
 CORPUS = ROOT / "data" / "prompts" / "mini_prompts.txt"
 
@@ -122,7 +122,8 @@ def main() -> int:
     rows, targets = [], []
     with torch.inference_mode():
         for i, (label, reference_run, our_run) in enumerate(comparisons):
-            ref_side, our_side = CallArm(reference_run, prompt), CallArm(our_run, prompt)
+            ref_side = Arm(CallGenerator(reference_run), prompt, args.gen_length)
+            our_side = Arm(CallGenerator(our_run), prompt, args.gen_length)
             _, ref_ms, our_ms = time_pair(ref_side, our_side, args.pairs, 1, clock, random.Random(i))
             est = paired_ratio(ref_ms, our_ms)
             agree = float((ref_side.last == our_side.last).float().mean())

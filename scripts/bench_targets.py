@@ -10,7 +10,7 @@ LLaMA-3 layout for AR) in fp32 on `--threads` threads, prompt 128 tokens, 128 ge
 - compiled AR decode: `static_compiled` against transformers' eager `generate`; goal > 1x; and the
   compiled decode's weight-streaming rate (weight bytes per token / time per token, the input
   embedding table counted as one row) against this machine's measured copy bandwidth; goal >= 60%;
-- harness overhead: the runner's timed repetition (clock marks at every step or token) against a bare
+- harness overhead: the cells' timed region (measure.loop.timed_run: clock marks at every step or token) against a bare
   call of the same generator; goal: runner / bare < 1.03.
 Each ratio is the median over pairs (order drawn per pair) with a bootstrap 95% CI, after
 `--warmup` untimed runs of each arm (compilation happens there). A goal is met only when the whole
@@ -24,10 +24,8 @@ import argparse
 import random
 import statistics
 import sys
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,30 +38,15 @@ from dlm_bench.generation.diffusion import MaskedDiffusionGenerator
 from dlm_bench.measure.benchmarks import (TargetResult, add_benchmark_arguments, read_targets, record_targets,
                                     target_from_dict)
 from dlm_bench.measure.calibration import measure_ceilings
-from dlm_bench.measure.clock import Clock, clock_for
+from dlm_bench.measure.clock import clock_for
 from dlm_bench.measure.environment import git_commit, hardware_name
 from dlm_bench.metrics.timing import mean_itl_ms
 from dlm_bench.models.llada import load_llada
 from dlm_bench.models.tiny import read_corpus, write_tiny_llada, write_tiny_llama
-from dlm_bench.pairs import CallArm, time_pair
-from dlm_bench.runner import timed_repetition
+from dlm_bench.measure.loop import Arm, CallGenerator, time_pair, timed_run, warm_up
 
 CORPUS = ROOT / "data" / "prompts" / "mini_prompts.txt"
 SCRIPT = "scripts/bench_targets.py"
-
-
-@dataclass
-class RunnerArm:
-    """One side of a pair: the runner's timed repetition of a generator, as every cell times it (clock
-    marks at every step or token); its latency is the repetition's L_e2e."""
-
-    generator: object
-    ids: torch.Tensor
-    cell: SimpleNamespace  # the fields of a cell that timed_repetition reads
-    last: None = None  # no outputs kept: nothing to compare tokens with
-
-    def generate_ms(self, clock: Clock) -> float:
-        return timed_repetition(self.generator, self.ids, self.cell, clock)[0].latency_ms
 
 
 def weight_bytes_per_token(model: torch.nn.Module) -> int:
@@ -130,13 +113,11 @@ def main() -> int:
         return MaskedDiffusionGenerator(llada, mask_id, args.block_length, sampler, cache=cache, forward=forward,
                                         **options)
 
-    def diffusion_side(sampler: str, cache: str, forward: str) -> CallArm:
-        g = diffusion(sampler, cache, forward)
-        return CallArm(lambda ids: g.generate(ids, args.gen_length, steps=args.steps).output_ids, dl_prompt)
+    def diffusion_side(sampler: str, cache: str, forward: str) -> Arm:
+        return Arm(diffusion(sampler, cache, forward), dl_prompt, args.gen_length, args.steps)
 
-    def ar_side(decode: str) -> CallArm:
-        g = make_ar_generator(llama, decode)
-        return CallArm(lambda ids: g.generate(ids, args.gen_length).output_ids, ar_prompt)
+    def ar_side(decode: str) -> Arm:
+        return Arm(make_ar_generator(llama, decode), ar_prompt, args.gen_length)
 
     with torch.inference_mode():
         dl_setting = f"LLaDA layout, {n_dl:.1f} M parameters, K = {args.steps}, block {args.block_length}, {common}"
@@ -151,12 +132,9 @@ def main() -> int:
             pair("AR static_compiled decode vs eager generate, B = 1", 1.0, True, ar_side("eager"), compiled, 10,
                  ar_setting)
             generator = make_ar_generator(llama, "static_compiled")
-            generator.generate(ar_prompt, args.gen_length)
-            itls = []
-            for _ in range(args.pairs):
-                start = clock.mark()
-                trace = generator.generate(ar_prompt, args.gen_length, marker=clock.mark)
-                itls.append(mean_itl_ms([clock.elapsed_ms(start, m) for m in trace.marks]))
+            warm_up(generator, ar_prompt, args.gen_length, None, 1)
+            itls = [mean_itl_ms(timed_run(generator, ar_prompt, args.gen_length, None, clock).mark_offsets_ms)
+                    for _ in range(args.pairs)]
             per_token_s = statistics.median(itls) / 1000
             nbytes = weight_bytes_per_token(llama)
             ceilings = measure_ceilings(device, copy_mib=args.copy_mib)
@@ -175,11 +153,10 @@ def main() -> int:
             for seed, (kind, generator, prompt, steps) in enumerate(
                     (("diffusion low_confidence/dual", diffusion("low_confidence", "dual"), dl_prompt, args.steps),
                      ("AR static", make_ar_generator(llama, "static"), ar_prompt, None))):
-                cell = SimpleNamespace(kind="diffusion" if steps else "autoregressive", batch_size=1,
-                                       n_out=args.gen_length, steps=steps)  # what timed_repetition reads of a cell
-                runner = RunnerArm(generator, prompt, cell)
-                bare = CallArm(lambda ids, g=generator, s=steps: g.generate(ids, args.gen_length, steps=s).output_ids,
-                               prompt)
+                runner = Arm(generator, prompt, args.gen_length, steps)  # the cells' timed region, marks included
+                bare = Arm(CallGenerator(lambda ids, g=generator, s=steps: g.generate(ids, args.gen_length,
+                                                                                     steps=s).output_ids),
+                           prompt, args.gen_length)
                 pair(f"harness overhead: runner's timed repetition / bare generation, {kind}", 1.03, False,
                      bare, runner, 20 + seed, dl_setting if steps else ar_setting, invert=True)
     if args.record:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from dlm_bench.config import ConfigError, expand_cells, load_experiment
 from dlm_bench.measure.environment import hardware_name, resolve_device
+from dlm_bench.measure.loop import warm_up
 from dlm_bench.measure.overhead import harness_overhead
 from dlm_bench.models.attention import kernel_context
 from dlm_bench.fileio import atomic_write_text
@@ -46,9 +47,8 @@ def main() -> int:
                                          cell.seq_len)
         ids, _ = cell_prompts.batch(cell.batch_size, device)
         with kernel_context(loaded.attention_kernel):
-            for _ in range(exp.timing.warmup):
-                gen.generate(ids, cell.n_out, steps=cell.steps)
-            result = harness_overhead(lambda: gen.generate(ids, cell.n_out, steps=cell.steps), device)
+            warm_up(gen, ids, cell.n_out, cell.steps, exp.timing.warmup, exp.timing.warmup_steps)
+            result = harness_overhead(gen, ids, cell.n_out, cell.steps, device)
         out["cells"].append({"cell": cell.describe(), "weights": loaded.weights, **result})
         print(f"{cell.describe()}: L_e2e {result['latency_ms']:.2f} ms, kernels {result['kernel_ms']:.2f} ms, "
               f"overhead {100 * result['overhead']:.2f}%")

@@ -11,7 +11,7 @@ import yaml
 from dlm_bench.selection.pairs import WantedPair, paired_ratio, wanted_pairs
 from dlm_bench.selection.parity import parity_table
 from dlm_bench.cli import main
-from dlm_bench.pairs import time_pair
+from dlm_bench.measure.loop import time_pair
 
 
 def test_paired_ratio_is_the_median_of_per_pair_ratios():
@@ -37,6 +37,10 @@ class DriftingMachine:
 class FakeArm:
     def __init__(self, name, base_ms, machine, log):
         self.name, self.base_ms, self.machine, self.log = name, base_ms, machine, log
+
+    def warm_up(self, count):
+        for _ in range(count):
+            self.generate_ms(None)
 
     def generate_ms(self, clock):
         self.log.append(self.name)
@@ -194,6 +198,7 @@ def test_the_load_check_passes_overlapping_or_flagged_ratios_and_fails_a_confide
     assert flagged[0][1] and "flagged unreliable" in flagged[0][0]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("study", ["cpu_mini_synthetic", "cpu_austen_trained", "cpu_austen_engines"])
 def test_the_pairs_step_chooses_from_the_records_what_the_analysis_chooses_from_the_table(study):
     """The pairs step never reads raw_metrics.csv back: its rows come from the records, and the selection

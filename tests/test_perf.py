@@ -245,7 +245,7 @@ def test_a_perf_arm_records_timed_generations_only_and_reads_steps_from_the_mark
         def mark(self):
             return next(self.t)
 
-    arm = PerfArm("diffusion", "low_confidence/dual", Stepper(), torch.zeros(1, 4, dtype=torch.long), 8, 4)
+    arm = PerfArm(Stepper(), torch.zeros(1, 4, dtype=torch.long), 8, 4, kind="diffusion", path="low_confidence/dual")
     arm.warm_up()
     assert arm.generator.calls == 1 and arm.latencies_ms == [] and arm.step_ms == []
     assert arm.generate_ms(FakeClock()) == pytest.approx(10.0)
@@ -324,7 +324,7 @@ def test_the_quality_pass_covers_every_prompt_in_batches_of_the_largest_batch():
                                    steps_executed=1)
 
     echo = Echo()
-    arm = PerfArm("diffusion", "low_confidence/dual", echo, torch.zeros(2, 3, dtype=torch.long), 2, 4)
+    arm = PerfArm(echo, torch.zeros(2, 3, dtype=torch.long), 2, 4, kind="diffusion", path="low_confidence/dual")
     out = quality_outputs(arm, [[i, 0, 0] for i in range(5)], batch=2)
     assert echo.shapes == [(2, 3), (2, 3), (1, 3)]
     assert out.tolist() == [[100, 100], [101, 101], [102, 102], [103, 103], [104, 104]]

@@ -8,6 +8,8 @@ import pytest
 import torch
 
 import dlm_bench.runner as runner
+from dlm_bench.measure.loop import warm_up
+from dlm_bench.measure.repeats import another_repetition
 from conftest import ROOT
 from dlm_bench.config import load_experiment
 from dlm_bench.cli import main
@@ -205,10 +207,11 @@ def test_diffusion_warmups_stop_after_warmup_steps(mini_config):
     (cell,) = runner.expand_cells(exp)
     gen = _CountingDiffusion()
     timing = dc.replace(exp.timing, warmup=3, warmup_steps=3)
-    assert runner.warm_up(gen, torch.zeros(1, 16, dtype=torch.long), cell, timing) == 3
+    assert warm_up(gen, torch.zeros(1, 16, dtype=torch.long), cell.n_out, cell.steps, timing.warmup,
+                   timing.warmup_steps) == 3
     assert gen.steps_seen == [3, 3, 3] and gen.finished == 0
     gen = _CountingDiffusion()
-    assert runner.warm_up(gen, None, cell, dc.replace(timing, warmup_steps=None)) is None
+    assert warm_up(gen, None, cell.n_out, cell.steps, timing.warmup, None) is None
     assert gen.steps_seen == [8, 8, 8] and gen.finished == 3
 
 
@@ -227,8 +230,8 @@ def test_max_timed_s_stops_repeats_at_min_repeats(mini_config, tmp_path):
     mini_config.write_text(yaml.safe_dump(data))
     exp = load_experiment(mini_config)
     reps = [runner.Repetition(100.0, 1.0)] * 5
-    assert all(runner.another_repetition(exp.timing, reps[:n]) for n in range(5))
-    assert not runner.another_repetition(exp.timing, reps)
+    assert all(another_repetition(exp.timing, reps[:n]) for n in range(5))
+    assert not another_repetition(exp.timing, reps)
 
 
 def test_min_timed_s_adds_repetitions_up_to_max_repeats():
@@ -237,11 +240,11 @@ def test_min_timed_s_adds_repetitions_up_to_max_repeats():
     timing = TimingSpec(repeats=3, min_timed_s=1.0, max_repeats=6)
     rep = runner.Repetition(300.0, 1.0)  # 0.3 s each
     # 3 repetitions are 0.9 s < 1.0 s: a 4th; 4 are 1.2 s: stop
-    assert runner.another_repetition(timing, [rep] * 3) and not runner.another_repetition(timing, [rep] * 4)
+    assert another_repetition(timing, [rep] * 3) and not another_repetition(timing, [rep] * 4)
     slow = TimingSpec(repeats=2, min_timed_s=100.0, max_repeats=5)
-    assert runner.another_repetition(slow, [rep] * 4) and not runner.another_repetition(slow, [rep] * 5)  # the cap
+    assert another_repetition(slow, [rep] * 4) and not another_repetition(slow, [rep] * 5)  # the cap
     capped = TimingSpec(repeats=2, min_timed_s=100.0, max_timed_s=0.5, max_repeats=50)
-    assert not runner.another_repetition(capped, [rep] * 2)  # max_timed_s wins over min_timed_s
+    assert not another_repetition(capped, [rep] * 2)  # max_timed_s wins over min_timed_s
 
 
 def test_synthetic_architectures_with_random_prompt_ids_run_on_cpu(tmp_path):

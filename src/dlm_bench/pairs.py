@@ -4,9 +4,10 @@ After the cells (and the quality pass that finds S_parity), top to bottom:
 1. `selection.pairs.wanted_pairs` names the cell pairs whose ratio the summary publishes (the
    Speedup Factor as published and at their best, the fast-path table), from the merged rows;
 2. for each pair not measured yet, both arms' models are loaded (and kept for the next pair), both
-   generators get the same prompts, each arm is warmed up, then `pairs.repeats` pairs are timed:
-   one generation of the reference arm and one of the contender, back to back, in an order drawn
-   per pair from a seeded generator, so drift and load hit both arms alike;
+   generators get the same prompts and the attention kernel their cells ran on, each arm is warmed
+   up, then `pairs.repeats` pairs are timed (measure.loop.time_pair: the cells' own timed region,
+   marks included): one generation of the reference arm and one of the contender, back to back, in
+   an order drawn per pair from a seeded generator, so drift and load hit both arms alike;
 3. the pair's `PairRecord` goes to `<output_dir>/pairs/<pair_id>.json`, and `pairs.csv` is rebuilt.
 Finished pairs are skipped on the next run, as cells are. An OOM or error is recorded for that pair
 and the step goes on.
@@ -21,7 +22,7 @@ import random
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable, Optional
+
 
 import pandas as pd
 import torch
@@ -31,15 +32,14 @@ from .selection.baseline import split_engines
 from .selection.pairs import WantedPair, wanted_pairs
 from .selection.parity import parity_table
 from .config import Cell, Experiment, expand_cells
-from .generation import Generator
 from .measure import load as machine_load
-from .measure.clock import Clock, clock_for, timed
+from .measure.clock import clock_for
 from .measure.environment import hardware_name, resolve_device
-from .models.attention import kernel_context
+from .measure.loop import Arm, time_pair
 from .models.loader import LoadedModel, LoadSettings, load_model
 from .quality.prompts import PromptProvider
 from .results import PairRecord, PairStore, ResultStore
-from .runner import make_generator
+from .runner import kernel_of_label, make_generator
 
 log = logging.getLogger(__name__)
 
@@ -60,54 +60,6 @@ def pair_id(pair: WantedPair, exp: Experiment) -> str:
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
-@dataclass
-class Arm:
-    """One side of a pair, ready to generate: its cell, loaded model, generator and prompt ids."""
-
-    cell: Cell
-    loaded: LoadedModel
-    generator: Generator
-    ids: torch.Tensor
-
-    def generate_ms(self, clock: Clock) -> float:
-        """One timed generation, ms."""
-        with kernel_context(self.loaded.attention_kernel):
-            return timed(clock, lambda: self.generator.generate(self.ids, self.cell.n_out, steps=self.cell.steps))[0]
-
-
-@dataclass
-class CallArm:
-    """One side of a pair around any generation call `run(prompt) -> output ids [B, N_out]` (the benchmark
-    scripts' arms: reference code, a bare generator); keeps the last output for token agreement."""
-
-    run: Callable[[torch.Tensor], torch.Tensor]
-    prompt: torch.Tensor
-    last: Optional[torch.Tensor] = None
-
-    def generate_ms(self, clock: Clock) -> float:
-        """One timed call, ms."""
-        ms, self.last = timed(clock, lambda: self.run(self.prompt))
-        return ms
-
-
-def time_pair(reference: Arm, contender: Arm, repeats: int, warmup: int, clock: Clock,
-              rng: random.Random) -> tuple[str, list[float], list[float]]:
-    """Warm up each arm, then time `repeats` pairs in a random order per pair; returns the orders
-    ("RC" / "CR" per pair) and the latencies of each arm in pair order (ms)."""
-    for arm in (reference, contender):
-        for _ in range(warmup):
-            arm.generate_ms(clock)
-    order, reference_ms, contender_ms = "", [], []
-    arms = {"R": (reference, reference_ms), "C": (contender, contender_ms)}
-    for _ in range(repeats):
-        this_pair = rng.choice(("RC", "CR"))
-        for side in this_pair:
-            arm, latencies = arms[side]
-            latencies.append(arm.generate_ms(clock))
-        order += this_pair
-    return order, reference_ms, contender_ms
-
-
 def run_pairs(exp: Experiment, progress: bool = True) -> PairsSummary:
     """Measure every wanted pair not measured yet; rebuild pairs.csv."""
     device = resolve_device(exp.device)
@@ -121,6 +73,7 @@ def run_pairs(exp: Experiment, progress: bool = True) -> PairsSummary:
     if "status" in rows:  # the published ratios are torch paths' (engine cells carry their own per-prompt pairs)
         rows = split_engines(rows)[0]
     wanted = wanted_pairs(rows, parity_table(rows), exp.pairs.measure) if "status" in rows else []
+    kernels = dict(zip(rows["cell_id"], rows["attention_kernel"])) if "attention_kernel" in rows else {}
     store = PairStore(root)
     todo = [p for p in wanted if not store.is_done(pair_id(p, exp))]
     summary = PairsSummary(len(wanted), len(wanted) - len(todo))
@@ -133,12 +86,15 @@ def run_pairs(exp: Experiment, progress: bool = True) -> PairsSummary:
              len(todo), exp.pairs.repeats)
 
     def arm(cell: Cell) -> Arm:
+        """The cell as one side of a pair, on the attention kernel its own measurement ran on."""
         if cell.model.name not in loaded:
             loaded[cell.model.name] = load_model(cell.model, device, settings)
         model = loaded[cell.model.name]
         batch = prompts.for_model(model.spec.name, model.architecture.vocab_size, model.mask_token_id, cell.seq_len)
         torch.manual_seed(cell.settings.seed)
-        return Arm(cell, model, make_generator(cell, model), batch.batch(cell.batch_size, model.device)[0])
+        kernel = kernel_of_label(kernels.get(cell.cell_id(hardware))) or model.attention_kernel
+        return Arm(make_generator(cell, model), batch.batch(cell.batch_size, model.device)[0], cell.n_out,
+                   cell.steps, kernel=kernel)
 
     for pair in tqdm(todo, desc="pairs", unit="pair", disable=not progress):
         reference, contender = cells.get(pair.reference_cell_id), cells.get(pair.contender_cell_id)

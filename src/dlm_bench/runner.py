@@ -24,7 +24,8 @@ from typing import Optional
 import torch
 from tqdm import tqdm
 
-from .config import PRECISIONS, Cell, Experiment, TimingSpec, expand_cells, project_root, select_shard
+from .registry import AR
+from .config import PRECISIONS, Cell, Experiment, expand_cells, project_root, select_shard
 from .generation import GenerationTrace, Generator
 from .engines import EngineError
 from .engines import measure as engine_measure
@@ -34,7 +35,7 @@ from .metrics import timing as metrics
 from .measure.clock import Clock, clock_for
 from .measure.environment import capture_environment, resolve_device
 from .measure.memory import read_peak, reset_peak
-from .measure.repeats import another_repetition
+from .measure.loop import TimedRun, measure_runs
 from .measure import load as machine_load
 from .measure import roofline
 from .models.attention import kernel_context
@@ -95,76 +96,37 @@ class Measurement:
     load: LoadStats
 
 
-class _WarmupStepsDone(Exception):
-    """Raised by the warm-up marker to end a diffusion warm-up after `timing.warmup_steps` steps."""
-
-
-def warm_up(generator: Generator, ids: torch.Tensor, cell: Cell, timing: TimingSpec) -> Optional[int]:
-    """Run the cell's warm-up generations; returns the denoising steps each ran (None = whole generations).
-
-    A diffusion warm-up with `timing.warmup_steps` runs the real generation and stops it from the
-    per-step marker: the same shapes and code path as the timed run, fewer iterations.
-    """
-    limit = min(timing.warmup_steps, cell.steps) if timing.warmup_steps and cell.steps is not None else None
-    for _ in range(timing.warmup):
-        if limit is None:
-            generator.generate(ids, cell.n_out, steps=cell.steps)
-            continue
-        done = 0
-
-        def count_step() -> None:
-            nonlocal done
-            done += 1
-            if done >= limit:
-                raise _WarmupStepsDone
-
-        try:
-            generator.generate(ids, cell.n_out, steps=cell.steps, marker=count_step)
-        except _WarmupStepsDone:
-            pass
-    return limit
-
-
-def repetition(cell: Cell, trace: GenerationTrace, clock: Clock, start, end) -> Repetition:
-    """Metrics of one timed generation from its clock marks (after synchronisation)."""
-    latency = clock.elapsed_ms(start, end)
-    offsets = [clock.elapsed_ms(start, m) for m in trace.marks]
-    rep = Repetition(latency_ms=latency,
-                     tokens_per_s=metrics.throughput_tokens_per_s(cell.batch_size, cell.n_out, latency),
-                     steps_executed=trace.steps_executed)
-    if cell.kind == "autoregressive":
-        rep.ttft_ms, rep.itl_ms = metrics.ttft_ms(offsets), metrics.mean_itl_ms(offsets)
+def repetition(cell: Cell, run: TimedRun) -> Repetition:
+    """The metrics of one timed run of a cell: L_e2e and T_gen, and TTFT / ITL from the per-token marks
+    (AR) or the step latencies from the per-step marks (diffusion). An engine's trace carries its own
+    account of the batch (streamed TTFT / ITL, logged step times), which takes the marks' place."""
+    rep = Repetition(latency_ms=run.latency_ms,
+                     tokens_per_s=metrics.throughput_tokens_per_s(cell.batch_size, cell.n_out, run.latency_ms),
+                     steps_executed=run.trace.steps_executed)
+    report = run.trace.report
+    if cell.kind == AR:
+        if report is not None:
+            rep.ttft_ms = metrics.mean_finite([a.ttft_ms for a in report.answers])
+            rep.itl_ms = metrics.mean_finite([a.itl_ms for a in report.answers])
+        else:
+            rep.ttft_ms, rep.itl_ms = metrics.ttft_ms(run.mark_offsets_ms), metrics.mean_itl_ms(run.mark_offsets_ms)
     else:
-        steps = metrics.step_latencies_ms(offsets)
+        steps = report.step_ms if report is not None else metrics.step_latencies_ms(run.mark_offsets_ms)
         rep.step_ms_p50, rep.step_ms_p99 = metrics.percentile(steps, 50), metrics.percentile(steps, 99)
     return rep
 
 
-def timed_repetition(generator: Generator, ids: torch.Tensor, cell: Cell, clock: Clock
-                     ) -> tuple[Repetition, GenerationTrace]:
-    """One timed generation as every cell times it: clock marks around it and at each step or token."""
-    start = clock.mark()
-    trace = generator.generate(ids, cell.n_out, steps=cell.steps, marker=clock.mark)
-    end = clock.mark()
-    clock.synchronize()
-    return repetition(cell, trace, clock, start, end), trace
-
-
 def measure(generator: Generator, ids: torch.Tensor, cell: Cell, clock: Clock, device: torch.device,
             kernel: str) -> Measurement:
-    """Warm up, then time repetitions until the timing settings say stop, then read the memory peaks."""
-    timing = cell.settings.timing
+    """The cell's runs through the one loop (measure.loop.measure_runs), with the memory peaks around the
+    timed runs and the machine's load around the whole."""
     before = machine_load.sample(device)
     with kernel_context(kernel):
-        warmup_steps = warm_up(generator, ids, cell, timing)
-        clock.synchronize()
-        reset_peak(device)
-        reps: list[Repetition] = []
-        while another_repetition(timing, reps):
-            rep, trace = timed_repetition(generator, ids, cell, clock)
-            reps.append(rep)
+        runs, reps, warmup_steps = measure_runs(generator, ids, cell.n_out, cell.steps, clock, cell.settings.timing,
+                                                lambda run: repetition(cell, run), after_warmup=lambda: reset_peak(device))
         memory = read_peak(device)
-    return Measurement(reps, trace, memory, warmup_steps, machine_load.between(before, machine_load.sample(device)))
+    return Measurement(reps, runs[-1].trace, memory, warmup_steps,
+                       machine_load.between(before, machine_load.sample(device)))
 
 
 # --------------------------------------------------------------------------- policy
@@ -177,6 +139,14 @@ def kernels_to_try(kernel: str, allow_mismatch: bool) -> list[tuple[str, str]]:
     if allow_mismatch and kernel == "sdpa_flash":
         options.append(("sdpa", FALLBACK_LABEL))
     return options
+
+
+def kernel_of_label(label: Optional[str]) -> Optional[str]:
+    """The kernel a row's `attention_kernel` label names (a fallback label names the kernel that ran);
+    None for no label (NaN, None, an engine's)."""
+    if not isinstance(label, str) or label.startswith("n/a"):
+        return None
+    return {text: kernel for kernel, text in kernels_to_try("sdpa_flash", True)}.get(label, label)
 
 
 def _is_kernel_unavailable(exc: Optional[BaseException]) -> bool:
@@ -309,13 +279,12 @@ def run_engine_cell(cell: Cell, loaded: LoadedModel, prompts: PromptSet, ctx: Ru
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     ids, passage_ids = prompts.batch(cell.batch_size, loaded.device)
-    prompt_ids = ids.tolist()
     status, error, engine, measured, extras = "error", None, None, None, Extras()
     per_prompt: list[dict] = []
     before = machine_load.sample(loaded.device)
     try:
         engine = pool.engine_for(cell, loaded.tokenizer)
-        measured = engine_measure.measure_engine(engine, prompt_ids, cell)
+        measured = engine_measure.measure_engine(engine, ids, cell, ctx.clock, lambda run: repetition(cell, run))
         status = "ok"
         if per_prompt_count:
             reference = engine_measure.torch_reference(cell, ar_decode)

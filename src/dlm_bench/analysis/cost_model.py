@@ -20,12 +20,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from ..registry import AR, DIFFUSION
+from .. import registry
 from ..generation import ForwardWork
 from ..generation.work import ar_work, diffusion_work
 from ..measure.roofline import forward_flops, forward_min_bytes
 from ..models.architecture import Architecture
 
-AR_PATHS = ("eager", "static", "static_compiled")
+AR_PATHS = tuple(registry.DECODE_PATHS)
 DIFFUSION_CACHES = ("none", "prefix", "dual")
 LOGITS_BYTES = 4  # logits and the sampler's probabilities are float32 whatever the weights' precision
 
@@ -44,7 +46,7 @@ class Generation:
     cfg: bool = False
 
     def work(self) -> list[ForwardWork]:
-        if self.kind == "autoregressive":
+        if self.kind == AR:
             return ar_work(self.batch, self.prompt_len, self.n_out)
         return diffusion_work(self.batch, self.prompt_len, self.n_out, self.steps, self.block_length, self.path,
                               self.cfg)
@@ -150,7 +152,7 @@ class MemoryPrediction:
 def kv_cache_bytes(gen: Generation, arch: Architecture, bytes_per_param: int) -> float:
     """Keys and values a path keeps for the whole generation: the AR cache over P + N_out positions, a
     diffusion cache over the canvas; none for the uncached sampler (one layer's K/V at a time)."""
-    if gen.kind == "diffusion" and gen.path == "none":
+    if gen.kind == DIFFUSION and gen.path == "none":
         return 0.0
     return float(gen.batch * (gen.prompt_len + gen.n_out) * arch.kv_per_token * bytes_per_param)
 

@@ -21,6 +21,7 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from ..registry import DIFFUSION
 from ..config import PRECISIONS
 from ..measure.roofline import forward_flops, forward_min_bytes
 from ..models.architecture import Architecture, architecture_of_config
@@ -50,7 +51,7 @@ def measured_cells(rows: pd.DataFrame, root: Path) -> list[MeasuredCell]:
     out = []
     for _, r in rows[rows["status"] == "ok"].iterrows():
         arch = architecture_of_config(json.loads((root / r["model_source"]).read_text()))
-        diffusion = r["kind"] == "diffusion"
+        diffusion = r["kind"] == DIFFUSION
         gen = Generation(r["kind"], r["cache"] if diffusion else r["decode"], int(r["batch_size"]),
                          int(r["prompt_len"]), int(r["n_out"]), int(r["steps"]) if diffusion else None,
                          int(r["block_length"]) if diffusion else None,
@@ -190,7 +191,7 @@ def summarise(checked: Sequence[Checked]) -> Summary:
 
 def label(cell: MeasuredCell) -> str:
     g = cell.generation
-    k = f" K={g.steps}" if g.kind == "diffusion" else ""
+    k = f" K={g.steps}" if g.kind == DIFFUSION else ""
     return f"{cell.model} B={g.batch} N={g.prompt_len + g.n_out}{k} {g.path}"
 
 

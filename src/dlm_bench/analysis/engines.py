@@ -11,6 +11,7 @@ import math
 
 import pandas as pd
 
+from ..registry import AR, DIFFUSION
 from ..config import engine_label
 from ..stats import FAIL, PASS, verdict as interval_verdict
 from .data import Results
@@ -18,7 +19,7 @@ from .markdown import fmt, table
 
 
 def _k(r) -> str:
-    return str(int(r["steps"])) if r["kind"] == "diffusion" and not pd.isna(r["steps"]) else "—"
+    return str(int(r["steps"])) if r["kind"] == DIFFUSION and not pd.isna(r["steps"]) else "—"
 
 
 def pair_verdict(low: float, high: float) -> str:
@@ -51,7 +52,7 @@ def engines_table(results: Results) -> str:
             continue
         p = pairs.loc[r["cell_id"]] if r["cell_id"] in pairs.index else None
         speed = "—" if p is None else f"{fmt(p['speedup'], 2)} ({int(p['prompts'])} prompts; pairs {fmt(p['pair_min'], 2)}–{fmt(p['pair_max'], 2)})"
-        timing = (f"{fmt(r['ttft_ms_median'], 2)} / {fmt(r['itl_ms_median'], 3)}" if r["kind"] == "autoregressive"
+        timing = (f"{fmt(r['ttft_ms_median'], 2)} / {fmt(r['itl_ms_median'], 3)}" if r["kind"] == AR
                   else f"{fmt(r['step_ms_p50'], 2)} / {fmt(r['step_ms_p99'], 2)}")
         out.append(head + [fmt(r["latency_ms_median"], 2), fmt(r["tokens_per_s_median"]), timing,
                            str(int(r["answers_not_n_out"])) if not pd.isna(r["answers_not_n_out"]) else "—",

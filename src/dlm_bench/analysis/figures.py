@@ -16,6 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from ..registry import AR, DIFFUSION  # noqa: E402
+from .. import registry  # noqa: E402
 from ..config import engine_label, variant_label  # noqa: E402
 from ..fileio import atomic_write_bytes  # noqa: E402
 from ..metrics.quality import PARITY_METRICS  # noqa: E402
@@ -44,10 +46,9 @@ def _int_ticks(ax, values, axis="x") -> None:
 
 # one look per generation path in every figure: colour = diffusion sampler (or AR decode path),
 # line style and marker = KV cache; Okabe-Ito colours, distinguishable in grey and by colour-blind readers
-SAMPLER_COLORS = {"low_confidence": "#0072B2", "random": "#E69F00", "entropy": "#009E73", "margin": "#CC79A7",
-                  "threshold": "#D55E00", "local_leap": "#999933"}
+SAMPLER_COLORS = {name: s.colour for name, s in registry.SAMPLERS.items()}
 CACHE_STYLES = {"none": ("-", "o"), "prefix": ("--", "s"), "dual": (":", "^")}
-DECODE_STYLES = {"eager": ("#000000", "*"), "static": ("#7F7F7F", "P"), "static_compiled": ("#56B4E9", "X")}
+DECODE_STYLES = {name: (d.colour, d.marker) for name, d in registry.DECODE_PATHS.items()}
 
 
 def _label(r) -> str:
@@ -57,7 +58,7 @@ def _label(r) -> str:
 
 def series_style(r) -> dict:
     """Plot keyword arguments of a row's generation path (see SAMPLER_COLORS, CACHE_STYLES, DECODE_STYLES)."""
-    if r["kind"] == "diffusion":
+    if r["kind"] == DIFFUSION:
         linestyle, marker = CACHE_STYLES.get(r["cache"], ("-", "o"))
         return {"color": SAMPLER_COLORS.get(r["sampler"], "#000000"), "linestyle": linestyle, "marker": marker,
                 "markersize": 5}
@@ -87,11 +88,11 @@ def latency_and_throughput(results: Results, out: Path) -> Path:
     for i, n in enumerate(sorted(df["seq_len"].unique())):
         color = PALETTE[i % len(PALETTE)]
         sub = df[(df["seq_len"] == n) & (df["batch_size"] == b_ref)]
-        for _, g in sub[sub["kind"] == "diffusion"].groupby("model_name"):
+        for _, g in sub[sub["kind"] == DIFFUSION].groupby("model_name"):
             g = g.sort_values("steps")
             ax1.errorbar(g["steps"], g["latency_ms_median"], yerr=_latency_spread(g), marker="o", color=color,
                          capsize=3, label=f"{_label(g.iloc[0])}, N={n}")
-        for _, r in sub[sub["kind"] == "autoregressive"].iterrows():
+        for _, r in sub[sub["kind"] == AR].iterrows():
             ax1.axhline(r["latency_ms_median"], color=color, linestyle="--", label=f"{_label(r)}, N={n}")
             ax1.axhspan(r["latency_ms_min"], r["latency_ms_max"], color=color, alpha=0.12)
     if df["steps"].notna().any():
@@ -167,7 +168,7 @@ def pareto(results: Results, out: Path) -> Path:
                     linestyle=":", label="Pareto frontier")
             for p in front:
                 r = points[p]
-                tag = f"K={int(r['steps'])}" if r["kind"] == "diffusion" else str(r["decode"])
+                tag = f"K={int(r['steps'])}" if r["kind"] == DIFFUSION else str(r["decode"])
                 ax.annotate(tag, p, fontsize=6, xytext=(3, -9 if higher else 4), textcoords="offset points")
             ax.set(xscale="log", xlabel="L_e2e, median (ms)", ylabel=label, title=f"N={n}, B={b_ref}: {metric}")
             _perplexity_scale(ax, metric, sub)
@@ -184,7 +185,7 @@ def throughput_bars(results: Results, out: Path) -> Path:
     fig, axes = plt.subplots(1, len(ns), figsize=(5.2 * len(ns), 3.9), squeeze=False, constrained_layout=True)
     for ax, n in zip(axes[0], ns):
         sub = df[df["seq_len"] == n].assign(series=lambda d: [
-            f"{_label(r)}, K={int(r['steps'])}" if r["kind"] == "diffusion" else _label(r) for _, r in d.iterrows()])
+            f"{_label(r)}, K={int(r['steps'])}" if r["kind"] == DIFFUSION else _label(r) for _, r in d.iterrows()])
         series = list(dict.fromkeys(sub.sort_values(["kind", "steps"])["series"]))
         bs = sorted(sub["batch_size"].unique())
         width = 0.8 / max(1, len(series))
@@ -267,9 +268,9 @@ def quality_vs_steps(results: Results, out: Path) -> Path:
                 ax.set_xticks([])
                 ax.set_yticks([])
                 continue
-            ar = baseline(sub[sub["kind"] == "autoregressive"])
+            ar = baseline(sub[sub["kind"] == AR])
             ar_degenerate = ar["degenerate_mean"].max() if "degenerate_mean" in ar and not ar.empty else np.nan
-            for _, g in sub[sub["kind"] == "diffusion"].groupby(["model_name", *DIFFUSION_PATH]):
+            for _, g in sub[sub["kind"] == DIFFUSION].groupby(["model_name", *DIFFUSION_PATH]):
                 g = g.sort_values("steps")
                 style = series_style(g.iloc[0])
                 err = np.vstack([g[f"{metric}_mean"] - g[f"{metric}_ci_low"], g[f"{metric}_ci_high"] - g[f"{metric}_mean"]])
@@ -304,7 +305,7 @@ def latency_breakdown(results: Results, out: Path) -> Path:
     """AR: TTFT vs decode time stacked per (N, B); diffusion: per-step p50 and p99 per (N, K)."""
     df = baseline(results.ok)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
-    ar = df[df["kind"] == "autoregressive"].sort_values(["seq_len", "batch_size"])
+    ar = df[df["kind"] == AR].sort_values(["seq_len", "batch_size"])
     labels = [f"N={r.seq_len}\nB={r.batch_size}" for r in ar.itertuples()]
     x = np.arange(len(ar))
     ax1.bar(x, ar["ttft_ms_median"], color=PALETTE[0], label="TTFT (prefill)")
@@ -313,7 +314,7 @@ def latency_breakdown(results: Results, out: Path) -> Path:
     ax1.set_xticks(x, labels, fontsize=6)
     ax1.set(ylabel="ms (medians)", title="Autoregressive: TTFT vs decode, every N and B")
     ax1.legend()
-    dl = df[df["kind"] == "diffusion"]
+    dl = df[df["kind"] == DIFFUSION]
     dl = dl[dl["batch_size"] == dl["batch_size"].min()].sort_values(["seq_len", "steps"])
     x = np.arange(len(dl))
     ax2.bar(x - 0.2, dl["step_ms_p50"], 0.4, color=PALETTE[2], label="per-step p50")
@@ -372,7 +373,7 @@ def engines_plot(results: Results, out: Path) -> Path:
                      color=colours[label], label=None if label in shown else label)
         bottom.bar(x, g["agreement_with_torch"].mean(), 0.6, color=colours[label])
         shown.add(label)
-        k = f" K={int(c['steps'])}" if c["kind"] == "diffusion" else ""
+        k = f" K={int(c['steps'])}" if c["kind"] == DIFFUSION else ""
         names.append(f"{c['model_name']}\nN={int(c['seq_len'])}{k}\n{label}")
     top.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
     top.set_yscale("log")

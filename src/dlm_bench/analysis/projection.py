@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from ..registry import AR, DIFFUSION
 from ..models.architecture import Architecture, architecture_of_config
 from .cost_model import Ceilings, Efficiency, Generation, Overhead, predict_latency, predict_memory
 
@@ -101,8 +102,8 @@ def efficiency_at(path: str, favourable: bool) -> Efficiency:
 def _generation(path: str, batch: int, seq_len: int, steps: Optional[int], block_length: int) -> Generation:
     kind, name = path.split(":")
     if kind == "ar":
-        return Generation("autoregressive", name, batch, seq_len // 2, seq_len - seq_len // 2)
-    return Generation("diffusion", name, batch, seq_len // 2, seq_len - seq_len // 2, steps, block_length)
+        return Generation(AR, name, batch, seq_len // 2, seq_len - seq_len // 2)
+    return Generation(DIFFUSION, name, batch, seq_len // 2, seq_len - seq_len // 2, steps, block_length)
 
 
 def projected_latency_ms(path: str, arch: Architecture, device: Ceilings, batch: int, seq_len: int,
@@ -281,9 +282,9 @@ def markdown(p: Projection, validation: Optional[dict], measured: list[str], lat
               "LLaMA-3 projected (static) |", "|---|---|---|---|---|"]
     for (prompt, out), (llada_pub, llama_pub) in PUBLISHED_MEMORY.items():
         n = prompt + out
-        llada = _bytes_gb(predict_memory(Generation("diffusion", "none", 1, prompt, out, out, g.block_length),
+        llada = _bytes_gb(predict_memory(Generation(DIFFUSION, "none", 1, prompt, out, out, g.block_length),
                                          g.llada, BF16, 0.0).total)
-        llama = _bytes_gb(predict_memory(Generation("autoregressive", "static", 1, prompt, out), g.llama, BF16, 0.0).total)
+        llama = _bytes_gb(predict_memory(Generation(AR, "static", 1, prompt, out), g.llama, BF16, 0.0).total)
         lines.append(f"| {prompt} + {out} | {llada_pub:.2f} | {llada:.2f} (projected) | {llama_pub:.2f} | "
                      f"{llama:.2f} (projected) |")
     if measured:
@@ -304,7 +305,7 @@ def measured_beside_projected(rows, grid: Grid) -> list[str]:
         device = next((d for d in DEVICES if d.lower() in str(r["hardware"]).lower()), None)
         if device is None:
             continue
-        diffusion = r["kind"] == "diffusion"
+        diffusion = r["kind"] == DIFFUSION
         path = f"diffusion:{r['cache']}" if diffusion else f"ar:{r['decode']}"
         if path not in PUBLISHED:
             continue

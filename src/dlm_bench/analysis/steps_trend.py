@@ -12,6 +12,7 @@ from typing import Optional
 
 import pandas as pd
 
+from ..registry import DIFFUSION
 from ..config import variant_label
 from ..metrics.quality import PARITY_METRICS
 from ..quality.trend import rank_correlation
@@ -59,7 +60,7 @@ def _per_prompt(quality: dict, cell_id: str, metric: str) -> dict[str, float]:
 def steps_trends(rows: pd.DataFrame, quality: dict, resamples: int = RESAMPLES) -> list[StepsTrend]:
     """Every (model, N, path, metric) with scores at two or more K; see the module doc."""
     ok = with_forward_column(rows)
-    ok = ok[(ok["status"] == "ok") & (ok["kind"] == "diffusion")]
+    ok = ok[(ok["status"] == "ok") & (ok["kind"] == DIFFUSION)]
     out = []
     for (model, n, *path), cells in ok.groupby(["model_name", "seq_len", *DIFFUSION_PATH]):
         cell_ids = {k: cell["cell_id"] for k, cell in quality_cells(cells).items()}
@@ -71,7 +72,7 @@ def steps_trends(rows: pd.DataFrame, quality: dict, resamples: int = RESAMPLES) 
                 continue
             by_k = {k: [s[p] for p in shared] for k, s in scores.items()}
             diversity = {k: _per_prompt(quality, cell_ids[k], "distinct_2") for k in sorted(by_k)}
-            out.append(StepsTrend(model, int(n), variant_label({"kind": "diffusion", **dict(zip(DIFFUSION_PATH, path))}),
+            out.append(StepsTrend(model, int(n), variant_label({"kind": DIFFUSION, **dict(zip(DIFFUSION_PATH, path))}),
                                   metric, {k: sum(v) / len(v) for k, v in sorted(by_k.items())},
                                   rank_correlation(by_k, resamples), len(shared),
                                   {k: sum(d[p] for p in shared) / len(shared) for k, d in diversity.items()

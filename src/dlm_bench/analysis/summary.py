@@ -6,6 +6,7 @@ import math
 
 import pandas as pd
 
+from ..registry import AR, DIFFUSION
 from ..config import variant_label
 from ..measure import roofline
 from ..measure.benchmarks import target_from_dict
@@ -21,7 +22,7 @@ NOT_PAIRED = "not measured in pairs: no ratio published (run the pairs step)"
 
 
 def _k(r) -> str:
-    return str(int(r["steps"])) if r["kind"] == "diffusion" else "—"
+    return str(int(r["steps"])) if r["kind"] == DIFFUSION else "—"
 
 
 def headline_table(results: Results) -> str:
@@ -35,7 +36,7 @@ def headline_table(results: Results) -> str:
         rows.append([r["model_name"], str(r["seq_len"]), str(r["batch_size"]), _k(r),
                      f"{_f(r['latency_ms_median'], 2)} ({_f(r['latency_ms_min'], 2)}–{_f(r['latency_ms_max'], 2)})",
                      _f(r["tokens_per_s_median"]), _f(r["ttft_ms_median"], 2), _f(r["itl_ms_median"], 3),
-                     f"{_f(r['step_ms_p50'], 2)} / {_f(r['step_ms_p99'], 2)}" if r["kind"] == "diffusion" else "—",
+                     f"{_f(r['step_ms_p50'], 2)} / {_f(r['step_ms_p99'], 2)}" if r["kind"] == DIFFUSION else "—",
                      _f(mem, 2), _f(r["mfu"], 3), r["status"]])
     return _table(["model", "N", "B", "K", "L_e2e ms, median (min–max)", "T_gen tok/s", "TTFT ms", "ITL ms",
                    "step p50 / p99 ms", "M_peak GiB", "MFU", "status"], rows)
@@ -89,7 +90,7 @@ def parity_markdown(results: Results, best: bool = False) -> str:
     for _, r in par.sort_values(["seq_len", "metric", "batch_size"]).iterrows():
         k = str(int(r["s_parity"])) if r["reached"] else "not reached"
         k_ci = str(int(r["s_parity_ciaware"])) if r["reached_ciaware"] else "not reached"
-        paths = [r["ar_decode"], variant_label({"kind": "diffusion", **{c: r[c] for c in DIFFUSION_PATH}})]
+        paths = [r["ar_decode"], variant_label({"kind": DIFFUSION, **{c: r[c] for c in DIFFUSION_PATH}})]
         curve = r["diffusion_quality_curve"]
         if isinstance(r.get("degenerate_steps"), str) and r["degenerate_steps"]:
             curve += f" (degenerate at K={r['degenerate_steps'].replace(';', ', ')})"
@@ -121,7 +122,7 @@ def fast_path_table(results: Results) -> str:
             rows.append([r["model_name"], variant_label(r), _k(r), _f(r["steps_executed"], 0),
                          _f(r["latency_ms_median"], 2), _f(r["tokens_per_s_median"]), ratio,
                          _f(r["agreement_with_uncached"], 3), _f(r["mfu"], 3), _f(r["mbu"], 3)])
-    dl = table[table["kind"] == "diffusion"]
+    dl = table[table["kind"] == DIFFUSION]
     return (f"At N={int(table['seq_len'].iloc[0])}, B={int(table['batch_size'].iloc[0])}"
             + (f", K={int(dl['steps'].max())}" if not dl.empty else "") + ":\n\n"
             + _table(["model", "path", "K", "steps run", "L_e2e ms", "T_gen tok/s",
@@ -149,11 +150,11 @@ def targets_table(results: Results) -> str:
     benchmark scripts measured in pairs (the folder's benchmarks.json)."""
     ok = results.ok
     rows = []
-    dl = baseline(ok[ok["kind"] == "diffusion"])
+    dl = baseline(ok[ok["kind"] == DIFFUSION])
     big = dl[dl["batch_size"] * dl["seq_len"] >= 4096]
     rows.append(_utilisation_target("vanilla LLaDA sampler, B·N ≥ 4096: MFU ≥ 70%", big["mfu"], 0.70,
                                     f"over {len(big)} cells"))
-    ar = ok[(ok["kind"] == "autoregressive") & (ok["batch_size"] == 1)]
+    ar = ok[(ok["kind"] == AR) & (ok["batch_size"] == 1)]
     eager = ar.loc[ar["decode"] == "eager", "mbu"]
     rows.append(_utilisation_target("AR static + compiled decode, B=1: MBU ≥ 75%",
                                     ar.loc[ar["decode"] == "static_compiled", "mbu"], 0.75,
@@ -204,7 +205,7 @@ def _answer_for_n(par: pd.DataFrame, n: int) -> str:
         return f"- **N = {n}**: LLaDA does not reach LLaMA's quality ({metrics}) at any K and path of the grid."
     best = best_parity_rows(reached)
     row = best.sort_values(["batch_size", "s_parity"]).iloc[0]
-    path = variant_label({"kind": "diffusion", **{c: row[c] for c in DIFFUSION_PATH}})
+    path = variant_label({"kind": DIFFUSION, **{c: row[c] for c in DIFFUSION_PATH}})
     speed = _speedup(row)
     return (f"- **N = {n}**: parity on {row['metric']} at K = {int(row['s_parity'])} ({path}); at both sides' best "
             f"({row['ar_decode']} against it), B = {int(row['batch_size'])}, the paired Speedup Factor is "
@@ -220,11 +221,11 @@ def answer_lines(results: Results) -> list[str]:
     lines = [f"**The answer so far**{smoke}", ""]
     lines += [_answer_for_n(results.parity, n) for n in sorted(results.parity["seq_len"].unique())]
     fast = fast_path_cells(results.ok)
-    for kind, name in (("autoregressive", "LLaMA side"), ("diffusion", "LLaDA side")):
+    for kind, name in ((AR, "LLaMA side"), (DIFFUSION, "LLaDA side")):
         part = fast[fast["kind"] == kind] if not fast.empty else fast
         if not part.empty:
             r = part.sort_values("latency_ms_median").iloc[0]
-            k = f", K = {_k(r)}" if kind == "diffusion" else ""
+            k = f", K = {_k(r)}" if kind == DIFFUSION else ""
             lines.append(f"- Fastest path, {name} (N = {int(r['seq_len'])}, B = {int(r['batch_size'])}{k}): "
                          f"{variant_label(r)}, {_f(r['latency_ms_median'], 1)} ms.")
     return lines

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from .names import ConfigError, FAMILY_SCHEDULES, LLAMACPP_SAMPLERS, LOCAL_SERVER, THRESHOLD_SAMPLERS
+from ..registry import AR, DIFFUSION
+from .. import registry
+from .names import ConfigError, FAMILY_SCHEDULES, LLAMACPP_SAMPLERS, LOCAL_SERVER
 from .spec import Experiment, ModelSpec, TimingSpec
 
 __all__ = ["MeasurementSettings", "LATER_FIELDS", "Cell", "IDENTITY_COLUMNS", "engine_label", "variant_label",
@@ -138,8 +140,8 @@ def variant_label(row: Mapping[str, Any]) -> str:
     """The generation path of a cell or row: `sampler/cache` (diffusion) or the decode mode (AR), with
     the engine in front when it is not torch (`llamacpp:f32 low_confidence`, `openai:f32`)."""
     if engine_label(row) != "torch":
-        return engine_label(row) + (f" {row['sampler']}" if row["kind"] == "diffusion" else "")
-    if row["kind"] == "diffusion":
+        return engine_label(row) + (f" {row['sampler']}" if row["kind"] == DIFFUSION else "")
+    if row["kind"] == DIFFUSION:
         label = f"{row['sampler']}/{row['cache']}"
         if row.get("forward") == "compiled":
             label += "/compiled"
@@ -151,7 +153,7 @@ def variant_label(row: Mapping[str, Any]) -> str:
 
 def cell_label(row: Mapping[str, Any]) -> str:
     """The human label of a cell or row: model, B, N, K and generation path."""
-    k = f" K={int(row['steps'])}" if row["kind"] == "diffusion" else ""
+    k = f" K={int(row['steps'])}" if row["kind"] == DIFFUSION else ""
     return f"{row['model_name']} B={int(row['batch_size'])} N={int(row['seq_len'])}{k} {variant_label(row)}"
 
 
@@ -178,10 +180,11 @@ def expand_cells(exp: Experiment) -> list[Cell]:
             common = dict(model=model, settings=settings(b), batch_size=b, seq_len=n, precision=exp.precision,
                           attention_backend=exp.attention)
             torch_cells = "torch" in exp.engines.engine
-            if model.kind == "diffusion" and torch_cells:
+            if model.kind == DIFFUSION and torch_cells:
                 schedule = FAMILY_SCHEDULES[model.family] if d.schedule == "auto" else d.schedule
                 for k, sampler, cache, forward in itertools.product(g.steps_for(n), d.sampler, d.cache, d.forward):
-                    threshold, leap = sampler in THRESHOLD_SAMPLERS, sampler == "local_leap"
+                    knobs = registry.SAMPLERS[sampler].knobs  # the sampler's own fields enter its cells only
+                    threshold, leap = "threshold" in knobs, "leap_relaxed" in knobs
                     cells.append(Cell(**common, steps=k, sampler=sampler, cache=cache, forward=forward,
                                       block_length=d.block_length,
                                       leap_relaxed=d.leap_relaxed if leap else None,
@@ -191,7 +194,7 @@ def expand_cells(exp: Experiment) -> list[Cell]:
                                       eps=d.eps if schedule == "dream" else None,
                                       threshold_steps=d.threshold_steps if threshold else None,
                                       noise_layout=d.noise_layout if d.temperature > 0 else None))
-            elif model.kind == "autoregressive" and torch_cells:
+            elif model.kind == AR and torch_cells:
                 for mode in a.decode:
                     cells.append(Cell(**common, decode=mode, temperature=a.temperature))
             cells += engine_cells(exp, model, common)
@@ -202,7 +205,7 @@ def engine_cells(exp: Experiment, model: ModelSpec, common: dict[str, Any]) -> l
     """The llamacpp and openai cells of one model at one (N, B) (see EnginesSpec for which exist)."""
     e, d = exp.engines, exp.diffusion
     out: list[Cell] = []
-    if model.kind == "autoregressive":
+    if model.kind == AR:
         if "llamacpp" in e.engine:
             out += [Cell(**common, engine="llamacpp", weights_format=f, temperature=exp.autoregressive.temperature)
                     for f in e.llamacpp.weights_format]

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from .. import registry
+
 __all__ = ["FAMILIES", "MODEL_TYPES", "ATTENTION_BACKENDS", "DEVICES", "PROMPT_SOURCES", "DIFFUSION_SAMPLERS",
            "THRESHOLD_SAMPLERS", "DEFAULT_THRESHOLD", "DEFAULT_LEAP_RELAXED", "DEFAULT_LEAP_WINDOW",
            "DIFFUSION_CACHES", "DIFFUSION_SCHEDULES", "FAMILY_SCHEDULES", "THRESHOLD_STEPS", "NOISE_LAYOUTS",
@@ -18,26 +20,27 @@ __all__ = ["FAMILIES", "MODEL_TYPES", "ATTENTION_BACKENDS", "DEVICES", "PROMPT_S
            "HUB_ID", "resolve_asset"]
 
 
-FAMILIES = {"llama": "autoregressive", "qwen2": "autoregressive", "llada": "diffusion", "dream": "diffusion"}
-MODEL_TYPES = {"llama": "llama", "qwen2": "qwen2", "llada": "llada", "dream": "dream"}  # config.json model_type
+# the registries' names (registry.py) as the config's allowed values
+FAMILIES = {name: f.kind for name, f in registry.FAMILIES.items()}
+MODEL_TYPES = {name: f.model_type for name, f in registry.FAMILIES.items()}  # config.json model_type
 ATTENTION_BACKENDS = ("flash_attention_2", "sdpa", "eager")
 DEVICES = ("auto", "cuda", "cpu")
 PROMPT_SOURCES = ("file", "wikitext", "random_ids")
-DIFFUSION_SAMPLERS = ("low_confidence", "random", "entropy", "margin", "threshold", "local_leap")
-THRESHOLD_SAMPLERS = ("threshold", "local_leap")  # samplers that commit by confidence threshold, not a schedule
+DIFFUSION_SAMPLERS = tuple(registry.SAMPLERS)
+THRESHOLD_SAMPLERS = tuple(n for n, s in registry.SAMPLERS.items() if s.threshold)  # commit by threshold
 # the threshold samplers' defaults: the (anchor) probability threshold, and LocalLeap's relaxed threshold and window;
 # they are LocalLeap's defaults for LLaDA-8B-Instruct (arXiv 2510.07081): anchors at 0.9, neighbours at 0.75 within 4 positions
 DEFAULT_THRESHOLD, DEFAULT_LEAP_RELAXED, DEFAULT_LEAP_WINDOW = 0.9, 0.75, 4
-DIFFUSION_CACHES = ("none", "prefix", "dual")
+DIFFUSION_CACHES = tuple(registry.CACHES)
 DIFFUSION_SCHEDULES = ("llada", "dream")  # tokens committed per step: LLaDA's even split, Dream's linspace(1, eps)
-FAMILY_SCHEDULES = {"llada": "llada", "dream": "dream"}  # what `schedule: auto` means per diffusion family
+FAMILY_SCHEDULES = {n: f.schedule for n, f in registry.FAMILIES.items() if f.schedule}  # `schedule: auto`
 THRESHOLD_STEPS = ("cap", "unbounded")  # threshold samplers: steps as a budget, or each block until empty
 NOISE_LAYOUTS = ("block", "canvas")  # Gumbel noise over the block, or over the whole canvas (reference)
-AR_DECODE_MODES = ("eager", "static", "static_compiled")
-DIFFUSION_FORWARDS = ("eager", "compiled")  # the diffusion model's forward as is, or under torch.compile
-ENGINES = ("torch", "llamacpp", "openai")  # what runs a generation (engines/)
+AR_DECODE_MODES = tuple(registry.DECODE_PATHS)
+DIFFUSION_FORWARDS = tuple(registry.FORWARDS)
+ENGINES = tuple(registry.ENGINES)
 WEIGHT_FORMATS = ("f32", "f16", "bf16", "q8_0", "q4_k_m")  # GGUF weights of the llamacpp engine
-LLAMACPP_SAMPLERS = ("low_confidence", "entropy", "margin", "random")  # those llama-diffusion-cli has
+LLAMACPP_SAMPLERS = tuple(n for n, s in registry.SAMPLERS.items() if s.llamacpp_algorithm is not None)
 LOCAL_SERVER = "local"  # openai.url: the harness's own llama-server, spoken to only through the OpenAI API
 
 

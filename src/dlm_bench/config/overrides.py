@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
+from ..registry import AR, DIFFUSION
 from .names import (AR_DECODE_MODES, DIFFUSION_CACHES, DIFFUSION_FORWARDS, DIFFUSION_SAMPLERS, ENGINES,
                     WEIGHT_FORMATS, ConfigError)
 
@@ -31,12 +32,12 @@ OVERRIDES: tuple[Override, ...] = (
     Override("steps", ("grid", "steps"), "override grid.steps (diffusion steps K)", int, many=True),
     Override("batch_size", ("grid", "batch_size"), "override grid.batch_size (B)", int, many=True),
     Override("seq_len", ("grid", "seq_len"), "override grid.seq_len (N = prompt + output tokens)", int, many=True),
-    Override("sampler", ("diffusion", "sampler"), f"override diffusion.sampler ({' '.join(DIFFUSION_SAMPLERS)})",
+    Override("sampler", (DIFFUSION, "sampler"), f"override diffusion.sampler ({' '.join(DIFFUSION_SAMPLERS)})",
              many=True),
-    Override("cache", ("diffusion", "cache"), f"override diffusion.cache ({' '.join(DIFFUSION_CACHES)})", many=True),
-    Override("forward", ("diffusion", "forward"), f"override diffusion.forward ({' '.join(DIFFUSION_FORWARDS)})",
+    Override("cache", (DIFFUSION, "cache"), f"override diffusion.cache ({' '.join(DIFFUSION_CACHES)})", many=True),
+    Override("forward", (DIFFUSION, "forward"), f"override diffusion.forward ({' '.join(DIFFUSION_FORWARDS)})",
              many=True),
-    Override("decode", ("autoregressive", "decode"), f"override autoregressive.decode ({' '.join(AR_DECODE_MODES)})",
+    Override("decode", (AR, "decode"), f"override autoregressive.decode ({' '.join(AR_DECODE_MODES)})",
              many=True),
     Override("engine", ("engines", "engine"), f"override engines.engine ({' '.join(ENGINES)})", many=True),
     Override("weights_format", ("engines", "llamacpp", "weights_format"),

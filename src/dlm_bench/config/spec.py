@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from ..registry import AR, DIFFUSION
 from ..stats import RESAMPLES
 from .names import (AR_DECODE_MODES, ATTENTION_BACKENDS, DEFAULT_LEAP_RELAXED, DEFAULT_LEAP_WINDOW,
                     DEFAULT_THRESHOLD, DEVICES, DIFFUSION_CACHES, DIFFUSION_FORWARDS, DIFFUSION_SAMPLERS,
@@ -243,7 +244,7 @@ class OpenAISpec:
         by_name = {m.name: m for m in models}
         for name in self.models:
             one_of(name, tuple(by_name), "engines.openai.models")
-            if self.url == LOCAL_SERVER and by_name[name].kind != "autoregressive":
+            if self.url == LOCAL_SERVER and by_name[name].kind != AR:
                 raise ConfigError(f"engines.openai.models: {name} is a diffusion model, which llama-server cannot "
                                   f"serve; allowed with url {LOCAL_SERVER}: autoregressive models")
         one_of(self.weights_format, WEIGHT_FORMATS, "engines.openai.weights_format")
@@ -502,7 +503,7 @@ class Experiment:
             if names.count(m.name) > 1:
                 raise ConfigError(f"{where}.name: duplicate model name; names must be unique")
             m.validate(where, self.base_dir)
-        if any(m.kind == "diffusion" for m in self.models):
+        if any(m.kind == DIFFUSION for m in self.models):
             for n in self.grid.seq_len:
                 for k in self.grid.steps_for(n):
                     problem = diffusion_shape_error(n // 2, self.diffusion.block_length, k)
@@ -515,7 +516,7 @@ class Experiment:
 
     def _check_llamacpp_diffusion(self) -> None:
         """llama-diffusion-cli runs only some samplers: a llamacpp grid over diffusion models needs one."""
-        if "llamacpp" not in self.engines.engine or not any(m.kind == "diffusion" for m in self.models):
+        if "llamacpp" not in self.engines.engine or not any(m.kind == DIFFUSION for m in self.models):
             return
         if not set(self.diffusion.sampler) & set(LLAMACPP_SAMPLERS):
             raise ConfigError(f"diffusion.sampler: {', '.join(self.diffusion.sampler)} has none that "

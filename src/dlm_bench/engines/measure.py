@@ -1,29 +1,31 @@
 """Timing an engine cell, and its per-prompt pairs against the torch path doing the same work.
 
-A cell of another engine is timed as torch cells are: `timing.warmup` untimed batches, then
-repetitions until the timing settings say stop (measure.repeats). Its per-prompt pass then runs each
-of the first `engines.per_prompt` prompts alone, as `per_prompt_pairs` interleaved pairs (torch, engine;
-engine, torch; ...) after one untimed run of each, in this one process: a paired speedup per prompt, the
-tokens the engine and torch agree on, and the answers the quality pass scores.
+A cell of another engine is timed as torch cells are, by the one loop (measure.loop) with the engine
+as a Generator (engines.generator). Its per-prompt pass then runs each of the first `engines.per_prompt`
+prompts alone, as `per_prompt_pairs` interleaved pairs of the engine and the torch path doing the same
+work (the order drawn per pair) after one untimed run of each, in this one process: a paired speedup
+per prompt, the tokens the engine and torch agree on, and the answers the quality pass scores.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import time
+import random
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 
+from ..registry import DIFFUSION
 from ..config import Cell
 from ..generation import Generator
 from ..metrics import timing as metrics
 from ..measure.clock import Clock
-from ..measure.repeats import another_repetition
+from ..measure.loop import Arm, TimedRun, measure_runs, time_pair
 from ..quality.prompts import PromptSet
 from ..results import Repetition
 from . import Engine, EngineAnswer, EngineBatch
+from .generator import EngineGenerator
 
 
 @dataclass
@@ -36,34 +38,14 @@ class EngineMeasurement:
     answers_not_n_out: int = 0
 
 
-def repetition_of(cell: Cell, batch: EngineBatch) -> Repetition:
-    """A Repetition from one batch: L_e2e the batch's, TTFT / ITL the mean over its requests."""
-    rep = Repetition(latency_ms=batch.latency_ms,
-                     tokens_per_s=metrics.throughput_tokens_per_s(cell.batch_size, cell.n_out, batch.latency_ms),
-                     steps_executed=batch.answers[0].steps or cell.n_out)
-    if cell.kind == "autoregressive":
-        rep.ttft_ms = metrics.mean_finite([a.ttft_ms for a in batch.answers])
-        rep.itl_ms = metrics.mean_finite([a.itl_ms for a in batch.answers])
-    else:
-        rep.step_ms_p50 = metrics.percentile(batch.step_ms, 50)
-        rep.step_ms_p99 = metrics.percentile(batch.step_ms, 99)
-    return rep
-
-
-def measure_engine(engine: Engine, prompt_ids: list[list[int]], cell: Cell) -> EngineMeasurement:
-    """Warm up, then time repetitions of the cell's B prompts; EngineError propagates."""
-    timing = cell.settings.timing
-    for _ in range(timing.warmup):
-        engine.run(prompt_ids)
-    reps: list[Repetition] = []
-    batch: Optional[EngineBatch] = None
-    short = 0
-    while another_repetition(timing, reps):
-        batch = engine.run(prompt_ids)
-        reps.append(repetition_of(cell, batch))
-        short += sum(a.tokens_returned != cell.n_out for a in batch.answers)
-    assert batch is not None
-    return EngineMeasurement(reps, batch, short)
+def measure_engine(engine: Engine, prompt_ids: torch.Tensor, cell: Cell, clock: Clock,
+                   repetition: Callable[[TimedRun], Repetition]) -> EngineMeasurement:
+    """The engine cell through the one loop (measure.loop.measure_runs) as an EngineGenerator; EngineError
+    propagates. `repetition`: the runner's metrics of one timed run."""
+    runs, reps, _ = measure_runs(EngineGenerator(engine), prompt_ids, cell.n_out, cell.steps, clock,
+                                 cell.settings.timing, repetition)
+    short = sum(a.tokens_returned != cell.n_out for run in runs for a in run.trace.report.answers)
+    return EngineMeasurement(reps, runs[-1].trace.report, short)
 
 
 # --------------------------------------------------------------------------- agreement
@@ -105,41 +87,25 @@ class PromptPairs:
     torch_steps: int = 0
 
 
-def time_torch(generator: Generator, ids: torch.Tensor, cell: Cell, clock: Clock) -> tuple[float, list[int], int]:
-    """One torch generation of one prompt: (ms, output ids, steps)."""
-    start = clock.mark()
-    trace = generator.generate(ids, cell.n_out, steps=cell.steps)
-    end = clock.mark()
-    clock.synchronize()
-    return clock.elapsed_ms(start, end), trace.output_ids[0].tolist(), trace.steps_executed
-
-
-IDLE_GAP_S = 0.2  # before each arm of a pair: the other arm's threads stop spinning, so arms never overlap
+IDLE_GAP_S = 0.2  # before each timed run of a pair: the other arm's threads stop spinning, so arms never overlap
 
 
 def run_prompt_pairs(engine: Engine, generator: Generator, prompts: PromptSet, cell: Cell, count: int,
                      pairs: int, clock: Clock, device: torch.device) -> list[PromptPairs]:
-    """Each of the first `count` prompts: one untimed run per side, then `pairs` pairs, order alternating."""
+    """Each of the first `count` prompts alone: one untimed run per side, then `pairs` pairs (measure.loop
+    .time_pair, the order drawn per pair, an idle gap before every run); torch from the cell's seed."""
     out = []
     for i in range(min(count, len(prompts.prompt_ids))):
-        prompt = prompts.prompt_ids[i]
-        ids = torch.tensor([prompt], dtype=torch.long, device=device)
+        ids = torch.tensor([prompts.prompt_ids[i]], dtype=torch.long, device=device)
         record = PromptPairs(prompts.passage_ids[i])
-        torch.manual_seed(cell.settings.seed)
-        generator.generate(ids, cell.n_out, steps=cell.steps)
-        time.sleep(IDLE_GAP_S)
-        engine.run([prompt])
-        for p in range(pairs):
-            for side in (("torch", "engine") if p % 2 == 0 else ("engine", "torch")):
-                time.sleep(IDLE_GAP_S)
-                if side == "torch":
-                    torch.manual_seed(cell.settings.seed)
-                    ms, record.torch_ids, record.torch_steps = time_torch(generator, ids, cell, clock)
-                    record.torch_ms.append(ms)
-                else:
-                    batch = engine.run([prompt])
-                    record.engine_answer = batch.answers[0]
-                    record.engine_ms.append(batch.latency_ms)
+        torch_arm = Arm(generator, ids, cell.n_out, cell.steps, seed=cell.settings.seed)
+        engine_arm = Arm(EngineGenerator(engine), ids, cell.n_out, cell.steps)
+        _, record.torch_ms, record.engine_ms = time_pair(torch_arm, engine_arm, pairs, 1, clock,
+                                                         random.Random(f"{cell.settings.seed}:{record.passage_id}"),
+                                                         IDLE_GAP_S)
+        record.engine_answer = engine_arm.runs[-1].trace.report.answers[0]
+        record.torch_ids = torch_arm.runs[-1].trace.output_ids[0].tolist()
+        record.torch_steps = torch_arm.runs[-1].trace.steps_executed
         out.append(record)
     return out
 
@@ -187,6 +153,6 @@ def generations_of(records: list[PromptPairs], prompts: PromptSet, tokenizer: An
 def torch_reference(cell: Cell, ar_decode: str) -> Cell:
     """The torch cell doing the engine cell's work: same sampler and K without a cache (diffusion), or
     the config's first decode mode (AR)."""
-    if cell.kind == "diffusion":
+    if cell.kind == DIFFUSION:
         return dataclasses.replace(cell, engine="torch", weights_format=None, cache="none", forward="eager")
     return dataclasses.replace(cell, engine="torch", weights_format=None, decode=ar_decode)

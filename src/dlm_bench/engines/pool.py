@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 import torch
 
+from ..registry import DIFFUSION
 from ..config import LOCAL_SERVER, Cell, Experiment
 from . import Engine, EngineError
 from .llamacpp.build import BuildError, LlamaCpp, ensure_built
@@ -93,7 +94,7 @@ class EnginePool:
             raise EngineError(f"{cell.model.name} has no tokenizer; engines other than torch need one")
         if cell.engine == "llamacpp":
             gguf = self.gguf(cell, str(cell.weights_format))
-            if cell.kind == "diffusion":
+            if cell.kind == DIFFUSION:
                 return DiffusionCliEngine(self.llama(), gguf, cell, tokenizer, self.threads, spec.llamacpp.timeout_s,
                                           self.gpu_layers)
             return ServerEngine(self.llama(), self.server(gguf), cell, self.threads, spec.llamacpp.timeout_s)

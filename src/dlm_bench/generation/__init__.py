@@ -44,6 +44,8 @@ class GenerationTrace:
     steps_executed: decode iterations actually run (AR: n_out; diffusion: denoising steps).
     committed_per_step: diffusion only, tokens committed at each step (per sequence, batch mean).
     work: one ForwardWork per model forward call.
+    report: an engine's own account of the batch (engines.EngineBatch: the answers as returned, streamed
+        TTFT / ITL, logged step times); None for the project's PyTorch generators.
     """
 
     output_ids: Tensor
@@ -52,6 +54,7 @@ class GenerationTrace:
     steps_executed: int
     committed_per_step: list[float] = field(default_factory=list)
     work: list[ForwardWork] = field(default_factory=list)
+    report: Any = None
 
 
 class Generator(Protocol):

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 from transformers import LogitsProcessor, LogitsProcessorList
 
+from .. import registry
 from ..config import AR_DECODE_MODES as DECODE_MODES
 from . import GenerationTrace, Marker
 from .compiled import compile_for
@@ -169,8 +170,9 @@ class StaticCacheGenerator:
 
 def make_ar_generator(model: torch.nn.Module, decode: str, temperature: float = 0.0):
     """The generator of one decode mode."""
-    if decode == "eager":
+    path = registry.DECODE_PATHS.get(decode)
+    if path is not None and not path.static:
         return HFGenerateGenerator(model, temperature)
-    if decode in ("static", "static_compiled"):
-        return StaticCacheGenerator(model, compile=decode == "static_compiled", temperature=temperature)
+    if path is not None:
+        return StaticCacheGenerator(model, compile=path.compiled, temperature=temperature)
     raise ValueError(f"unknown decode mode {decode!r}; allowed: {', '.join(DECODE_MODES)}")

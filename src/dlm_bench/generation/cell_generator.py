@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from ..registry import DIFFUSION
 from ..config import Cell
 from ..models.loader import LoadedModel
 from . import Generator
@@ -13,7 +14,7 @@ from .diffusion import MaskedDiffusionGenerator
 
 def make_generator(cell: Cell, loaded: LoadedModel, cache: Optional[str] = None) -> Generator:
     """The generator a cell measures (`cache` overrides the cell's KV-cache mode)."""
-    if cell.kind == "diffusion":
+    if cell.kind == DIFFUSION:
         # options a cell leaves unset (None) keep the generator's own defaults
         options = {name: getattr(cell, name) for name in ("threshold", "eps", "threshold_steps", "noise_layout",
                                                           "leap_relaxed", "leap_window")

@@ -59,6 +59,7 @@ from typing import Iterator, Optional
 import torch
 from torch import Tensor
 
+from .. import registry
 from ..config import DIFFUSION_CACHES as CACHES
 from ..config import DIFFUSION_SAMPLERS as SAMPLERS
 from ..config import DIFFUSION_SCHEDULES as SCHEDULES
@@ -130,18 +131,20 @@ def propose_tokens(logits: Tensor, temperature: float, mask_id: int,
 
 def score_proposals(logits: Tensor, x0: Tensor, sampler: str,
                     score_canvas: Optional[tuple[int, int]] = None) -> Tensor:
-    """Scores [B, L] of the proposals (higher = commit first). score_canvas: where `random` draws
-    its uniform scores (see `uniform`)."""
-    if sampler in ("low_confidence", *THRESHOLD_SAMPLERS):
+    """Scores [B, L] of the proposals by the sampler's score rule (registry.Sampler.score; higher = commit
+    first). score_canvas: where a uniform score is drawn (see `uniform`)."""
+    entry = registry.SAMPLERS.get(sampler)
+    score = entry.score if entry is not None else None
+    if score == "confidence":
         probs = torch.softmax(logits.float(), dim=-1)
         return probs.gather(-1, x0.unsqueeze(-1)).squeeze(-1)
-    if sampler == "margin":
+    if score == "margin":
         top2 = torch.softmax(logits.float(), dim=-1).topk(2, dim=-1).values
         return top2[..., 0] - top2[..., 1]
-    if sampler == "entropy":
+    if score == "entropy":
         probs = torch.softmax(logits.float(), dim=-1)
         return (probs * torch.log(probs + ENTROPY_EPS)).sum(-1)  # = -entropy
-    if sampler == "random":
+    if score == "uniform":
         return uniform(tuple(x0.shape), torch.float32, x0.device, score_canvas)
     raise ValueError(f"unknown sampler {sampler!r}; allowed: {', '.join(SAMPLERS)}")
 
@@ -219,7 +222,8 @@ class MaskedDiffusionGenerator:
                                      (noise_layout, NOISE_LAYOUTS, "noise_layout")):
             if value not in allowed:
                 raise ValueError(f"unknown {what} {value!r}; allowed: {', '.join(allowed)}")
-        if sampler == "local_leap" and (not 0.0 < leap_relaxed <= threshold or leap_window < 0):
+        if "leap_relaxed" in registry.SAMPLERS[sampler].knobs and (not 0.0 < leap_relaxed <= threshold
+                                                                     or leap_window < 0):
             raise ValueError(f"local_leap: leap_relaxed {leap_relaxed} and leap_window {leap_window} are not allowed; "
                              f"allowed: 0 < leap_relaxed <= threshold ({threshold}), leap_window >= 0")
         if cache != "none" and cfg_scale > 0:
@@ -273,7 +277,8 @@ class MaskedDiffusionGenerator:
         (the caller stops when the block has no mask left)."""
         bl = self.block_length
         if self.sampler in THRESHOLD_SAMPLERS:
-            leap = (dict(relaxed=self.leap_relaxed, window=self.leap_window) if self.sampler == "local_leap" else {})
+            leap = (dict(relaxed=self.leap_relaxed, window=self.leap_window)
+                    if "leap_relaxed" in registry.SAMPLERS[self.sampler].knobs else {})
             if self.threshold_steps == "unbounded":
                 while True:
                     yield StepPlan(threshold=self.threshold, **leap)

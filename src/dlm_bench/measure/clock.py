@@ -1,13 +1,11 @@
-"""Clocks for the timed region: CUDA events on a GPU, `time.perf_counter` on the CPU."""
+"""Clocks for the timed region (measure.loop.timed_run): CUDA events on a GPU, `time.perf_counter` on the CPU."""
 
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Protocol, TypeVar
+from typing import Any, Protocol
 
 import torch
-
-T = TypeVar("T")
 
 
 class Clock(Protocol):
@@ -58,11 +56,3 @@ def clock_for(device: torch.device) -> Clock:
     """CUDA events on a CUDA device, perf_counter elsewhere."""
     return CudaEventClock(device) if device.type == "cuda" else PerfCounterClock()
 
-
-def timed(clock: Clock, work: Callable[[], T]) -> tuple[float, T]:
-    """Run `work` between two marks of `clock`; returns its milliseconds (after synchronising) and result."""
-    start = clock.mark()
-    result = work()
-    end = clock.mark()
-    clock.synchronize()
-    return clock.elapsed_ms(start, end), result

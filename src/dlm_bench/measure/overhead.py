@@ -6,12 +6,14 @@ operators' self CPU time (CPU) is what the hardware did. overhead = 1 - kernel t
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from ..generation import Generator
 from .clock import clock_for
+from .loop import timed_run
 
 
 def kernel_time_ms(fn: Callable[[], object], device: torch.device) -> float:
@@ -27,17 +29,12 @@ def kernel_time_ms(fn: Callable[[], object], device: torch.device) -> float:
     return sum(e.self_cpu_time_total for e in events) / 1000.0
 
 
-def harness_overhead(fn: Callable[[], object], device: torch.device, repeats: int = 3) -> dict:
-    """Median timed latency of `fn` (as the runner times it) against its kernel time."""
+def harness_overhead(generator: Generator, ids: torch.Tensor, n_out: int, steps: Optional[int],
+                     device: torch.device, repeats: int = 3) -> dict:
+    """Median L_e2e of the cell's timed region (measure.loop.timed_run, marks included) against the kernel
+    time of one generation that runs the same marks."""
     clock = clock_for(device)
-    timed = []
-    for _ in range(repeats):
-        start = clock.mark()
-        fn()
-        end = clock.mark()
-        clock.synchronize()
-        timed.append(clock.elapsed_ms(start, end))
-    timed.sort()
+    timed = sorted(timed_run(generator, ids, n_out, steps, clock).latency_ms for _ in range(repeats))
     latency = timed[len(timed) // 2]
-    kernels = kernel_time_ms(fn, device)
+    kernels = kernel_time_ms(lambda: generator.generate(ids, n_out, steps=steps, marker=clock.mark), device)
     return {"latency_ms": latency, "kernel_ms": kernels, "overhead": 1.0 - kernels / latency}

@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 
 import torch
 
+from ..registry import DIFFUSION, FAMILIES
 from ..config import PRECISIONS, ConfigError, ModelSpec, resolve_path
 from .architecture import Architecture
 from .attention import hf_attn_implementation, resolve_kernel
@@ -96,7 +97,7 @@ def load_tokenizer(spec: ModelSpec, base_dir: str | Path, source: Optional[Path]
 
 def _architecture(model: torch.nn.Module, cfg: dict, family: str) -> Architecture:
     n_params = sum(p.numel() for p in model.parameters())
-    if family in ("llada", "dream"):
+    if FAMILIES[family].kind == DIFFUSION:  # the native diffusion model (models/llada.py)
         c = native_config(family, cfg)
         emb = 2 * c.embedding_size * c.d_model
         return Architecture(c.n_layers, c.d_model, c.n_heads, c.n_kv_heads, c.head_dim, c.mlp_hidden_size,
@@ -119,7 +120,7 @@ def load_model(spec: ModelSpec, device: torch.device, settings: LoadSettings) ->
     cfg = _config_dict(spec, settings.base_dir, source)
     synthetic = spec.synthetic or cfg.get(SYNTHETIC_MARKER) is not None
     torch.manual_seed(settings.seed)
-    if spec.kind == "diffusion":
+    if spec.kind == DIFFUSION:
         if spec.synthetic:
             model = build_synthetic_llada(native_config(spec.family, cfg), device, dtype, kernel, settings.seed)
         else:

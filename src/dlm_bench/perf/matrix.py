@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
@@ -22,64 +22,84 @@ from typing import Optional
 import torch
 from tqdm import tqdm
 
+from ..registry import AR, DIFFUSION
+from .. import registry
 from ..selection.pairs import paired_ratio
 from ..config import THRESHOLD_SAMPLERS, ModelSpec, PromptSpec
-from ..generation import Generator
+from ..generation import GenerationTrace, Generator
 from ..generation.autoregressive import make_ar_generator
 from ..generation.diffusion import MaskedDiffusionGenerator
 from ..metrics import timing as metrics
-from ..measure.clock import Clock, clock_for
+from ..measure.clock import clock_for
 from ..measure.environment import git_commit, hardware_name
 from ..measure.memory import process_max_rss_gib
 from ..models.loader import LoadedModel, LoadSettings, load_model
-from ..pairs import time_pair
+from ..measure.loop import Arm, time_pair
 from ..quality.prompts import PromptProvider, PromptSet
 from .spec import PerfSpec, parse_diffusion_path
 
 
 @dataclass
-class PerfArm:
-    """One path at one batch size: its generator and prompt ids, and what its timed generations gave."""
+class SlowedGenerator:
+    """A path made `factor` times slower inside the timed region: after each generation it sleeps
+    (factor - 1) times the generation's own duration (the test-only knob of `slow_path`)."""
 
-    kind: str  # diffusion | autoregressive
-    path: str
-    generator: Generator
-    ids: torch.Tensor
-    n_out: int
-    steps: Optional[int]
-    slow_factor: float = 1.0
-    latencies_ms: list[float] = field(default_factory=list)
-    step_ms: list[float] = field(default_factory=list)
-    steps_executed: list[int] = field(default_factory=list)
-    output_ids: Optional[torch.Tensor] = None
+    inner: Generator
+    factor: float
 
-    def generate_ms(self, clock: Clock) -> float:
-        """One timed generation with a clock mark per step or token, ms (what time_pair calls)."""
-        start = clock.mark()
-        trace = self.generator.generate(self.ids, self.n_out, steps=self.steps, marker=clock.mark)
-        if self.slow_factor > 1.0:
-            clock.synchronize()
-            time.sleep((self.slow_factor - 1.0) * clock.elapsed_ms(start, clock.mark()) / 1000)
-        end = clock.mark()
-        clock.synchronize()
-        latency = clock.elapsed_ms(start, end)
-        steps = metrics.step_latencies_ms([clock.elapsed_ms(start, m) for m in trace.marks])
-        self.step_ms += steps[1:] if self.kind == "autoregressive" else steps  # AR: the first is the TTFT
-        self.latencies_ms.append(latency)
-        self.steps_executed.append(trace.steps_executed)
-        self.output_ids = trace.output_ids
-        return latency
+    def generate(self, prompt_ids: torch.Tensor, n_out: int, *, steps: Optional[int] = None,
+                 marker=None) -> GenerationTrace:
+        start = time.perf_counter()
+        trace = self.inner.generate(prompt_ids, n_out, steps=steps, marker=marker)
+        if prompt_ids.is_cuda:
+            torch.cuda.synchronize(prompt_ids.device)
+        time.sleep((self.factor - 1.0) * (time.perf_counter() - start))
+        return trace
 
-    def warm_up(self) -> None:
-        """One untimed generation (compilation, allocator and caches settle); nothing is recorded."""
-        self.generator.generate(self.ids, self.n_out, steps=self.steps)
+
+@dataclass
+class PerfArm(Arm):
+    """One path at one batch size as one side of the pairs (measure.loop.Arm): its figures come from every
+    timed run it kept."""
+
+    kind: str = DIFFUSION  # diffusion | autoregressive
+    path: str = ""
+
+    def slow_down(self, factor: float) -> None:
+        self.generator = SlowedGenerator(self.generator, factor)
+
+    @property
+    def slowed(self) -> bool:
+        return isinstance(self.generator, SlowedGenerator)
+
+    @property
+    def latencies_ms(self) -> list[float]:
+        return [r.latency_ms for r in self.runs]
+
+    @property
+    def step_ms(self) -> list[float]:
+        """Every timed run's step (diffusion) or inter-token (AR: the first gap is the TTFT, left out) times."""
+        out: list[float] = []
+        for r in self.runs:
+            steps = metrics.step_latencies_ms(r.mark_offsets_ms)
+            out += steps[1:] if self.kind == AR else steps
+        return out
+
+    @property
+    def steps_executed(self) -> list[int]:
+        return [r.trace.steps_executed for r in self.runs]
+
+    @property
+    def output_ids(self) -> Optional[torch.Tensor]:
+        return self.last
 
     def figures(self) -> dict:
         """Medians of this arm's timed generations (see module docstring)."""
         batch = self.ids.shape[0]
         latency = statistics.median(self.latencies_ms)
-        p50, p99 = metrics.percentile(self.step_ms, 50), metrics.percentile(self.step_ms, 99)
-        return {"kind": self.kind, "path": self.path, "batch_size": batch, "generations": len(self.latencies_ms),
+        step_ms = self.step_ms
+        p50, p99 = metrics.percentile(step_ms, 50), metrics.percentile(step_ms, 99)
+        return {"kind": self.kind, "path": self.path, "batch_size": batch, "generations": len(self.runs),
                 "latency_ms": latency, "tokens_per_s": metrics.throughput_tokens_per_s(batch, self.n_out, latency),
                 "step_ms_p50": p50, "step_ms_p99": p99, "step_p99_over_p50": p99 / p50 if p50 > 0 else float("nan"),
                 "steps_executed": statistics.median(self.steps_executed)}
@@ -93,8 +113,8 @@ def load_pair(spec: PerfSpec, root: Path, device: torch.device) -> dict[str, Loa
 
 
 def model_specs(spec: PerfSpec) -> dict[str, ModelSpec]:
-    return {"diffusion": ModelSpec("diffusion", "llada", path=spec.diffusion_model),
-            "autoregressive": ModelSpec("autoregressive", "llama", path=spec.ar_model)}
+    return {DIFFUSION: ModelSpec(DIFFUSION, "llada", path=spec.diffusion_model),
+            AR: ModelSpec(AR, "llama", path=spec.ar_model)}
 
 
 def quality_prompt_count(spec: PerfSpec) -> int:
@@ -149,13 +169,13 @@ def run_matrix(spec: PerfSpec, root: Path, slow_path: Optional[str] = None, slow
         scorer = BertScore(BertScoreSettings(spec.quality_encoder, spec.quality_layers, False, None), device.type)
     rows = []
     jobs = [(b, kind, paths) for b in spec.batch_size
-            for kind, paths in (("diffusion", spec.diffusion_paths), ("autoregressive", spec.ar_paths))]
+            for kind, paths in ((DIFFUSION, spec.diffusion_paths), (AR, spec.ar_paths))]
     total = sum(len(paths) - 1 for _, _, paths in jobs)
     bar = tqdm(total=total, desc="perf pairs", unit="pair", disable=not progress)
     with torch.inference_mode():
         for seed, (batch, kind, paths) in enumerate(jobs):
             ids = torch.tensor(prompts[kind].prompt_ids[:batch], dtype=torch.long, device=device)
-            make = _diffusion_arm if kind == "diffusion" else _ar_arm
+            make = _diffusion_arm if kind == DIFFUSION else _ar_arm
             baseline = make(spec, loaded[kind], paths[0], ids)
             scored = scorer is not None and batch == max(spec.batch_size)
             quality_ids = prompts[kind].prompt_ids[:quality_prompt_count(spec)]
@@ -163,10 +183,9 @@ def run_matrix(spec: PerfSpec, root: Path, slow_path: Optional[str] = None, slow
             for i, path in enumerate(paths[1:]):
                 contender = make(spec, loaded[kind], path, ids)
                 if path == slow_path:
-                    contender.slow_factor = slow_factor
+                    contender.slow_down(slow_factor)
                 for arm in (baseline, contender):  # warm-ups here, so that the arms record timed generations only
-                    for _ in range(spec.warmup):
-                        arm.warm_up()
+                    arm.warm_up(spec.warmup)
                 _, reference_ms, contender_ms = time_pair(baseline, contender, spec.pairs, 0, clock,
                                                           random.Random(1000 * seed + i))
                 est = paired_ratio(reference_ms, contender_ms)
@@ -179,7 +198,7 @@ def run_matrix(spec: PerfSpec, root: Path, slow_path: Optional[str] = None, slow
                                "quality_delta_ci_high": delta.ci_high, "quality_delta_prompts": len(quality_ids)}
                 rows.append({**contender.figures(), "speedup": est.value, "speedup_ci_low": est.ci_low,
                              "speedup_ci_high": est.ci_high, "agreement": agreement, **quality,
-                             "slowed": contender.slow_factor > 1.0, "baseline": False})
+                             "slowed": contender.slowed, "baseline": False})
                 bar.update(1)
             rows.append({**baseline.figures(), "speedup": 1.0, "speedup_ci_low": None, "speedup_ci_high": None,
                          "agreement": 1.0, "slowed": False, "baseline": True})
@@ -194,12 +213,12 @@ def run_matrix(spec: PerfSpec, root: Path, slow_path: Optional[str] = None, slow
 def _diffusion_arm(spec: PerfSpec, loaded: LoadedModel, path: str, ids: torch.Tensor) -> PerfArm:
     sampler, cache, forward = parse_diffusion_path(path)
     options = {"threshold_steps": "cap"} if sampler in THRESHOLD_SAMPLERS else {}
-    if sampler == "local_leap":
+    if "leap_relaxed" in registry.SAMPLERS[sampler].knobs:
         options.update(threshold=spec.leap_threshold, leap_relaxed=spec.leap_relaxed, leap_window=spec.leap_window)
     generator = MaskedDiffusionGenerator(loaded.model, loaded.mask_token_id, spec.block_length, sampler, cache=cache,
                                          forward=forward, **options)
-    return PerfArm("diffusion", path, generator, ids, spec.n_out, spec.steps)
+    return PerfArm(generator, ids, spec.n_out, spec.steps, kind=DIFFUSION, path=path)
 
 
 def _ar_arm(spec: PerfSpec, loaded: LoadedModel, path: str, ids: torch.Tensor) -> PerfArm:
-    return PerfArm("autoregressive", path, make_ar_generator(loaded.model, path), ids, spec.n_out, None)
+    return PerfArm(make_ar_generator(loaded.model, path), ids, spec.n_out, None, kind=AR, path=path)

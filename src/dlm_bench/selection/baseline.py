@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-BASELINE_SAMPLER, BASELINE_CACHE, BASELINE_FORWARD, BASELINE_DECODE = "low_confidence", "none", "eager", "eager"
+from ..registry import DIFFUSION
+from .. import registry
+
+BASELINE_SAMPLER, BASELINE_CACHE = registry.baseline(registry.SAMPLERS), registry.baseline(registry.CACHES)
+BASELINE_FORWARD, BASELINE_DECODE = registry.baseline(registry.FORWARDS), registry.baseline(registry.DECODE_PATHS)
 DIFFUSION_PATH = ["sampler", "cache", "forward"]  # the columns that tell one diffusion generation path from another
 
 
@@ -25,7 +29,7 @@ def baseline(df: pd.DataFrame) -> pd.DataFrame:
     When a sweep has none of them for a model, that model's rows are kept as they are."""
     keep = []
     for _, g in df.groupby("model_name"):
-        if (g["kind"] == "diffusion").all():
+        if (g["kind"] == DIFFUSION).all():
             sel = g[_is_published_diffusion(g)]
         else:
             sel = g[g["decode"] == BASELINE_DECODE]
@@ -47,7 +51,7 @@ def with_forward_column(rows: pd.DataFrame) -> pd.DataFrame:
     if "forward" not in rows:
         rows["forward"] = None
     rows["forward"] = rows["forward"].astype(object)
-    rows.loc[(rows["kind"] == "diffusion") & rows["forward"].isna(), "forward"] = BASELINE_FORWARD
+    rows.loc[(rows["kind"] == DIFFUSION) & rows["forward"].isna(), "forward"] = BASELINE_FORWARD
     return rows
 
 

@@ -24,6 +24,7 @@ from typing import Sequence
 
 import pandas as pd
 
+from ..registry import AR, DIFFUSION
 from ..metrics.timing import coefficient_of_variation
 from ..stats import NO_ESTIMATE, RESAMPLES, Estimate, bootstrap_median
 from .baseline import DIFFUSION_PATH, baseline, published_parity_rows, with_forward_column
@@ -85,8 +86,8 @@ def fast_path_cells(ok: pd.DataFrame) -> pd.DataFrame:
     both = ok.groupby("seq_len")["kind"].nunique()
     n = both[both == both.max()].index.max()
     sub = ok[(ok["seq_len"] == n) & (ok["batch_size"] == ok["batch_size"].min())]
-    dl = sub[sub["kind"] == "diffusion"]
-    return pd.concat([sub[sub["kind"] == "autoregressive"], dl[dl["steps"] == dl["steps"].max()]])
+    dl = sub[sub["kind"] == DIFFUSION]
+    return pd.concat([sub[sub["kind"] == AR], dl[dl["steps"] == dl["steps"].max()]])
 
 
 def as_published_cell_id(part: pd.DataFrame) -> str | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..registry import AR, DIFFUSION
 from ..metrics.quality import PARITY_METRICS
 from ..quality.parity import s_parity, s_parity_ci
 from ..stats import RESAMPLES, Estimate
@@ -40,7 +41,7 @@ def parity_table(rows: pd.DataFrame, pairs: pd.DataFrame | None = None, resample
     out = []
     for n in sorted(ok["seq_len"].unique()):
         at_n = ok[ok["seq_len"] == n]
-        ars, dls = at_n[at_n["kind"] == "autoregressive"], at_n[at_n["kind"] == "diffusion"]
+        ars, dls = at_n[at_n["kind"] == AR], at_n[at_n["kind"] == DIFFUSION]
         for (ar_name, ar_decode), ar_group in ars.groupby(["model_name", "decode"]):
             ar_cells = {int(r["batch_size"]): r for _, r in ar_group.iterrows()}
             ar_quality_cell = ar_cells[min(ar_cells)]

@@ -22,13 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from ... import registry
 from .build import LlamaCpp
 
 log = logging.getLogger(__name__)
 
 # the project's sampler names -> the CLI's --diffusion-algorithm (0 origin, 1 entropy, 2 margin, 3 random,
 # 4 confidence); `random` under the Dream schedule is Dream's origin algorithm
-ALGORITHMS = {"low_confidence": 4, "entropy": 1, "margin": 2, "random": 3}
+ALGORITHMS = {name: s.llamacpp_algorithm for name, s in registry.SAMPLERS.items()
+              if s.llamacpp_algorithm is not None}
 DREAM_ALGORITHMS = {**ALGORITHMS, "random": 0}
 GREEDY_TOP_K = 1  # at temperature 0: the argmax token (the CLI draws from top-k 40 / top-p 0.95 otherwise)
 

@@ -1,0 +1,181 @@
+"""The one measurement loop: every timed generation of the project, and every pair, runs through here.
+
+- `timed_run`: the timed region. Two clock marks around one `generate` call, a mark at every token (AR)
+  or denoising step (diffusion) through the generator's marker, one synchronisation after the end
+  mark. Cells, engine cells, the pairs step, the engines' per-prompt pairs, the perf matrix and the
+  benchmark scripts all time this region and nothing else.
+- `warm_up`: the untimed generations before it (a diffusion warm-up may stop after a few steps).
+- `measure_runs`: warm up, then timed runs until the timing settings say stop (`another_repetition`).
+- `Arm` and `time_pair`: two generators timed interleaved, A B / B A in an order drawn per pair.
+
+A generator is anything with `generate(prompt_ids, n_out, steps=, marker=) -> GenerationTrace`: the
+project's PyTorch generators, the llama.cpp and OpenAI engines (engines.generator.EngineGenerator),
+a bare call (`CallGenerator`).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import torch
+
+from ..config import TimingSpec
+from ..generation import GenerationTrace, Generator
+from ..models.attention import kernel_context
+from ..results import Repetition
+from .clock import Clock
+from .repeats import another_repetition
+
+
+@dataclass
+class TimedRun:
+    """One timed generation: L_e2e and the offset of every mark from the start (ms), and its trace."""
+
+    latency_ms: float
+    mark_offsets_ms: list[float]
+    trace: GenerationTrace
+
+
+def timed_run(generator: Generator, ids: torch.Tensor, n_out: int, steps: Optional[int], clock: Clock) -> TimedRun:
+    """The timed region: marks around one generation and at each of its steps or tokens, then one sync.
+
+    An engine's trace carries its own timing of the same work (`trace.report.latency_ms`: the requests'
+    wall time for a server, the generation time a CLI prints, without the model load its process does
+    first), which is then the run's L_e2e."""
+    start = clock.mark()
+    trace = generator.generate(ids, n_out, steps=steps, marker=clock.mark)
+    end = clock.mark()
+    clock.synchronize()
+    latency = clock.elapsed_ms(start, end) if trace.report is None else trace.report.latency_ms
+    return TimedRun(latency, [clock.elapsed_ms(start, m) for m in trace.marks], trace)
+
+
+class _WarmupStepsDone(Exception):
+    """Raised by the warm-up marker to end a diffusion warm-up after its step limit."""
+
+
+def warm_up(generator: Generator, ids: torch.Tensor, n_out: int, steps: Optional[int], count: int,
+            step_limit: Optional[int] = None) -> Optional[int]:
+    """Run `count` untimed generations; returns the denoising steps each ran (None = whole generations).
+
+    With `step_limit` (diffusion), each warm-up runs the real generation and stops it from the per-step
+    marker after that many steps: the same shapes and code path as the timed run, fewer iterations. A
+    generator that never calls its marker (an engine) runs whole generations.
+    """
+    limit = min(step_limit, steps) if step_limit and steps is not None else None
+    for _ in range(count):
+        if limit is None:
+            generator.generate(ids, n_out, steps=steps)
+            continue
+        done = 0
+
+        def count_step() -> None:
+            nonlocal done
+            done += 1
+            if done >= limit:
+                raise _WarmupStepsDone
+
+        try:
+            generator.generate(ids, n_out, steps=steps, marker=count_step)
+        except _WarmupStepsDone:
+            pass
+    return limit
+
+
+def measure_runs(generator: Generator, ids: torch.Tensor, n_out: int, steps: Optional[int], clock: Clock,
+                 timing: TimingSpec, repetition: Callable[[TimedRun], Repetition],
+                 after_warmup: Optional[Callable[[], None]] = None
+                 ) -> tuple[list[TimedRun], list[Repetition], Optional[int]]:
+    """A cell's measurement: `timing.warmup` warm-ups (stopped after `timing.warmup_steps` steps), then
+    `after_warmup()` (e.g. the memory peaks reset), then timed runs while `another_repetition` says so;
+    `repetition(run)` turns each into the record's repetition, which the policy counts. Returns the timed
+    runs, their repetitions and the warm-ups' step limit."""
+    warmup_steps = warm_up(generator, ids, n_out, steps, timing.warmup, timing.warmup_steps)
+    clock.synchronize()
+    if after_warmup is not None:
+        after_warmup()
+    runs: list[TimedRun] = []
+    repetitions: list[Repetition] = []
+    while another_repetition(timing, repetitions):
+        run = timed_run(generator, ids, n_out, steps, clock)
+        runs.append(run)
+        repetitions.append(repetition(run))
+    return runs, repetitions, warmup_steps
+
+
+@dataclass
+class CallGenerator:
+    """A bare call `run(prompt_ids) -> output ids [B, N_out]` as a generator (reference code in the benchmark
+    scripts, a generation timed without the per-step marks): its trace has no marks."""
+
+    run: Callable[[torch.Tensor], torch.Tensor]
+
+    def generate(self, prompt_ids: torch.Tensor, n_out: int, *, steps: Optional[int] = None,
+                 marker=None) -> GenerationTrace:
+        output = self.run(prompt_ids)
+        return GenerationTrace(output_ids=output, marks=[], forward_passes=0, steps_executed=0)
+
+
+@dataclass
+class Arm:
+    """One side of a pair: a generator, what it generates, the attention kernel it runs under (None: as
+    loaded) and the seed set before each generation (None: none set); keeps every timed run."""
+
+    generator: Generator
+    ids: torch.Tensor
+    n_out: int
+    steps: Optional[int] = None
+    kernel: Optional[str] = None
+    seed: Optional[int] = None
+    runs: list[TimedRun] = field(default_factory=list)
+
+    def _context(self):
+        return kernel_context(self.kernel) if self.kernel is not None else nullcontext()
+
+    def warm_up(self, count: int = 1) -> None:
+        """`count` untimed whole generations (compilation, allocator and caches settle)."""
+        with self._context():
+            for _ in range(count):
+                self._seed()
+                warm_up(self.generator, self.ids, self.n_out, self.steps, 1)
+
+    def generate_ms(self, clock: Clock) -> float:
+        """One timed run (kept in `runs`), ms."""
+        self._seed()
+        with self._context():
+            run = timed_run(self.generator, self.ids, self.n_out, self.steps, clock)
+        self.runs.append(run)
+        return run.latency_ms
+
+    def _seed(self) -> None:
+        if self.seed is not None:
+            torch.manual_seed(self.seed)
+
+    @property
+    def last(self) -> Optional[torch.Tensor]:
+        """The output ids of the last timed run."""
+        return self.runs[-1].trace.output_ids if self.runs else None
+
+
+def time_pair(reference: Arm, contender: Arm, repeats: int, warmup: int, clock: Clock, rng: random.Random,
+              idle_gap_s: float = 0.0) -> tuple[str, list[float], list[float]]:
+    """Warm up each arm, then time `repeats` pairs in an order drawn per pair ("RC" or "CR") from `rng`;
+    `idle_gap_s` of sleep before every timed run (an arm that spins threads stops before the other
+    starts). Returns the orders and each arm's latencies in pair order (ms)."""
+    reference.warm_up(warmup)
+    contender.warm_up(warmup)
+    order, reference_ms, contender_ms = "", [], []
+    arms = {"R": (reference, reference_ms), "C": (contender, contender_ms)}
+    for _ in range(repeats):
+        this_pair = rng.choice(("RC", "CR"))
+        for side in this_pair:
+            arm, latencies = arms[side]
+            if idle_gap_s:
+                time.sleep(idle_gap_s)
+            latencies.append(arm.generate_ms(clock))
+        order += this_pair
+    return order, reference_ms, contender_ms

@@ -1,0 +1,132 @@
+"""The registries: every model family, diffusion sampler, cache, diffusion forward, AR decode path and
+engine of the harness, each declaring its facts once. The config's allowed values (config/names.py),
+the as-published baseline (selection/baseline.py), the figures' colours, the generators' dispatch and
+llama.cpp's algorithm ids are all read from here. The quality metrics have their table in
+metrics/quality.py. Torch-free; imports nothing of the project.
+
+Adding an entry here is what makes a name valid everywhere; what the entry names must also exist
+(docs-vibe/tour.md, "Where to add", lists the code each kind of entry needs, and a test checks that
+list against these tables).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, TypeVar
+
+AR, DIFFUSION = "autoregressive", "diffusion"  # the two architectures (a row's `kind`)
+KINDS = (AR, DIFFUSION)
+
+E = TypeVar("E")
+
+
+def _table(*entries: E) -> dict[str, E]:
+    """Entries by name, in the order given (the order of allowed values in messages and figures)."""
+    table = {e.name: e for e in entries}  # type: ignore[attr-defined]
+    if len(table) != len(entries):
+        raise ValueError(f"duplicate names in a registry: {[e.name for e in entries]}")  # type: ignore[attr-defined]
+    return table
+
+
+def baseline(table: dict[str, E]) -> str:
+    """The name of the table's one as-published entry."""
+    (name,) = [n for n, e in table.items() if getattr(e, "baseline", False)]
+    return name
+
+
+@dataclass(frozen=True)
+class Family:
+    """A model family: its architecture, the `model_type` its config.json carries, and (diffusion) the
+    schedule `schedule: auto` means for it."""
+
+    name: str
+    kind: str
+    model_type: str
+    schedule: Optional[str] = None
+
+
+FAMILIES = _table(Family("llama", AR, "llama"), Family("qwen2", AR, "qwen2"),
+                  Family("llada", DIFFUSION, "llada", schedule="llada"),
+                  Family("dream", DIFFUSION, "dream", schedule="dream"))
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """A diffusion sampler: how it scores proposals (confidence: the token's probability; margin: top-1
+    minus top-2; entropy: minus the entropy; uniform: a random draw; higher = commit first), whether it
+    commits by confidence threshold instead of a schedule, the diffusion config fields that enter its
+    cells besides the shared ones, llama-diffusion-cli's --diffusion-algorithm for it (None: the CLI
+    lacks it), its figure colour, and whether it is the as-published one."""
+
+    name: str
+    score: str
+    colour: str
+    threshold: bool = False
+    knobs: tuple[str, ...] = ()
+    llamacpp_algorithm: Optional[int] = None
+    baseline: bool = False
+
+
+SAMPLERS = _table(
+    Sampler("low_confidence", "confidence", "#0072B2", llamacpp_algorithm=4, baseline=True),
+    Sampler("random", "uniform", "#E69F00", llamacpp_algorithm=3),
+    Sampler("entropy", "entropy", "#009E73", llamacpp_algorithm=1),
+    Sampler("margin", "margin", "#CC79A7", llamacpp_algorithm=2),
+    Sampler("threshold", "confidence", "#D55E00", threshold=True, knobs=("threshold", "threshold_steps")),
+    Sampler("local_leap", "confidence", "#999933", threshold=True,
+            knobs=("threshold", "threshold_steps", "leap_relaxed", "leap_window")))
+SCORES = ("confidence", "margin", "entropy", "uniform")  # what generation.diffusion.score_proposals computes
+
+
+@dataclass(frozen=True)
+class Cache:
+    """A diffusion KV cache: none, the prompt and finished blocks (prefix), or both sides of the block (dual)."""
+
+    name: str
+    baseline: bool = False
+
+
+CACHES = _table(Cache("none", baseline=True), Cache("prefix"), Cache("dual"))
+
+
+@dataclass(frozen=True)
+class Forward:
+    """The diffusion model's forward: as is (eager), or under torch.compile."""
+
+    name: str
+    compiled: bool
+    baseline: bool = False
+
+
+FORWARDS = _table(Forward("eager", False, baseline=True), Forward("compiled", True))
+
+
+@dataclass(frozen=True)
+class DecodePath:
+    """An AR decode path: transformers' `generate` (eager) or the project's static-cache loop, compiled or
+    not; its figure colour and marker."""
+
+    name: str
+    static: bool
+    compiled: bool
+    colour: str
+    marker: str
+    baseline: bool = False
+
+
+DECODE_PATHS = _table(DecodePath("eager", False, False, "#000000", "*", baseline=True),
+                      DecodePath("static", True, False, "#7F7F7F", "P"),
+                      DecodePath("static_compiled", True, True, "#56B4E9", "X"))
+
+
+@dataclass(frozen=True)
+class Engine:
+    """What runs a generation: the project's PyTorch generators (torch), llama.cpp (its server for AR, its
+    diffusion CLI for diffusion), or any OpenAI-compatible server (AR)."""
+
+    name: str
+    kinds: tuple[str, ...]
+    baseline: bool = False
+
+
+ENGINES = _table(Engine("torch", KINDS, baseline=True), Engine("llamacpp", KINDS), Engine("openai", (AR,)))

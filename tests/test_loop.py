@@ -1,0 +1,133 @@
+"""The one measurement loop: the timed region with marks, engines as generators inside it, and pairs of a
+torch arm and an engine arm with known times."""
+
+import random
+
+import pytest
+import torch
+
+from dlm_bench.engines import EngineAnswer, EngineBatch, EngineError
+from dlm_bench.engines.generator import MISSING_TOKEN, EngineGenerator
+from dlm_bench.generation import GenerationTrace
+from dlm_bench.measure.loop import Arm, CallGenerator, time_pair, timed_run
+from dlm_bench.runner import FALLBACK_LABEL, kernel_of_label
+from dlm_bench.selection.pairs import paired_ratio
+
+
+class ScriptedClock:
+    """A clock whose marks are a running time in ms that the fake generators advance."""
+
+    name = "scripted"
+
+    def __init__(self):
+        self.now = 0.0
+
+    def mark(self):
+        return self.now
+
+    def synchronize(self):
+        pass
+
+    def elapsed_ms(self, start, end):
+        return end - start
+
+
+class SteppingGenerator:
+    """Each generation takes `step_ms` per step on the scripted clock and marks every step."""
+
+    def __init__(self, clock, steps, step_ms):
+        self.clock, self.steps, self.step_ms = clock, steps, step_ms
+
+    def generate(self, ids, n_out, *, steps=None, marker=None):
+        marks = []
+        for _ in range(self.steps):
+            self.clock.now += self.step_ms
+            if marker:
+                marks.append(marker())
+        return GenerationTrace(output_ids=torch.zeros(ids.shape[0], n_out, dtype=torch.long), marks=marks,
+                               forward_passes=self.steps, steps_executed=self.steps)
+
+
+class FakeEngine:
+    """An engine that reports `ms` per batch and returns ids 7, 8, ... (or fails when told to)."""
+
+    name, version, build, threads = "fake", "0", "", 1
+
+    def __init__(self, ms, returned=None, fail=False):
+        self.ms, self.returned, self.fail, self.calls = ms, returned, fail, 0
+
+    def run(self, prompt_ids):
+        self.calls += 1
+        if self.fail:
+            raise EngineError("the fake server died")
+        answers = [EngineAnswer(text="", token_ids=self.returned, tokens_returned=len(self.returned or []),
+                                latency_ms=self.ms, steps=4) for _ in prompt_ids]
+        return EngineBatch(self.ms, answers, step_ms=[self.ms / 4] * 4)
+
+
+def test_the_timed_region_reads_every_mark_from_the_start():
+    clock = ScriptedClock()
+    run = timed_run(SteppingGenerator(clock, 4, 2.5), torch.zeros(1, 3, dtype=torch.long), 6, 4, clock)
+    assert run.latency_ms == 10.0 and run.mark_offsets_ms == [2.5, 5.0, 7.5, 10.0]
+
+
+def test_an_engine_is_a_generator_whose_own_timing_is_the_runs_latency():
+    clock = ScriptedClock()
+    clock.now = 500.0  # a CLI that loads its model before it generates: its own time excludes the load
+    run = timed_run(EngineGenerator(FakeEngine(40.0, returned=[7, 8])), torch.zeros(2, 3, dtype=torch.long), 4,
+                    None, clock)
+    assert run.latency_ms == 40.0 and run.mark_offsets_ms == []
+    assert run.trace.output_ids.tolist() == [[7, 8, MISSING_TOKEN, MISSING_TOKEN]] * 2  # padded to N_out
+    assert run.trace.steps_executed == 4 and run.trace.report.step_ms == [10.0] * 4
+
+
+def test_a_torch_arm_against_a_fake_engine_arm_gives_the_known_ratio_and_ci():
+    clock = ScriptedClock()
+    ids = torch.zeros(1, 3, dtype=torch.long)
+    torch_arm = Arm(SteppingGenerator(clock, 6, 5.0), ids, 8, 6)  # 30 ms per run on the clock
+    engine = FakeEngine(12.0, returned=list(range(8)))
+    engine_arm = Arm(EngineGenerator(engine), ids, 8, 6)  # reports 12 ms per run
+    order, torch_ms, engine_ms = time_pair(torch_arm, engine_arm, 10, 2, clock, random.Random(1))
+    assert engine.calls == 12 and len(torch_arm.runs) == len(engine_arm.runs) == 10  # warm-ups kept out
+    assert torch_ms == [30.0] * 10 and engine_ms == [12.0] * 10 and set(order) == {"R", "C"}
+    est = paired_ratio(torch_ms, engine_ms)
+    assert (est.value, est.ci_low, est.ci_high) == (2.5, 2.5, 2.5)
+
+
+def test_an_engine_that_fails_inside_a_pair_raises_its_one_line_error():
+    clock = ScriptedClock()
+    ids = torch.zeros(1, 3, dtype=torch.long)
+    with pytest.raises(EngineError, match="the fake server died"):
+        time_pair(Arm(SteppingGenerator(clock, 2, 1.0), ids, 4, 2), Arm(EngineGenerator(FakeEngine(1.0, fail=True)),
+                                                                         ids, 4, 2), 3, 0, clock, random.Random(0))
+
+
+def test_a_bare_call_is_timed_without_marks_and_an_arm_keeps_its_last_output():
+    clock = ScriptedClock()
+
+    def run(ids):
+        clock.now += 4.0
+        return ids + 1
+
+    arm = Arm(CallGenerator(run), torch.zeros(1, 2, dtype=torch.long), 2)
+    assert arm.generate_ms(clock) == 4.0 and arm.runs[0].mark_offsets_ms == [] and arm.last.tolist() == [[1, 1]]
+
+
+def test_an_arm_sets_its_seed_before_every_generation():
+    seen = []
+
+    class Drawing:
+        def generate(self, ids, n_out, *, steps=None, marker=None):
+            seen.append(float(torch.rand(1)))
+            return GenerationTrace(output_ids=ids, marks=[], forward_passes=1, steps_executed=1)
+
+    arm = Arm(Drawing(), torch.zeros(1, 1, dtype=torch.long), 1, seed=3)
+    arm.warm_up(1)
+    arm.generate_ms(ScriptedClock())
+    assert seen[0] == seen[1]
+
+
+def test_a_pair_arm_runs_on_the_kernel_its_cell_ran_on():
+    assert kernel_of_label("sdpa_flash") == "sdpa_flash"
+    assert kernel_of_label(FALLBACK_LABEL) == "sdpa"  # the cell fell back: its pair does too
+    assert kernel_of_label(float("nan")) is None and kernel_of_label("n/a (engine)") is None

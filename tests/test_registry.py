@@ -1,0 +1,68 @@
+"""The registries declare each family, sampler, cache, forward, decode path and engine once: the config's
+allowed values, the as-published baseline, the generators' dispatch and llama.cpp's algorithm ids follow
+from them."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from dlm_bench import registry
+from dlm_bench.config import (AR_DECODE_MODES, DIFFUSION_CACHES, DIFFUSION_FORWARDS, DIFFUSION_SAMPLERS, ENGINES,
+                              FAMILIES, LLAMACPP_SAMPLERS, THRESHOLD_SAMPLERS)
+from dlm_bench.engines.llamacpp.diffusion_cli import ALGORITHMS
+from dlm_bench.generation.diffusion import score_proposals
+from dlm_bench.selection.baseline import BASELINE_CACHE, BASELINE_DECODE, BASELINE_FORWARD, BASELINE_SAMPLER
+
+
+def test_the_config_allows_exactly_the_registered_names():
+    assert DIFFUSION_SAMPLERS == ("low_confidence", "random", "entropy", "margin", "threshold", "local_leap")
+    assert THRESHOLD_SAMPLERS == ("threshold", "local_leap")
+    assert DIFFUSION_CACHES == ("none", "prefix", "dual") and DIFFUSION_FORWARDS == ("eager", "compiled")
+    assert AR_DECODE_MODES == ("eager", "static", "static_compiled") and ENGINES == ("torch", "llamacpp", "openai")
+    assert FAMILIES == {"llama": "autoregressive", "qwen2": "autoregressive", "llada": "diffusion",
+                        "dream": "diffusion"}
+
+
+def test_the_as_published_paths_are_the_registered_baselines():
+    # LLaDA's reference sampler without a cache on the eager forward; LLaMA through transformers' generate
+    assert (BASELINE_SAMPLER, BASELINE_CACHE, BASELINE_FORWARD, BASELINE_DECODE) == (
+        "low_confidence", "none", "eager", "eager")
+    with pytest.raises(ValueError):
+        registry.baseline(registry._table(registry.Cache("a", baseline=True), registry.Cache("b", baseline=True)))
+    with pytest.raises(ValueError):
+        registry._table(registry.Cache("a"), registry.Cache("a"))
+
+
+def test_llama_cpp_algorithm_ids_are_those_of_llama_diffusion_cli():
+    # llama-diffusion-cli --diffusion-algorithm: 0 origin, 1 entropy, 2 margin, 3 random, 4 confidence
+    assert ALGORITHMS == {"low_confidence": 4, "random": 3, "entropy": 1, "margin": 2}
+    assert set(LLAMACPP_SAMPLERS) == set(ALGORITHMS)
+
+
+def test_every_registered_score_rule_is_computed():
+    logits = torch.tensor([[[2.0, 1.0, 0.0], [0.0, 0.0, 3.0]]])
+    x0 = logits.argmax(-1)
+    for name, sampler in registry.SAMPLERS.items():
+        assert sampler.score in registry.SCORES
+        assert score_proposals(logits, x0, name).shape == (1, 2)
+
+
+def test_a_sampler_added_to_the_registry_is_scored_by_its_rule(monkeypatch):
+    added = registry.Sampler("my_confidence", "confidence", "#123456", threshold=True,
+                             knobs=("threshold", "threshold_steps"))
+    monkeypatch.setitem(registry.SAMPLERS, added.name, added)
+    logits = torch.tensor([[[2.0, 1.0, 0.0], [0.0, 0.0, 3.0]]])
+    x0 = logits.argmax(-1)
+    probs = torch.softmax(logits, -1)
+    expected = torch.stack([probs[0, 0, 0], probs[0, 1, 2]]).unsqueeze(0)  # each proposal's own probability
+    assert torch.allclose(score_proposals(logits, x0, "my_confidence"), expected)
+    with pytest.raises(ValueError, match="unknown sampler"):
+        score_proposals(logits, x0, "not_registered")
+
+
+def test_registry_entries_are_frozen_records():
+    entry = registry.SAMPLERS["local_leap"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        entry.threshold = False
+    assert {"leap_relaxed", "leap_window"} <= set(entry.knobs) and entry.threshold
