@@ -46,6 +46,18 @@ def test_merge_is_idempotent_and_has_one_row_per_cell(tmp_path):
     assert len(env) == 1 and sorted(env[0]["cell_ids"]) == ["id0", "id1", "id2"]
 
 
+def test_a_merge_that_changes_nothing_writes_nothing_and_the_rows_come_from_the_records(tmp_path):
+    store = ResultStore(tmp_path)
+    store.write(_record("id0", latency=5.0))
+    table = store.merge()
+    inode = table.stat().st_ino  # every write is a rename of a new file: a new inode
+    store.merge()
+    assert table.stat().st_ino == inode
+    assert [r["latency_ms_median"] for r in store.rows()] == [5.0]
+    store.write(_record("id1", latency=6.0))
+    assert store.merge().stat().st_ino != inode  # new rows: a new table
+
+
 def test_json_records_are_strict_json(tmp_path):
     store = ResultStore(tmp_path)
     store.write(_record("n"))  # NaN fields become null

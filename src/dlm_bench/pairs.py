@@ -67,9 +67,7 @@ def run_pairs(exp: Experiment, progress: bool = True) -> PairsSummary:
         torch.set_num_threads(exp.cpu_threads)
     hardware = hardware_name(device)
     root = exp.resolve(exp.output_dir)
-    cell_store = ResultStore(root)
-    cell_store.merge()
-    rows = pd.DataFrame(cell_store.rows())  # from the records themselves, not read back from raw_metrics.csv
+    rows = pd.DataFrame(ResultStore(root).rows())  # the records themselves; raw_metrics.csv is not read back
     if "status" in rows:  # the published ratios are torch paths' (engine cells carry their own per-prompt pairs)
         rows = split_engines(rows)[0]
     wanted = wanted_pairs(rows, parity_table(rows), exp.pairs.measure) if "status" in rows else []

@@ -333,7 +333,8 @@ class PairRecord:
 
 
 def _write_csv(rows: list[dict[str, Any]], path: Path, empty_header: Sequence[str]) -> Path:
-    """Rows (dicts) as a CSV: the union of their keys in first-seen order; None and NaN as empty."""
+    """Rows (dicts) as a CSV: the union of their keys in first-seen order; None and NaN as empty. A file that
+    already holds exactly this text is left as it is (a merge that changed nothing writes nothing)."""
     columns: list[str] = []
     for row in rows:
         columns += [k for k in row if k not in columns]
@@ -343,7 +344,9 @@ def _write_csv(rows: list[dict[str, Any]], path: Path, empty_header: Sequence[st
     for row in rows:
         writer.writerow({k: ("" if v is None or (isinstance(v, float) and math.isnan(v)) else v)
                          for k, v in row.items()})
-    atomic_write_text(path, buf.getvalue())
+    text = buf.getvalue()
+    if not (path.is_file() and path.read_bytes() == text.encode("utf-8")):
+        atomic_write_text(path, text)
     return path
 
 
