@@ -62,3 +62,39 @@ def test_the_paper_is_short_and_its_projected_section_is_regenerated_from_the_fi
 def test_no_page_keeps_a_placeholder(page):
     text = page.read_text()
     assert not re.search(r"@@\w+@@|\bTODO\b|\bTBD\b|VALIDATION_RESULTS", text), page.name
+
+
+def _resolve(dotted: str):
+    """The object a tour name like `measure.loop.timed_run` or `results.ResultStore.merge` names inside
+    dlm_bench: the longest importable module prefix, then attributes."""
+    import importlib
+
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module("dlm_bench." + ".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for attr in parts[cut:]:
+            obj = getattr(obj, attr)
+        return obj
+    raise ImportError(dotted)
+
+
+def test_the_tour_is_drawn_from_the_code_and_its_checklists_cover_every_registry():
+    from dlm_bench import registry
+
+    tour = (ROOT / "docs-vibe" / "tour.md").read_text()
+    path = tour[tour.index("## One cell's path"):tour.index("## Which part may import which")]
+    steps = re.findall(r"^(\d+)\. ", path, re.M)
+    assert steps == [str(i) for i in range(1, len(steps) + 1)] and len(steps) <= 25
+    names = {n for n in re.findall(r"`([a-z_]+(?:\.[A-Za-z_]+)+)`", tour)
+             if n.rsplit(".", 1)[1] not in ("py", "csv", "json", "md", "png", "xz", "toml", "yaml")
+             and not n.startswith("torch.")}
+    assert len(names) > 40
+    for name in sorted(names):
+        assert _resolve(name) is not None, name
+    where = tour[tour.index("## Where to add"):tour.index("## Around the cell path")]
+    tables = {n for n in dir(registry) if n.isupper() and isinstance(getattr(registry, n), dict)}
+    assert tables == {"FAMILIES", "SAMPLERS", "CACHES", "FORWARDS", "DECODE_PATHS", "ENGINES"}
+    assert all(f"`registry.{t}`" in where for t in tables)
