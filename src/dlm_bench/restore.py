@@ -157,17 +157,23 @@ def _differences(table: str, rows: list[dict[str, str]], again: list[dict[str, s
     return out
 
 
+def _write_and_merge(store: ResultStore, pair_store: PairStore, cells: list[CellRecord],
+                     pairs: list[PairRecord]) -> None:
+    """Write the records into their folders and rebuild both tables from them."""
+    for record in cells:
+        store.write(record)
+    for record in pairs:
+        pair_store.write(record)
+    store.merge()
+    pair_store.merge()
+
+
 def _check(root: Path, cells: list[CellRecord], pairs: list[PairRecord], cell_rows: list[dict[str, str]],
            pair_rows: list[dict[str, str]], environments: dict[str, dict]) -> list[str]:
     """Merge the restored records in a scratch folder and compare what comes out with the tables."""
     with tempfile.TemporaryDirectory() as scratch:
         store, pair_store = ResultStore(scratch), PairStore(scratch)
-        for record in cells:
-            store.write(record)
-        for record in pairs:
-            pair_store.write(record)
-        store.merge()
-        pair_store.merge()
+        _write_and_merge(store, pair_store, cells, pairs)
         ids = {r.cell_id for r in cells}
         per_prompt = [r for r in _read_csv(root / "per_prompt.csv") if r["cell_id"] in ids]
         passage = lambda r: (r["cell_id"], r.get("passage_id", ""))  # noqa: E731
@@ -226,10 +232,5 @@ def restore_folder(root: Path, source_note: str = "") -> Restored:
     problems = _check(root, new_cells, new_pairs, cell_rows, pair_rows, environments)
     if problems:
         raise RestoreError(f"{root}: {len(problems)} values would not come back, nothing written; first: {problems[0]}")
-    for record in new_cells:
-        cells.write(record)
-    for record in new_pairs:
-        pairs.write(record)
-    cells.merge()
-    pairs.merge()
+    _write_and_merge(cells, pairs, new_cells, new_pairs)
     return Restored(len(new_cells), len(new_pairs), len(have_cells), len(have_pairs))
