@@ -24,6 +24,8 @@ def main() -> int:
     p.add_argument("--section", default="results", help="which GENERATED section of --paper (default: results)")
     p.add_argument("--facet", nargs="+", default=[], choices=["hardware", "precision", "attention_kernel"],
                    help="allow rows that differ in these columns")
+    p.add_argument("--quantized_best", action="store_true",
+                   help="the AR side at its best may be an engine's quantized weights (the config's pairs.quantized_best)")
     p.add_argument("--bootstrap_resamples", type=int, default=RESAMPLES,
                    help=f"resamples of every bootstrap interval (the config's quality.bootstrap_resamples; "
                         f"default {RESAMPLES})")
@@ -34,7 +36,7 @@ def main() -> int:
     try:
         out = analyze(Path(args.input), Path(args.output), Path(args.summary) if args.summary else None,
                       Path(args.paper) if args.paper else None, tuple(args.facet), args.section,
-                      args.bootstrap_resamples)
+                      args.bootstrap_resamples, args.quantized_best)
     except (MixedRowsError, FileNotFoundError, ValueError) as exc:
         print(f"analysis error: {exc}", file=sys.stderr)
         return 2

@@ -279,16 +279,18 @@ def test_every_shipped_config_loads_and_dry_runs(tiny_models, tmp_path, config, 
     from dlm_bench.cli import dry_run
 
     # the base folder: the tiny checkpoints, the shipped configs and prompts, and stand-ins for what only
-    # a trained run has (the Austen pair's folders and the prepared corpus); dry runs load none of them
+    # a trained run has (the Austen pair's folders, the mid-size checkpoints and the prepared corpus); dry runs
+    # load none of them
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "tiny").symlink_to(tiny_models["llama"].parent)
     (tmp_path / "config").symlink_to(ROOT / "config")
     (tmp_path / "data" / "austen").mkdir(parents=True)
     (tmp_path / "data" / "prompts").symlink_to(ROOT / "data" / "prompts")
     (tmp_path / "data" / "austen" / "prompts.txt").write_text("A held-out passage.\n")
-    for kind, model_type in (("ar", "llama"), ("mdm", "llada")):
-        (tmp_path / "checkpoints" / "austen" / kind).mkdir(parents=True)
-        (tmp_path / "checkpoints" / "austen" / kind / "config.json").write_text(f'{{"model_type": "{model_type}"}}')
+    for folder, model_type in (("checkpoints/austen/ar", "llama"), ("checkpoints/austen/mdm", "llada"),
+                               ("models/midsize/llama", "llama"), ("models/midsize/llada", "llada")):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "config.json").write_text(f'{{"model_type": "{model_type}"}}')
     exp = load_experiment(ROOT / "config" / config, base_dir=tmp_path)
     assert dry_run(exp, (0, 1)) == 0
     out = capsys.readouterr().out

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
+
 from dlm_bench.selection.pairs import WantedPair, paired_ratio, wanted_pairs
 from dlm_bench.selection.parity import parity_table
 from dlm_bench.cli import main
@@ -100,6 +101,75 @@ def test_the_wanted_pairs_are_the_ratios_the_summary_publishes():
         # fast paths at N=64, B=1, K=16: static vs eager, dual vs none
         WantedPair("fast_paths", "ae1", "as1"), WantedPair("fast_paths", "dnone16", "ddual16")]
     assert wanted_pairs(rows, parity_table(rows), []) == []
+
+
+def _engine_rows(*rows):
+    """llama.cpp AR rows of model `ar` at N=64, B=1: (cell id, weights format, median ms)."""
+    return pd.DataFrame([{"cell_id": cid, "status": "ok", "model_name": "ar", "kind": "autoregressive",
+                          "engine": "llamacpp", "weights_format": fmt, "precision": "fp32", "seq_len": 64,
+                          "batch_size": 1, "latency_ms_median": ms} for cid, fmt, ms in rows])
+
+
+def test_both_sides_at_their_best_take_an_engine_ar_path_only_when_it_is_the_fastest():
+    from dlm_bench.selection.pairs import best_parity_rows
+
+    rows = _rows()
+    parity = parity_table(rows)
+    # torch static (60 ms) is the fastest AR path when llama.cpp f32 takes 75 ms; q8_0 at 10 ms is quantized
+    slower = _engine_rows(("lf32", "f32", 75.0), ("lq8", "q8_0", 10.0))
+    (row,) = best_parity_rows(parity, slower).itertuples()
+    assert (row.ar_path, row.ar_cell_id) == ("static", "as1")
+    # llama.cpp f32 at 15 ms is the fastest at the sweep's precision: it is the AR side, named with its weights
+    faster = _engine_rows(("lf32", "f32", 15.0), ("lq8", "q8_0", 10.0))
+    (row,) = best_parity_rows(parity, faster).itertuples()
+    assert (row.ar_path, row.ar_cell_id, row.ar_latency_ms) == ("llamacpp:f32", "lf32", 15.0)
+    assert row.diffusion_cell_id == "ddual16" and not row.paired
+    # quantized weights are the headline only when the config asks
+    (row,) = best_parity_rows(parity, faster, quantized=True).itertuples()
+    assert (row.ar_path, row.ar_cell_id) == ("llamacpp:q8_0", "lq8")
+    # the pair to time is the engine cell against the diffusion cell, and its ratio is read from that pair
+    wanted = wanted_pairs(rows, parity, ["speedup"], faster)
+    assert WantedPair("speedup", "lf32", "ddual16") in wanted and WantedPair("speedup", "as1", "ddual16") not in wanted
+    pairs = pd.DataFrame([{"status": "ok", "reference_cell_id": "lf32", "contender_cell_id": "ddual16",
+                           "reference_ms_all": "15;16;14", "contender_ms_all": "30;32;28",
+                           "load_1m_before": 0.1, "load_1m_after": 0.1}])
+    (row,) = best_parity_rows(parity, faster, pairs).itertuples()
+    assert row.paired and row.speedup_factor == pytest.approx(0.5) and row.fewest_repeats == 3
+
+
+def test_a_pair_whose_engine_arm_fails_is_an_error_record_and_the_next_pair_is_measured(mini_config):
+    import torch
+
+    from dlm_bench.config import load_experiment
+    from dlm_bench.engines import EngineError
+    from dlm_bench.generation import GenerationTrace
+    from dlm_bench.measure.clock import PerfCounterClock
+    from dlm_bench.measure.loop import Arm
+    from dlm_bench.pairs import PairArm, measure_pair
+    from dlm_bench.results import PairRecord
+
+    class Quick:
+        def generate(self, ids, n_out, *, steps=None, marker=None):
+            return GenerationTrace(output_ids=torch.zeros(1, n_out, dtype=torch.long), marks=[], forward_passes=1,
+                                   steps_executed=1)
+
+    class Dead:
+        def generate(self, ids, n_out, *, steps=None, marker=None):
+            raise EngineError("llama-server is not running (exit 1): out of memory")
+
+    exp = load_experiment(mini_config)
+    ids = torch.zeros(1, 4, dtype=torch.long)
+
+    def make_arm(cell):
+        return PairArm(Arm(Dead() if cell == "engine" else Quick(), ids, 2), 2, cell == "engine")
+
+    def record(pid):
+        return PairRecord(pid, "speedup", "error", exp.name, "h", "a", "b", "a", "b", 64, 1, 1)
+
+    failed = measure_pair(record("p1"), make_arm, "torch", "engine", exp, PerfCounterClock(), torch.device("cpu"))
+    assert failed.status == "error" and failed.error == "EngineError: llama-server is not running (exit 1): out of memory"
+    ok = measure_pair(record("p2"), make_arm, "torch", "torch", exp, PerfCounterClock(), torch.device("cpu"))
+    assert ok.status == "ok" and len(ok.reference_ms) == exp.pairs.repeats and ok.reference_threads == 2
 
 
 def test_a_ratio_is_published_only_from_its_pair(tmp_path):

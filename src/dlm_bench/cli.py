@@ -202,7 +202,7 @@ def draw_figures(exp) -> None:
 
     try:
         out = analyze(exp.resolve(exp.output_dir), exp.resolve(exp.figures_dir),
-                      resamples=exp.quality.bootstrap_resamples)
+                      resamples=exp.quality.bootstrap_resamples, quantized_best=exp.pairs.quantized_best)
         log.info("figures and summary: %s", ", ".join(str(p) for p in out.values()))
     except (MixedRowsError, ValueError, FileNotFoundError) as exc:
         log.warning("no figures drawn: %s", exc)

@@ -2,12 +2,16 @@
 
 After the cells (and the quality pass that finds S_parity), top to bottom:
 1. `selection.pairs.wanted_pairs` names the cell pairs whose ratio the summary publishes (the
-   Speedup Factor as published and at their best, the fast-path table), from the merged rows;
-2. for each pair not measured yet, both arms' models are loaded (and kept for the next pair), both
-   generators get the same prompts and the attention kernel their cells ran on, each arm is warmed
-   up, then `pairs.repeats` pairs are timed (measure.loop.time_pair: the cells' own timed region,
-   marks included): one generation of the reference arm and one of the contender, back to back, in
-   an order drawn per pair from a seeded generator, so drift and load hit both arms alike;
+   Speedup Factor as published and at their best, where the AR side may be another engine's cell,
+   and the fast-path table), from the records' rows;
+2. for each pair not measured yet, both arms are made ready: a torch cell's model is loaded (and kept
+   for the next pair) and runs on the attention kernel its cell ran on; another engine's cell runs
+   through that engine (llama-server, llama-diffusion-cli, an OpenAI endpoint) as a generator. Both
+   get the same prompts, each arm is warmed up, then `pairs.repeats` pairs are timed
+   (measure.loop.time_pair: the cells' own timed region, marks included): one generation of the
+   reference arm and one of the contender, back to back, in an order drawn per pair from a seeded
+   generator, so drift and load hit both arms alike, with an idle gap before each run when an arm is
+   another engine's process. Both arms' thread counts go into the record;
 3. the pair's `PairRecord` goes to `<output_dir>/pairs/<pair_id>.json`, and `pairs.csv` is rebuilt.
 Finished pairs are skipped on the next run, as cells are. An OOM or error is recorded for that pair
 and the step goes on.
@@ -22,6 +26,7 @@ import random
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Callable, Optional
 
 
 import pandas as pd
@@ -35,6 +40,10 @@ from .config import Cell, Experiment, expand_cells
 from .measure import load as machine_load
 from .measure.clock import clock_for
 from .measure.environment import hardware_name, resolve_device
+from .engines import EngineError
+from .engines.generator import EngineGenerator
+from .engines.measure import IDLE_GAP_S
+from .engines.pool import EnginePool
 from .measure.loop import Arm, time_pair
 from .models.loader import LoadedModel, LoadSettings, load_model
 from .quality.prompts import PromptProvider
@@ -60,6 +69,73 @@ def pair_id(pair: WantedPair, exp: Experiment) -> str:
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
+@dataclass
+class PairArm:
+    """A pair's side, ready: the loop's Arm and the CPU threads it runs with."""
+
+    arm: Arm
+    threads: Optional[int]
+    engine: bool  # another engine's process: it may spin threads, so the pair leaves an idle gap
+
+
+class ArmMaker:
+    """Makes a cell into one side of a pair: a torch generator on the attention kernel the cell's own
+    measurement ran on (`kernels`: cell id -> the row's kernel label), or the cell's engine as a generator
+    (EngineError when it cannot run); models load once and are kept for the next pair."""
+
+    def __init__(self, exp: Experiment, device: torch.device, pool: EnginePool, kernels: dict[str, str],
+                 hardware: str):
+        self.exp, self.device, self.pool, self.kernels, self.hardware = exp, device, pool, kernels, hardware
+        self.prompts = PromptProvider(exp.prompts, exp.models, exp.base_dir, exp.seed)
+        self.settings = LoadSettings(exp.precision, exp.attention, exp.seed, exp.base_dir)
+        self.loaded: dict[str, LoadedModel] = {}
+
+    def __call__(self, cell: Cell) -> PairArm:
+        if cell.model.name not in self.loaded:
+            self.loaded[cell.model.name] = load_model(cell.model, self.device, self.settings)
+        model = self.loaded[cell.model.name]
+        batch = self.prompts.for_model(model.spec.name, model.architecture.vocab_size, model.mask_token_id,
+                                       cell.seq_len)
+        ids = batch.batch(cell.batch_size, model.device)[0]
+        if cell.engine not in (None, "torch"):
+            engine = self.pool.engine_for(cell, model.tokenizer)
+            return PairArm(Arm(EngineGenerator(engine), ids, cell.n_out, cell.steps), engine.threads, True)
+        torch.manual_seed(cell.settings.seed)
+        kernel = kernel_of_label(self.kernels.get(cell.cell_id(self.hardware))) or model.attention_kernel
+        return PairArm(Arm(make_generator(cell, model), ids, cell.n_out, cell.steps, kernel=kernel),
+                       torch.get_num_threads() if self.device.type == "cpu" else None, False)
+
+
+def measure_pair(record: PairRecord, make_arm: Callable[[Cell], PairArm], reference: Cell, contender: Cell,
+                 exp: Experiment, clock, device: torch.device) -> PairRecord:
+    """Time one pair into its record (measure.loop.time_pair: interleaved, the order drawn per pair, an idle
+    gap before every run when an arm is another engine). An OOM or any error, an engine's included, is the
+    record's status and one-line error; it never raises."""
+    t0, before = time.perf_counter(), machine_load.sample(device)
+    try:
+        ref, con = make_arm(reference), make_arm(contender)
+        record.reference_threads, record.contender_threads = ref.threads, con.threads
+        gap = IDLE_GAP_S if (ref.engine or con.engine) else 0.0
+        rng = random.Random(f"{exp.seed}:{record.pair_id}")
+        record.order, record.reference_ms, record.contender_ms = time_pair(
+            ref.arm, con.arm, exp.pairs.repeats, exp.pairs.warmup, clock, rng, gap)
+        record.status = "ok"
+    except torch.OutOfMemoryError as exc:
+        record.status, record.error = "oom", str(exc).splitlines()[0][:500]
+    except EngineError as exc:  # the engine's own one-line reason
+        log.warning("pair %s: %s", record.pair_id, exc)
+        record.error = f"EngineError: {str(exc).splitlines()[0][:500]}"
+    except Exception as exc:  # recorded; the step goes on
+        log.exception("pair %s failed", record.pair_id)
+        record.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:500] if str(exc) else ''}"
+    finally:
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    record.load = machine_load.between(before, machine_load.sample(device))
+    record.wall_s = time.perf_counter() - t0
+    return record
+
+
 def run_pairs(exp: Experiment, progress: bool = True) -> PairsSummary:
     """Measure every wanted pair not measured yet; rebuild pairs.csv."""
     device = resolve_device(exp.device)
@@ -67,63 +143,36 @@ def run_pairs(exp: Experiment, progress: bool = True) -> PairsSummary:
         torch.set_num_threads(exp.cpu_threads)
     hardware = hardware_name(device)
     root = exp.resolve(exp.output_dir)
-    rows = pd.DataFrame(ResultStore(root).rows())  # the records themselves; raw_metrics.csv is not read back
-    if "status" in rows:  # the published ratios are torch paths' (engine cells carry their own per-prompt pairs)
-        rows = split_engines(rows)[0]
-    wanted = wanted_pairs(rows, parity_table(rows), exp.pairs.measure) if "status" in rows else []
-    kernels = dict(zip(rows["cell_id"], rows["attention_kernel"])) if "attention_kernel" in rows else {}
+    every = pd.DataFrame(ResultStore(root).rows())  # the records themselves; raw_metrics.csv is not read back
+    wanted, kernels = [], {}
+    if "status" in every:
+        rows, engine_rows = split_engines(every)
+        wanted = wanted_pairs(rows, parity_table(rows), exp.pairs.measure, engine_rows, exp.pairs.quantized_best)
+        kernels = dict(zip(every["cell_id"], every["attention_kernel"])) if "attention_kernel" in every else {}
     store = PairStore(root)
     todo = [p for p in wanted if not store.is_done(pair_id(p, exp))]
     summary = PairsSummary(len(wanted), len(wanted) - len(todo))
     cells = {c.cell_id(hardware): c for c in expand_cells(exp)}
-    prompts = PromptProvider(exp.prompts, exp.models, exp.base_dir, exp.seed)
-    settings = LoadSettings(exp.precision, exp.attention, exp.seed, exp.base_dir)
-    loaded: dict[str, LoadedModel] = {}
     clock = clock_for(device)
     log.info("pairs: %d wanted, %d already measured, %d to measure (%d pairs each)", len(wanted), summary.skipped,
              len(todo), exp.pairs.repeats)
 
-    def arm(cell: Cell) -> Arm:
-        """The cell as one side of a pair, on the attention kernel its own measurement ran on."""
-        if cell.model.name not in loaded:
-            loaded[cell.model.name] = load_model(cell.model, device, settings)
-        model = loaded[cell.model.name]
-        batch = prompts.for_model(model.spec.name, model.architecture.vocab_size, model.mask_token_id, cell.seq_len)
-        torch.manual_seed(cell.settings.seed)
-        kernel = kernel_of_label(kernels.get(cell.cell_id(hardware))) or model.attention_kernel
-        return Arm(make_generator(cell, model), batch.batch(cell.batch_size, model.device)[0], cell.n_out,
-                   cell.steps, kernel=kernel)
-
-    for pair in tqdm(todo, desc="pairs", unit="pair", disable=not progress):
-        reference, contender = cells.get(pair.reference_cell_id), cells.get(pair.contender_cell_id)
-        if reference is None or contender is None:
-            log.warning("pair %s / %s: a cell is not in this config's grid on %s; skipped", pair.reference_cell_id,
-                        pair.contender_cell_id, hardware)
-            summary.not_in_grid += 1
-            continue
-        record = PairRecord(pair_id(pair, exp), pair.kind, "error", exp.name, hardware, pair.reference_cell_id,
-                            pair.contender_cell_id, reference.describe(), contender.describe(), reference.seq_len,
-                            reference.batch_size, exp.pairs.warmup,
-                            started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        t0, before = time.perf_counter(), machine_load.sample(device)
-        try:
-            rng = random.Random(f"{exp.seed}:{record.pair_id}")
-            record.order, record.reference_ms, record.contender_ms = time_pair(
-                arm(reference), arm(contender), exp.pairs.repeats, exp.pairs.warmup, clock, rng)
-            record.status = "ok"
-        except torch.OutOfMemoryError as exc:
-            record.status, record.error = "oom", str(exc).splitlines()[0][:500]
-        except Exception as exc:  # recorded; the step goes on
-            log.exception("pair %s failed", record.pair_id)
-            record.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:500] if str(exc) else ''}"
-        finally:
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-        record.load = machine_load.between(before, machine_load.sample(device))
-        record.wall_s = time.perf_counter() - t0
-        store.write(record)
-        summary.ok += record.status == "ok"
-        summary.failed += record.status != "ok"
+    with EnginePool(exp, device, root / "engine_logs", progress) as pool:
+        make_arm = ArmMaker(exp, device, pool, kernels, hardware)
+        for pair in tqdm(todo, desc="pairs", unit="pair", disable=not progress):
+            reference, contender = cells.get(pair.reference_cell_id), cells.get(pair.contender_cell_id)
+            if reference is None or contender is None:
+                log.warning("pair %s / %s: a cell is not in this config's grid on %s; skipped",
+                            pair.reference_cell_id, pair.contender_cell_id, hardware)
+                summary.not_in_grid += 1
+                continue
+            record = PairRecord(pair_id(pair, exp), pair.kind, "error", exp.name, hardware, pair.reference_cell_id,
+                                pair.contender_cell_id, reference.describe(), contender.describe(),
+                                reference.seq_len, reference.batch_size, exp.pairs.warmup,
+                                started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+            store.write(measure_pair(record, make_arm, reference, contender, exp, clock, device))
+            summary.ok += record.status == "ok"
+            summary.failed += record.status != "ok"
     store.merge()
     return summary
 

@@ -308,6 +308,8 @@ class PairRecord:
     started_at: Optional[str] = None
     wall_s: float = NAN
     restored_from: Optional[str] = None  # rebuilt from this table (src/dlm_bench/restore.py): latencies to 0.1 us
+    reference_threads: Optional[int] = None  # CPU threads each arm ran with (torch's, or the engine's own)
+    contender_threads: Optional[int] = None
 
     def to_row(self) -> dict[str, Any]:
         row = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)

@@ -17,6 +17,7 @@ from ..config import cell_label
 from ..stats import CV_NO_VERDICT, RESAMPLES
 from ..measure.benchmarks import read_targets
 from ..selection.baseline import split_engines, with_forward_column
+from ..selection.pairs import best_parity_rows
 from ..selection.parity import parity_table
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,13 @@ class Results:
     per_prompt: pd.DataFrame = field(default_factory=pd.DataFrame)  # per_prompt.csv: engine cells, per prompt
     quality: dict = field(default_factory=dict)  # quality_metrics.json: each scored cell's per-prompt scores
     resamples: int = RESAMPLES  # bootstrap resamples of every interval the analysis computes
+    quantized_best: bool = False  # the AR side at its best may be quantized engine weights (pairs.quantized_best)
+    calibration: dict = field(default_factory=dict)  # calibration.json: measured ceilings by hardware name
+
+    @property
+    def best(self) -> pd.DataFrame:
+        """The parity rows of both sides at their best, the AR side over every engine (selection.pairs)."""
+        return best_parity_rows(self.parity, self.engine_rows, self.pairs, self.resamples, self.quantized_best)
 
     @property
     def ok(self) -> pd.DataFrame:
@@ -95,7 +103,8 @@ def default_facets(rows: pd.DataFrame) -> tuple[str, ...]:
     return ("attention_kernel",) if allowed is not None and allowed.astype(str).eq("True").any() else ()
 
 
-def load_results(input_dir: str | Path, facet: tuple[str, ...] = (), resamples: int = RESAMPLES) -> Results:
+def load_results(input_dir: str | Path, facet: tuple[str, ...] = (), resamples: int = RESAMPLES,
+                 quantized_best: bool = False) -> Results:
     """Read the tables of one results folder and apply the guards (facets add to `default_facets`); every
     interval computed from them uses `resamples` bootstrap resamples."""
     input_dir = Path(input_dir)
@@ -113,7 +122,9 @@ def load_results(input_dir: str | Path, facet: tuple[str, ...] = (), resamples: 
     warnings = quality_warnings(rows)
     overhead_path = input_dir / "overhead.json"
     overhead = json.loads(overhead_path.read_text()) if overhead_path.is_file() else None
+    calibration_path = input_dir / "calibration.json"
     quality_path = input_dir / "quality_metrics.json"
     quality = json.loads(quality_path.read_text()) if quality_path.is_file() else {}
     return Results(rows, parity, warnings, overhead, pairs, read_targets(input_dir / "benchmarks.json"),
-                   engine_rows, per_prompt, quality, resamples)
+                   engine_rows, per_prompt, quality, resamples, quantized_best,
+                   json.loads(calibration_path.read_text()) if calibration_path.is_file() else {})

@@ -58,10 +58,11 @@ def update_paper(paper: Path, text_of_section: str, section: str = "results") ->
 
 
 def analyze(input_dir: Path, output_dir: Path, summary: Optional[Path] = None, paper: Optional[Path] = None,
-            facet: tuple[str, ...] = (), section: str = "results", resamples: int = RESAMPLES) -> dict[str, Path]:
+            facet: tuple[str, ...] = (), section: str = "results", resamples: int = RESAMPLES,
+            quantized_best: bool = False) -> dict[str, Path]:
     """Figures, parity.csv and summary.md (default: inside `input_dir`) of one results folder; with
     `paper`, the generated section `section` of that file."""
-    results = load_results(input_dir, facet, resamples)
+    results = load_results(input_dir, facet, resamples, quantized_best)
     parity_path = input_dir / "parity.csv"
     atomic_write_text(parity_path, results.parity.to_csv(index=False))
     figures = draw_all(results, output_dir)

@@ -13,8 +13,9 @@ from ..measure.benchmarks import target_from_dict
 from ..selection.baseline import DIFFUSION_PATH, baseline, published_parity_rows
 from ..stats import CV_NO_VERDICT, CV_TARGET, FAIL, PASS, verdict as interval_verdict
 from .data import MAX_LOAD_CHANGE, MIN_REPEATS, Results
-from ..selection.pairs import as_published_cell_id, best_parity_rows, fast_path_cells, pair_estimate, pair_lookup
+from ..selection.pairs import as_published_cell_id, fast_path_cells, pair_estimate, pair_lookup
 from .markdown import fmt as _f, table as _table
+from .ar_tokens import ar_tokens_markdown
 from .engines import engines_table, per_prompt_table
 from .steps_trend import TREND_INTRO, steps_trend_markdown
 
@@ -83,21 +84,21 @@ def parity_markdown(results: Results, best: bool = False) -> str:
     par = results.parity
     if par.empty:
         return "_No parity table: the quality pass has not run (`python src/main.py score --config ...`)._"
-    par = best_parity_rows(par) if best else published_parity_rows(par)
+    par = results.best if best else published_parity_rows(par)
     if par.empty:
         return "_No row reaches parity with a timed cell._" if best else "_No as-published rows._"
     rows = []
     for _, r in par.sort_values(["seq_len", "metric", "batch_size"]).iterrows():
         k = str(int(r["s_parity"])) if r["reached"] else "not reached"
         k_ci = str(int(r["s_parity_ciaware"])) if r["reached_ciaware"] else "not reached"
-        paths = [r["ar_decode"], variant_label({"kind": DIFFUSION, **{c: r[c] for c in DIFFUSION_PATH}})]
+        paths = [r.get("ar_path", r["ar_decode"]), variant_label({"kind": DIFFUSION, **{c: r[c] for c in DIFFUSION_PATH}})]
         curve = r["diffusion_quality_curve"]
         if isinstance(r.get("degenerate_steps"), str) and r["degenerate_steps"]:
             curve += f" (degenerate at K={r['degenerate_steps'].replace(';', ', ')})"
         rows.append([str(r["seq_len"]), str(r["batch_size"]), r["metric"]] + (paths if best else [])
                     + [_f(r["ar_quality"], 3), curve, k]
                     + ([] if best else [k_ci]) + [_speedup(r), verdict(r)])
-    return _table(["N", "B", "metric"] + (["AR decode", "diffusion sampler/cache"] if best else [])
+    return _table(["N", "B", "metric"] + (["AR path", "diffusion path"] if best else [])
                   + ["AR quality", "diffusion quality by K", "S_parity"] + ([] if best else ["S_parity (CI-aware)"])
                   + ["Speedup Factor, paired [95% CI]", "verdict"], rows)
 
@@ -195,7 +196,7 @@ ENGINES_INTRO = ("Each engine cell ran the same prompts and token counts as the 
                  "positions holding the same token, both answers re-encoded by the project tokenizer.")
 
 
-def _answer_for_n(par: pd.DataFrame, n: int) -> str:
+def _answer_for_n(par: pd.DataFrame, best: pd.DataFrame, n: int) -> str:
     """One line per N: whether LLaDA reaches LLaMA's quality, and at both sides' best the paired Speedup
     Factor at the smallest B, with its verdict or why there is none."""
     at_n = par[par["seq_len"] == n]
@@ -203,12 +204,11 @@ def _answer_for_n(par: pd.DataFrame, n: int) -> str:
     if reached.empty:
         metrics = ", ".join(sorted(at_n["metric"].unique()))
         return f"- **N = {n}**: LLaDA does not reach LLaMA's quality ({metrics}) at any K and path of the grid."
-    best = best_parity_rows(reached)
-    row = best.sort_values(["batch_size", "s_parity"]).iloc[0]
+    row = best[best["seq_len"] == n].sort_values(["batch_size", "s_parity"]).iloc[0]
     path = variant_label({"kind": DIFFUSION, **{c: row[c] for c in DIFFUSION_PATH}})
     speed = _speedup(row)
     return (f"- **N = {n}**: parity on {row['metric']} at K = {int(row['s_parity'])} ({path}); at both sides' best "
-            f"({row['ar_decode']} against it), B = {int(row['batch_size'])}, the paired Speedup Factor is "
+            f"({row['ar_path']} against it), B = {int(row['batch_size'])}, the paired Speedup Factor is "
             f"{speed if speed != '—' else 'not measured'}: {verdict(row)}.")
 
 
@@ -219,7 +219,8 @@ def answer_lines(results: Results) -> list[str]:
     smoke = (" (synthetic weights: the quality behind it is a smoke test, not model quality)" if results.synthetic
              else "")
     lines = [f"**The answer so far**{smoke}", ""]
-    lines += [_answer_for_n(results.parity, n) for n in sorted(results.parity["seq_len"].unique())]
+    best = results.best
+    lines += [_answer_for_n(results.parity, best, n) for n in sorted(results.parity["seq_len"].unique())]
     fast = fast_path_cells(results.ok)
     for kind, name in ((AR, "LLaMA side"), (DIFFUSION, "LLaDA side")):
         part = fast[fast["kind"] == kind] if not fast.empty else fast
@@ -251,9 +252,14 @@ def summary_markdown(results: Results, title: str = "dlm-bench results") -> str:
               "random order per pair; the median of the per-pair ratios with a bootstrap 95% CI over the pairs.", "",
               parity_markdown(results), "", "## Quality against K", "", TREND_INTRO, "",
               steps_trend_markdown(results.rows, results.quality, results.resamples), "", "## Both sides at their best", "",
-              "The fastest AR decode path against the diffusion sampler/cache that is fastest at its own S_parity:",
+              "The fastest AR path (every decode path, and every engine at the sweep's precision) against the "
+              "diffusion path that is fastest at its own S_parity, each ratio measured as a pair of those two cells:",
               "", parity_markdown(results, best=True), "", "Every path against its model's as-published path:", "",
               fast_path_table(results), "",
+              "## AR decode: where the time per token goes", "",
+              "Each AR path's median inter-token latency against the time its weights take to stream once at "
+              "this machine's read bandwidth (the roofline's minimum bytes of one decode step):", "",
+              ar_tokens_markdown(results), "",
               "## Performance targets", "", targets_table(results), ""]
     if not results.engine_rows.empty:
         parts += ["## Engines", "", ENGINES_INTRO, "", engines_table(results), "", "### Per prompt", "",

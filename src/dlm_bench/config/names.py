@@ -46,13 +46,16 @@ LOCAL_SERVER = "local"  # openai.url: the harness's own llama-server, spoken to 
 
 @dataclass(frozen=True)
 class Precision:
-    """A weight/activation precision: the torch dtype it maps to and its size (bytes per element)."""
+    """A weight/activation precision: the torch dtype it maps to, its size (bytes per element), and the GGUF
+    weights format of an engine that computes at the same precision."""
 
     torch_dtype: str
     bytes_per_element: int
+    gguf: str
 
 
-PRECISIONS = {"bf16": Precision("bfloat16", 2), "fp16": Precision("float16", 2), "fp32": Precision("float32", 4)}
+PRECISIONS = {"bf16": Precision("bfloat16", 2, "bf16"), "fp16": Precision("float16", 2, "f16"),
+              "fp32": Precision("float32", 4, "f32")}
 
 
 class ConfigError(ValueError):

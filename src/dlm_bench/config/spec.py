@@ -350,11 +350,14 @@ class PairsSpec:
         step, and then no ratio is published.
     repeats: pairs per ratio; each pair times one generation of each arm, in a random order.
     warmup: untimed generations of each arm before the first pair.
+    quantized_best: whether the AR side "at its best" may be an engine's quantized weights (q8_0, ...);
+        by default only weights at the sweep's precision are the headline, quantized rows stand beside.
     """
 
     measure: list[str] = field(default_factory=lambda: list(PAIR_KINDS))
     repeats: int = 10
     warmup: int = 1
+    quantized_best: bool = False
 
     def validate(self) -> None:
         for i, kind in enumerate(self.measure):

@@ -153,6 +153,10 @@ def read_corpus(path: Path) -> list[str]:
     return lines
 
 
+TINY_WRITERS = {"llama": write_tiny_llama, "llada": write_tiny_llada, "qwen2": write_tiny_qwen2,
+                "dream": write_tiny_dream}  # family -> writer(out, corpus, seed, d_model=, n_layers=)
+
+
 def write_tiny_models(out_dir: Path, corpus_file: Path, seed: int = 0) -> dict[str, Path]:
     """All tiny checkpoints under out_dir/{llama,llada,qwen2,dream}."""
     corpus = read_corpus(corpus_file)

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Optional, Sequence
 
 import pandas as pd
 
+from ..config import PRECISIONS, engine_label
 from ..registry import AR, DIFFUSION
 from ..metrics.timing import coefficient_of_variation
 from ..stats import NO_ESTIMATE, RESAMPLES, Estimate, bootstrap_median
@@ -51,29 +52,64 @@ def paired_ratio(reference_ms: Sequence[float], contender_ms: Sequence[float], r
     return bootstrap_median(per_pair_ratios(reference_ms, contender_ms), resamples, seed)
 
 
-def best_parity_rows(parity: pd.DataFrame) -> pd.DataFrame:
-    """Per (N, B, metric), the parity row of both sides at their best: the fastest AR decode path against
-    the diffusion sampler/cache that is fastest at its own S_parity, among the rows that reach parity
-    with a timed cell (chosen on the cells' medians; the ratio itself is measured in pairs)."""
+def fastest_engine_ar(engine_rows: Optional[pd.DataFrame], model: str, seq_len: int, batch_size: int,
+                      quantized: bool = False) -> Optional[pd.Series]:
+    """The fastest finished AR row of another engine (llama.cpp, an OpenAI endpoint) for this model at (N, B)
+    on the cells' median L_e2e; only weights at the sweep's own precision (a cell's `precision`, fp32: f32
+    GGUF) unless `quantized`. None when there is none."""
+    if engine_rows is None or engine_rows.empty:
+        return None
+    rows = engine_rows[(engine_rows["status"] == "ok") & (engine_rows["kind"] == AR)
+                       & (engine_rows["model_name"] == model) & (engine_rows["seq_len"] == seq_len)
+                       & (engine_rows["batch_size"] == batch_size)]
+    if not quantized:
+        same = [PRECISIONS[p].gguf if p in PRECISIONS else None for p in rows["precision"]]
+        rows = rows[rows["weights_format"] == pd.Series(same, index=rows.index, dtype=object)]
+    return None if rows.empty else rows.sort_values("latency_ms_median").iloc[0]
+
+
+def best_parity_rows(parity: pd.DataFrame, engine_rows: Optional[pd.DataFrame] = None,
+                     pairs: Optional[pd.DataFrame] = None, resamples: int = RESAMPLES,
+                     quantized: bool = False) -> pd.DataFrame:
+    """Per (N, B, metric), the parity row of both sides at their best, among the rows that reach parity
+    with a timed cell (chosen on the cells' medians; the ratio itself is measured in pairs): the diffusion
+    path (sampler, cache, forward) that is fastest at its own S_parity, against the fastest AR path over
+    every decode path and every engine at the sweep's precision (`fastest_engine_ar`; quantized weights
+    only with `quantized`). An engine's AR quality is the model's (the same weights decoded greedily);
+    its Speedup Factor is the pair of that engine cell and the diffusion cell. `ar_path` names the AR
+    side (a decode path, or the engine with its weights)."""
     if parity.empty:
         return parity
     timed = parity[parity["reached"] & parity["diffusion_cell_id"].notna()]
+    measured = pair_lookup(pairs if pairs is not None else pd.DataFrame())
     best = []
-    for _, group in timed.groupby(["seq_len", "batch_size", "metric"]):
+    for (n, b, _), group in timed.groupby(["seq_len", "batch_size", "metric"]):
         decode = group.sort_values("ar_latency_ms").iloc[0]["ar_decode"]
         fastest = group.sort_values("diffusion_latency_ms").iloc[0]
         same_path = (group[DIFFUSION_PATH] == fastest[DIFFUSION_PATH]).all(axis=1)
-        best.append(group[(group["ar_decode"] == decode) & same_path].iloc[0])
+        row = group[(group["ar_decode"] == decode) & same_path].iloc[0].copy()
+        row["ar_path"] = decode
+        engine = fastest_engine_ar(engine_rows, row["ar_model"], n, b, quantized)
+        if engine is not None and engine["latency_ms_median"] < row["ar_latency_ms"]:
+            est, quality = pair_estimate(measured.get((str(engine["cell_id"]), str(row["diffusion_cell_id"]))),
+                                         resamples)
+            row.update({"ar_path": engine_label(engine), "ar_cell_id": str(engine["cell_id"]),
+                        "ar_latency_ms": float(engine["latency_ms_median"]), "paired": bool(quality),
+                        "speedup_factor": est.value, "speedup_factor_ci_low": est.ci_low,
+                        "speedup_factor_ci_high": est.ci_high})
+            for key in ("ratio_cv", "fewest_repeats", "load_change"):
+                row[key] = quality.get(key, math.nan)
+        best.append(row)
     return pd.DataFrame(best)
 
 
-def _speedup_pairs(parity: pd.DataFrame) -> list[WantedPair]:
+def _speedup_pairs(parity: pd.DataFrame, engine_rows: Optional[pd.DataFrame], quantized: bool) -> list[WantedPair]:
     wanted = []
     for _, r in published_parity_rows(parity).iterrows():
         for label in ("", "_ciaware"):
             if r[f"reached{label}"] and pd.notna(r[f"diffusion_cell_id{label}"]):
                 wanted.append(WantedPair("speedup", str(r["ar_cell_id"]), str(r[f"diffusion_cell_id{label}"])))
-    for _, r in best_parity_rows(parity).iterrows():
+    for _, r in best_parity_rows(parity, engine_rows, quantized=quantized).iterrows():
         wanted.append(WantedPair("speedup", str(r["ar_cell_id"]), str(r["diffusion_cell_id"])))
     return wanted
 
@@ -105,13 +141,15 @@ def _fast_path_pairs(ok: pd.DataFrame) -> list[WantedPair]:
     return wanted
 
 
-def wanted_pairs(rows: pd.DataFrame, parity: pd.DataFrame, kinds: Sequence[str]) -> list[WantedPair]:
-    """The pairs of the given kinds that the summary would publish, each once, in a fixed order."""
+def wanted_pairs(rows: pd.DataFrame, parity: pd.DataFrame, kinds: Sequence[str],
+                 engine_rows: Optional[pd.DataFrame] = None, quantized: bool = False) -> list[WantedPair]:
+    """The pairs of the given kinds that the summary would publish, each once, in a fixed order (`rows`:
+    the torch rows; `engine_rows`: the other engines' rows, candidates for the AR side at its best)."""
     rows = with_forward_column(rows)
     ok = rows[rows["status"] == "ok"]
     found: list[WantedPair] = []
     if "speedup" in kinds:
-        found += _speedup_pairs(parity)
+        found += _speedup_pairs(parity, engine_rows, quantized)
     if "fast_paths" in kinds:
         found += _fast_path_pairs(ok)
     unique = {}
