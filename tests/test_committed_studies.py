@@ -11,6 +11,7 @@ import yaml
 
 from dlm_bench.analysis.report import analyze, markers
 from dlm_bench.cli import main
+from dlm_bench.config import load_experiment
 from dlm_bench.results import ResultStore
 
 pytestmark = pytest.mark.integration
@@ -19,7 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # study folder, the config that made it, its GENERATED section of paper.md
 STUDIES = [("cpu_mini_synthetic", "config/experiments_mini.yaml", "results"),
            ("cpu_austen_trained", "config/experiments_austen.yaml", "austen"),
-           ("cpu_austen_engines", "config/experiments_engines.yaml", "engines")]
+           ("cpu_austen_engines", "config/experiments_engines.yaml", "engines"),
+           ("cpu_midsize_engines", "config/experiments_engines_midsize.yaml", None)]  # in the paper's prose only
 DERIVED = ("raw_metrics.csv", "per_prompt.csv", "environment.json", "pairs.csv", "merge.json", "parity.csv",
            "summary.md")
 
@@ -47,12 +49,14 @@ def fresh_copy(study: str, tmp_path: Path) -> Path:
 
 
 def config_for(config: str, tmp_path: Path, tiny_models: dict) -> Path:
-    """The study's config; the mini sweep's tiny checkpoints are the test session's (models/ is not committed)."""
+    """The study's config; the synthetic sweeps' checkpoints are the test session's tiny ones (models/ is not
+    committed; a merge reads records, never weights)."""
     data = yaml.safe_load((ROOT / config).read_text())
-    if "mini" in config:
+    if "mini" in config or "midsize" in config:
         for model in data["models"]:
             model["path"] = str(tiny_models[model["family"]])
-        data["quality"]["judge_path"] = str(tiny_models["llama"])
+        if "judge_path" in data["quality"]:
+            data["quality"]["judge_path"] = str(tiny_models["llama"])
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -70,14 +74,18 @@ def test_a_fresh_clone_rebuilds_the_study_byte_for_byte(study, config, paper_sec
     assert (committed / "cells.jsonl.xz").is_file() and "cells.jsonl.xz" in {p.name for p in tracked_files(committed)}
     copy = fresh_copy(study, tmp_path)
     figures = tmp_path / "results" / "figures" / study
-    args = ["--config", str(config_for(config, tmp_path, tiny_models)), "--output_dir", str(copy),
-            "--figures_dir", str(figures), "--no_figure"]
+    study_config = config_for(config, tmp_path, tiny_models)
+    args = ["--config", str(study_config), "--output_dir", str(copy), "--figures_dir", str(figures), "--no_figure"]
     assert main(["merge", *args]) == 0
-    analyze(copy, figures, paper=tmp_path / "paper.md", section=paper_section)
+    exp = load_experiment(study_config)  # the analysis as `dlm-bench merge` runs it: the config's settings
+    paper = tmp_path / "paper.md" if paper_section else None
+    analyze(copy, figures, paper=paper, section=paper_section or "results",
+            resamples=exp.quality.bootstrap_resamples, quantized_best=exp.pairs.quantized_best)
     for name in DERIVED:
         if (committed / name).exists():
             assert (copy / name).read_bytes() == (committed / name).read_bytes(), f"{study}/{name}"
-    assert section(tmp_path / "paper.md", paper_section) == section(ROOT / "paper.md", paper_section)
+    if paper_section:
+        assert section(tmp_path / "paper.md", paper_section) == section(ROOT / "paper.md", paper_section)
 
 
 def test_score_on_a_fresh_clone_of_the_mini_study_leaves_its_tables(tmp_path, tiny_models):

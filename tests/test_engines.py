@@ -340,6 +340,28 @@ def test_engines_table_gives_the_median_prompt_speedup_and_the_pairs_range():
     assert "3.00 (2 prompts; pairs 1.50–5.00) | engine faster in every pair" in text
 
 
+def test_engines_digest_folds_the_cells_per_engine_and_n():
+    from dlm_bench.analysis.engines import engines_digest
+
+    results = _engine_results()
+    base = results.engine_rows.iloc[0].to_dict()
+    diffusion = [dict(base, cell_id=cid, model_name="mdm", kind="diffusion", weights_format="f32", steps=k,
+                      sampler=sampler, agreement_with_torch=agree)
+                 for cid, k, sampler, agree in (("c2", 8, "random", 0.2), ("c4", 32, "margin", 0.4))]
+    results.engine_rows = pd.concat([results.engine_rows, pd.DataFrame(diffusion)], ignore_index=True)
+    prompts = [{"cell_id": cid, "passage_id": "line1", "speedup_vs_torch": s, "speedup_min": lo, "speedup_max": hi}
+               for cid, s, lo, hi in (("c2", 0.5, 0.4, 0.8), ("c4", 1.2, 0.9, 1.4))]
+    results.per_prompt = pd.concat([results.per_prompt, pd.DataFrame(prompts)], ignore_index=True)
+    text = engines_digest(results)
+    # AR: one cell, its median prompt 3.0, every pair faster (1.5-5.0)
+    assert "| ar | llamacpp:q8_0 | 64 | — | 1 | 3.00 | 1 / 0 / 0 | 0.75 |" in text
+    # diffusion: two cells, median of 0.5 and 1.2; one all-slower (0.4-0.8), one mixed (0.9-1.4)
+    assert ("| mdm | llamacpp:f32 | 64 | K 8, 32; 2 samplers | 2 | 0.85 (0.50–1.20) | 0 / 1 / 1 | 0.30 (0.20–0.40) |"
+            in text)
+    results.per_prompt = pd.DataFrame()
+    assert engines_digest(results) == "_No engine cell ran its per-prompt pairs._"
+
+
 def test_per_prompt_table_has_one_row_per_prompt():
     text = per_prompt_table(_engine_results())
     assert "| ar | 64 | — | llamacpp:q8_0 | line1 | 1,600.0 | 400.0 | 4.00 (3.00–5.00) | 32 | — | 32 | 1.00 |" in text
@@ -373,12 +395,16 @@ def test_without_a_build_or_the_tools_to_make_one_the_run_stops_before_any_model
     assert not (tmp_path / "raw").exists()
 
 
-def test_engines_figure_has_a_speedup_and_an_agreement_panel(tmp_path, monkeypatch):
+def test_engines_figure_has_a_speedup_and_an_agreement_panel_per_model(tmp_path, monkeypatch):
     from matplotlib import image
 
     from dlm_bench.analysis import figures
 
     results = _engine_results()
+    diffusion = {"cell_id": "c2", "model_name": "mdm", "kind": "diffusion", "engine": "llamacpp",
+                 "weights_format": "f32", "seq_len": 64, "steps": 16, "sampler": "random", "passage_id": "line1",
+                 "speedup_vs_torch": 0.5, "speedup_min": 0.4, "speedup_max": 0.8, "agreement_with_torch": 0.2}
+    results.per_prompt = pd.concat([results.per_prompt, pd.DataFrame([diffusion])], ignore_index=True)
     results.rows = pd.DataFrame([{"status": "ok", "hardware": "cpu: test", "precision": "fp32",
                                   "attention_kernel": "sdpa", "weights": "pretrained"}])
     seen = {}
@@ -386,15 +412,20 @@ def test_engines_figure_has_a_speedup_and_an_agreement_panel(tmp_path, monkeypat
 
     def spy(fig, res, out):
         seen["axes"] = fig.axes
-        seen["labels"] = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-        seen["bars"] = [patch.get_height() for patch in fig.axes[1].patches]
         return real_save(fig, res, out)
 
     monkeypatch.setattr(figures, "_save", spy)
     png = figures.engines_plot(results, tmp_path / "engines.png")
     assert image.imread(png).shape[0] > 200
-    assert len(seen["axes"]) == 2 and seen["labels"] == ["llamacpp:q8_0"]
-    assert seen["bars"] == [pytest.approx(0.75)]  # the mean agreement of the cell's two prompts
+    ar_speed, ar_agree, mdm_speed, mdm_agree = seen["axes"]  # one row per model: AR first
+    assert [t.get_text() for t in ar_speed.get_legend().get_texts()] == ["llamacpp:q8_0"]
+    assert [t.get_text() for t in mdm_speed.get_legend().get_texts()] == ["random · llamacpp:f32"]
+    point = ar_speed.containers[0].lines[0].get_ydata()
+    assert list(point) == [pytest.approx(3.0)]  # the median of the two prompts' speedups 4 and 2
+    assert sorted(ar_speed.containers[0].lines[2][0].get_segments()[0][:, 1]) == [1.5, 5.0]  # slowest, fastest pair
+    assert list(ar_agree.lines[0].get_ydata()) == [pytest.approx(0.75)]  # the mean agreement of the two prompts
+    assert [t.get_text() for t in mdm_speed.get_xticklabels()] == ["N=64\nK=16"]
+    assert list(mdm_agree.lines[0].get_ydata()) == [pytest.approx(0.2)]
     results.per_prompt = pd.DataFrame()
     with pytest.raises(ValueError, match="no per-prompt rows"):
         figures.engines_plot(results, tmp_path / "none.png")

@@ -137,6 +137,43 @@ def test_both_sides_at_their_best_take_an_engine_ar_path_only_when_it_is_the_fas
     assert row.paired and row.speedup_factor == pytest.approx(0.5) and row.fewest_repeats == 3
 
 
+def _engine_diffusion_rows(*rows):
+    """llama.cpp diffusion rows of model `dl` at N=64, B=1: (cell id, K, BERTScore F1, median ms, degenerate)."""
+    return pd.DataFrame([{"cell_id": cid, "status": "ok", "model_name": "dl", "kind": "diffusion",
+                          "engine": "llamacpp", "weights_format": "f32", "precision": "fp32", "sampler": "random",
+                          "seq_len": 64, "batch_size": 1, "steps": k, "latency_ms_median": ms,
+                          "bertscore_f1_mean": f1, "degenerate_mean": degenerate}
+                         for cid, k, f1, ms, degenerate in rows])
+
+
+def test_both_sides_at_their_best_take_an_engine_diffusion_path_that_reaches_parity_and_is_faster():
+    from dlm_bench.selection.pairs import best_parity_rows
+
+    rows = _rows()  # the torch best: dual at its S_parity 16 (0.82 >= AR 0.80), 30 ms
+    parity = parity_table(rows)
+    # the engine path reaches 0.80 first at K=16 (0.81), in 25 ms: it is the diffusion side, with its own K
+    reaching = _engine_diffusion_rows(("e8", 8, 0.70, 5.0, 0.0), ("e16", 16, 0.81, 25.0, 0.0))
+    (row,) = best_parity_rows(parity, reaching).itertuples()
+    assert (row.diffusion_path, row.diffusion_cell_id, row.s_parity) == ("llamacpp:f32 random", "e16", 16)
+    assert row.diffusion_quality_curve == "8:0.7;16:0.81" and row.ar_cell_id == "as1" and not row.paired
+    assert WantedPair("speedup", "as1", "e16") in wanted_pairs(rows, parity, ["speedup"], reaching)
+    # faster but never at the AR's quality, or slower than the torch path: the torch path stays
+    for engine in (_engine_diffusion_rows(("e8", 8, 0.70, 5.0, 0.0), ("e16", 16, 0.79, 6.0, 0.0)),
+                   _engine_diffusion_rows(("e16", 16, 0.81, 35.0, 0.0))):
+        (row,) = best_parity_rows(parity, engine).itertuples()
+        assert (row.diffusion_path, row.diffusion_cell_id) == ("low_confidence/dual", "ddual16")
+    # a K whose outputs repeat themselves more often than the AR model's cannot reach parity
+    degenerate = _engine_diffusion_rows(("e16", 16, 0.81, 25.0, 0.5))
+    (row,) = best_parity_rows(parity.assign(ar_degenerate=0.1), degenerate).itertuples()
+    assert row.diffusion_cell_id == "ddual16"
+    (row,) = best_parity_rows(parity.assign(ar_degenerate=0.6), degenerate).itertuples()
+    assert row.diffusion_cell_id == "e16"
+    # both sides on engines: the pair is the two engine cells
+    both = pd.concat([_engine_rows(("lf32", "f32", 15.0)), reaching], ignore_index=True)
+    (row,) = best_parity_rows(parity, both).itertuples()
+    assert (row.ar_cell_id, row.diffusion_cell_id) == ("lf32", "e16")
+
+
 def test_a_pair_whose_engine_arm_fails_is_an_error_record_and_the_next_pair_is_measured(mini_config):
     import torch
 

@@ -12,7 +12,7 @@ import math
 import pandas as pd
 
 from ..registry import AR, DIFFUSION
-from ..config import engine_label
+from ..config import engine_label, variant_label
 from ..stats import FAIL, PASS, verdict as interval_verdict
 from .data import Results
 from .markdown import fmt, table
@@ -26,6 +26,11 @@ def pair_verdict(low: float, high: float) -> str:
     """What the pairs of a cell agree on: every pair faster, every pair slower, or neither."""
     return {None: "—", PASS: "engine faster in every pair", FAIL: "torch faster in every pair"}.get(
         interval_verdict(low, high, 1.0, bound_passes=False), "mixed: no verdict")
+
+
+def _ordered(rows: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """The rows sorted by those of `columns` they have (an AR-only table has no sampler)."""
+    return rows.sort_values([c for c in columns if c in rows], na_position="first")
 
 
 def _cell_pairs(results: Results) -> pd.DataFrame:
@@ -44,9 +49,9 @@ def engines_table(results: Results) -> str:
         return "_No engine cells: the grid ran torch only (`engines.engine`)._"
     pairs = _cell_pairs(results).set_index("cell_id")
     out = []
-    for _, r in rows.sort_values(["model_name", "seq_len", "batch_size", "steps", "engine", "weights_format"],
-                                 na_position="first").iterrows():
-        head = [r["model_name"], str(int(r["seq_len"])), str(int(r["batch_size"])), _k(r), engine_label(r)]
+    for _, r in _ordered(rows, ["model_name", "seq_len", "batch_size", "steps", "engine", "weights_format",
+                                "sampler"]).iterrows():
+        head = [r["model_name"], str(int(r["seq_len"])), str(int(r["batch_size"])), _k(r), variant_label(r)]
         if r["status"] != "ok":
             out.append(head + ["—"] * 8 + [f"{r['status']}: {r['error']}"])
             continue
@@ -70,10 +75,9 @@ def per_prompt_table(results: Results, limit: int = 200) -> str:
     if pp.empty:
         return "_No per-prompt rows: no engine cell ran its per-prompt pairs._"
     out = []
-    ordered = pp.sort_values(["model_name", "seq_len", "steps", "engine", "weights_format", "passage_id"],
-                             na_position="first")
+    ordered = _ordered(pp, ["model_name", "seq_len", "steps", "engine", "weights_format", "sampler", "passage_id"])
     for _, r in ordered.head(limit).iterrows():
-        out.append([r["model_name"], str(int(r["seq_len"])), _k(r), engine_label(r), str(r["passage_id"]),
+        out.append([r["model_name"], str(int(r["seq_len"])), _k(r), variant_label(r), str(r["passage_id"]),
                     fmt(r["engine_tokens_per_s"]), fmt(r["torch_tokens_per_s"]),
                     f"{fmt(r['speedup_vs_torch'], 2)} ({fmt(r['speedup_min'], 2)}–{fmt(r['speedup_max'], 2)})",
                     str(int(r["steps"])), "—" if pd.isna(r["forward_passes"]) else str(int(r["forward_passes"])),
@@ -84,3 +88,39 @@ def per_prompt_table(results: Results, limit: int = 200) -> str:
     if len(pp) > limit:
         text += f"\n\n_… {len(pp) - limit} more rows in per_prompt.csv._"
     return text
+
+
+def engines_digest(results: Results) -> str:
+    """The engine cells that ran per-prompt pairs, folded per model, engine path and N (the paper's view of
+    the Engines table): how many cells, the median and range over them of each cell's paired speedup
+    (`engines_table`'s column), how many cells every pair puts on one side, and the agreement with torch."""
+    rows = results.engine_rows
+    pairs = _cell_pairs(results)
+    if rows.empty or pairs.empty:
+        return "_No engine cell ran its per-prompt pairs._"
+    cells = rows[rows["status"] == "ok"].merge(pairs, on="cell_id")
+    cells = cells.assign(path=cells.apply(engine_label, axis=1),
+                         side=[pair_verdict(lo, hi) for lo, hi in zip(cells["pair_min"], cells["pair_max"])])
+    out = []
+    for (model, path, n), g in cells.groupby(["model_name", "path", "seq_len"], sort=True):
+        detail = "—"
+        if g["kind"].iloc[0] == DIFFUSION and "sampler" in g:
+            samplers = g["sampler"].nunique()
+            detail = (f"K {', '.join(str(int(k)) for k in sorted(g['steps'].unique()))}; "
+                      f"{samplers} sampler{'s' if samplers > 1 else ''}")
+        faster = (g["side"] == "engine faster in every pair").sum()
+        slower = (g["side"] == "torch faster in every pair").sum()
+        out.append([model, path, str(int(n)), detail, str(len(g)),
+                    _with_range(g["speedup"].median(), g["speedup"], 2),
+                    f"{faster} / {slower} / {len(g) - faster - slower}",
+                    _with_range(g["agreement_with_torch"].median(), g["agreement_with_torch"], 2)])
+    return table(["model", "engine", "N", "K and samplers", "cells", "speedup vs torch, median of cells (min–max)",
+                  "cells with every pair faster: engine / torch / neither",
+                  "agreement with torch, median (min–max)"], out)
+
+
+def _with_range(middle: float, values: pd.Series, digits: int) -> str:
+    """`middle (min–max)` over several values; one value alone."""
+    if values.nunique() <= 1:
+        return fmt(middle, digits)
+    return f"{fmt(middle, digits)} ({fmt(values.min(), digits)}–{fmt(values.max(), digits)})"

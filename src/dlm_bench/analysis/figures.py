@@ -351,39 +351,70 @@ def roofline_plot(results: Results, out: Path) -> Path:
     return _save(fig, results, out)
 
 
+ENGINE_MARKERS = ("o", "D", "s", "^", "v")  # one marker per engine path (engine and weights format)
+
+
+def _engine_groups(cells: pd.DataFrame) -> list[str]:
+    """The x positions of one model's engine cells: N (AR) or N and K (diffusion), in grid order."""
+    keys = cells.sort_values(["seq_len", "steps"]).apply(_engine_group, axis=1)
+    return list(dict.fromkeys(keys))
+
+
+def _engine_group(c) -> str:
+    k = f"\nK={int(c['steps'])}" if c["kind"] == DIFFUSION else ""
+    return f"N={int(c['seq_len'])}{k}"
+
+
 def engines_plot(results: Results, out: Path) -> Path:
-    """Engine cells against the torch path doing the same work: each prompt's paired speedup (median of its
-    pairs, bars from its slowest to its fastest pair; log axis, 1 = as fast) and the share of answer tokens
-    agreeing with torch, one column per engine cell."""
+    """Engine cells against the torch path doing the same work, one row of panels per model: left, each
+    cell's paired speedup (the median over its prompts of each prompt's median pair, as the Engines table;
+    bars from its slowest to its fastest pair; log axis, 1 = as fast); right, the share of answer tokens
+    agreeing with torch.
+    x: the cell's N (and K); colour: the diffusion sampler (AR: black); marker: the engine path."""
     pp = results.per_prompt
     if pp.empty:
         raise ValueError("no per-prompt rows: no engine cell ran its per-prompt pairs")
-    cells = pp.drop_duplicates("cell_id").sort_values(["model_name", "seq_len", "steps", "engine", "weights_format"],
-                                                       na_position="first")
-    engines = sorted({engine_label(r) for _, r in cells.iterrows()})
-    colours = {e: PALETTE[i % len(PALETTE)] for i, e in enumerate(engines)}
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(6.0, 0.9 * len(cells) + 2), 6.4), sharex=True,
-                                      height_ratios=[2, 1], layout="constrained")
-    names, shown = [], set()
-    for x, (_, c) in enumerate(cells.iterrows()):
-        g = pp[pp["cell_id"] == c["cell_id"]]
-        label, offsets = engine_label(c), np.linspace(-0.25, 0.25, len(g)) if len(g) > 1 else np.zeros(1)
-        err = np.vstack([g["speedup_vs_torch"] - g["speedup_min"], g["speedup_max"] - g["speedup_vs_torch"]])
-        top.errorbar(x + offsets, g["speedup_vs_torch"], yerr=err, fmt="o", markersize=4, elinewidth=0.7,
-                     color=colours[label], label=None if label in shown else label)
-        bottom.bar(x, g["agreement_with_torch"].mean(), 0.6, color=colours[label])
-        shown.add(label)
-        k = f" K={int(c['steps'])}" if c["kind"] == DIFFUSION else ""
-        names.append(f"{c['model_name']}\nN={int(c['seq_len'])}{k}\n{label}")
-    top.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
-    top.set_yscale("log")
-    top.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-    top.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-    top.set(ylabel="speedup vs torch doing the same work\n(torch / engine L_e2e)",
-            title="Per prompt: median of interleaved pairs with the torch path (bars: slowest to fastest pair), B = 1")
-    top.legend(title="engine", loc="best")
-    bottom.set(ylabel="tokens agreeing\nwith torch", ylim=(0, 1.05))
-    bottom.set_xticks(range(len(names)), names, fontsize=7)
+    if "sampler" not in pp:  # AR-only tables have no sampler column
+        pp = pp.assign(sampler=np.nan)
+    by_cell = pp.groupby("cell_id", sort=False)  # (a named aggregate may not be called `engine`: agg's keyword)
+    cells = by_cell[["model_name", "kind", "engine", "weights_format", "sampler", "seq_len", "steps"]].first()
+    cells = cells.assign(speedup=by_cell["speedup_vs_torch"].median(), low=by_cell["speedup_min"].min(),
+                         high=by_cell["speedup_max"].max(), agreement=by_cell["agreement_with_torch"].mean(),
+                         prompts=by_cell.size())
+    cells["path"] = cells.apply(engine_label, axis=1)
+    paths = sorted(cells["path"].unique())
+    markers = {p: ENGINE_MARKERS[i % len(ENGINE_MARKERS)] for i, p in enumerate(paths)}
+    kind_of = cells.groupby("model_name")["kind"].first()
+    models = sorted(kind_of.index, key=lambda m: (kind_of[m], m))  # AR models first
+    widest = max(len(_engine_groups(cells[cells["model_name"] == m])) for m in models)
+    fig, axes = plt.subplots(len(models), 2, figsize=(max(7.0, 1.1 * widest + 4.5), 3.3 * len(models)), squeeze=False,
+                             width_ratios=[2.2, 1], layout="constrained")
+    for (speed_ax, agree_ax), model in zip(axes, models):
+        mine = cells[cells["model_name"] == model]
+        groups = _engine_groups(mine)
+        series = list(mine.groupby(["sampler", "path"], dropna=False, sort=True))
+        offsets = np.linspace(-0.3, 0.3, len(series)) if len(series) > 1 else np.zeros(1)
+        for offset, ((sampler, path), g) in zip(offsets, series):
+            x = np.array([groups.index(_engine_group(c)) for _, c in g.iterrows()]) + offset
+            colour = SAMPLER_COLORS.get(sampler, "#000000") if isinstance(sampler, str) else "#000000"
+            label = f"{sampler} · {path}" if isinstance(sampler, str) else path
+            style = {"color": colour, "marker": markers[path], "markersize": 4.5, "linestyle": ""}
+            speed_ax.errorbar(x, g["speedup"], yerr=np.vstack([g["speedup"] - g["low"], g["high"] - g["speedup"]]),
+                              elinewidth=0.7, label=label, **style)
+            agree_ax.plot(x, g["agreement"], **style)
+        for ax in (speed_ax, agree_ax):
+            ax.set_xticks(range(len(groups)), groups, fontsize=7)
+            ax.set_xlim(-0.6, len(groups) - 0.4)
+        speed_ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
+        speed_ax.set_yscale("log")
+        low, high = speed_ax.get_ylim()
+        speed_ax.set_ylim(low, high * 1.5)  # headroom for the legend above the points
+        speed_ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        speed_ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        speed_ax.set(ylabel="speedup vs torch\n(torch / engine L_e2e)",
+                     title=f"{model}: paired speedup per cell ({int(mine['prompts'].max())} prompts, B = 1)")
+        speed_ax.legend(fontsize=6, ncol=2 if len(series) > 4 else 1, loc="upper right")
+        agree_ax.set(ylabel="tokens agreeing with torch", ylim=(-0.03, 1.05), title=f"{model}: agreement with torch")
     return _save(fig, results, out)
 
 

@@ -10,13 +10,13 @@ from ..registry import AR, DIFFUSION
 from ..config import variant_label
 from ..measure import roofline
 from ..measure.benchmarks import target_from_dict
-from ..selection.baseline import DIFFUSION_PATH, baseline, published_parity_rows
+from ..selection.baseline import baseline, published_parity_rows
 from ..stats import CV_NO_VERDICT, CV_TARGET, FAIL, PASS, verdict as interval_verdict
 from .data import MAX_LOAD_CHANGE, MIN_REPEATS, Results
 from ..selection.pairs import as_published_cell_id, fast_path_cells, pair_estimate, pair_lookup
 from .markdown import fmt as _f, table as _table
 from .ar_tokens import ar_tokens_markdown
-from .engines import engines_table, per_prompt_table
+from .engines import engines_digest, engines_table, per_prompt_table
 from .steps_trend import TREND_INTRO, steps_trend_markdown
 
 NOT_PAIRED = "not measured in pairs: no ratio published (run the pairs step)"
@@ -91,11 +91,11 @@ def parity_markdown(results: Results, best: bool = False) -> str:
     for _, r in par.sort_values(["seq_len", "metric", "batch_size"]).iterrows():
         k = str(int(r["s_parity"])) if r["reached"] else "not reached"
         k_ci = str(int(r["s_parity_ciaware"])) if r["reached_ciaware"] else "not reached"
-        paths = [r.get("ar_path", r["ar_decode"]), variant_label({"kind": DIFFUSION, **{c: r[c] for c in DIFFUSION_PATH}})]
+        paths = [r["ar_path"], r["diffusion_path"]] if best else []
         curve = r["diffusion_quality_curve"]
         if isinstance(r.get("degenerate_steps"), str) and r["degenerate_steps"]:
             curve += f" (degenerate at K={r['degenerate_steps'].replace(';', ', ')})"
-        rows.append([str(r["seq_len"]), str(r["batch_size"]), r["metric"]] + (paths if best else [])
+        rows.append([str(r["seq_len"]), str(r["batch_size"]), r["metric"]] + paths
                     + [_f(r["ar_quality"], 3), curve, k]
                     + ([] if best else [k_ci]) + [_speedup(r), verdict(r)])
     return _table(["N", "B", "metric"] + (["AR path", "diffusion path"] if best else [])
@@ -205,9 +205,9 @@ def _answer_for_n(par: pd.DataFrame, best: pd.DataFrame, n: int) -> str:
         metrics = ", ".join(sorted(at_n["metric"].unique()))
         return f"- **N = {n}**: LLaDA does not reach LLaMA's quality ({metrics}) at any K and path of the grid."
     row = best[best["seq_len"] == n].sort_values(["batch_size", "s_parity"]).iloc[0]
-    path = variant_label({"kind": DIFFUSION, **{c: row[c] for c in DIFFUSION_PATH}})
     speed = _speedup(row)
-    return (f"- **N = {n}**: parity on {row['metric']} at K = {int(row['s_parity'])} ({path}); at both sides' best "
+    return (f"- **N = {n}**: parity on {row['metric']} at K = {int(row['s_parity'])} ({row['diffusion_path']}); "
+            f"at both sides' best "
             f"({row['ar_path']} against it), B = {int(row['batch_size'])}, the paired Speedup Factor is "
             f"{speed if speed != '—' else 'not measured'}: {verdict(row)}.")
 
@@ -282,7 +282,8 @@ def paper_summary_markdown(results: Results, summary_link: str) -> str:
                   "", parity_markdown(results), "", "**Both sides at their best:**", "",
                   parity_markdown(results, best=True), ""]
     if not results.engine_rows.empty:
-        parts += ["**Engines:**", "", engines_table(results), ""]
+        parts += ["**Engines** (B = 1 cells with per-prompt pairs, folded per engine and N; every cell in "
+                  "summary.md):", "", engines_digest(results), ""]
     parts += ["Every cell, quality against K, the fast-path table, the targets and the measurement warnings: "
               f"[summary.md]({summary_link}).", ""]
     return "\n".join(parts)

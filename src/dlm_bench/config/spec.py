@@ -350,7 +350,7 @@ class PairsSpec:
         step, and then no ratio is published.
     repeats: pairs per ratio; each pair times one generation of each arm, in a random order.
     warmup: untimed generations of each arm before the first pair.
-    quantized_best: whether the AR side "at its best" may be an engine's quantized weights (q8_0, ...);
+    quantized_best: whether either side "at its best" may be an engine's quantized weights (q8_0, ...);
         by default only weights at the sweep's precision are the headline, quantized rows stand beside.
     """
 

@@ -24,9 +24,10 @@ from typing import Optional, Sequence
 
 import pandas as pd
 
-from ..config import PRECISIONS, engine_label
+from ..config import PRECISIONS, engine_label, variant_label
 from ..registry import AR, DIFFUSION
 from ..metrics.timing import coefficient_of_variation
+from ..quality.parity import s_parity
 from ..stats import NO_ESTIMATE, RESAMPLES, Estimate, bootstrap_median
 from .baseline import DIFFUSION_PATH, baseline, published_parity_rows, with_forward_column
 
@@ -52,32 +53,72 @@ def paired_ratio(reference_ms: Sequence[float], contender_ms: Sequence[float], r
     return bootstrap_median(per_pair_ratios(reference_ms, contender_ms), resamples, seed)
 
 
-def fastest_engine_ar(engine_rows: Optional[pd.DataFrame], model: str, seq_len: int, batch_size: int,
-                      quantized: bool = False) -> Optional[pd.Series]:
-    """The fastest finished AR row of another engine (llama.cpp, an OpenAI endpoint) for this model at (N, B)
-    on the cells' median L_e2e; only weights at the sweep's own precision (a cell's `precision`, fp32: f32
-    GGUF) unless `quantized`. None when there is none."""
+def _engine_cells(engine_rows: Optional[pd.DataFrame], kind: str, model: str, seq_len: int, batch_size: int,
+                  quantized: bool) -> pd.DataFrame:
+    """The finished rows of other engines (llama.cpp, an OpenAI endpoint) of one model and kind at (N, B); only
+    weights at the sweep's own precision (a cell's `precision`, fp32: f32 GGUF) unless `quantized`."""
     if engine_rows is None or engine_rows.empty:
-        return None
-    rows = engine_rows[(engine_rows["status"] == "ok") & (engine_rows["kind"] == AR)
+        return pd.DataFrame()
+    rows = engine_rows[(engine_rows["status"] == "ok") & (engine_rows["kind"] == kind)
                        & (engine_rows["model_name"] == model) & (engine_rows["seq_len"] == seq_len)
                        & (engine_rows["batch_size"] == batch_size)]
     if not quantized:
         same = [PRECISIONS[p].gguf if p in PRECISIONS else None for p in rows["precision"]]
         rows = rows[rows["weights_format"] == pd.Series(same, index=rows.index, dtype=object)]
+    return rows
+
+
+def fastest_engine_ar(engine_rows: Optional[pd.DataFrame], model: str, seq_len: int, batch_size: int,
+                      quantized: bool = False) -> Optional[pd.Series]:
+    """The fastest AR row of another engine for this model at (N, B) on the cells' median L_e2e
+    (`_engine_cells`); None when there is none."""
+    rows = _engine_cells(engine_rows, AR, model, seq_len, batch_size, quantized)
     return None if rows.empty else rows.sort_values("latency_ms_median").iloc[0]
+
+
+def fastest_engine_diffusion(engine_rows: Optional[pd.DataFrame], parity_row: pd.Series,
+                             quantized: bool = False) -> Optional[pd.Series]:
+    """The fastest diffusion row of another engine that reaches the parity row's AR quality on its metric:
+    each engine path (engine, weights, sampler) of the row's diffusion model at (N, B) gets its own S_parity,
+    the fewest K whose mean quality matches the AR mean (`quality.parity.s_parity`, as the torch paths),
+    among the K not degenerate more often than the AR model's outputs. The row returned carries that K as
+    `s_parity` and the path's curve; None when no engine path reaches parity."""
+    rows = _engine_cells(engine_rows, DIFFUSION, parity_row["diffusion_model"], parity_row["seq_len"],
+                         parity_row["batch_size"], quantized)
+    metric, higher = parity_row["metric"], bool(parity_row["higher_is_better"])
+    if rows.empty or f"{metric}_mean" not in rows:
+        return None
+    ar_degenerate = parity_row.get("ar_degenerate", math.nan)
+    found = []
+    for _, path in rows.groupby(["engine", "weights_format", "sampler"], dropna=False):
+        scored = path.dropna(subset=[f"{metric}_mean"]).sort_values("steps")
+        curve = {int(r["steps"]): Estimate(float(r[f"{metric}_mean"]), math.nan, math.nan)
+                 for _, r in scored.iterrows()}
+        degenerate = [int(r["steps"]) for _, r in scored.iterrows()
+                      if pd.notna(r.get("degenerate_mean")) and pd.notna(ar_degenerate)
+                      and float(r["degenerate_mean"]) > float(ar_degenerate)]
+        k = s_parity({s: e for s, e in curve.items() if s not in degenerate},
+                     Estimate(float(parity_row["ar_quality"]), math.nan, math.nan), higher)
+        if k is not None:
+            cell = scored[scored["steps"] == k].iloc[0].copy()
+            cell["s_parity"] = k
+            cell["curve"] = ";".join(f"{s}:{e.value:.4g}" for s, e in curve.items())
+            cell["degenerate_steps"] = ";".join(str(s) for s in degenerate)
+            found.append(cell)
+    return min(found, key=lambda c: c["latency_ms_median"]) if found else None
 
 
 def best_parity_rows(parity: pd.DataFrame, engine_rows: Optional[pd.DataFrame] = None,
                      pairs: Optional[pd.DataFrame] = None, resamples: int = RESAMPLES,
                      quantized: bool = False) -> pd.DataFrame:
     """Per (N, B, metric), the parity row of both sides at their best, among the rows that reach parity
-    with a timed cell (chosen on the cells' medians; the ratio itself is measured in pairs): the diffusion
-    path (sampler, cache, forward) that is fastest at its own S_parity, against the fastest AR path over
-    every decode path and every engine at the sweep's precision (`fastest_engine_ar`; quantized weights
-    only with `quantized`). An engine's AR quality is the model's (the same weights decoded greedily);
-    its Speedup Factor is the pair of that engine cell and the diffusion cell. `ar_path` names the AR
-    side (a decode path, or the engine with its weights)."""
+    with a timed cell (chosen on the cells' medians; the ratio itself is measured in pairs): the fastest
+    AR path over every decode path and every engine at the sweep's precision (`fastest_engine_ar`)
+    against the fastest diffusion path at its own S_parity over every sampler, cache and forward and every
+    engine path (`fastest_engine_diffusion`); quantized weights only with `quantized`. An engine's AR
+    quality is the model's (the same weights decoded greedily); an engine's diffusion path reaches parity
+    on its own scores. The Speedup Factor is the pair of the two chosen cells. `ar_path` and
+    `diffusion_path` name the two sides (a decode path or sampler/cache, or the engine with its weights)."""
     if parity.empty:
         return parity
     timed = parity[parity["reached"] & parity["diffusion_cell_id"].notna()]
@@ -89,13 +130,24 @@ def best_parity_rows(parity: pd.DataFrame, engine_rows: Optional[pd.DataFrame] =
         same_path = (group[DIFFUSION_PATH] == fastest[DIFFUSION_PATH]).all(axis=1)
         row = group[(group["ar_decode"] == decode) & same_path].iloc[0].copy()
         row["ar_path"] = decode
+        row["diffusion_path"] = variant_label({"kind": DIFFUSION, **{c: row[c] for c in DIFFUSION_PATH}})
         engine = fastest_engine_ar(engine_rows, row["ar_model"], n, b, quantized)
+        moved = False
         if engine is not None and engine["latency_ms_median"] < row["ar_latency_ms"]:
-            est, quality = pair_estimate(measured.get((str(engine["cell_id"]), str(row["diffusion_cell_id"]))),
-                                         resamples)
             row.update({"ar_path": engine_label(engine), "ar_cell_id": str(engine["cell_id"]),
-                        "ar_latency_ms": float(engine["latency_ms_median"]), "paired": bool(quality),
-                        "speedup_factor": est.value, "speedup_factor_ci_low": est.ci_low,
+                        "ar_latency_ms": float(engine["latency_ms_median"])})
+            moved = True
+        diffusion = fastest_engine_diffusion(engine_rows, row, quantized)
+        if diffusion is not None and diffusion["latency_ms_median"] < row["diffusion_latency_ms"]:
+            row.update({"diffusion_path": variant_label(diffusion), "diffusion_cell_id": str(diffusion["cell_id"]),
+                        "diffusion_latency_ms": float(diffusion["latency_ms_median"]),
+                        "s_parity": int(diffusion["s_parity"]), "diffusion_quality_curve": diffusion["curve"],
+                        "degenerate_steps": diffusion["degenerate_steps"]})
+            moved = True
+        if moved:  # the ratio is the pair of the cells chosen, not the torch pair of the parity row
+            est, quality = pair_estimate(measured.get((str(row["ar_cell_id"]), str(row["diffusion_cell_id"]))),
+                                         resamples)
+            row.update({"paired": bool(quality), "speedup_factor": est.value, "speedup_factor_ci_low": est.ci_low,
                         "speedup_factor_ci_high": est.ci_high})
             for key in ("ratio_cv", "fewest_repeats", "load_change"):
                 row[key] = quality.get(key, math.nan)
