@@ -29,7 +29,7 @@ from dlm_bench.config import PRECISIONS, ConfigError, expand_cells, load_experim
 from dlm_bench.engines.measure import IDLE_GAP_S
 from dlm_bench.engines.pool import EnginePool
 from dlm_bench.generation.work import ar_work
-from dlm_bench.measure.benchmarks import TargetResult, record_targets
+from dlm_bench.measure.benchmarks import TargetResult, record_targets, write_report
 from dlm_bench.measure.calibration import measure_ceilings
 from dlm_bench.measure.clock import clock_for
 from dlm_bench.measure.environment import git_commit, hardware_name
@@ -114,11 +114,7 @@ def main() -> int:
         f"{result.verdict}.", "",
         "| arm | threads | L_e2e ms (median) | ms per token (median ITL) | weight streaming ms | the rest ms | "
         "streaming share |", "|---|---|---|---|---|---|---|", *rows, ""])
-    if args.output:
-        args.output.write_text(text)
-        print(f"wrote {args.output}")
-    else:
-        print(text)
+    write_report(text, args.output)
     return 0
 
 

@@ -34,7 +34,7 @@ import torch
 from dlm_bench.selection.pairs import paired_ratio
 from dlm_bench.generation.diffusion import MaskedDiffusionGenerator
 from dlm_bench.measure.clock import clock_for
-from dlm_bench.measure.benchmarks import TargetResult, add_benchmark_arguments, record_targets
+from dlm_bench.measure.benchmarks import TargetResult, add_benchmark_arguments, record_targets, write_report
 from dlm_bench.measure.environment import git_commit, hardware_name
 from dlm_bench.models.llada import load_llada, load_llada_state_dict
 from dlm_bench.models.tiny import read_corpus, write_tiny_llada
@@ -145,11 +145,7 @@ def main() -> int:
         "|---|---|---|---|---|", *rows, "",
         "LLaDA checkout: " + (str(args.llada_repo) if args.llada_repo else "not given (vanilla comparison skipped)"),
         f"Fast-dLLM checkout: {args.fast_dllm_repo}", ""])
-    if args.output:
-        args.output.write_text(text)
-        print(f"written: {args.output}")
-    else:
-        print(text)
+    write_report(text, args.output)
     if args.record:
         print(f"recorded: {record_targets(args.record, targets)}")
     return 0

@@ -36,7 +36,7 @@ from dlm_bench.selection.pairs import paired_ratio
 from dlm_bench.generation.autoregressive import make_ar_generator
 from dlm_bench.generation.diffusion import MaskedDiffusionGenerator
 from dlm_bench.measure.benchmarks import (TargetResult, add_benchmark_arguments, read_targets, record_targets,
-                                    target_from_dict)
+                                    target_from_dict, write_report)
 from dlm_bench.measure.calibration import measure_ceilings
 from dlm_bench.measure.clock import clock_for
 from dlm_bench.measure.environment import git_commit, hardware_name
@@ -172,11 +172,7 @@ def main() -> int:
     text = "\n".join(["# CPU performance targets of the fast paths (interleaved pairs, one process)", "",
                       "Each row: the hardware, commit and time it was measured at, and its settings. A goal is met only "
                       "when the whole 95% CI clears it.", "", header, *rows, ""])
-    if args.output:
-        args.output.write_text(text)
-        print(f"written: {args.output}")
-    else:
-        print(text)
+    write_report(text, args.output)
     return 0
 
 

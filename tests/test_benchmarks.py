@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from dlm_bench.measure.benchmarks import TargetResult, read_targets, record_targets
+from dlm_bench.measure.benchmarks import TargetResult, read_targets, record_targets, write_report
 
 
 def _target(name="t", goal=1.3, higher=True, value=1.4, low=1.35, high=1.5):
@@ -33,6 +33,14 @@ def test_recording_replaces_a_target_of_the_same_name_and_keeps_the_others(tmp_p
     raw = json.loads(path.read_text())
     assert [(r["name"], r["value"]) for r in raw] == [("a", 2.0), ("b", 1.4)]
     assert read_targets(tmp_path / "none.json") == []
+
+
+def test_a_report_goes_to_its_file_or_to_stdout(tmp_path, capsys):
+    write_report("# table\n", tmp_path / "report.md")
+    assert (tmp_path / "report.md").read_text() == "# table\n"
+    assert capsys.readouterr().out == f"written: {tmp_path / 'report.md'}\n"
+    write_report("# table\n", None)
+    assert capsys.readouterr().out == "# table\n\n"
 
 
 def test_the_summary_lists_the_recorded_targets_with_their_verdicts(tmp_path):

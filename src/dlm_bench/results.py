@@ -198,8 +198,15 @@ _PARTS = {"timing": TimingStats, "work": WorkStats, "memory": MemoryStats, "roof
           "answers": AnswerStats, "load": LoadStats, "engine": EngineStats}
 
 
+class _JsonRecord:
+    """A record kept as one JSON object: its dataclass fields, NaN written as null."""
+
+    def to_json(self) -> dict:
+        return jsonable(dataclasses.asdict(self))
+
+
 @dataclass
-class CellRecord:
+class CellRecord(_JsonRecord):
     """One grid cell's outcome. `identity` is `Cell.identity()`: the cell's grid columns."""
 
     cell_id: str
@@ -260,9 +267,6 @@ class CellRecord:
         row.update({f"env_{k}": v for k, v in sorted(self.environment.items())})
         return row
 
-    def to_json(self) -> dict:
-        return jsonable(dataclasses.asdict(self))
-
     @classmethod
     def from_json(cls, data: dict) -> "CellRecord":
         kwargs = dict(data)
@@ -283,7 +287,7 @@ class CellRecord:
 
 
 @dataclass
-class PairRecord:
+class PairRecord(_JsonRecord):
     """One paired measurement: after `warmup` untimed generations of each arm, `len(order)` pairs, each one
     timed generation of the reference arm and one of the contender, back to back in the order given
     ("RC" or "CR", drawn per pair); latencies in ms, in pair order."""
@@ -320,9 +324,6 @@ class PairRecord:
         for f in dataclasses.fields(LoadStats):
             row[f.name] = getattr(self.load, f.name) if self.load is not None else NAN
         return row
-
-    def to_json(self) -> dict:
-        return jsonable(dataclasses.asdict(self))
 
     @classmethod
     def from_json(cls, data: dict) -> "PairRecord":

@@ -56,6 +56,15 @@ def record_targets(path: Path, results: list[TargetResult]) -> Path:
     return path
 
 
+def write_report(text: str, output: Optional[Path]) -> None:
+    """A benchmark's Markdown report: into `output` (atomically) when given, else on stdout."""
+    if output is None:
+        print(text)
+        return
+    atomic_write_text(Path(output), text)
+    print(f"written: {output}")
+
+
 def read_targets(path: Path) -> list[dict]:
     """The records of a targets file ([] when there is none)."""
     return json.loads(path.read_text()) if path.is_file() else []
