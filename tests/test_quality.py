@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dlm_bench.quality.diversity import distinct_n, is_degenerate, unigram_entropy_bits
-from dlm_bench.quality.parity import s_parity, s_parity_ci
+from dlm_bench.quality.parity import more_degenerate, s_parity, s_parity_ci
 from dlm_bench.quality.prompts import (Passage, PromptSourceError, articles_from_lines, build_prompt_sets,
                                  read_prompt_file, read_wikitext)
 from dlm_bench.stats import Estimate, bootstrap_mean
@@ -29,6 +29,11 @@ def test_entropy_and_distinct_n_on_hand_made_text():
 
 def _curve(values):
     return {k: Estimate(v, v - 0.02, v + 0.02) for k, v in values.items()}
+
+
+def test_a_k_is_more_degenerate_only_when_both_shares_are_known_and_its_is_larger():
+    assert more_degenerate(0.5, 0.25) and not more_degenerate(0.25, 0.25) and not more_degenerate(0.1, 0.25)
+    assert not more_degenerate(None, 0.25) and not more_degenerate(0.5, float("nan"))
 
 
 def test_s_parity_reached_at_first_k():

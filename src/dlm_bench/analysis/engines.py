@@ -33,13 +33,22 @@ def _ordered(rows: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return rows.sort_values([c for c in columns if c in rows], na_position="first")
 
 
-def _cell_pairs(results: Results) -> pd.DataFrame:
-    """Per engine cell: prompts, the median over prompts of their speedups, and the extremes of all pairs."""
+CELL_IDENTITY = ["model_name", "kind", "engine", "weights_format", "sampler", "seq_len", "steps"]
+
+
+def cell_pairs(results: Results) -> pd.DataFrame:
+    """Per engine cell (from its per-prompt rows): what it ran (CELL_IDENTITY), its prompts, the median over
+    prompts of their speedups, the extremes of all its pairs and the mean agreement with torch."""
     pp = results.per_prompt
     if pp.empty:
-        return pd.DataFrame(columns=["cell_id", "prompts", "speedup", "pair_min", "pair_max"])
-    return pp.groupby("cell_id").agg(prompts=("passage_id", "count"), speedup=("speedup_vs_torch", "median"),
-                                     pair_min=("speedup_min", "min"), pair_max=("speedup_max", "max")).reset_index()
+        return pd.DataFrame(columns=["cell_id", *CELL_IDENTITY, "prompts", "speedup", "pair_min", "pair_max",
+                                     "agreement"])
+    pp = pp.reindex(columns=list(dict.fromkeys([*pp.columns, *CELL_IDENTITY])))  # AR-only rows have no sampler
+    by_cell = pp.groupby("cell_id", sort=False)
+    return by_cell[CELL_IDENTITY].first().assign(
+        prompts=by_cell["passage_id"].count(), speedup=by_cell["speedup_vs_torch"].median(),
+        pair_min=by_cell["speedup_min"].min(), pair_max=by_cell["speedup_max"].max(),
+        agreement=by_cell["agreement_with_torch"].mean()).reset_index()
 
 
 def engines_table(results: Results) -> str:
@@ -47,7 +56,7 @@ def engines_table(results: Results) -> str:
     rows = results.engine_rows
     if rows.empty:
         return "_No engine cells: the grid ran torch only (`engines.engine`)._"
-    pairs = _cell_pairs(results).set_index("cell_id")
+    pairs = cell_pairs(results).set_index("cell_id")
     out = []
     for _, r in _ordered(rows, ["model_name", "seq_len", "batch_size", "steps", "engine", "weights_format",
                                 "sampler"]).iterrows():
@@ -95,10 +104,10 @@ def engines_digest(results: Results) -> str:
     the Engines table): how many cells, the median and range over them of each cell's paired speedup
     (`engines_table`'s column), how many cells every pair puts on one side, and the agreement with torch."""
     rows = results.engine_rows
-    pairs = _cell_pairs(results)
+    pairs = cell_pairs(results)
     if rows.empty or pairs.empty:
         return "_No engine cell ran its per-prompt pairs._"
-    cells = rows[rows["status"] == "ok"].merge(pairs, on="cell_id")
+    cells = rows[rows["status"] == "ok"].merge(pairs[["cell_id", "speedup", "pair_min", "pair_max"]], on="cell_id")
     cells = cells.assign(path=cells.apply(engine_label, axis=1),
                          side=[pair_verdict(lo, hi) for lo, hi in zip(cells["pair_min"], cells["pair_max"])])
     out = []

@@ -23,6 +23,7 @@ from ..fileio import atomic_write_bytes  # noqa: E402
 from ..metrics.quality import PARITY_METRICS  # noqa: E402
 from ..selection.baseline import DIFFUSION_PATH, baseline, published_parity_rows  # noqa: E402
 from .data import PALETTE, Results  # noqa: E402
+from .engines import cell_pairs  # noqa: E402
 
 
 plt.rcParams.update({"font.size": 9, "axes.titlesize": 10, "legend.fontsize": 7, "figure.dpi": 100})
@@ -371,16 +372,9 @@ def engines_plot(results: Results, out: Path) -> Path:
     bars from its slowest to its fastest pair; log axis, 1 = as fast); right, the share of answer tokens
     agreeing with torch.
     x: the cell's N (and K); colour: the diffusion sampler (AR: black); marker: the engine path."""
-    pp = results.per_prompt
-    if pp.empty:
+    cells = cell_pairs(results)
+    if cells.empty:
         raise ValueError("no per-prompt rows: no engine cell ran its per-prompt pairs")
-    if "sampler" not in pp:  # AR-only tables have no sampler column
-        pp = pp.assign(sampler=np.nan)
-    by_cell = pp.groupby("cell_id", sort=False)  # (a named aggregate may not be called `engine`: agg's keyword)
-    cells = by_cell[["model_name", "kind", "engine", "weights_format", "sampler", "seq_len", "steps"]].first()
-    cells = cells.assign(speedup=by_cell["speedup_vs_torch"].median(), low=by_cell["speedup_min"].min(),
-                         high=by_cell["speedup_max"].max(), agreement=by_cell["agreement_with_torch"].mean(),
-                         prompts=by_cell.size())
     cells["path"] = cells.apply(engine_label, axis=1)
     paths = sorted(cells["path"].unique())
     markers = {p: ENGINE_MARKERS[i % len(ENGINE_MARKERS)] for i, p in enumerate(paths)}
@@ -399,7 +393,7 @@ def engines_plot(results: Results, out: Path) -> Path:
             colour = SAMPLER_COLORS.get(sampler, "#000000") if isinstance(sampler, str) else "#000000"
             label = f"{sampler} · {path}" if isinstance(sampler, str) else path
             style = {"color": colour, "marker": markers[path], "markersize": 4.5, "linestyle": ""}
-            speed_ax.errorbar(x, g["speedup"], yerr=np.vstack([g["speedup"] - g["low"], g["high"] - g["speedup"]]),
+            speed_ax.errorbar(x, g["speedup"], yerr=np.vstack([g["speedup"] - g["pair_min"], g["pair_max"] - g["speedup"]]),
                               elinewidth=0.7, label=label, **style)
             agree_ax.plot(x, g["agreement"], **style)
         for ax in (speed_ax, agree_ax):

@@ -27,7 +27,7 @@ import pandas as pd
 from ..config import PRECISIONS, engine_label, variant_label
 from ..registry import AR, DIFFUSION
 from ..metrics.timing import coefficient_of_variation
-from ..quality.parity import s_parity
+from ..quality.parity import more_degenerate, s_parity
 from ..stats import NO_ESTIMATE, RESAMPLES, Estimate, bootstrap_median
 from .baseline import DIFFUSION_PATH, baseline, published_parity_rows, with_forward_column
 
@@ -95,8 +95,7 @@ def fastest_engine_diffusion(engine_rows: Optional[pd.DataFrame], parity_row: pd
         curve = {int(r["steps"]): Estimate(float(r[f"{metric}_mean"]), math.nan, math.nan)
                  for _, r in scored.iterrows()}
         degenerate = [int(r["steps"]) for _, r in scored.iterrows()
-                      if pd.notna(r.get("degenerate_mean")) and pd.notna(ar_degenerate)
-                      and float(r["degenerate_mean"]) > float(ar_degenerate)]
+                      if more_degenerate(r.get("degenerate_mean"), ar_degenerate)]
         k = s_parity({s: e for s, e in curve.items() if s not in degenerate},
                      Estimate(float(parity_row["ar_quality"]), math.nan, math.nan), higher)
         if k is not None:

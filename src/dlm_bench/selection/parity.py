@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..registry import AR, DIFFUSION
 from ..metrics.quality import PARITY_METRICS
-from ..quality.parity import s_parity, s_parity_ci
+from ..quality.parity import more_degenerate, s_parity, s_parity_ci
 from ..stats import RESAMPLES, Estimate
 from .baseline import DIFFUSION_PATH, quality_cells, with_forward_column
 from .pairs import pair_estimate, pair_lookup
@@ -24,13 +24,6 @@ def _estimate(row: pd.Series, metric: str) -> Estimate | None:
     if f"{metric}_mean" not in row or pd.isna(row[f"{metric}_mean"]):
         return None
     return Estimate(float(row[f"{metric}_mean"]), float(row[f"{metric}_ci_low"]), float(row[f"{metric}_ci_high"]))
-
-
-def _more_degenerate(diffusion_cell: pd.Series, ar_cell: pd.Series) -> bool:
-    """Whether the diffusion cell's outputs are degenerate (repetitive) more often than the AR cell's: such a
-    K cannot reach parity, since a low perplexity is also what repeating one phrase earns."""
-    d, a = diffusion_cell.get("degenerate_mean"), ar_cell.get("degenerate_mean")
-    return d is not None and a is not None and pd.notna(d) and pd.notna(a) and float(d) > float(a)
 
 
 def parity_table(rows: pd.DataFrame, pairs: pd.DataFrame | None = None, resamples: int = RESAMPLES) -> pd.DataFrame:
@@ -54,7 +47,8 @@ def parity_table(rows: pd.DataFrame, pairs: pd.DataFrame | None = None, resample
                         est = _estimate(quality_cell, metric)
                         if est is not None:
                             curve[k] = est
-                            if _more_degenerate(quality_cell, ar_quality_cell):
+                            if more_degenerate(quality_cell.get("degenerate_mean"),
+                                               ar_quality_cell.get("degenerate_mean")):
                                 degenerate.append(k)
                     if ar_q is None or not curve:
                         continue
