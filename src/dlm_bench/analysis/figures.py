@@ -393,8 +393,8 @@ def engines_plot(results: Results, out: Path) -> Path:
             colour = SAMPLER_COLORS.get(sampler, "#000000") if isinstance(sampler, str) else "#000000"
             label = f"{sampler} · {path}" if isinstance(sampler, str) else path
             style = {"color": colour, "marker": markers[path], "markersize": 4.5, "linestyle": ""}
-            speed_ax.errorbar(x, g["speedup"], yerr=np.vstack([g["speedup"] - g["pair_min"], g["pair_max"] - g["speedup"]]),
-                              elinewidth=0.7, label=label, **style)
+            spread = np.vstack([g["speedup"] - g["pair_min"], g["pair_max"] - g["speedup"]])
+            speed_ax.errorbar(x, g["speedup"], yerr=spread, elinewidth=0.7, label=label, **style)
             agree_ax.plot(x, g["agreement"], **style)
         for ax in (speed_ax, agree_ax):
             ax.set_xticks(range(len(groups)), groups, fontsize=7)

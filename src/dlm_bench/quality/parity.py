@@ -18,8 +18,10 @@ def more_degenerate(diffusion_share, ar_share) -> bool:
     """Whether a diffusion K's outputs are degenerate (repetitive; the share of answers with distinct-2 < 0.5)
     more often than the AR model's: such a K cannot reach parity, since a low perplexity is also what
     repeating one phrase earns. Unknown shares (None, NaN) exclude nothing."""
-    known = [x for x in (diffusion_share, ar_share) if x is not None and not math.isnan(float(x))]
-    return len(known) == 2 and float(diffusion_share) > float(ar_share)
+    if diffusion_share is None or ar_share is None:
+        return False
+    d, a = float(diffusion_share), float(ar_share)
+    return not (math.isnan(d) or math.isnan(a)) and d > a
 
 
 def _matches(value: float, target: float, higher_is_better: bool) -> bool:
