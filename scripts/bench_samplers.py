@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 from dlm_bench.config import (AR_DECODE_MODES, DIFFUSION_CACHES, DIFFUSION_SAMPLERS, ConfigError,
                         expand_cells, load_experiment, project_root, variant_label)
 from dlm_bench.measure.clock import clock_for
+from dlm_bench.measure.load import LoadGuard
 from dlm_bench.measure.environment import capture_environment, resolve_device
 from dlm_bench.measure import roofline
 from dlm_bench.models.loader import LoadSettings, each_loaded
@@ -74,8 +75,8 @@ def main() -> int:
         return 2
     device = resolve_device(exp.device)
     env = capture_environment(device, project_root())
-    peaks = roofline.peaks_for(env["hardware"], exp.resolve(exp.output_dir) / "calibration.json")
-    ctx = RunContext(exp.name, env, clock_for(device), peaks)
+    peaks = roofline.peaks_for(env["hardware"], exp.results_dir / "calibration.json")
+    ctx = RunContext(exp.name, env, clock_for(device), peaks, LoadGuard(exp.load_guard, device))
     prompts = PromptProvider(exp.prompts, exp.models, exp.base_dir, exp.seed)
     cells = expand_cells(exp)
     rows, weights = [], set()

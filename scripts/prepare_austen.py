@@ -29,7 +29,10 @@ def main() -> int:
         print(f"corpus error: {exc}", file=sys.stderr)
         return 2
     (out / "corpus.json").write_text(json.dumps(summary, indent=1))
-    print(json.dumps(summary, indent=1))
+    files = {k: v for k, v in summary.items() if isinstance(v, dict)}
+    sizes = ", ".join(f"{name} {v['lines']:,} lines" for name, v in files.items())
+    print(f"corpus: {sizes} in {out} "
+          f"(held out: {summary.get('held_out')}; sizes and SHA-1s in corpus.json)")
     return 0
 
 

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     from dlm_bench.config import load_experiment
 
     exp = load_experiment(CONFIG)
-    folder = exp.resolve(exp.output_dir)
+    folder = exp.results_dir
     if args.input is not None:
         if not args.fit_only:
             print("argument error: --input: only with --fit_only (a run writes to the config's output_dir)",
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     checked = check(cells, fitted)
     summary = summarise(checked)
     atomic_write_text(args.report, report_markdown(fitted, checked, summary, hardware))
-    figure = draw_validation(checked, args.figure or exp.resolve(exp.figures_dir) / "cost_validation.png", hardware)
+    figure = draw_validation(checked, args.figure or exp.figure_dir / "cost_validation.png", hardware)
     data = {"fit": fitted.to_json(), "summary": asdict(summary), "calibration": entry,
             "cells": [{"cell_id": c.cell.cell_id, "model": c.cell.model, "path": c.cell.generation.path_key,
                        "batch_size": c.cell.generation.batch, "seq_len": c.cell.generation.prompt_len

@@ -165,10 +165,10 @@ def test_summary_numbers_match_the_fixture(tmp_path):
     # as-published LLaMA at B=1: 100 ms, T_gen = 1 * 32 / 0.1 s = 320 tok/s
     assert "| llama | 64 | 1 | — | 100.00 (100.00–100.00) | 320.0 |" in text
     # S_parity for BERTScore is K=16 (0.82 >= 0.80); paired speedup at B=1 = 100 / 80 = 1.25
-    assert "| 64 | 1 | bertscore_f1 | 0.800 | 8:0.7;16:0.82 | 16 | 16 | 1.25 [1.25, 1.25] | diffusion faster" in text
+    assert "| 64 | 1 | bertscore_f1 | 0.800 | 8:0.7;16:0.82 | 16 | 16 | 1.25 [1.25, 1.25] | — | diffusion faster" in text
     # at their best: the compiled AR path (40 ms) against the uncached sampler (dual's 0.79 never reaches
     # 0.80), a pair that was not measured: no ratio
-    assert ("| 64 | 1 | bertscore_f1 | static_compiled | low_confidence/none | 0.800 | 8:0.7;16:0.82 | 16 | — | "
+    assert ("| 64 | 1 | bertscore_f1 | static_compiled | low_confidence/none | 0.800 | 8:0.7;16:0.82 | 16 | — | — | "
             "not measured in pairs") in text
     # at B=4 the parity cell is an OOM: no timed cell at S_parity
     assert "| 64 | 4 | bertscore_f1 |" in text and "no timed cell at S_parity" in text

@@ -125,7 +125,7 @@ def test_a_run_may_leave_out_the_rows_of_its_own_grid_but_not_others(mini_config
     from dlm_bench.results import CellRecord, ShrinkError
 
     exp = load_experiment(mini_config)
-    root = exp.resolve(exp.output_dir)
+    root = exp.results_dir
     own = expand_cells(exp)[0].cell_id(hardware_name(torch.device("cpu")))
     store = ResultStore(root)
     for cell_id in (own, "foreign"):

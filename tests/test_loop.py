@@ -2,12 +2,13 @@
 torch arm and an engine arm with known times."""
 
 import random
+import re
 
 import pytest
 import torch
 
 from dlm_bench.engines import EngineAnswer, EngineBatch, EngineError
-from dlm_bench.engines.generator import MISSING_TOKEN, EngineGenerator
+from dlm_bench.engines.generator import EngineGenerator, contract_error
 from dlm_bench.generation import GenerationTrace
 from dlm_bench.measure.loop import Arm, CallGenerator, time_pair, timed_run
 from dlm_bench.runner import FALLBACK_LABEL, kernel_of_label
@@ -74,11 +75,32 @@ def test_the_timed_region_reads_every_mark_from_the_start():
 def test_an_engine_is_a_generator_whose_own_timing_is_the_runs_latency():
     clock = ScriptedClock()
     clock.now = 500.0  # a CLI that loads its model before it generates: its own time excludes the load
-    run = timed_run(EngineGenerator(FakeEngine(40.0, returned=[7, 8])), torch.zeros(2, 3, dtype=torch.long), 4,
-                    None, clock)
+    run = timed_run(EngineGenerator(FakeEngine(40.0, returned=[7, 8, 9, 10])), torch.zeros(2, 3, dtype=torch.long),
+                    4, None, clock)
     assert run.latency_ms == 40.0 and run.mark_offsets_ms == []
-    assert run.trace.output_ids.tolist() == [[7, 8, MISSING_TOKEN, MISSING_TOKEN]] * 2  # padded to N_out
+    assert run.trace.output_ids.tolist() == [[7, 8, 9, 10]] * 2
     assert run.trace.steps_executed == 4 and run.trace.report.step_ms == [10.0] * 4
+
+
+@pytest.mark.parametrize("returned, reason", [
+    ([7, 8], "answer 1 of 2 has 2 tokens (counted by the engine), not N_out = 4"),
+    ([7, 8, 9, 10, 11], "answer 1 of 2 has 5 tokens (counted by the engine), not N_out = 4"),
+    ([], "answer 1 of 2 is empty"),
+])
+def test_an_engine_answer_of_other_than_n_out_tokens_is_an_error_not_a_time(returned, reason):
+    clock = ScriptedClock()
+    with pytest.raises(EngineError, match=re.escape(f"fake: {reason}")):
+        timed_run(EngineGenerator(FakeEngine(40.0, returned=returned)), torch.zeros(2, 3, dtype=torch.long), 4,
+                  None, clock)
+
+
+def test_an_engine_whose_count_disagrees_with_its_ids_or_that_drops_a_prompt_is_an_error():
+    batch = EngineBatch(1.0, [EngineAnswer(text="x", token_ids=[1, 2, 3], tokens_returned=4, latency_ms=1.0)])
+    assert contract_error(batch, 1, 4) == ("answer 1 of 1 has 3 tokens (returned), not N_out = 4: the engine "
+                                           "stopped early or ran on")
+    assert contract_error(batch, 2, 3) == "1 answers came back for 2 prompts"
+    text_only = EngineBatch(1.0, [EngineAnswer(text="", token_ids=None, tokens_returned=4, latency_ms=1.0)])
+    assert contract_error(text_only, 1, 4) is None  # a CLI's all-EOS answer prints no text and is whole
 
 
 def test_a_torch_arm_against_a_fake_engine_arm_gives_the_known_ratio_and_ci():

@@ -181,6 +181,7 @@ def test_a_pair_whose_engine_arm_fails_is_an_error_record_and_the_next_pair_is_m
     from dlm_bench.engines import EngineError
     from dlm_bench.generation import GenerationTrace
     from dlm_bench.measure.clock import PerfCounterClock
+    from dlm_bench.measure.load import LoadGuard
     from dlm_bench.measure.loop import Arm
     from dlm_bench.pairs import PairArm, measure_pair
     from dlm_bench.results import PairRecord
@@ -203,9 +204,11 @@ def test_a_pair_whose_engine_arm_fails_is_an_error_record_and_the_next_pair_is_m
     def record(pid):
         return PairRecord(pid, "speedup", "error", exp.name, "h", "a", "b", "a", "b", 64, 1, 1)
 
-    failed = measure_pair(record("p1"), make_arm, "torch", "engine", exp, PerfCounterClock(), torch.device("cpu"))
+    guard = LoadGuard(exp.load_guard)
+    failed = measure_pair(record("p1"), make_arm, "torch", "engine", exp, PerfCounterClock(), torch.device("cpu"),
+                          guard)
     assert failed.status == "error" and failed.error == "EngineError: llama-server is not running (exit 1): out of memory"
-    ok = measure_pair(record("p2"), make_arm, "torch", "torch", exp, PerfCounterClock(), torch.device("cpu"))
+    ok = measure_pair(record("p2"), make_arm, "torch", "torch", exp, PerfCounterClock(), torch.device("cpu"), guard)
     assert ok.status == "ok" and len(ok.reference_ms) == exp.pairs.repeats and ok.reference_threads == 2
 
 

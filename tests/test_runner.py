@@ -73,7 +73,7 @@ def test_interrupted_run_keeps_finished_cells_and_resumes_the_rest(mini_config, 
     monkeypatch.setattr(runner, "run_cell", crash_on_third)
     with pytest.raises(KeyboardInterrupt):
         runner.run_experiment(exp, progress=False)
-    cells_dir = exp.resolve(exp.output_dir) / "cells"
+    cells_dir = exp.results_dir / "cells"
     assert len(list(cells_dir.glob("*.json"))) == 2
     monkeypatch.setattr(runner, "run_cell", real)
     resumed = runner.run_experiment(exp, progress=False)
@@ -286,7 +286,7 @@ def test_an_error_in_the_extras_is_recorded_beside_the_timing(mini_config, monke
 
     monkeypatch.setattr(runner, "generate_for_quality", out_of_memory)
     summary = runner.run_experiment(exp, progress=False)
-    (record,) = runner.ResultStore(exp.resolve(exp.output_dir)).records()
+    (record,) = runner.ResultStore(exp.results_dir).records()
     assert summary.ok == 1 and record.status == "ok" and record.timing.repeats == 2
     assert record.extras_error.startswith("OutOfMemoryError: CUDA out of memory") and record.generations == []
 
@@ -311,7 +311,7 @@ def test_a_cell_another_run_is_measuring_is_left_to_it(mini_config, caplog):
     import fcntl
 
     exp = load_experiment(mini_config, {"models": ["tiny-llada"], "batch_size": [1]})
-    store = runner.ResultStore(exp.resolve(exp.output_dir))
+    store = runner.ResultStore(exp.results_dir)
     cells = runner.expand_cells(exp)
     hardware = runner.capture_environment(torch.device("cpu"), ROOT)["hardware"]
     taken = cells[0].cell_id(hardware)

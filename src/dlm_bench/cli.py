@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                              "the finalize job)")
     p.add_argument("--no_pairs", action="store_true", help="run / finalize: skip the pairs step (a shard of an "
                                                              "array always leaves it to the finalize job)")
+    p.add_argument("--remeasure_contended", action="store_true",
+                   help="run / pairs / finalize: measure again the cells and pairs marked contended (timed while "
+                        "other work used the machine; load_guard in the config)")
     p.add_argument("--allow_shrink", action="store_true",
                    help="rebuild raw_metrics.csv and pairs.csv from the records there even where rows lose their "
                         "record (without it such a merge stops with exit 2 and writes nothing)")
@@ -76,7 +79,7 @@ def check_tables(exp, command: str, shard) -> None:
     from .measure.environment import hardware_name, resolve_device
     from .results import PairStore, ResultStore
 
-    root = exp.resolve(exp.output_dir)
+    root = exp.results_dir
     exempt: frozenset[str] = frozenset()
     if command == "run":
         hardware = hardware_name(resolve_device(exp.device))
@@ -158,14 +161,15 @@ def _work(args: argparse.Namespace, exp, shard, scoring: bool, pairing: bool) ->
     from .results import PairStore, ResultStore
     from .runner import AttentionBackendError, run_experiment
 
-    cells, pairs = ResultStore(exp.resolve(exp.output_dir)), PairStore(exp.resolve(exp.output_dir))
+    cells, pairs = ResultStore(exp.results_dir), PairStore(exp.results_dir)
     if args.allow_shrink:
         cells.merge(allow_shrink=True)
         pairs.merge(allow_shrink=True)
     errors = 0
     if args.command == "run":
         try:
-            summary = run_experiment(exp, shard, time_budget_s=args.time_budget_s)
+            summary = run_experiment(exp, shard, time_budget_s=args.time_budget_s,
+                                     remeasure_contended=args.remeasure_contended)
         except PromptSourceError as exc:
             print(f"prompt error: {exc}", file=sys.stderr)
             return EXIT_CONFIG
@@ -187,25 +191,28 @@ def _work(args: argparse.Namespace, exp, shard, scoring: bool, pairing: bool) ->
     if pairing:
         from .pairs import describe, run_pairs
 
-        measured = run_pairs(exp)
+        measured = run_pairs(exp, remeasure_contended=args.remeasure_contended)
         log.info(describe(measured))
         errors += measured.failed
-    if not args.no_figure:
-        draw_figures(exp)
+    if not args.no_figure and not draw_figures(exp):
+        return 1
     return 1 if errors else 0
 
 
-def draw_figures(exp) -> None:
-    """Figures and summary.md from the merged results (the analysis reads files only)."""
+def draw_figures(exp) -> bool:
+    """Figures and summary.md from the merged results (the analysis reads files only); False, after one line
+    on stderr saying why, when they could not be drawn."""
     from .analysis.data import MixedRowsError
     from .analysis.report import analyze
 
     try:
-        out = analyze(exp.resolve(exp.output_dir), exp.resolve(exp.figures_dir),
+        out = analyze(exp.results_dir, exp.figure_dir,
                       resamples=exp.quality.bootstrap_resamples, quantized_best=exp.pairs.quantized_best)
-        log.info("figures and summary: %s", ", ".join(str(p) for p in out.values()))
     except (MixedRowsError, ValueError, FileNotFoundError) as exc:
-        log.warning("no figures drawn: %s", exc)
+        print(f"no figures and no summary drawn for {exp.results_dir}: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return False
+    log.info("figures and summary: %s", ", ".join(str(p) for p in out.values()))
+    return True
 
 
 if __name__ == "__main__":

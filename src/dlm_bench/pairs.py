@@ -71,11 +71,12 @@ def pair_id(pair: WantedPair, exp: Experiment) -> str:
 
 @dataclass
 class PairArm:
-    """A pair's side, ready: the loop's Arm and the CPU threads it runs with."""
+    """A pair's side, ready: the loop's Arm, the CPU threads it runs with, and its engine's own processes."""
 
     arm: Arm
     threads: Optional[int]
     engine: bool  # another engine's process: it may spin threads, so the pair leaves an idle gap
+    pids: tuple[int, ...] = ()  # the engine's long-lived processes (their CPU time is the pair's own work)
 
 
 class ArmMaker:
@@ -99,7 +100,8 @@ class ArmMaker:
         ids = batch.batch(cell.batch_size, model.device)[0]
         if cell.engine not in (None, "torch"):
             engine = self.pool.engine_for(cell, model.tokenizer)
-            return PairArm(Arm(EngineGenerator(engine), ids, cell.n_out, cell.steps), engine.threads, True)
+            return PairArm(Arm(EngineGenerator(engine), ids, cell.n_out, cell.steps), engine.threads, True,
+                           engine.pids())
         torch.manual_seed(cell.settings.seed)
         kernel = kernel_of_label(self.kernels.get(cell.cell_id(self.hardware))) or model.attention_kernel
         return PairArm(Arm(make_generator(cell, model), ids, cell.n_out, cell.steps, kernel=kernel),
@@ -107,13 +109,17 @@ class ArmMaker:
 
 
 def measure_pair(record: PairRecord, make_arm: Callable[[Cell], PairArm], reference: Cell, contender: Cell,
-                 exp: Experiment, clock, device: torch.device) -> PairRecord:
+                 exp: Experiment, clock, device: torch.device, guard: machine_load.LoadGuard) -> PairRecord:
     """Time one pair into its record (measure.loop.time_pair: interleaved, the order drawn per pair, an idle
-    gap before every run when an arm is another engine). An OOM or any error, an engine's included, is the
-    record's status and one-line error; it never raises."""
-    t0, before = time.perf_counter(), machine_load.sample(device)
+    gap before every run when an arm is another engine), after the guard's wait for a quiet machine; the
+    record carries the load around the pair. An OOM or any error, an engine's included, is the record's
+    status and one-line error; it never raises."""
+    t0, quiet, before, pids = time.perf_counter(), None, None, ()
     try:
         ref, con = make_arm(reference), make_arm(contender)
+        pids = ref.pids + con.pids
+        quiet = guard.wait_for_quiet(f"pair {record.reference} / {record.contender}", pids)
+        before = machine_load.sample(device, pids)
         record.reference_threads, record.contender_threads = ref.threads, con.threads
         gap = IDLE_GAP_S if (ref.engine or con.engine) else 0.0
         rng = random.Random(f"{exp.seed}:{record.pair_id}")
@@ -131,18 +137,20 @@ def measure_pair(record: PairRecord, make_arm: Callable[[Cell], PairArm], refere
     finally:
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    record.load = machine_load.between(before, machine_load.sample(device))
+    if quiet is not None and before is not None:
+        record.load = guard.stats(quiet, machine_load.between(before, machine_load.sample(device, pids)))
     record.wall_s = time.perf_counter() - t0
     return record
 
 
-def run_pairs(exp: Experiment, progress: bool = True) -> PairsSummary:
-    """Measure every wanted pair not measured yet; rebuild pairs.csv."""
+def run_pairs(exp: Experiment, progress: bool = True, remeasure_contended: bool = False) -> PairsSummary:
+    """Measure every wanted pair not measured yet (with `remeasure_contended`, and every pair marked
+    contended); rebuild pairs.csv."""
     device = resolve_device(exp.device)
     if device.type == "cpu" and exp.cpu_threads is not None:
         torch.set_num_threads(exp.cpu_threads)
     hardware = hardware_name(device)
-    root = exp.resolve(exp.output_dir)
+    root = exp.results_dir
     every = pd.DataFrame(ResultStore(root).rows())  # the records themselves; raw_metrics.csv is not read back
     wanted, kernels = [], {}
     if "status" in every:
@@ -150,13 +158,14 @@ def run_pairs(exp: Experiment, progress: bool = True) -> PairsSummary:
         wanted = wanted_pairs(rows, parity_table(rows), exp.pairs.measure, engine_rows, exp.pairs.quantized_best)
         kernels = dict(zip(every["cell_id"], every["attention_kernel"])) if "attention_kernel" in every else {}
     store = PairStore(root)
-    todo = [p for p in wanted if not store.is_done(pair_id(p, exp))]
+    todo = [p for p in wanted if not store.is_done(pair_id(p, exp), remeasure_contended)]
     summary = PairsSummary(len(wanted), len(wanted) - len(todo))
     cells = {c.cell_id(hardware): c for c in expand_cells(exp)}
     clock = clock_for(device)
     log.info("pairs: %d wanted, %d already measured, %d to measure (%d pairs each)", len(wanted), summary.skipped,
              len(todo), exp.pairs.repeats)
 
+    guard = machine_load.LoadGuard(exp.load_guard, device)
     with EnginePool(exp, device, root / "engine_logs", progress) as pool:
         make_arm = ArmMaker(exp, device, pool, kernels, hardware)
         for pair in tqdm(todo, desc="pairs", unit="pair", disable=not progress):
@@ -170,7 +179,7 @@ def run_pairs(exp: Experiment, progress: bool = True) -> PairsSummary:
                                 pair.contender_cell_id, reference.describe(), contender.describe(),
                                 reference.seq_len, reference.batch_size, exp.pairs.warmup,
                                 started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-            store.write(measure_pair(record, make_arm, reference, contender, exp, clock, device))
+            store.write(measure_pair(record, make_arm, reference, contender, exp, clock, device, guard))
             summary.ok += record.status == "ok"
             summary.failed += record.status != "ok"
     store.merge()

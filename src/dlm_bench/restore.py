@@ -78,7 +78,14 @@ def _part(cls, row: dict[str, str]):
     empty = [name for name in names if row.get(name, "") in ("", "0" if name == "repeats" else "")]
     if len(empty) == len(names):
         return None
-    return cls(**{n: (parse_value(row.get(n, "")) if n in TEXT_FIELDS else _number(row.get(n, ""))) for n in names})
+    return cls(**{n: (_text(row.get(n, ""), f.default) if n in TEXT_FIELDS else _number(row.get(n, "")))
+                  for n, f in zip(names, dataclasses.fields(cls))})
+
+
+def _text(text: str, default: Any) -> Any:
+    """A part's text field: its default where the table is empty and the field has a text default ("")."""
+    value = parse_value(text)
+    return default if value is None and isinstance(default, str) else value
 
 
 def _quality(row: dict[str, str]) -> Optional[QualityResult]:

@@ -141,19 +141,38 @@ class AnswerStats:
         return cls(mean, metrics.throughput_tokens_per_s(len(counts), mean, latency_ms))
 
 
+QUIET = "quiet"  # LoadStats.contention of a measurement taken on a quiet machine
+
+
 @dataclass(frozen=True)
 class LoadStats:
-    """The machine around the cell: 1-minute load average before and after, CPU time stolen by the
-    hypervisor in between (%), other compute processes on the GPU (NaN when unknown)."""
+    """The machine around a cell or pair (measure/load.py): 1-minute load average before and after, CPU time
+    stolen by the hypervisor in between (%), other compute processes on the GPU (NaN when unknown), the CPU
+    cores other processes used during the measurement and in the probe before it (NaN in records from before
+    they were kept), the seconds waited for quiet, and `contention`: "quiet", what made the measurement
+    contended, or "" where the load guard did not judge it (older records, or the guard switched off)."""
 
     load_1m_before: float
     load_1m_after: float
     cpu_steal_pct: float
     gpu_other_processes: float
+    other_cpu_cores: float = NAN
+    other_cpu_cores_before: float = NAN
+    waited_for_quiet_s: float = NAN
+    contention: str = ""
 
     @property
     def load_change(self) -> float:
         return abs(self.load_1m_after - self.load_1m_before)
+
+    @property
+    def contended(self) -> bool:
+        return contended(self.contention)
+
+
+def contended(contention) -> bool:
+    """Whether a record's or row's `contention` marks it contended (judged, and not quiet)."""
+    return isinstance(contention, str) and contention not in ("", QUIET)
 
 
 @dataclass
@@ -192,7 +211,7 @@ class EngineStats:
     per_prompt_speedup_median: float  # median over the prompts of their paired torch / engine ratios
 
 
-TEXT_FIELDS = ("engine_version", "engine_build", "peak_source")  # strings: never read back as NaN
+TEXT_FIELDS = ("engine_version", "engine_build", "peak_source", "contention")  # strings: never read back as NaN
 
 _PARTS = {"timing": TimingStats, "work": WorkStats, "memory": MemoryStats, "roofline": RooflineStats,
           "answers": AnswerStats, "load": LoadStats, "engine": EngineStats}
@@ -329,7 +348,8 @@ class PairRecord(_JsonRecord):
     def from_json(cls, data: dict) -> "PairRecord":
         kwargs = dict(data)
         if kwargs.get("load") is not None:
-            kwargs["load"] = LoadStats(**{k: NAN if v is None else v for k, v in kwargs["load"].items()})
+            kwargs["load"] = LoadStats(**{k: NAN if v is None and k not in TEXT_FIELDS else v
+                                          for k, v in kwargs["load"].items()})
         if kwargs.get("wall_s") is None:
             kwargs["wall_s"] = NAN
         return cls(**kwargs)
@@ -398,9 +418,13 @@ class _RecordFolder:
         record = self._load(self.path(record_id))
         return record if record is not None else self._archive()[1].get(record_id)
 
-    def is_done(self, record_id: str) -> bool:
+    def is_done(self, record_id: str, redo_contended: bool = False) -> bool:
+        """Whether the record is a finished result (ok or oom); with `redo_contended`, a measurement marked
+        contended is not (`dlm-bench run --remeasure_contended`)."""
         record = self.read(record_id)
-        return record is not None and record.status in DONE_STATUSES
+        if record is None or record.status not in DONE_STATUSES:
+            return False
+        return not (redo_contended and record.load is not None and record.load.contended)
 
     def write(self, record) -> Path:
         path = self.path(getattr(record, self.id_field))

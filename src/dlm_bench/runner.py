@@ -69,12 +69,14 @@ class RunSummary:
 
 @dataclass(frozen=True)
 class RunContext:
-    """What every cell of one run shares: the experiment's name, the environment, the clock, the peaks."""
+    """What every cell of one run shares: the experiment's name, the environment, the clock, the peaks, and
+    the guard that waits for a quiet machine before each cell."""
 
     experiment: str
     environment: dict
     clock: Clock
     peaks: roofline.Peaks
+    guard: machine_load.LoadGuard
 
     @property
     def hardware(self) -> str:
@@ -117,16 +119,16 @@ def repetition(cell: Cell, run: TimedRun) -> Repetition:
 
 
 def measure(generator: Generator, ids: torch.Tensor, cell: Cell, clock: Clock, device: torch.device,
-            kernel: str) -> Measurement:
+            kernel: str, guard: machine_load.LoadGuard, quiet: machine_load.Quiet) -> Measurement:
     """The cell's runs through the one loop (measure.loop.measure_runs), with the memory peaks around the
-    timed runs and the machine's load around the whole."""
+    timed runs and the machine's load around the whole (`quiet`: the guard's look before it)."""
     before = machine_load.sample(device)
     with kernel_context(kernel):
         runs, reps, warmup_steps = measure_runs(generator, ids, cell.n_out, cell.steps, clock, cell.settings.timing,
                                                 lambda run: repetition(cell, run), after_warmup=lambda: reset_peak(device))
         memory = read_peak(device)
     return Measurement(reps, runs[-1].trace, memory, warmup_steps,
-                       machine_load.between(before, machine_load.sample(device)))
+                       guard.stats(quiet, machine_load.between(before, machine_load.sample(device))))
 
 
 # --------------------------------------------------------------------------- policy
@@ -240,11 +242,12 @@ def run_cell(cell: Cell, loaded: LoadedModel, prompts: PromptSet, ctx: RunContex
     allow = cell.settings.allow_attention_mismatch
     status, error, label, measurement, extras = "error", None, None, None, Extras()
     options = kernels_to_try(loaded.attention_kernel, allow)
+    quiet = ctx.guard.wait_for_quiet(f"cell {cell.describe()}")
     for attempt, (kernel, kernel_label) in enumerate(options):
         torch.manual_seed(cell.settings.seed)
         generator = make_generator(cell, loaded)
         try:
-            measurement = measure(generator, ids, cell, ctx.clock, loaded.device, kernel)
+            measurement = measure(generator, ids, cell, ctx.clock, loaded.device, kernel, ctx.guard, quiet)
         except torch.OutOfMemoryError as exc:
             status, error = "oom", str(exc).splitlines()[0][:500]
             break
@@ -281,9 +284,12 @@ def run_engine_cell(cell: Cell, loaded: LoadedModel, prompts: PromptSet, ctx: Ru
     ids, passage_ids = prompts.batch(cell.batch_size, loaded.device)
     status, error, engine, measured, extras = "error", None, None, None, Extras()
     per_prompt: list[dict] = []
-    before = machine_load.sample(loaded.device)
+    quiet, before, pids = None, None, ()
     try:
         engine = pool.engine_for(cell, loaded.tokenizer)
+        pids = engine.pids()  # the engine's own processes: their CPU time is the measurement's, not other work
+        quiet = ctx.guard.wait_for_quiet(f"cell {cell.describe()}", pids)
+        before = machine_load.sample(loaded.device, pids)
         measured = engine_measure.measure_engine(engine, ids, cell, ctx.clock, lambda run: repetition(cell, run))
         status = "ok"
         if per_prompt_count:
@@ -305,7 +311,8 @@ def run_engine_cell(cell: Cell, loaded: LoadedModel, prompts: PromptSet, ctx: Ru
             extras.error = f"per-prompt pairs: {line}"
         else:
             error = line
-    load = machine_load.between(before, machine_load.sample(loaded.device))
+    load = (ctx.guard.stats(quiet, machine_load.between(before, machine_load.sample(loaded.device, pids)))
+            if quiet is not None and before is not None else None)
     record = new_record(cell, loaded, ctx, status, error, "n/a (engine)" if engine else None, None, extras,
                         prompts.source, passage_ids, started_at, time.perf_counter() - t0)
     if measured is None:
@@ -335,8 +342,9 @@ def run_engine_cell(cell: Cell, loaded: LoadedModel, prompts: PromptSet, ctx: Ru
 
 
 def run_experiment(exp: Experiment, shard: tuple[int, int] = (0, 1), progress: bool = True,
-                   time_budget_s: Optional[float] = None) -> RunSummary:
-    """Run this shard's unfinished cells; merge the results; return what happened.
+                   time_budget_s: Optional[float] = None, remeasure_contended: bool = False) -> RunSummary:
+    """Run this shard's unfinished cells (with `remeasure_contended`, and its cells marked contended); merge the
+    results; return what happened.
 
     time_budget_s: start no new cell after this many seconds (finished cells are kept; a later run
     resumes with the rest). At least one cell always runs, so every run makes progress.
@@ -347,16 +355,17 @@ def run_experiment(exp: Experiment, shard: tuple[int, int] = (0, 1), progress: b
         torch.set_num_threads(exp.cpu_threads)  # fixed for the whole run; every row records it
     environment = capture_environment(device, project_root())
     hardware = environment["hardware"]
-    store = ResultStore(exp.resolve(exp.output_dir))
+    store = ResultStore(exp.results_dir)
     cells = select_shard(expand_cells(exp), shard)
-    todo = [c for c in cells if not store.is_done(c.cell_id(hardware))]
+    todo = [c for c in cells if not store.is_done(c.cell_id(hardware), remeasure_contended)]
     summary = RunSummary(cells_in_shard=len(cells), skipped=len(cells) - len(todo))
     log.info("shard %d/%d: %d cells, %d already done, %d to run on %s", shard[0], shard[1], len(cells),
              summary.skipped, len(todo), hardware)
     prompts = PromptProvider(exp.prompts, exp.models, exp.base_dir, exp.seed)
     prompts.check(exp.grid.seq_len)
     ctx = RunContext(exp.name, environment, clock_for(device),
-                     roofline.peaks_for(hardware, store.root / "calibration.json"))
+                     roofline.peaks_for(hardware, store.root / "calibration.json"),
+                     machine_load.LoadGuard(exp.load_guard, device))
 
     def out_of_time() -> bool:
         return (time_budget_s is not None and bool(summary.records)
@@ -389,7 +398,7 @@ def run_experiment(exp: Experiment, shard: tuple[int, int] = (0, 1), progress: b
                 bar.set_postfix_str(cell.describe())
                 cell_id = cell.cell_id(hardware)
                 with store.claim(cell_id) as mine:
-                    if not mine or store.is_done(cell_id):  # another run is on it, or finished it meanwhile
+                    if not mine or store.is_done(cell_id, remeasure_contended):  # another run is on it, or done
                         log.warning("cell %s %s: %s by another run on %s; left to it", cell_id, cell.describe(),
                                     "being measured" if not mine else "finished", store.root)
                         summary.busy += 1

@@ -7,7 +7,8 @@ import math
 import pandas as pd
 
 from ..registry import AR, DIFFUSION
-from ..config import variant_label
+from ..config import cell_label, variant_label
+from ..results import contended
 from ..measure import roofline
 from ..measure.benchmarks import target_from_dict
 from ..selection.baseline import baseline, published_parity_rows
@@ -46,6 +47,8 @@ def headline_table(results: Results) -> str:
 def unreliable(row: pd.Series) -> list[str]:
     """Why the timing behind a ratio cannot carry a verdict (empty when it can)."""
     reasons = []
+    if contended(row.get("contention")):
+        reasons.append(f"contended ({row['contention']})")
     if row.get("ratio_cv", 0.0) > CV_NO_VERDICT:
         reasons.append(f"per-pair ratio CV {100 * row['ratio_cv']:.1f}% > {100 * CV_NO_VERDICT:.0f}%")
     if row.get("fewest_repeats", MIN_REPEATS) < MIN_REPEATS:
@@ -69,6 +72,14 @@ def verdict(row: pd.Series) -> str:
         return "unreliable measurement: " + "; ".join(reasons)
     return {PASS: "diffusion faster at equal quality", FAIL: "autoregressive faster at equal quality"}.get(
         interval_verdict(lo, hi, 1.0, bound_passes=False), "no significant difference")
+
+
+def load_text(row: pd.Series) -> str:
+    """The load a pair was measured at: other processes' CPU cores during it, and the guard's judgement."""
+    cores = row.get("other_cpu_cores", math.nan)
+    if not row.get("paired", False) or cores is None or pd.isna(cores):
+        return "—"
+    return f"{_f(cores, 2)} cores" + (" (contended)" if contended(row.get("contention")) else "")
 
 
 def _speedup(r: pd.Series, label: str = "") -> str:
@@ -97,10 +108,10 @@ def parity_markdown(results: Results, best: bool = False) -> str:
             curve += f" (degenerate at K={r['degenerate_steps'].replace(';', ', ')})"
         rows.append([str(r["seq_len"]), str(r["batch_size"]), r["metric"]] + paths
                     + [_f(r["ar_quality"], 3), curve, k]
-                    + ([] if best else [k_ci]) + [_speedup(r), verdict(r)])
+                    + ([] if best else [k_ci]) + [_speedup(r), load_text(r), verdict(r)])
     return _table(["N", "B", "metric"] + (["AR path", "diffusion path"] if best else [])
                   + ["AR quality", "diffusion quality by K", "S_parity"] + ([] if best else ["S_parity (CI-aware)"])
-                  + ["Speedup Factor, paired [95% CI]", "verdict"], rows)
+                  + ["Speedup Factor, paired [95% CI]", "other work during the pair", "verdict"], rows)
 
 
 def fast_path_table(results: Results) -> str:
@@ -117,9 +128,11 @@ def fast_path_table(results: Results) -> str:
             if str(r["cell_id"]) == reference:
                 ratio = "reference"
             else:
-                est, _ = pair_estimate(measured.get((reference, str(r["cell_id"]))), results.resamples)
+                est, quality = pair_estimate(measured.get((reference, str(r["cell_id"]))), results.resamples)
                 ratio = "not paired" if math.isnan(est.value) else \
                     f"{_f(est.value, 2)} [{_f(est.ci_low, 2)}, {_f(est.ci_high, 2)}]"
+                if contended(quality.get("contention")):
+                    ratio += " (contended: no verdict)"
             rows.append([r["model_name"], variant_label(r), _k(r), _f(r["steps_executed"], 0),
                          _f(r["latency_ms_median"], 2), _f(r["tokens_per_s_median"]), ratio,
                          _f(r["agreement_with_uncached"], 3), _f(r["mfu"], 3), _f(r["mbu"], 3)])
@@ -264,12 +277,29 @@ def summary_markdown(results: Results, title: str = "dlm-bench results") -> str:
     if not results.engine_rows.empty:
         parts += ["## Engines", "", ENGINES_INTRO, "", engines_table(results), "", "### Per prompt", "",
                   per_prompt_table(results), ""]
+    parts += contended_markdown(results)
     if results.warnings:
         parts += ["## Measurement warnings", ""] + [f"- {w}" for w in results.warnings[:40]]
         if len(results.warnings) > 40:
             parts.append(f"- … and {len(results.warnings) - 40} more")
         parts.append("")
     return "\n".join(parts)
+
+
+def contended_markdown(results: Results) -> list[str]:
+    """The section listing every cell and pair measured while other work used the machine (none: no section)."""
+    cells = pd.concat([results.rows, results.engine_rows]) if not results.engine_rows.empty else results.rows
+    lines = [f"- cell {cell_label(r)}: {r['contention']}" for _, r in cells.iterrows()
+             if r.get("status") == "ok" and contended(r.get("contention"))]
+    if not results.pairs.empty and "contention" in results.pairs:
+        lines += [f"- pair {r['reference']} / {r['contender']}: {r['contention']}"
+                  for _, r in results.pairs.iterrows() if r.get("status") == "ok" and contended(r.get("contention"))]
+    if not lines:
+        return []
+    return ["## Contended measurements", "",
+            f"{len(lines)} measurements were taken while other work used the machine (load_guard in the config); "
+            "a ratio from a contended pair carries no verdict, and a contended cell's times are not the machine's. "
+            "`dlm-bench run --remeasure_contended --config ...` measures them again.", ""] + lines + [""]
 
 
 def paper_summary_markdown(results: Results, summary_link: str) -> str:

@@ -47,7 +47,8 @@ OVERRIDES: tuple[Override, ...] = (
                                                  "prompt/reference); sets prompts.source: file"),
     Override("compute_bertscore", ("quality", "compute_bertscore"), "score BERTScore after timing "
                                                                    "(quality.compute_bertscore: true)", switch=True),
-    Override("output_dir", ("output_dir",), "override output_dir (raw data)"),
+    Override("output_dir", ("output_dir",), "override output_dir (records and tables); the figures follow it into "
+                                            "<output_dir>/figures unless --figures_dir is given"),
     Override("figures_dir", ("figures_dir",), "override figures_dir"),
     Override("models", ("models",), "run only these model names from the config", many=True),
     Override("pairs_repeats", ("pairs", "repeats"), "override pairs.repeats (interleaved pairs per published ratio)",
@@ -75,6 +76,8 @@ def apply_overrides(raw: dict, overrides: Mapping[str, Any]) -> dict:
                 if not raw["engines"]["openai"]["models"] and isinstance(engines, list):
                     raw["engines"]["engine"] = [e for e in engines if e != "openai"]
             continue
+        if key == "output_dir" and overrides.get("figures_dir") is None:
+            raw.pop("figures_dir", None)  # the figures follow an output folder given on the command line
         if key == "prompt_file":
             raw.setdefault("prompts", {})["source"] = "file"
         node = raw

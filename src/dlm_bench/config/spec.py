@@ -22,7 +22,8 @@ from .validation import (check_embedding, diffusion_shape_error, distinct, encod
                          positive, writable_folder)
 
 __all__ = ["ModelSpec", "GridSpec", "DiffusionSpec", "AutoregressiveSpec", "LlamaCppSpec", "OpenAISpec", "EnginesSpec",
-           "TimingSpec", "PAIR_KINDS", "PairsSpec", "PromptSpec", "QualitySpec", "Experiment"]
+           "TimingSpec", "PAIR_KINDS", "PairsSpec", "PromptSpec", "QualitySpec", "LoadGuardSpec", "Experiment",
+           "RESULTS_ROOT", "FIGURES_ROOT"]
 
 
 # --------------------------------------------------------------------------- schema
@@ -459,12 +460,60 @@ class QualitySpec:
 
 
 @dataclass(frozen=True)
+class LoadGuardSpec:
+    """A node of one's own: before each cell and pair the harness watches the machine for `probe_s` seconds
+    (other processes' CPU use in cores, CPU steal, other processes on the GPU). While it is busy it waits,
+    probing every `poll_s` seconds, at most `wait_s` per measurement and `wait_budget_s` per run; if quiet
+    does not come it measures and marks the row contended (so it does when the load during the measurement
+    is over a limit), and a contended row carries no verdict. `dlm-bench run --remeasure_contended` measures
+    contended cells and pairs again.
+
+    enabled: false records the load but neither waits nor marks.
+    max_other_cores: CPU cores other processes may use (a busy neighbour thread is about 1).
+    max_steal_pct: CPU time the hypervisor may steal, %.
+    max_gpu_other_processes: other compute processes allowed on the GPU.
+    """
+
+    enabled: bool = True
+    max_other_cores: float = 0.3
+    max_steal_pct: float = 10.0
+    max_gpu_other_processes: int = 0
+    probe_s: float = 0.5
+    poll_s: float = 5.0
+    wait_s: float = 60.0
+    wait_budget_s: float = 600.0
+
+    def validate(self) -> None:
+        for key in ("max_other_cores", "max_steal_pct", "wait_s", "wait_budget_s"):
+            finite(getattr(self, key), f"load_guard.{key}")
+        for key in ("probe_s", "poll_s"):
+            value = getattr(self, key)
+            if not (math.isfinite(value) and 0 < value <= 60):
+                raise ConfigError(f"load_guard.{key}: {value} is not allowed; allowed: seconds in (0, 60]")
+        if self.max_gpu_other_processes < 0:
+            raise ConfigError(f"load_guard.max_gpu_other_processes: {self.max_gpu_other_processes} is not allowed; "
+                              f"allowed: integers >= 0")
+
+
+RESULTS_ROOT, FIGURES_ROOT = "results/raw_data", "results/figures"  # each experiment's folders lie under these
+EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # a name that is also a folder name
+
+
+@dataclass(frozen=True)
 class Experiment:
+    """The whole experiment file.
+
+    output_dir: where the records and tables go; null = results/raw_data/<name>, so each config keeps its
+        own results.
+    figures_dir: where the figures go; null = results/figures/<name> beside the default output_dir, else
+        <output_dir>/figures (figures follow an output folder that was chosen).
+    """
+
     name: str
     models: list[ModelSpec]
     grid: GridSpec
-    output_dir: str = "results/raw_data"
-    figures_dir: str = "results/figures"
+    output_dir: Optional[str] = None
+    figures_dir: Optional[str] = None
     device: str = "auto"
     precision: str = "bf16"
     attention: str = "flash_attention_2"
@@ -478,16 +527,37 @@ class Experiment:
     quality: QualitySpec = field(default_factory=QualitySpec)
     pairs: PairsSpec = field(default_factory=PairsSpec)
     engines: EnginesSpec = field(default_factory=EnginesSpec)
+    load_guard: LoadGuardSpec = field(default_factory=LoadGuardSpec)
     base_dir: str = "."
 
     def resolve(self, path: Optional[str]) -> Optional[Path]:
         """A config-relative path made absolute (paths are relative to the project root)."""
         return resolve_path(path, self.base_dir)
 
+    @property
+    def results_dir(self) -> Path:
+        """The folder of this experiment's records and tables (absolute)."""
+        return self.resolve(self.output_dir or f"{RESULTS_ROOT}/{self.name}")
+
+    @property
+    def figure_dir(self) -> Path:
+        """The folder of this experiment's figures (absolute)."""
+        if self.figures_dir:
+            return self.resolve(self.figures_dir)
+        return self.resolve(f"{FIGURES_ROOT}/{self.name}") if not self.output_dir else self.results_dir / "figures"
+
     def validate(self) -> None:
         """Raise ConfigError for the first problem found. Checks files, never loads a model."""
+        if not EXPERIMENT_NAME.fullmatch(self.name):
+            raise ConfigError(f"name: {self.name!r} is not allowed; allowed: letters, digits, '_', '-', '.' (it names "
+                              f"the experiment's results folder), starting with a letter or digit")
         for key in ("output_dir", "figures_dir"):
-            writable_folder(self.resolve(getattr(self, key)), key)
+            value = getattr(self, key)
+            if value is not None and not value.strip():
+                raise ConfigError(f"{key}: empty; allowed: a folder path, or null for the default "
+                                  f"({RESULTS_ROOT if key == 'output_dir' else FIGURES_ROOT}/{self.name})")
+        for key, folder in (("output_dir", self.results_dir), ("figures_dir", self.figure_dir)):
+            writable_folder(folder, key)
         self.grid.validate()
         one_of(self.precision, tuple(PRECISIONS), "precision")
         one_of(self.attention, ATTENTION_BACKENDS, "attention")
@@ -515,6 +585,7 @@ class Experiment:
         self.quality.validate(self.base_dir)
         self.pairs.validate()
         self.engines.validate(self.models)
+        self.load_guard.validate()
         self._check_llamacpp_diffusion()
 
     def _check_llamacpp_diffusion(self) -> None:

@@ -48,3 +48,14 @@ class Engine(Protocol):
     def run(self, prompt_ids: Sequence[Sequence[int]]) -> EngineBatch:
         """Generate N_out tokens for each prompt (token ids); raise EngineError on failure."""
         ...
+
+    def pids(self) -> tuple[int, ...]:
+        """The long-lived processes of this machine that do the engine's work (a local server), whose CPU time
+        belongs to its measurement; () when it has none (a CLI run per request is a waited-for child)."""
+        ...
+
+
+def server_pids(server) -> tuple[int, ...]:
+    """The pid of a running local server (anything with `proc`), else ()."""
+    proc = getattr(server, "proc", None)
+    return (proc.pid,) if proc is not None and proc.poll() is None else ()

@@ -12,7 +12,7 @@ import os
 from typing import Any, Optional, Sequence
 
 from ..config import Cell
-from . import EngineBatch, EngineError
+from . import EngineBatch, EngineError, server_pids
 from .llamacpp.engine import batch_of
 from .llamacpp.server import LlamaServer
 from .streaming import read_openai_chunk, stream_all
@@ -55,3 +55,6 @@ class OpenAIEngine:
         answers, wall = stream_all(self.url, [self.body(p) for p in prompt_ids], self.headers(), self.timeout_s,
                                    read_openai_chunk)
         return batch_of(answers, wall, "openai")
+
+    def pids(self) -> tuple[int, ...]:
+        return server_pids(self.local_server)

@@ -94,7 +94,7 @@ def score_experiment(exp: Experiment, device: torch.device, progress: bool = Tru
     """Score every finished cell that has saved generations and no scores from the same encoder and judge
     (a re-run resumes); write the quality files."""
     q = exp.quality
-    store = ResultStore(exp.resolve(exp.output_dir))
+    store = ResultStore(exp.results_dir)
     records = [r for r in store.records() if r.status == "ok" and r.generations]
     bert = None
     if q.compute_bertscore:

@@ -148,8 +148,8 @@ def best_parity_rows(parity: pd.DataFrame, engine_rows: Optional[pd.DataFrame] =
                                          resamples)
             row.update({"paired": bool(quality), "speedup_factor": est.value, "speedup_factor_ci_low": est.ci_low,
                         "speedup_factor_ci_high": est.ci_high})
-            for key in ("ratio_cv", "fewest_repeats", "load_change"):
-                row[key] = quality.get(key, math.nan)
+            for key in MEASUREMENT_KEYS:
+                row[key] = quality.get(key, "" if key == "contention" else math.nan)
         best.append(row)
     return pd.DataFrame(best)
 
@@ -222,16 +222,24 @@ def ms_list(text) -> list[float]:
     return [float(x) for x in str(text).split(";")] if isinstance(text, str) and text else []
 
 
+MEASUREMENT_KEYS = ("ratio_cv", "fewest_repeats", "load_change", "contention", "other_cpu_cores")  # pair_estimate's
+
+
 def pair_estimate(pair: pd.Series | None, resamples: int = RESAMPLES) -> tuple[Estimate, dict]:
     """The paired ratio of a measured pair and the quality of its measurement (for the verdict gate):
     the CV of the per-pair ratios (drift that moves both arms alike cancels in them), the number of
-    pairs, the change of the load average during the pair."""
+    pairs, the change of the load average during the pair, the load guard's judgement of the pair
+    (`contention`: "quiet", what made it contended, or "" where it was not judged) and the CPU cores other
+    processes used during it."""
     if pair is None:
         return NO_ESTIMATE, {}
     reference, contender = ms_list(pair["reference_ms_all"]), ms_list(pair["contender_ms_all"])
     before, after = pair.get("load_1m_before"), pair.get("load_1m_after")
     load_change = abs(float(after) - float(before)) if pd.notna(before) and pd.notna(after) else math.nan
     ratios = per_pair_ratios(reference, contender)
+    contention = pair.get("contention")
     return paired_ratio(reference, contender, resamples), {
-        "ratio_cv": coefficient_of_variation(ratios), "fewest_repeats": len(ratios), "load_change": load_change}
+        "ratio_cv": coefficient_of_variation(ratios), "fewest_repeats": len(ratios), "load_change": load_change,
+        "contention": contention if isinstance(contention, str) else "",
+        "other_cpu_cores": float(pair.get("other_cpu_cores", math.nan))}
 

@@ -8,7 +8,7 @@ from typing import Any, Optional, Sequence
 
 from ...config import Cell
 from ...metrics import timing as metrics
-from .. import EngineAnswer, EngineBatch, EngineError
+from .. import EngineAnswer, EngineBatch, EngineError, server_pids
 from ..streaming import StreamedAnswer, read_native_chunk, stream_all
 from .build import LlamaCpp
 from .diffusion_cli import CliError, DiffusionRequest, forward_passes, run_diffusion
@@ -68,6 +68,9 @@ class DiffusionCliEngine:
                               steps=req.steps, forward_passes=forward_passes(req), engine_ms=run.total_ms)
         return EngineBatch(run.total_ms, [answer], step_ms=run.step_ms)
 
+    def pids(self) -> tuple[int, ...]:
+        return ()
+
 
 class ServerEngine:
     """AR generation through llama-server's native streaming `/completion`: token ids in, token ids out,
@@ -93,6 +96,9 @@ class ServerEngine:
         if not self.server.alive():
             raise EngineError(f"llama-server died during the cell: {self.server.last_log_line()}")
         return batch_of(answers, wall, "llama-server")
+
+    def pids(self) -> tuple[int, ...]:
+        return server_pids(self.server)
 
 
 def threads_for(configured: Optional[int], cpu_threads: Optional[int], cores: int) -> int:
