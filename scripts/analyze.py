@@ -29,6 +29,9 @@ def main() -> int:
     p.add_argument("--bootstrap_resamples", type=int, default=RESAMPLES,
                    help=f"resamples of every bootstrap interval (the config's quality.bootstrap_resamples; "
                         f"default {RESAMPLES})")
+    p.add_argument("--see_also", nargs="+", default=[], type=Path,
+                   help="results folders of other studies of the same question, quoted in the summary (the config's "
+                        "see_also)")
     args = p.parse_args()
     if args.bootstrap_resamples < 1:
         p.error(f"--bootstrap_resamples: {args.bootstrap_resamples} is not allowed; allowed: integers >= 1")
@@ -36,7 +39,7 @@ def main() -> int:
     try:
         out = analyze(Path(args.input), Path(args.output), Path(args.summary) if args.summary else None,
                       Path(args.paper) if args.paper else None, tuple(args.facet), args.section,
-                      args.bootstrap_resamples, args.quantized_best)
+                      args.bootstrap_resamples, args.quantized_best, tuple(args.see_also))
     except (MixedRowsError, FileNotFoundError, ValueError) as exc:
         print(f"analysis error: {exc}", file=sys.stderr)
         return 2

@@ -330,3 +330,16 @@ def test_measurement_warnings_are_one_console_line_and_listed_in_the_summary(tmp
     assert len(lines) == 1 and lines[0].startswith("2 measurement warnings") and str(root / "summary.md") in lines[0]
     summary = (root / "summary.md").read_text()
     assert summary.count("run-to-run CV 20.0%") + summary.count("run-to-run CV 30.0%") == 2
+
+
+def test_an_engine_only_study_of_random_weights_is_labelled_synthetic():
+    import pandas as pd
+
+    from dlm_bench.analysis.data import Results
+
+    columns = ["status", "weights", "hardware", "precision", "attention_kernel", "kind"]
+    engine = pd.DataFrame([{"status": "ok", "weights": "synthetic", "hardware": "cpu: X", "precision": "fp32",
+                            "attention_kernel": "n/a (engine)", "kind": "autoregressive"}])
+    results = Results(rows=pd.DataFrame(columns=columns), parity=pd.DataFrame(), engine_rows=engine)
+    assert results.synthetic and results.caption() == ("cpu: X | fp32 | attention: n/a (engine) | SYNTHETIC random-init "
+                                                        "weights: timing only, quality is a smoke test")

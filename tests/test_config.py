@@ -1,10 +1,11 @@
 import copy
+import dataclasses
 
 import pytest
 import yaml
 
 from conftest import ROOT, mini_config_dict, write_config
-from dlm_bench.config import ConfigError, expand_cells, load_experiment, parse_shard, select_shard
+from dlm_bench.config import ConfigError, Experiment, expand_cells, load_experiment, parse_shard, read_yaml, select_shard
 from dlm_bench.cli import main
 
 
@@ -116,12 +117,26 @@ BAD = [
     ("engines", {"engine": ["llamacpp"], "llamacpp": {"weights_format": ["q2_k"]}},
      "engines.llamacpp.weights_format: 'q2_k' is not allowed; allowed: f32, f16, bf16, q8_0, q4_k_m"),
     ("engines", {"per_prompt": 0}, "engines.per_prompt / per_prompt_pairs: 0 is not allowed"),
+    ("output_dir", "", "output_dir: empty; allowed: a folder path, or null for the default"),
+    ("figures_dir", "  ", "figures_dir: empty; allowed: a folder path, or null for the default"),
+    ("name", "../elsewhere", "name: '../elsewhere' is not allowed; allowed: letters, digits"),
+    ("load_guard", {"max_other_cores": -1.0}, "load_guard.max_other_cores: -1.0 is not allowed"),
+    ("load_guard", {"probe_s": 0.0}, "load_guard.probe_s: 0.0 is not allowed; allowed: seconds in (0, 60]"),
+    ("load_guard", {"max_gpu_other_processes": -1}, "load_guard.max_gpu_other_processes: -1 is not allowed"),
+    ("grid.seq_len", [32, 2048], "grid.seq_len: 2048 is longer than tiny-llama's 1024 positions"),
+    ("quality", {"judge_path": "KEEP", "random_ids": True},
+     "prompts.source: random_ids has no text for BERTScore or a judge to score"),
+    ("models.0.tokenizer", "/", "models[0] (tiny-llama).tokenizer: no tokenizer in /"),
+    ("see_also", ["results"], "see_also[0]: results is not a results folder"),
 ]
 
 
 @pytest.mark.parametrize("field,value,message", BAD, ids=[b[0] + "=" + repr(b[1])[:12] for b in BAD])
 def test_config_error_is_one_line_exit_2_and_writes_nothing(tiny_models, tmp_path, capsys, field, value, message):
-    data = _mutate(copy.deepcopy(mini_config_dict(tiny_models, tmp_path)), field, value)
+    data = copy.deepcopy(mini_config_dict(tiny_models, tmp_path))
+    if isinstance(value, dict) and value.get("random_ids"):  # text-free prompts with a judge asked for
+        data["prompts"], value = {"source": "random_ids", "max_prompts": 2}, {"judge_path": str(tiny_models["llama"])}
+    data = _mutate(data, field, value)
     path = write_config(tmp_path, data)
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(").replace(")", r"\)")):
         load_experiment(path)
@@ -242,7 +257,7 @@ def test_local_leap_cells_carry_their_knobs_and_other_cells_keep_their_ids(tiny_
     data["diffusion"].update(sampler=["low_confidence", "threshold", "local_leap"], leap_relaxed=0.6, leap_window=3)
     cells = expand_cells(load_experiment(write_config(tmp_path, data)))
     leap = [c for c in cells if c.sampler == "local_leap"]
-    assert leap and all((c.threshold, c.leap_relaxed, c.leap_window, c.threshold_steps) == (0.9, 0.6, 3, "cap")
+    assert leap and all((c.threshold, c.leap_relaxed, c.leap_window, c.threshold_steps) == (0.9, 0.6, 3, "unbounded")
                         for c in leap)
     others = [c for c in cells if c.sampler != "local_leap"]
     assert all(c.leap_relaxed is None and c.leap_window is None for c in others)
@@ -286,16 +301,52 @@ def test_every_shipped_config_loads_and_dry_runs(tiny_models, tmp_path, config, 
     (tmp_path / "config").symlink_to(ROOT / "config")
     (tmp_path / "data" / "austen").mkdir(parents=True)
     (tmp_path / "data" / "prompts").symlink_to(ROOT / "data" / "prompts")
+    (tmp_path / "results" / "raw_data").mkdir(parents=True)  # the committed studies a config quotes (see_also)
+    for study in (ROOT / "results" / "raw_data").glob("cpu_*"):
+        (tmp_path / "results" / "raw_data" / study.name).symlink_to(study)
     (tmp_path / "data" / "austen" / "prompts.txt").write_text("A held-out passage.\n")
     for folder, model_type in (("checkpoints/austen/ar", "llama"), ("checkpoints/austen/mdm", "llada"),
                                ("models/midsize/llama", "llama"), ("models/midsize/llada", "llada")):
         (tmp_path / folder).mkdir(parents=True)
         (tmp_path / folder / "config.json").write_text(f'{{"model_type": "{model_type}"}}')
+        (tmp_path / folder / "tokenizer.json").write_text("{}")
     exp = load_experiment(ROOT / "config" / config, base_dir=tmp_path)
     assert dry_run(exp, (0, 1)) == 0
     out = capsys.readouterr().out
     assert f"{len(expand_cells(exp))} cells" in out and len(expand_cells(exp)) > 0
 
+
+
+def test_each_shipped_config_writes_its_own_results_and_figures():
+    """No two configs share a results or figures folder, and the main job's and the mini config's folders are
+    named after their experiments (built without validation: nothing needs to exist)."""
+    from dlm_bench.config.loading import _build
+
+    exps = {p.name: dataclasses.replace(_build(Experiment, read_yaml(p), ""), base_dir=str(ROOT))
+            for p in (ROOT / "config").glob("*.yaml")}
+    results = {name: exp.results_dir for name, exp in exps.items()}
+    figures = {name: exp.figure_dir for name, exp in exps.items()}
+    assert len(set(results.values())) == len(results) and len(set(figures.values())) == len(figures)
+    assert not set(results.values()) & set(figures.values())
+    quick, mini = exps["experiments_austen_quick.yaml"], exps["experiments_mini.yaml"]
+    assert quick.results_dir == ROOT / "results" / "raw_data" / "austen_quick"
+    assert quick.figure_dir == ROOT / "results" / "figures" / "austen_quick"
+    assert mini.results_dir == ROOT / "results" / "raw_data" / "mini"
+
+
+def test_figures_follow_an_output_folder_given_on_the_command_line_or_in_the_config(tiny_models, tmp_path):
+    data = mini_config_dict(tiny_models, tmp_path)
+    path = write_config(tmp_path, data)
+    moved = load_experiment(path, {"output_dir": str(tmp_path / "smoke")})
+    assert moved.results_dir == tmp_path / "smoke" and moved.figure_dir == tmp_path / "smoke" / "figures"
+    both = load_experiment(path, {"output_dir": str(tmp_path / "smoke"), "figures_dir": str(tmp_path / "f")})
+    assert both.figure_dir == tmp_path / "f"
+    del data["figures_dir"]
+    assert load_experiment(write_config(tmp_path, data)).figure_dir == tmp_path / "raw" / "figures"
+    del data["output_dir"]
+    default = load_experiment(write_config(tmp_path, data), base_dir=tmp_path)
+    assert default.results_dir == tmp_path / "results" / "raw_data" / "test_mini"
+    assert default.figure_dir == tmp_path / "results" / "figures" / "test_mini"
 
 
 # ----------------------------------------------------------------- bad input outside the schema

@@ -476,3 +476,41 @@ def test_only_models_llama_cpp_runs_need_a_checkpoint_folder(tiny_models, tmp_pa
     data["engines"]["openai"]["url"] = LOCAL_SERVER
     with pytest.raises(ConfigError, match="engines.engine: hub-llama has no checkpoint folder"):
         load_experiment(write_config(tmp_path, data))
+
+
+class _ShortAnswers(http.server.BaseHTTPRequestHandler):
+    """An OpenAI-compatible endpoint that stops after 3 tokens whatever max_tokens asks, and says so in usage."""
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        for event in (_openai("It"), _openai(" was"), _openai(" a"),
+                      _openai("", "length", {"completion_tokens": 3}), "[DONE]"):
+            self.wfile.write(f"data: {event if isinstance(event, str) else json.dumps(event)}\n\n".encode())
+            self.wfile.flush()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.integration
+def test_a_server_that_returns_fewer_tokens_than_asked_gives_an_error_row_not_a_throughput(tiny_models, tmp_path):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ShortAnswers)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        data = _engine_config(tiny_models, tmp_path, engine=["torch", "openai"],
+                              openai={"url": f"http://127.0.0.1:{server.server_address[1]}/v1",
+                                      "models": ["tiny-llama"]})
+        data["grid"]["batch_size"] = [1]
+        data["diffusion"] = {"block_length": 8}
+        summary = runner.run_experiment(load_experiment(write_config(tmp_path, data)), progress=False)
+    finally:
+        server.shutdown()
+    rows = list(csv.DictReader(open(summary.csv_path)))
+    (openai_row,) = [r for r in rows if r["engine"] == "openai"]
+    assert openai_row["status"] == "error" and openai_row["tokens_per_s_median"] == ""
+    assert openai_row["error"] == ("openai: answer 1 of 1 has 3 tokens (counted by the engine), not N_out = 16: the "
+                                   "engine stopped early or ran on")
+    assert summary.errors == 1 and all(r["status"] == "ok" for r in rows if r["engine"] == "torch")

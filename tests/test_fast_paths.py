@@ -63,9 +63,12 @@ def test_threshold_near_zero_finishes_each_block_in_one_step():
 
 def test_threshold_respects_the_step_budget():
     prompt = torch.randint(0, 90, (1, 5), generator=torch.Generator().manual_seed(1))
-    trace = MaskedDiffusionGenerator(_llada(), MASK, block_length=8, sampler="threshold", threshold=1.0).generate(
-        prompt, 16, steps=4)  # 2 steps per block: one token, then everything left
-    assert trace.committed_per_step == [1.0, 7.0, 1.0, 7.0]
+    trace = MaskedDiffusionGenerator(_llada(), MASK, block_length=8, sampler="threshold", threshold=1.0,
+                                     threshold_steps="cap").generate(prompt, 16, steps=4)
+    assert trace.committed_per_step == [1.0, 7.0, 1.0, 7.0]  # 2 steps per block: one token, then everything left
+    # as Fast-dLLM runs it (the default): no budget; at threshold 1.0 one token a step, every block to its end
+    unbounded = MaskedDiffusionGenerator(_llada(), MASK, block_length=8, sampler="threshold", threshold=1.0)
+    assert unbounded.generate(prompt, 16, steps=4).committed_per_step == [1.0] * 16
 
 
 def test_entropy_ordering_on_hand_built_logits():

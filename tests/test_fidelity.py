@@ -141,7 +141,7 @@ def test_dream_origin_draws_over_the_masked_positions_only():
     assert trace.output_ids[0].tolist() == [7] * 8
 
 
-def test_dream_family_defaults_to_the_dream_schedule(mini_config):
+def test_each_family_defaults_to_its_references_own_choices(mini_config, tiny_models):
     import yaml
 
     from dlm_bench.config import expand_cells, load_experiment
@@ -151,15 +151,22 @@ def test_dream_family_defaults_to_the_dream_schedule(mini_config):
     data["diffusion"].update(sampler=["threshold", "margin"], temperature=0.5)
     mini_config.write_text(yaml.safe_dump(data))
     cells = [c for c in expand_cells(load_experiment(mini_config)) if c.model.kind == "diffusion"]
+    # the references' own choices by default: Fast-dLLM's unbounded threshold loop, generate.py's canvas noise
     assert {c.schedule for c in cells} == {"llada"} and {c.eps for c in cells} == {None}
-    assert {c.threshold_steps for c in cells if c.sampler == "threshold"} == {"cap"}
+    assert {c.threshold_steps for c in cells if c.sampler == "threshold"} == {"unbounded"}
     assert {c.threshold_steps for c in cells if c.sampler == "margin"} == {None}
-    assert {c.noise_layout for c in cells} == {"block"}
-    data["diffusion"].update(schedule="dream", eps=0.01, threshold_steps="unbounded", noise_layout="canvas")
+    assert {c.noise_layout for c in cells} == {"canvas"}
+    data["diffusion"].update(schedule="dream", eps=0.01, threshold_steps="cap", noise_layout="block")
     mini_config.write_text(yaml.safe_dump(data))
     cells = [c for c in expand_cells(load_experiment(mini_config)) if c.model.kind == "diffusion"]
-    assert {(c.schedule, c.eps, c.noise_layout) for c in cells} == {("dream", 0.01, "canvas")}
-    assert {c.threshold_steps for c in cells if c.sampler == "threshold"} == {"unbounded"}
+    assert {(c.schedule, c.eps, c.noise_layout) for c in cells} == {("dream", 0.01, "block")}
+    assert {c.threshold_steps for c in cells if c.sampler == "threshold"} == {"cap"}
+    data["models"][1] = {"name": "tiny-dream", "family": "dream", "path": str(tiny_models["dream"])}
+    data["diffusion"] = {"block_length": 8, "sampler": ["threshold"], "temperature": 0.5}
+    mini_config.write_text(yaml.safe_dump(data))  # Dream gets its own schedule without being told
+    cells = [c for c in expand_cells(load_experiment(mini_config)) if c.model.kind == "diffusion"]
+    assert {(c.schedule, c.eps, c.threshold_steps, c.noise_layout) for c in cells} == {("dream", 1e-3, "unbounded",
+                                                                                         "canvas")}
 
 
 # ----------------------------------------------------------------- threshold step semantics

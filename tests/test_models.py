@@ -118,3 +118,43 @@ def test_logits_slice_matches_full_logits():
 def test_unsupported_llada_variant_is_refused():
     with pytest.raises(ValueError, match="weight_tying"):
         LLaDAConfig.from_dict({"d_model": 8, "weight_tying": True})
+
+
+def _with_config_change(source, target, **change):
+    """A copy of a checkpoint folder whose config.json declares `change` (the weights stay as they are)."""
+    import shutil
+
+    shutil.copytree(source, target)
+    cfg = json.loads((target / "config.json").read_text())
+    cfg.update(change)
+    (target / "config.json").write_text(json.dumps(cfg))
+    return target
+
+
+@pytest.mark.parametrize("family, change, first_missing", [
+    ("llama", {"num_hidden_layers": 3}, "model.layers.2."),
+    ("llada", {"n_layers": 3}, "model.transformer.blocks.2."),
+])
+def test_a_checkpoint_missing_a_layer_its_config_declares_is_refused_with_the_names(tiny_models, tmp_path, family,
+                                                                                     change, first_missing):
+    from dlm_bench.config import ModelSpec
+    from dlm_bench.models.loader import IncompleteCheckpointError, LoadSettings, load_model
+
+    folder = _with_config_change(tiny_models[family], tmp_path / family, **change)
+    spec = ModelSpec(name=f"short-{family}", family=family, path=str(folder))
+    with pytest.raises(IncompleteCheckpointError) as caught:
+        load_model(spec, torch.device("cpu"), LoadSettings("fp32", "sdpa", 0, tmp_path))
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith(f"short-{family}: the weights in {folder} do not match")
+    assert "missing (" + first_missing in message and "or synthetic: true for random weights" in message
+
+
+def test_a_checkpoint_with_tensors_of_the_wrong_shape_is_refused(tiny_models, tmp_path):
+    from dlm_bench.config import ModelSpec
+    from dlm_bench.models.loader import IncompleteCheckpointError, LoadSettings, load_model
+
+    cfg = json.loads((tiny_models["llada"] / "config.json").read_text())
+    folder = _with_config_change(tiny_models["llada"], tmp_path / "wide", mlp_hidden_size=cfg["mlp_hidden_size"] * 2)
+    with pytest.raises(IncompleteCheckpointError, match=r"of the wrong shape \(model\.transformer\.blocks\.0\."):
+        load_model(ModelSpec(name="wide", family="llada", path=str(folder)), torch.device("cpu"),
+                   LoadSettings("fp32", "sdpa", 0, tmp_path))

@@ -363,3 +363,87 @@ def test_quality_generations_of_a_random_sampler_do_not_depend_on_the_timing(tin
         (record,) = [json.loads(p.read_text()) for p in (folder / "raw" / "cells").glob("*.json")]
         outputs.append([g["output_ids"] for g in record["generations"]])
     assert len(outputs[0]) == 2 and outputs[0] == outputs[1]
+
+
+@pytest.mark.integration
+def test_a_smoke_run_with_its_own_output_dir_leaves_the_main_results_and_figures_intact(mini_config, tmp_path):
+    """Two runs of one config: the second with --output_dir elsewhere. The first run's tables, records and
+    figures are byte for byte what they were; the second's figures are in its own folder."""
+    assert main(["--config", str(mini_config), "--no_pairs"]) == 0
+    first = {p: p.read_bytes() for p in (tmp_path / "raw").rglob("*") if p.is_file() and "locks" not in p.parts}
+    first.update({p: p.read_bytes() for p in (tmp_path / "fig").rglob("*.png")})
+    assert any(p.suffix == ".png" for p in first) and any(p.name == "raw_metrics.csv" for p in first)
+    smoke = tmp_path / "smoke"
+    assert main(["--config", str(mini_config), "--no_pairs", "--output_dir", str(smoke), "--batch_size", "1"]) == 0
+    assert {p: p.read_bytes() for p in first} == first
+    assert list((smoke / "figures").glob("*.png")) and (smoke / "summary.md").is_file()
+
+
+@pytest.mark.integration
+def test_a_run_that_cannot_draw_its_figures_or_summary_exits_1_with_one_line(mini_config, tmp_path, capsys):
+    assert main(["--config", str(mini_config), "--no_pairs", "--no_figure"]) == 0
+    rows = (tmp_path / "raw" / "raw_metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    kernel = header.index("attention_kernel")
+    mixed = [rows[0]] + [",".join(f if i != kernel or n % 2 else "eager" for i, f in enumerate(r.split(",")))
+                         for n, r in enumerate(rows[1:])]
+    (tmp_path / "raw" / "raw_metrics.csv").write_text("\n".join(mixed) + "\n")
+    from dlm_bench.cli import draw_figures
+
+    capsys.readouterr()  # the run's progress bars
+    assert draw_figures(load_experiment(mini_config)) is False
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("no figures and no summary drawn for ")
+    assert "rows from different attention_kernel" in err[0]
+
+
+@pytest.mark.integration
+def test_two_runs_started_together_measure_each_cell_and_pair_and_score_each_cell_exactly_once(tiny_models, tmp_path):
+    import re
+
+    import yaml
+
+    from conftest import mini_config_dict
+
+    cfg = mini_config_dict(tiny_models, tmp_path)
+    cfg["autoregressive"] = {"decode": ["eager", "static"]}
+    cfg["diffusion"] = {"block_length": 8, "cache": ["none", "dual"]}
+    cfg["quality"] = {"judge_path": str(tiny_models["llama"]), "bootstrap_resamples": 50}
+    config = tmp_path / "shared.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    cmd = [sys.executable, "-m", "dlm_bench", "--config", str(config), "--no_figure"]
+    runs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    logs = [run.communicate(timeout=600)[1] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], logs[0][-1500:] + logs[1][-1500:]
+
+    def total(pattern: str) -> int:
+        return sum(int(m) for log in logs for m in re.findall(pattern, log))
+
+    from dlm_bench.results import PairStore
+
+    cells, pairs = runner.ResultStore(tmp_path / "raw").records(), PairStore(tmp_path / "raw").records()
+    scored = [r for r in cells if r.quality is not None]
+    assert len(cells) == 12 and all(r.status == "ok" for r in cells)  # (2 decode + 2 K x 2 caches) x 2 B
+    assert total(r"in this shard: (\d+) ok") == len(cells)  # each cell measured by one run
+    assert scored and total(r"scored (\d+) cells \(") == len(scored)  # each cell scored by one run
+    assert pairs and total(r"(\d+) measured now") == len(pairs)  # each pair measured by one run
+
+
+@pytest.mark.integration
+def test_sigterm_ends_a_run_with_one_line_saying_what_is_kept_and_exit_143(mini_config, tmp_path):
+    import signal
+    import time
+
+    run = subprocess.Popen([sys.executable, "-m", "dlm_bench", "--config", str(mini_config), "--log_level", "ERROR"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cells = tmp_path / "raw" / "cells"
+    deadline = time.monotonic() + 300
+    while not (cells.is_dir() and any(cells.glob("*.json"))) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    run.send_signal(signal.SIGTERM)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 143
+    lines = [line[line.index("terminated"):] for line in err.splitlines() if "terminated (SIGTERM)" in line]
+    kept = len(list(cells.glob("*.json")))
+    assert lines == [f"terminated (SIGTERM): {kept} finished cells and 0 measured pairs are kept in {tmp_path / 'raw'}; "
+                     "run the same command again to resume"]

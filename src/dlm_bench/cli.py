@@ -13,10 +13,13 @@ import argparse
 import logging
 import math
 import os
+import signal
 import sys
+import threading
 
 from .config import OVERRIDES, ConfigError, expand_cells, load_experiment, parse_shard, select_shard
-from .results import ArchiveError, ShrinkError
+from .preflight import OutputError, check_output, check_result_files
+from .results import ArchiveError, ResultFileError, ShrinkError
 
 log = logging.getLogger("dlm_bench")
 
@@ -92,18 +95,50 @@ def check_tables(exp, command: str, shard) -> None:
 PERF_COMMANDS = ("perf", "gate", "render")  # the performance log's commands (perf/cli.py)
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived (scancel, a job's time limit, kill): the run stops where it is (a BaseException, as
+    KeyboardInterrupt is, so no handler of a cell's errors records it as one)."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
-    """The command line; Ctrl-C ends with one line (finished cells are on disk, a re-run resumes)."""
+    """The command line; Ctrl-C and SIGTERM end with one line (finished cells are on disk, a re-run resumes)."""
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in PERF_COMMANDS:
         from .perf.cli import main as perf_main
 
         return perf_main(argv)
+    main_thread = threading.current_thread() is threading.main_thread()  # only there can a handler be set
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
     try:
         return _main(argv)
     except KeyboardInterrupt:
         print("interrupted: every finished cell is kept; run the same command again to resume", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"terminated (SIGTERM): {_finished(argv)}; run the same command again to resume", file=sys.stderr)
+        return 143
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _finished(argv: list[str]) -> str:
+    """What a stopped run leaves: the finished cell and pair records in its results folder."""
+    try:
+        args = build_parser().parse_args(argv)
+        exp = load_experiment(args.config, overrides_from(args))
+        from .results import PairStore, ResultStore
+
+        cells, pairs = ResultStore(exp.results_dir), PairStore(exp.results_dir)
+        done = sum(r.status in ("ok", "oom") for r in cells.records())
+        measured = sum(r.status == "ok" for r in pairs.records())
+        return f"{done} finished cells and {measured} measured pairs are kept in {exp.results_dir}"
+    except BaseException:  # the config changed meanwhile, or a file is damaged: say less
+        return "every finished cell and pair is kept"
 
 
 def _main(argv: list[str] | None) -> int:
@@ -140,17 +175,22 @@ def _main(argv: list[str] | None) -> int:
                 problem = build_tools_missing(exp.engines.llamacpp.cache_dir)
                 if problem:
                     raise ConfigError(f"engines.engine: {problem}")
+        check_result_files(exp.results_dir)
         if not args.allow_shrink:
             check_tables(exp, args.command, shard)
+        check_output(exp, len(select_shard(expand_cells(exp), shard)))
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    except (ShrinkError, ArchiveError) as exc:
+    except OutputError as exc:
+        print(f"output error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (ShrinkError, ArchiveError, ResultFileError) as exc:
         print(f"results error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     try:
         return _work(args, exp, shard, scoring, pairing)
-    except (ShrinkError, ArchiveError) as exc:  # a merge inside the work (records removed meanwhile)
+    except (ShrinkError, ArchiveError, ResultFileError) as exc:  # a merge inside the work (files changed meanwhile)
         print(f"results error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
 
@@ -206,8 +246,8 @@ def draw_figures(exp) -> bool:
     from .analysis.report import analyze
 
     try:
-        out = analyze(exp.results_dir, exp.figure_dir,
-                      resamples=exp.quality.bootstrap_resamples, quantized_best=exp.pairs.quantized_best)
+        out = analyze(exp.results_dir, exp.figure_dir, resamples=exp.quality.bootstrap_resamples,
+                      quantized_best=exp.pairs.quantized_best, see_also=tuple(exp.resolve(p) for p in exp.see_also))
     except (MixedRowsError, ValueError, FileNotFoundError) as exc:
         print(f"no figures and no summary drawn for {exp.results_dir}: {str(exc).splitlines()[0]}", file=sys.stderr)
         return False

@@ -60,6 +60,7 @@ class PairsSummary:
     ok: int = 0
     failed: int = 0
     not_in_grid: int = 0  # a cell id of the rows that this config and hardware do not produce
+    busy: int = 0  # measured, or being measured, by another run on the same folder
 
 
 def pair_id(pair: WantedPair, exp: Experiment) -> str:
@@ -175,11 +176,18 @@ def run_pairs(exp: Experiment, progress: bool = True, remeasure_contended: bool 
                             pair.reference_cell_id, pair.contender_cell_id, hardware)
                 summary.not_in_grid += 1
                 continue
-            record = PairRecord(pair_id(pair, exp), pair.kind, "error", exp.name, hardware, pair.reference_cell_id,
-                                pair.contender_cell_id, reference.describe(), contender.describe(),
-                                reference.seq_len, reference.batch_size, exp.pairs.warmup,
-                                started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-            store.write(measure_pair(record, make_arm, reference, contender, exp, clock, device, guard))
+            pid = pair_id(pair, exp)
+            with store.claim(f"pair-{pid}") as mine:
+                if not mine or store.is_done(pid, remeasure_contended):  # another run is on it, or finished it
+                    log.warning("pair %s (%s / %s): %s by another run on %s; left to it", pid, reference.describe(),
+                                contender.describe(), "being measured" if not mine else "measured", root)
+                    summary.busy += 1
+                    continue
+                record = PairRecord(pid, pair.kind, "error", exp.name, hardware, pair.reference_cell_id,
+                                    pair.contender_cell_id, reference.describe(), contender.describe(),
+                                    reference.seq_len, reference.batch_size, exp.pairs.warmup,
+                                    started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                store.write(measure_pair(record, make_arm, reference, contender, exp, clock, device, guard))
             summary.ok += record.status == "ok"
             summary.failed += record.status != "ok"
     store.merge()
@@ -188,4 +196,4 @@ def run_pairs(exp: Experiment, progress: bool = True, remeasure_contended: bool 
 
 def describe(summary: PairsSummary) -> str:
     return (f"pairs: {summary.wanted} wanted, {summary.skipped} measured before, {summary.ok} measured now, "
-            f"{summary.failed} failed, {summary.not_in_grid} not in this grid")
+            f"{summary.failed} failed, {summary.busy} left to another run, {summary.not_in_grid} not in this grid")

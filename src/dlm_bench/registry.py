@@ -36,18 +36,24 @@ def baseline(table: dict[str, E]) -> str:
 
 @dataclass(frozen=True)
 class Family:
-    """A model family: its architecture, the `model_type` its config.json carries, and (diffusion) the
-    schedule `schedule: auto` means for it."""
+    """A model family: its architecture, the `model_type` its config.json carries, and (diffusion) its
+    reference code's own choices, which the config's `auto` means for it: the schedule (LLaDA's even split or
+    Dream's), how a threshold sampler uses the step budget (Fast-dLLM: each block until no mask is left,
+    `unbounded`) and where temperature noise is drawn (LLaDA's generate.py: over the whole `canvas`)."""
 
     name: str
     kind: str
     model_type: str
     schedule: Optional[str] = None
+    threshold_steps: Optional[str] = None
+    noise_layout: Optional[str] = None
 
 
 FAMILIES = _table(Family("llama", AR, "llama"), Family("qwen2", AR, "qwen2"),
-                  Family("llada", DIFFUSION, "llada", schedule="llada"),
-                  Family("dream", DIFFUSION, "dream", schedule="dream"))
+                  Family("llada", DIFFUSION, "llada", schedule="llada", threshold_steps="unbounded",
+                         noise_layout="canvas"),
+                  Family("dream", DIFFUSION, "dream", schedule="dream", threshold_steps="unbounded",
+                         noise_layout="canvas"))
 
 
 @dataclass(frozen=True)

@@ -377,17 +377,47 @@ class ShrinkError(RuntimeError):
     """A merge would rebuild a table without rows it holds (their records are gone)."""
 
 
+class ResultFileError(RuntimeError):
+    """A result file that cannot be read (binary, truncated, not what its name says): one line naming the file
+    and what to do."""
+
+
+QUALITY_FILE = "quality_metrics.json"  # per scored cell: per-prompt scores and aggregates (a committed source)
+
+
+def read_quality(path: Path) -> dict:
+    """The per-cell scores of quality_metrics.json ({} when there is none yet); a damaged file raises
+    ResultFileError."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ResultFileError(f"{path}: not a {QUALITY_FILE} ({type(exc).__name__}: {str(exc)[:100]}); restore it "
+                              f"from git (git checkout -- {path}) or delete it and run `dlm-bench score --config ...` "
+                              f"to score every cell again") from None
+    if not isinstance(data, dict):
+        raise ResultFileError(f"{path}: not a {QUALITY_FILE} (a JSON mapping of cell ids); restore it from git or "
+                              f"delete it and run `dlm-bench score --config ...`")
+    return data
+
+
 class ArchiveError(RuntimeError):
     """A record archive that cannot be read: the committed source of a study is damaged."""
 
 
 def table_ids(path: Path, column: str) -> set[str]:
-    """The values of a merged table's id column (empty when there is no table or no such column)."""
+    """The values of a merged table's id column (empty when there is no table or no such column); a table that
+    is not readable CSV text raises ResultFileError."""
     try:
         with path.open(newline="", encoding="utf-8") as f:
             return {row[column] for row in csv.DictReader(f) if row.get(column)}
     except FileNotFoundError:
         return set()
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ResultFileError(f"{path}: not a readable CSV table ({type(exc).__name__}: {str(exc)[:100]}); it is "
+                              f"rebuilt from the records: restore it from git (git checkout -- {path}), or delete "
+                              f"it and run `dlm-bench merge --config ...`") from None
 
 
 MERGE_MANIFEST = "merge.json"  # per table: how many records the last merge built it from
@@ -412,6 +442,37 @@ class _RecordFolder:
 
     def path(self, record_id: str) -> Path:
         return self.records_dir / f"{record_id}.json"
+
+    @contextlib.contextmanager
+    def claim(self, work_id: str) -> Iterator[bool]:
+        """Hold the lock of one piece of work (a cell's measurement, a pair, a cell's scoring) for this process;
+        yields False when another run holds it. The lock is an flock on `<root>/locks/<work_id>`, shared by
+        every store of the folder: the kernel releases it when a run dies."""
+        path = self.root / "locks" / work_id
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def file_lock(self, name: str) -> Iterator[None]:
+        """Wait for, then hold, the lock of a shared file of the folder (e.g. quality_metrics.json) while it is
+        read, changed and written."""
+        path = self.root / "locks" / f"file-{name}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def read(self, record_id: str):
         """The record of an id: its file, else the archive's, else None."""
@@ -448,6 +509,10 @@ class _RecordFolder:
             log.warning("%s is not a %s (%s: %s); moved to %s, it will run again", path, self.noun,
                         type(exc).__name__, str(exc)[:120], aside)
             return None
+
+    def check_archive(self) -> None:
+        """Read the archive (when there is one): ArchiveError when it is damaged."""
+        self._archive()
 
     def _archive(self) -> tuple[str, dict[str, Any]]:
         """(text, records by id) of the archive, read again only when its file changed. A damaged archive
@@ -529,22 +594,6 @@ class ResultStore(_RecordFolder):
 
     folder, record_type, id_field, noun, table = "cells", CellRecord, "cell_id", "cell record", "raw_metrics.csv"
 
-    @contextlib.contextmanager
-    def claim(self, cell_id: str) -> Iterator[bool]:
-        """Hold the cell's lock for this process while it is measured; yields False when another run holds
-        it. The lock is an flock on `locks/<cell_id>`: the kernel releases it when a run dies."""
-        path = self.root / "locks" / cell_id
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def records(self) -> list[CellRecord]:
         """Every readable cell record, in a stable order (model, N, B, then the cell's options)."""

@@ -16,6 +16,7 @@ import pandas as pd
 from ..config import cell_label
 from ..stats import CV_NO_VERDICT, RESAMPLES
 from ..measure.benchmarks import read_targets
+from ..results import QUALITY_FILE, read_quality
 from ..selection.baseline import split_engines, with_forward_column
 from ..selection.pairs import best_parity_rows
 from ..selection.parity import parity_table
@@ -36,6 +37,16 @@ class MixedRowsError(ValueError):
 
 
 @dataclass
+class OtherStudy:
+    """A committed study the summary quotes beside this one (the config's `see_also`): its name, the link to its
+    summary from the summary being written, and its results."""
+
+    name: str
+    link: str
+    results: "Results"
+
+
+@dataclass
 class Results:
     rows: pd.DataFrame  # every row of raw_metrics.csv (ok, oom and error)
     parity: pd.DataFrame  # S_parity and Speedup Factor rows (empty without quality scores)
@@ -49,6 +60,7 @@ class Results:
     resamples: int = RESAMPLES  # bootstrap resamples of every interval the analysis computes
     quantized_best: bool = False  # the AR side at its best may be quantized engine weights (pairs.quantized_best)
     calibration: dict = field(default_factory=dict)  # calibration.json: measured ceilings by hardware name
+    see_also: list[OtherStudy] = field(default_factory=list)  # studies of the same question the summary quotes
 
     @property
     def best(self) -> pd.DataFrame:
@@ -60,11 +72,18 @@ class Results:
         return self.rows[self.rows["status"] == "ok"]
 
     @property
+    def every_row(self) -> pd.DataFrame:
+        """The torch rows and the other engines' rows together."""
+        return pd.concat([self.rows, self.engine_rows]) if not self.engine_rows.empty else self.rows
+
+    @property
     def synthetic(self) -> bool:
-        return (self.rows["weights"] == "synthetic").any()
+        """Whether any row, a torch cell's or another engine's, ran on random weights."""
+        return bool((self.every_row["weights"] == "synthetic").any())
 
     def caption(self) -> str:
-        ok = self.ok if not self.ok.empty else self.rows
+        every = self.every_row
+        ok = every[every["status"] == "ok"] if (every["status"] == "ok").any() else every
         parts = [", ".join(sorted(ok[c].dropna().astype(str).unique())) for c in ("hardware", "precision",
                                                                                   "attention_kernel")]
         weights = ("SYNTHETIC random-init weights: timing only, quality is a smoke test" if self.synthetic
@@ -123,8 +142,7 @@ def load_results(input_dir: str | Path, facet: tuple[str, ...] = (), resamples: 
     overhead_path = input_dir / "overhead.json"
     overhead = json.loads(overhead_path.read_text()) if overhead_path.is_file() else None
     calibration_path = input_dir / "calibration.json"
-    quality_path = input_dir / "quality_metrics.json"
-    quality = json.loads(quality_path.read_text()) if quality_path.is_file() else {}
+    quality = read_quality(input_dir / QUALITY_FILE)
     return Results(rows, parity, warnings, overhead, pairs, read_targets(input_dir / "benchmarks.json"),
                    engine_rows, per_prompt, quality, resamples, quantized_best,
                    json.loads(calibration_path.read_text()) if calibration_path.is_file() else {})

@@ -11,7 +11,7 @@ from typing import Optional
 
 from ..fileio import atomic_write_text
 from ..stats import CV_NO_VERDICT, RESAMPLES
-from .data import MIN_REPEATS, load_results
+from .data import MIN_REPEATS, OtherStudy, load_results
 from .figures import FIGURES
 from .summary import paper_summary_markdown, summary_markdown
 
@@ -59,14 +59,17 @@ def update_paper(paper: Path, text_of_section: str, section: str = "results") ->
 
 def analyze(input_dir: Path, output_dir: Path, summary: Optional[Path] = None, paper: Optional[Path] = None,
             facet: tuple[str, ...] = (), section: str = "results", resamples: int = RESAMPLES,
-            quantized_best: bool = False) -> dict[str, Path]:
+            quantized_best: bool = False, see_also: tuple[Path, ...] = ()) -> dict[str, Path]:
     """Figures, parity.csv and summary.md (default: inside `input_dir`) of one results folder; with
-    `paper`, the generated section `section` of that file."""
+    `paper`, the generated section `section` of that file; `see_also`: results folders of studies of the same
+    question whose answers the summary quotes beside this one's."""
     results = load_results(input_dir, facet, resamples, quantized_best)
+    summary = summary or input_dir / "summary.md"
+    results.see_also = [OtherStudy(folder.name, os.path.relpath(folder / "summary.md", summary.parent),
+                                   load_results(folder, facet, resamples, quantized_best)) for folder in see_also]
     parity_path = input_dir / "parity.csv"
     atomic_write_text(parity_path, results.parity.to_csv(index=False))
     figures = draw_all(results, output_dir)
-    summary = summary or input_dir / "summary.md"
     atomic_write_text(summary, summary_markdown(results))
     if results.warnings:  # one line per run; the summary lists them
         log.warning("%d measurement warnings (run-to-run CV > %.0f%% or fewer than %d repetitions): see %s",

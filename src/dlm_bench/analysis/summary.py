@@ -7,7 +7,7 @@ import math
 import pandas as pd
 
 from ..registry import AR, DIFFUSION
-from ..config import cell_label, variant_label
+from ..config import cell_label, engine_label, variant_label
 from ..results import contended
 from ..measure import roofline
 from ..measure.benchmarks import target_from_dict
@@ -225,13 +225,36 @@ def _answer_for_n(par: pd.DataFrame, best: pd.DataFrame, n: int) -> str:
             f"{speed if speed != '—' else 'not measured'}: {verdict(row)}.")
 
 
+def _paths(rows: pd.DataFrame) -> str:
+    """The generation paths of some rows, grouped by engine: `torch (eager, static)`."""
+    if rows.empty:
+        return "none"
+    by_engine: dict[str, list[str]] = {}
+    for _, r in rows.iterrows():
+        engine = engine_label(r)
+        path = variant_label(r) if engine == "torch" else variant_label(r).removeprefix(engine).strip()
+        if path and path not in by_engine.setdefault(engine, []):
+            by_engine[engine].append(path)
+    return "; ".join(f"{e} ({', '.join(p)})" if p else e for e, p in by_engine.items())
+
+
+def pairing_line(results: Results) -> str:
+    """Which engines and paths each side of this study ran on: the sign of a measured answer can depend on it."""
+    every = pd.concat([results.ok, results.engine_rows[results.engine_rows["status"] == "ok"]]) \
+        if not results.engine_rows.empty else results.ok
+    sides = [f"{name} side on {_paths(every[every['kind'] == kind])}"
+             for kind, name in ((AR, "LLaMA"), (DIFFUSION, "LLaDA"))]
+    return f"- Pairing measured in this study: {sides[0]}; {sides[1]}."
+
+
 def answer_lines(results: Results) -> list[str]:
-    """The summary's opening: the answer per N, then the fastest path of each side."""
+    """The summary's opening: the pairing the study measured, the answer per N, the fastest path of each side,
+    then the answers of the studies named in `results.see_also` (the same question on other engines)."""
     if results.parity.empty:
         return ["**The answer so far:** no quality scores yet, so no parity (run the `score` pass)."]
     smoke = (" (synthetic weights: the quality behind it is a smoke test, not model quality)" if results.synthetic
              else "")
-    lines = [f"**The answer so far**{smoke}", ""]
+    lines = [f"**The answer so far**{smoke}", "", pairing_line(results)]
     best = results.best
     lines += [_answer_for_n(results.parity, best, n) for n in sorted(results.parity["seq_len"].unique())]
     fast = fast_path_cells(results.ok)
@@ -242,6 +265,15 @@ def answer_lines(results: Results) -> list[str]:
             k = f", K = {_k(r)}" if kind == DIFFUSION else ""
             lines.append(f"- Fastest path, {name} (N = {int(r['seq_len'])}, B = {int(r['batch_size'])}{k}): "
                          f"{variant_label(r)}, {_f(r['latency_ms_median'], 1)} ms.")
+    for other in results.see_also:
+        lines += ["", f"**The same question in [{other.name}]({other.link})** (committed results; another pairing "
+                      f"can give another sign):", ""]
+        if other.results.parity.empty:
+            lines.append("- no quality scores there yet.")
+            continue
+        lines.append(pairing_line(other.results))
+        lines += [_answer_for_n(other.results.parity, other.results.best, n)
+                  for n in sorted(other.results.parity["seq_len"].unique())]
     return lines
 
 
@@ -252,7 +284,7 @@ def summary_markdown(results: Results, title: str = "dlm-bench results") -> str:
         parts += ["> These rows come from **random-weight (synthetic) models**: latency, throughput and memory are "
                   "measurements of the architectures at that size; quality numbers are smoke tests of the pipeline, "
                   "not model quality.", ""]
-    every = pd.concat([results.rows, results.engine_rows]) if not results.engine_rows.empty else results.rows
+    every = results.every_row
     counts = every["status"].value_counts().to_dict()
     parts += [f"Cells: {len(every)} ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))}).", "",
               "## Latency, throughput and memory (as published: LLaDA reference sampler without cache, "
@@ -288,7 +320,7 @@ def summary_markdown(results: Results, title: str = "dlm-bench results") -> str:
 
 def contended_markdown(results: Results) -> list[str]:
     """The section listing every cell and pair measured while other work used the machine (none: no section)."""
-    cells = pd.concat([results.rows, results.engine_rows]) if not results.engine_rows.empty else results.rows
+    cells = results.every_row
     lines = [f"- cell {cell_label(r)}: {r['contention']}" for _, r in cells.iterrows()
              if r.get("status") == "ok" and contended(r.get("contention"))]
     if not results.pairs.empty and "contention" in results.pairs:

@@ -14,7 +14,7 @@ from typing import Any, Mapping, Optional
 
 from ..registry import AR, DIFFUSION
 from .. import registry
-from .names import ConfigError, FAMILY_SCHEDULES, LLAMACPP_SAMPLERS, LOCAL_SERVER
+from .names import ConfigError, FAMILY_SCHEDULES, LLAMACPP_SAMPLERS, LOCAL_SERVER, family_default
 from .spec import Experiment, ModelSpec, TimingSpec
 
 __all__ = ["MeasurementSettings", "LATER_FIELDS", "Cell", "IDENTITY_COLUMNS", "engine_label", "variant_label",
@@ -192,8 +192,10 @@ def expand_cells(exp: Experiment) -> list[Cell]:
                                       temperature=d.temperature, cfg_scale=d.cfg_scale,
                                       threshold=d.threshold if threshold else None, schedule=schedule,
                                       eps=d.eps if schedule == "dream" else None,
-                                      threshold_steps=d.threshold_steps if threshold else None,
-                                      noise_layout=d.noise_layout if d.temperature > 0 else None))
+                                      threshold_steps=(family_default(d.threshold_steps, model.family,
+                                                                      "threshold_steps") if threshold else None),
+                                      noise_layout=(family_default(d.noise_layout, model.family, "noise_layout")
+                                                    if d.temperature > 0 else None)))
             elif model.kind == AR and torch_cells:
                 for mode in a.decode:
                     cells.append(Cell(**common, decode=mode, temperature=a.temperature))

@@ -13,7 +13,7 @@ from typing import Optional
 from .. import registry
 
 __all__ = ["FAMILIES", "MODEL_TYPES", "ATTENTION_BACKENDS", "DEVICES", "PROMPT_SOURCES", "DIFFUSION_SAMPLERS",
-           "THRESHOLD_SAMPLERS", "DEFAULT_THRESHOLD", "DEFAULT_LEAP_RELAXED", "DEFAULT_LEAP_WINDOW",
+           "THRESHOLD_SAMPLERS", "AUTO", "family_default", "DEFAULT_THRESHOLD", "DEFAULT_LEAP_RELAXED", "DEFAULT_LEAP_WINDOW",
            "DIFFUSION_CACHES", "DIFFUSION_SCHEDULES", "FAMILY_SCHEDULES", "THRESHOLD_STEPS", "NOISE_LAYOUTS",
            "AR_DECODE_MODES", "DIFFUSION_FORWARDS", "ENGINES", "WEIGHT_FORMATS", "LLAMACPP_SAMPLERS",
            "LOCAL_SERVER", "Precision", "PRECISIONS", "ConfigError", "resolve_path", "PACKAGE_PREFIX",
@@ -34,9 +34,15 @@ DEFAULT_THRESHOLD, DEFAULT_LEAP_RELAXED, DEFAULT_LEAP_WINDOW = 0.9, 0.75, 4
 DIFFUSION_CACHES = tuple(registry.CACHES)
 DIFFUSION_SCHEDULES = ("llada", "dream")  # tokens committed per step: LLaDA's even split, Dream's linspace(1, eps)
 FAMILY_SCHEDULES = {n: f.schedule for n, f in registry.FAMILIES.items() if f.schedule}  # `schedule: auto`
+AUTO = "auto"  # a diffusion option left to the family's reference code (registry.Family)
 THRESHOLD_STEPS = ("cap", "unbounded")  # threshold samplers: steps as a budget, or each block until empty
 NOISE_LAYOUTS = ("block", "canvas")  # Gumbel noise over the block, or over the whole canvas (reference)
 AR_DECODE_MODES = tuple(registry.DECODE_PATHS)
+
+
+def family_default(value: str, family: str, option: str) -> str:
+    """A diffusion option's value for a family: as given, or for `auto` the family's reference choice."""
+    return getattr(registry.FAMILIES[family], option) if value == AUTO else value
 DIFFUSION_FORWARDS = tuple(registry.FORWARDS)
 ENGINES = tuple(registry.ENGINES)
 WEIGHT_FORMATS = ("f32", "f16", "bf16", "q8_0", "q4_k_m")  # GGUF weights of the llamacpp engine

@@ -13,7 +13,7 @@ from typing import Optional
 
 from ..registry import AR, DIFFUSION
 from ..stats import RESAMPLES
-from .names import (AR_DECODE_MODES, ATTENTION_BACKENDS, DEFAULT_LEAP_RELAXED, DEFAULT_LEAP_WINDOW,
+from .names import (AUTO, AR_DECODE_MODES, ATTENTION_BACKENDS, DEFAULT_LEAP_RELAXED, DEFAULT_LEAP_WINDOW,
                     DEFAULT_THRESHOLD, DEVICES, DIFFUSION_CACHES, DIFFUSION_FORWARDS, DIFFUSION_SAMPLERS,
                     DIFFUSION_SCHEDULES, ENGINES, FAMILIES, HUB_ID, LLAMACPP_SAMPLERS, LOCAL_SERVER, MODEL_TYPES,
                     NOISE_LAYOUTS, PACKAGE_PREFIX, PRECISIONS, PROMPT_SOURCES, THRESHOLD_STEPS, WEIGHT_FORMATS,
@@ -120,11 +120,12 @@ class DiffusionSpec:
     schedule: tokens committed per step: `llada` (even split), `dream` (Dream's linspace(1, eps)
         schedule), or `auto`: each family's own (LLaDA -> llada, Dream -> dream).
     eps: the final time of the Dream schedule.
-    threshold_steps: the threshold sampler's use of `steps`: `cap` (a budget: a block's last allowed
-        step commits everything left) or `unbounded` (each block runs until no mask is left, as
-        Fast-dLLM's generators do).
-    noise_layout: at temperature > 0, Gumbel noise drawn over the current `block` (fewer random numbers)
-        or over the whole `canvas` as LLaDA's generate.py draws it (a seeded run reproduces its tokens).
+    threshold_steps: the threshold samplers' use of `steps`: `unbounded` (each block runs until no mask is
+        left, as Fast-dLLM's generators do), `cap` (a budget: a block's last allowed step commits everything
+        left), or `auto`: the family's reference (unbounded for LLaDA and Dream).
+    noise_layout: at temperature > 0, Gumbel noise drawn over the whole `canvas` as LLaDA's generate.py draws
+        it (a seeded run reproduces its tokens), over the current `block` (fewer random numbers), or `auto`:
+        the family's reference (canvas).
     leap_relaxed, leap_window: the `local_leap` sampler (LocalLeap): masked positions within
         `leap_window` positions of an anchor (probability >= `threshold`) commit at probability >=
         `leap_relaxed`. The defaults (anchor 0.9, relaxed 0.75, window 4) are the LocalLeap paper's for
@@ -142,8 +143,8 @@ class DiffusionSpec:
     threshold: float = DEFAULT_THRESHOLD
     schedule: str = "auto"
     eps: float = 1e-3
-    threshold_steps: str = "cap"
-    noise_layout: str = "block"
+    threshold_steps: str = AUTO
+    noise_layout: str = AUTO
     forward: list[str] = field(default_factory=lambda: ["eager"])
     leap_relaxed: float = DEFAULT_LEAP_RELAXED
     leap_window: int = DEFAULT_LEAP_WINDOW
@@ -160,8 +161,8 @@ class DiffusionSpec:
         for c in self.cache:
             one_of(c, DIFFUSION_CACHES, "diffusion.cache")
         one_of(self.schedule, ("auto",) + DIFFUSION_SCHEDULES, "diffusion.schedule")
-        one_of(self.threshold_steps, THRESHOLD_STEPS, "diffusion.threshold_steps")
-        one_of(self.noise_layout, NOISE_LAYOUTS, "diffusion.noise_layout")
+        one_of(self.threshold_steps, (AUTO,) + THRESHOLD_STEPS, "diffusion.threshold_steps")
+        one_of(self.noise_layout, (AUTO,) + NOISE_LAYOUTS, "diffusion.noise_layout")
         if self.cfg_scale > 0 and any(c != "none" for c in self.cache):
             raise ConfigError("diffusion.cfg_scale: classifier-free guidance cannot be combined with a KV cache; "
                               "allowed: cfg_scale 0 with cache prefix/dual, or cache [none]")
@@ -495,6 +496,7 @@ class LoadGuardSpec:
                               f"allowed: integers >= 0")
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")  # a folder holding either has a tokenizer
 RESULTS_ROOT, FIGURES_ROOT = "results/raw_data", "results/figures"  # each experiment's folders lie under these
 EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # a name that is also a folder name
 
@@ -507,6 +509,8 @@ class Experiment:
         own results.
     figures_dir: where the figures go; null = results/figures/<name> beside the default output_dir, else
         <output_dir>/figures (figures follow an output folder that was chosen).
+    see_also: results folders of other studies of the same question (committed, e.g. with another engine on
+        one side); the summary quotes their answers and pairings beside this study's.
     """
 
     name: str
@@ -528,6 +532,7 @@ class Experiment:
     pairs: PairsSpec = field(default_factory=PairsSpec)
     engines: EnginesSpec = field(default_factory=EnginesSpec)
     load_guard: LoadGuardSpec = field(default_factory=LoadGuardSpec)
+    see_also: list[str] = field(default_factory=list)
     base_dir: str = "."
 
     def resolve(self, path: Optional[str]) -> Optional[Path]:
@@ -558,6 +563,10 @@ class Experiment:
                                   f"({RESULTS_ROOT if key == 'output_dir' else FIGURES_ROOT}/{self.name})")
         for key, folder in (("output_dir", self.results_dir), ("figures_dir", self.figure_dir)):
             writable_folder(folder, key)
+        for i, other in enumerate(self.see_also):
+            if not (self.resolve(other) / "raw_metrics.csv").is_file():
+                raise ConfigError(f"see_also[{i}]: {other} is not a results folder (no raw_metrics.csv); allowed: the "
+                                  f"output_dir of a finished study")
         self.grid.validate()
         one_of(self.precision, tuple(PRECISIONS), "precision")
         one_of(self.attention, ATTENTION_BACKENDS, "attention")
@@ -576,6 +585,7 @@ class Experiment:
             if names.count(m.name) > 1:
                 raise ConfigError(f"{where}.name: duplicate model name; names must be unique")
             m.validate(where, self.base_dir)
+        self._check_positions()
         if any(m.kind == DIFFUSION for m in self.models):
             for n in self.grid.seq_len:
                 for k in self.grid.steps_for(n):
@@ -583,10 +593,46 @@ class Experiment:
                     if problem:
                         raise ConfigError(f"{problem} (seq_len {n})")
         self.quality.validate(self.base_dir)
+        if self.prompts.source == "random_ids" and (self.quality.compute_bertscore or self.quality.judge_path
+                                                    or self.quality.judge_hub_id):
+            raise ConfigError("prompts.source: random_ids has no text for BERTScore or a judge to score; allowed with "
+                              "quality.compute_bertscore or a judge: file, wikitext (or no quality metric)")
+        self._check_tokenizers()
         self.pairs.validate()
         self.engines.validate(self.models)
         self.load_guard.validate()
         self._check_llamacpp_diffusion()
+
+    def _check_tokenizers(self) -> None:
+        """Text prompts need every model's tokenizer: its `tokenizer` folder, or one in its checkpoint folder."""
+        if self.prompts.source == "random_ids":
+            return
+        for i, m in enumerate(self.models):
+            folder = self.resolve(m.tokenizer or m.path) if (m.tokenizer or m.path) else None
+            if folder is None:
+                continue  # a hub id: its tokenizer comes from the local cache, checked by the assets step
+            if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+                raise ConfigError(f"models[{i}] ({m.name}).tokenizer: no tokenizer in {folder} "
+                                  f"({' or '.join(TOKENIZER_FILES)}), and prompts.source {self.prompts.source!r} needs "
+                                  f"one; allowed: a tokenizer folder, a checkpoint that ships one, or prompts.source: "
+                                  f"random_ids")
+
+    def _check_positions(self) -> None:
+        """Every N of the grid fits each model's positions (config.json's max_position_embeddings or
+        max_sequence_length), where the config is on disk."""
+        longest = max(self.grid.seq_len)
+        for i, m in enumerate(self.models):
+            where = self.resolve(m.architecture) if m.architecture else (
+                self.resolve(m.path) / "config.json" if m.path else None)
+            try:
+                cfg = json.loads(where.read_text(encoding="utf-8")) if where is not None else {}
+            except (OSError, ValueError):
+                continue  # the model's own checks name an unreadable config
+            positions = cfg.get("max_position_embeddings", cfg.get("max_sequence_length")) if isinstance(cfg, dict) \
+                else None
+            if isinstance(positions, int) and longest > positions:
+                raise ConfigError(f"grid.seq_len: {longest} is longer than {m.name}'s {positions} positions "
+                                  f"(models[{i}] config.json); allowed: N <= {positions} for this model")
 
     def _check_llamacpp_diffusion(self) -> None:
         """llama-diffusion-cli runs only some samplers: a llamacpp grid over diffusion models needs one."""

@@ -23,9 +23,9 @@ Samplers (which positions to commit), with Dream's `alg` names where it has one:
   position independently with probability 1 - s / t (1 at the last step);
 - `threshold` (Fast-dLLM's confidence-aware parallel decoding): every masked position whose proposal
   probability is >= `threshold`, and always the single most confident one. `threshold_steps`:
-  `cap` treats `steps` as a budget (at a block's last allowed step everything left is committed);
-  `unbounded` runs each block until it has no mask left and ignores `steps`, as Fast-dLLM's
-  generators do (the reference behaviour for comparisons with its published numbers).
+  `unbounded` (the default) runs each block until it has no mask left and ignores `steps`, as Fast-dLLM's
+  generators do (the reference behaviour for comparisons with its published numbers); `cap` treats
+  `steps` as a budget (at a block's last allowed step everything left is committed).
 - `local_leap` (LocalLeap, Kong et al. 2025, arXiv 2510.07081: local determinism propagation):
   masked positions whose proposal probability is >= `threshold` are anchors; a masked position
   within `leap_window` positions of an anchor (inside the block) also commits when its probability is
@@ -34,9 +34,9 @@ Samplers (which positions to commit), with Dream's `alg` names where it has one:
 
 Random draws: uniform scores of `random` under the LLaDA schedule are drawn over the whole canvas
 [B, S] and sliced to the block, as generate.py does. The float64 Gumbel noise at temperature > 0 is
-drawn over the block by default (`noise_layout: block`); `noise_layout: canvas` draws it over the whole
-canvas [B, S, V] as generate.py does, so a seeded run gives the reference's tokens, at the price of
-S / block_length times more random numbers per step.
+drawn over the whole canvas [B, S, V] by default (`noise_layout: canvas`), as generate.py does, so a
+seeded run gives the reference's tokens; `noise_layout: block` draws it over the block only, S /
+block_length times fewer random numbers per step.
 
 Caches (what each step recomputes), combinable with every sampler:
 - `none`: the whole canvas every step (reference);
@@ -213,7 +213,7 @@ class MaskedDiffusionGenerator:
                  sampler: str = "low_confidence", temperature: float = 0.0, cfg_scale: float = 0.0,
                  cache: str = "none", threshold: float = DEFAULT_THRESHOLD, schedule: str = "llada",
                  eps: float = 1e-3,
-                 threshold_steps: str = "cap", noise_layout: str = "block", forward: str = "eager",
+                 threshold_steps: str = "unbounded", noise_layout: str = "canvas", forward: str = "eager",
                  leap_relaxed: float = DEFAULT_LEAP_RELAXED, leap_window: int = DEFAULT_LEAP_WINDOW):
         for value, allowed, what in ((sampler, SAMPLERS, "sampler"), (cache, CACHES, "cache"),
                                      (forward, DIFFUSION_FORWARDS, "forward"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
@@ -112,6 +113,48 @@ def _architecture(model: torch.nn.Module, cfg: dict, family: str) -> Architectur
                         cfg["vocab_size"], n_params, n_params - emb_in - (0 if tied else emb_out))
 
 
+class IncompleteCheckpointError(RuntimeError):
+    """A checkpoint's weights do not match what its config.json declares: missing, unexpected or mis-shaped
+    tensors. The model is never run with random values in their place."""
+
+
+def check_loaded_keys(name: str, source: Path, missing: Iterable[str], unexpected: Iterable[str],
+                      mismatched: Iterable[str]) -> None:
+    """Raise IncompleteCheckpointError (one line naming the first few tensors of each kind) unless every tensor
+    the architecture declares came from the checkpoint, and nothing else was in it."""
+    problems = []
+    for what, keys in (("missing", missing), ("not in the architecture", unexpected), ("of the wrong shape", mismatched)):
+        keys = sorted(str(k) for k in keys)
+        if keys:
+            problems.append(f"{len(keys)} {what} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})")
+    if problems:
+        raise IncompleteCheckpointError(
+            f"{name}: the weights in {source} do not match its config.json: tensors {'; '.join(problems)}; allowed: "
+            f"a checkpoint that holds every tensor its config declares, or synthetic: true for random weights")
+
+
+def _load_native(loader: Callable, spec: ModelSpec, source: Path, device: torch.device, dtype: torch.dtype,
+                 kernel: str) -> torch.nn.Module:
+    """A native diffusion checkpoint (strict load_state_dict), its key errors as one IncompleteCheckpointError."""
+    try:
+        return loader(source, device, dtype, kernel)
+    except RuntimeError as exc:
+        text = str(exc)
+        if "Error(s) in loading state_dict" not in text:
+            raise
+        keys = {kind: re.findall(r'"([^"]+)"', part) for kind, part in
+                (("missing", _section(text, "Missing key(s)")), ("unexpected", _section(text, "Unexpected key(s)")))}
+        mismatched = re.findall(r"size mismatch for ([^:]+):", text)
+        check_loaded_keys(spec.name, source, keys["missing"], keys["unexpected"], mismatched)
+        raise
+
+
+def _section(text: str, title: str) -> str:
+    """The part of a load_state_dict error message that follows `title`, up to the next period-newline."""
+    start = text.find(title)
+    return "" if start < 0 else text[start:].split(". \n", 1)[0].split(".\n", 1)[0]
+
+
 def load_model(spec: ModelSpec, device: torch.device, settings: LoadSettings) -> LoadedModel:
     """Load (or randomly initialise) one model in the run's precision and attention kernel."""
     dtype = torch_dtype(settings.precision)
@@ -124,7 +167,8 @@ def load_model(spec: ModelSpec, device: torch.device, settings: LoadSettings) ->
         if spec.synthetic:
             model = build_synthetic_llada(native_config(spec.family, cfg), device, dtype, kernel, settings.seed)
         else:
-            model = (load_dream if spec.family == "dream" else load_llada)(source, device, dtype, kernel)
+            model = _load_native(load_dream if spec.family == "dream" else load_llada, spec, source, device, dtype,
+                                 kernel)
         mask_id = model.config.mask_token_id
     else:
         from transformers import AutoConfig, AutoModelForCausalLM
@@ -135,8 +179,10 @@ def load_model(spec: ModelSpec, device: torch.device, settings: LoadSettings) ->
             with torch.device(device):
                 model = AutoModelForCausalLM.from_config(hf_cfg, dtype=dtype, attn_implementation=impl)
         else:
-            model = AutoModelForCausalLM.from_pretrained(str(source), dtype=dtype, attn_implementation=impl,
-                                                         device_map=str(device))
+            model, info = AutoModelForCausalLM.from_pretrained(str(source), dtype=dtype, attn_implementation=impl,
+                                                               device_map=str(device), output_loading_info=True)
+            check_loaded_keys(spec.name, source, info.get("missing_keys", ()), info.get("unexpected_keys", ()),
+                              [m[0] if isinstance(m, (tuple, list)) else m for m in info.get("mismatched_keys", ())])
         if model.config._attn_implementation != impl:
             raise RuntimeError(f"{spec.name}: asked transformers for attention {impl!r}, "
                                f"got {model.config._attn_implementation!r}")

@@ -30,6 +30,17 @@ def resolve_model(model: str) -> str:
     return str(folder)
 
 
+def settings_label(settings: BertScoreSettings) -> str:
+    """The label of the scorer these settings make (`model@L<layer>[+rescaled]`), known without loading it: the
+    configured layer, else bert-score's default layer of a known model name."""
+    layer = settings.num_layers
+    if layer is None:
+        from bert_score.utils import model2layers
+
+        layer = model2layers.get(settings.model)
+    return f"{settings.model}@L{layer}{'+rescaled' if settings.rescale else ''}"
+
+
 class BertScore:
     """One loaded scorer; `score` returns per-pair (precision, recall, F1)."""
 
@@ -47,7 +58,7 @@ class BertScore:
 
     @property
     def label(self) -> str:
-        return f"{self.settings.model}@L{self.scorer.num_layers}{'+rescaled' if self.settings.rescale else ''}"
+        return settings_label(self.settings)
 
     def score(self, candidates: list[str], references: list[str]) -> list[tuple[float, float, float]]:
         """Per pair (P, R, F1). A pair with an empty side scores 0 (bert-score's own convention,

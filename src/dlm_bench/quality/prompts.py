@@ -188,8 +188,9 @@ class PromptProvider:
             for spec in self.models:
                 tok = load_tokenizer(spec, self.base_dir)
                 if tok is None:
-                    raise PromptSourceError(f"models ({spec.name}): no tokenizer, but prompts.source is "
-                                            f"{self.spec.source!r}; use prompts.source: random_ids")
+                    raise PromptSourceError(f"models ({spec.name}).tokenizer: no tokenizer, and prompts.source "
+                                            f"{self.spec.source!r} needs one; allowed: a tokenizer folder, a "
+                                            f"checkpoint that ships one, or prompts.source: random_ids")
                 tokenizers[spec.name] = tok
             self._sets[seq_len] = build_prompt_sets(self.passages(), tokenizers, seq_len, self.spec.max_prompts,
                                                     self.spec.source)

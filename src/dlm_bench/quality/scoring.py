@@ -18,8 +18,8 @@ from tqdm import tqdm
 
 from ..config import Experiment, resolve_asset
 from ..fileio import atomic_write_text, jsonable
-from ..results import QualityResult, ResultStore
-from .bertscore import BertScore, BertScoreSettings
+from ..results import QUALITY_FILE, QualityResult, ResultStore, read_quality
+from .bertscore import BertScore, BertScoreSettings, settings_label
 from .diversity import distinct_n, is_degenerate, unigram_entropy_bits
 from ..metrics.quality import QUALITY_METRICS
 from .perplexity import conditional_perplexity
@@ -90,51 +90,101 @@ def aggregate(per_prompt: list[dict], resamples: int) -> dict[str, Estimate]:
     return {m: bootstrap_mean([r[m] for r in per_prompt], resamples) for m in present}
 
 
-def score_experiment(exp: Experiment, device: torch.device, progress: bool = True) -> dict[str, Path]:
-    """Score every finished cell that has saved generations and no scores from the same encoder and judge
-    (a re-run resumes); write the quality files."""
-    q = exp.quality
+def judge_name(exp: Experiment) -> Optional[str]:
+    """The name a cell's quality records for the configured judge (its path or hub id), None without one."""
+    return exp.quality.judge_path or exp.quality.judge_hub_id
+
+
+@dataclass
+class Scorers:
+    """The scoring models of a run, loaded on first use: a run whose cells are all scored loads none."""
+
+    exp: Experiment
+    device: torch.device
+    _bert: Optional[BertScore] = None
+    _judge: Optional[Judge] = None
+
+    @property
+    def bert_settings(self) -> Optional[BertScoreSettings]:
+        q = self.exp.quality
+        if not q.compute_bertscore:
+            return None
+        return BertScoreSettings(q.bertscore_model, q.bertscore_num_layers, q.bertscore_rescale,
+                                 str(self.exp.resolve(q.bertscore_baseline_path)) if q.bertscore_baseline_path else None,
+                                 q.bertscore_batch_size)
+
+    def bert(self) -> Optional[BertScore]:
+        settings = self.bert_settings
+        if settings is not None and self._bert is None:
+            self._bert = BertScore(settings, str(self.device))
+        return self._bert
+
+    def judge(self) -> Optional[Judge]:
+        if self._judge is None and judge_name(self.exp):
+            self._judge = load_judge(self.exp, self.device)
+        return self._judge
+
+    def names(self, identity: dict) -> tuple[Optional[str], Optional[str]]:
+        """(encoder, judge) labels a cell is scored by; the judge only reads cells up to quality.judge_max_seq_len."""
+        settings, q = self.bert_settings, self.exp.quality
+        too_long = q.judge_max_seq_len is not None and identity["seq_len"] > q.judge_max_seq_len
+        return settings_label(settings) if settings else None, None if too_long else judge_name(self.exp)
+
+
+@dataclass
+class ScoreSummary:
+    scored: int = 0
+    already: int = 0  # scored before by the same encoder and judge
+    busy: int = 0  # another run was scoring them
+
+
+def score_experiment(exp: Experiment, device: torch.device, progress: bool = True) -> ScoreSummary:
+    """Score every finished cell that has saved generations and no scores from the same encoder and judge (a
+    re-run resumes; the scoring models load only when some cell needs them); write the quality files. Each cell is
+    claimed while it is scored (`ResultStore.claim`), so concurrent runs on one folder score each cell once, and
+    quality_metrics.json is updated under a lock."""
     store = ResultStore(exp.results_dir)
+    scorers = Scorers(exp, device)
+    quality_path = store.root / QUALITY_FILE
+
+    def scored(rec) -> bool:
+        return (rec.quality is not None and (rec.quality.bertscore_model, rec.quality.judge) == scorers.names(rec.identity)
+                and rec.cell_id in read_quality(quality_path))
+
     records = [r for r in store.records() if r.status == "ok" and r.generations]
-    bert = None
-    if q.compute_bertscore:
-        bert = BertScore(BertScoreSettings(q.bertscore_model, q.bertscore_num_layers, q.bertscore_rescale,
-                                           str(exp.resolve(q.bertscore_baseline_path)) if q.bertscore_baseline_path
-                                           else None, q.bertscore_batch_size), str(device))
-    judge = load_judge(exp, device)
-    quality_path = store.root / "quality_metrics.json"
-    quality = json.loads(quality_path.read_text()) if quality_path.exists() else {}
+    todo = [r for r in records if not scored(r)]
+    summary = ScoreSummary(already=len(records) - len(todo))
+    if summary.already:
+        log.info("%d cells already scored by the same encoder and judge; skipped", summary.already)
     ppl_cache: dict = {}
-    def judge_of(rec) -> Optional[Judge]:
-        """The judge, for the cells whose N it reads (quality.judge_max_seq_len)."""
-        too_long = q.judge_max_seq_len is not None and rec.identity["seq_len"] > q.judge_max_seq_len
-        return None if too_long else judge
-
-    def scorers(rec) -> tuple:
-        """(encoder, judge) names a cell is scored by."""
-        reader = judge_of(rec)
-        return bert.label if bert else None, reader.name if reader else None
-
-    done = {r.cell_id for r in records if r.quality is not None and r.cell_id in quality
-            and (r.quality.bertscore_model, r.quality.judge) == scorers(r)}
-    if done:
-        log.info("%d cells already scored by the same encoder and judge; skipped", len(done))
-    for rec in tqdm([r for r in records if r.cell_id not in done], desc="scoring", unit="cell",
-                    disable=not progress):
-        per_prompt = score_generations(rec.generations, bert, judge_of(rec), ppl_cache)
-        estimates = aggregate(per_prompt, q.bootstrap_resamples)
-        label = SMOKE_LABEL if rec.weights == "synthetic" else MODEL_LABEL
-        rec.quality = QualityResult(label, len(per_prompt), *scorers(rec), estimates)
-        quality[rec.cell_id] = {
-            **{k: rec.identity[k] for k in ("model_name", "kind", "seq_len", "batch_size", "steps", "sampler",
-                                            "cache", "decode")},
-            "weights": rec.weights, "quality_label": label, "bertscore_model": rec.quality.bertscore_model,
-            "judge": rec.quality.judge, "per_prompt": per_prompt,
-            "aggregates": {m: {"mean": e.value, "ci_low": e.ci_low, "ci_high": e.ci_high} for m, e in estimates.items()}}
-        store.write(rec)
-        atomic_write_text(quality_path, json.dumps(jsonable(quality), indent=1))  # each cell kept: a re-run resumes
+    for rec in tqdm(todo, desc="scoring", unit="cell", disable=not progress):
+        with store.claim(f"score-{rec.cell_id}") as mine:
+            fresh = store.read(rec.cell_id) if mine else None
+            if fresh is None or scored(fresh):  # another run is scoring it, or scored it meanwhile
+                summary.busy += not mine
+                summary.already += mine
+                continue
+            encoder, judge = scorers.names(fresh.identity)
+            per_prompt = score_generations(fresh.generations, scorers.bert(), scorers.judge() if judge else None,
+                                           ppl_cache)
+            estimates = aggregate(per_prompt, exp.quality.bootstrap_resamples)
+            label = SMOKE_LABEL if fresh.weights == "synthetic" else MODEL_LABEL
+            fresh.quality = QualityResult(label, len(per_prompt), encoder, judge, estimates)
+            entry = {**{k: fresh.identity[k] for k in ("model_name", "kind", "seq_len", "batch_size", "steps",
+                                                       "sampler", "cache", "decode")},
+                     "weights": fresh.weights, "quality_label": label, "bertscore_model": encoder, "judge": judge,
+                     "per_prompt": per_prompt,
+                     "aggregates": {m: {"mean": e.value, "ci_low": e.ci_low, "ci_high": e.ci_high}
+                                    for m, e in estimates.items()}}
+            with store.file_lock(quality_path.name):  # each cell kept at once: a re-run resumes
+                quality = read_quality(quality_path)
+                quality[fresh.cell_id] = entry
+                atomic_write_text(quality_path, json.dumps(jsonable(quality), indent=1))
+            store.write(fresh)
+            summary.scored += 1
     if not quality_path.exists():  # nothing to score: an empty table
-        atomic_write_text(quality_path, json.dumps(quality))
-    csv_path = store.merge()
-    log.info("scored %d cells: %s", len(records), quality_path)
-    return {"quality": quality_path, "csv": csv_path}
+        atomic_write_text(quality_path, json.dumps({}))
+    store.merge()
+    log.info("scored %d cells (%d scored before, %d left to another run): %s", summary.scored, summary.already,
+             summary.busy, quality_path)
+    return summary
