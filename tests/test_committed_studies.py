@@ -13,15 +13,14 @@ from dlm_bench.analysis.report import analyze, markers
 from dlm_bench.cli import main
 from dlm_bench.config import load_experiment
 from dlm_bench.results import ResultStore
+from conftest import load_script
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parent.parent
-# study folder, the config that made it, its GENERATED section of paper.md
-STUDIES = [("cpu_mini_synthetic", "config/experiments_mini.yaml", "results"),
-           ("cpu_austen_trained", "config/experiments_austen.yaml", "austen"),
-           ("cpu_austen_engines", "config/experiments_engines.yaml", "engines"),
-           ("cpu_midsize_engines", "config/experiments_engines_midsize.yaml", None)]  # in the paper's prose only
+REBUILD = load_script("rebuild_studies")
+# study folder, the config that made it, its GENERATED section of paper.md (None: in the paper's prose only)
+STUDIES = [(s.name, s.config, s.paper_section) for s in REBUILD.STUDIES if s.analysed]
 DERIVED = ("raw_metrics.csv", "per_prompt.csv", "environment.json", "pairs.csv", "merge.json", "parity.csv",
            "summary.md")
 
@@ -77,10 +76,9 @@ def test_a_fresh_clone_rebuilds_the_study_byte_for_byte(study, config, paper_sec
     study_config = config_for(config, tmp_path, tiny_models)
     args = ["--config", str(study_config), "--output_dir", str(copy), "--figures_dir", str(figures), "--no_figure"]
     assert main(["merge", *args]) == 0
-    exp = load_experiment(study_config)  # the analysis as `dlm-bench merge` runs it: the config's settings
     paper = tmp_path / "paper.md" if paper_section else None
     analyze(copy, figures, paper=paper, section=paper_section or "results",
-            resamples=exp.quality.bootstrap_resamples, quantized_best=exp.pairs.quantized_best)
+            **REBUILD.analysis_settings(ROOT / config))  # the analysis with the study config's settings
     for name in DERIVED:
         if (committed / name).exists():
             assert (copy / name).read_bytes() == (committed / name).read_bytes(), f"{study}/{name}"

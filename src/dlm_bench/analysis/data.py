@@ -82,8 +82,9 @@ class Results:
         return bool((self.every_row["weights"] == "synthetic").any())
 
     def caption(self) -> str:
-        every = self.every_row
-        ok = every[every["status"] == "ok"] if (every["status"] == "ok").any() else every
+        ok = self.ok if not self.ok.empty else self.every_row  # torch rows name the kernel; engine rows, n/a
+        if not (ok["status"] == "ok").any() and (self.every_row["status"] == "ok").any():
+            ok = self.every_row[self.every_row["status"] == "ok"]
         parts = [", ".join(sorted(ok[c].dropna().astype(str).unique())) for c in ("hardware", "precision",
                                                                                   "attention_kernel")]
         weights = ("SYNTHETIC random-init weights: timing only, quality is a smoke test" if self.synthetic
