@@ -226,16 +226,22 @@ def _answer_for_n(par: pd.DataFrame, best: pd.DataFrame, n: int) -> str:
 
 
 def _paths(rows: pd.DataFrame) -> str:
-    """The generation paths of some rows, grouped by engine: `torch (eager, static)`."""
+    """The generation paths of one side's rows, per engine: `torch (eager, static)` for AR, `torch (samplers
+    random, low_confidence; caches none, dual)` for diffusion."""
     if rows.empty:
         return "none"
-    by_engine: dict[str, list[str]] = {}
-    for _, r in rows.iterrows():
-        engine = engine_label(r)
-        path = variant_label(r) if engine == "torch" else variant_label(r).removeprefix(engine).strip()
-        if path and path not in by_engine.setdefault(engine, []):
-            by_engine[engine].append(path)
-    return "; ".join(f"{e} ({', '.join(p)})" if p else e for e, p in by_engine.items())
+    parts = []
+    for engine, group in rows.groupby(rows.apply(engine_label, axis=1), sort=False):
+        if (group["kind"] == AR).all():
+            paths = [", ".join(dict.fromkeys(str(d) for d in group["decode"].dropna()))] if engine == "torch" else []
+        else:
+            paths = [f"samplers {', '.join(dict.fromkeys(group['sampler'].dropna().astype(str)))}"]
+            if engine == "torch":
+                paths.append(f"caches {', '.join(dict.fromkeys(group['cache'].dropna().astype(str)))}")
+                if (group.get("forward") == "compiled").any():
+                    paths.append("eager and compiled forward")
+        parts.append(f"{engine} ({'; '.join(paths)})" if paths else engine)
+    return ", ".join(parts)
 
 
 def pairing_line(results: Results) -> str:
@@ -247,9 +253,36 @@ def pairing_line(results: Results) -> str:
     return f"- Pairing measured in this study: {sides[0]}; {sides[1]}."
 
 
-def answer_lines(results: Results) -> list[str]:
-    """The summary's opening: the pairing the study measured, the answer per N, the fastest path of each side,
-    then the answers of the studies named in `results.see_also` (the same question on other engines)."""
+def fastest_path_lines(results: Results) -> list[str]:
+    """The fastest path of each side at the fast-path table's point (largest N, smallest B, largest K), over the
+    torch paths and every other engine's cells at the same point."""
+    fast = fast_path_cells(results.ok)
+    if fast.empty:
+        return []
+    engines = results.engine_rows
+    lines = []
+    for kind, name in ((AR, "LLaMA side"), (DIFFUSION, "LLaDA side")):
+        part = fast[fast["kind"] == kind]
+        if part.empty:
+            continue
+        point = part.iloc[0]
+        if not engines.empty:
+            same = engines[(engines["status"] == "ok") & (engines["kind"] == kind)
+                           & (engines["seq_len"] == point["seq_len"]) & (engines["batch_size"] == point["batch_size"])]
+            if kind == DIFFUSION:
+                same = same[same["steps"] == point["steps"]]
+            part = pd.concat([part, same])
+        r = part.sort_values("latency_ms_median").iloc[0]
+        k = f", K = {_k(r)}" if kind == DIFFUSION else ""
+        lines.append(f"- Fastest path, {name} (N = {int(r['seq_len'])}, B = {int(r['batch_size'])}{k}, every engine): "
+                     f"{variant_label(r)}, {_f(r['latency_ms_median'], 1)} ms.")
+    return lines
+
+
+def answer_lines(results: Results, fastest: bool = True) -> list[str]:
+    """The summary's opening: the pairing the study measured, the answer per N, the fastest path of each side
+    (`fastest`), then the answers of the studies named in `results.see_also` (the same question on other
+    engines)."""
     if results.parity.empty:
         return ["**The answer so far:** no quality scores yet, so no parity (run the `score` pass)."]
     smoke = (" (synthetic weights: the quality behind it is a smoke test, not model quality)" if results.synthetic
@@ -257,14 +290,7 @@ def answer_lines(results: Results) -> list[str]:
     lines = [f"**The answer so far**{smoke}", "", pairing_line(results)]
     best = results.best
     lines += [_answer_for_n(results.parity, best, n) for n in sorted(results.parity["seq_len"].unique())]
-    fast = fast_path_cells(results.ok)
-    for kind, name in ((AR, "LLaMA side"), (DIFFUSION, "LLaDA side")):
-        part = fast[fast["kind"] == kind] if not fast.empty else fast
-        if not part.empty:
-            r = part.sort_values("latency_ms_median").iloc[0]
-            k = f", K = {_k(r)}" if kind == DIFFUSION else ""
-            lines.append(f"- Fastest path, {name} (N = {int(r['seq_len'])}, B = {int(r['batch_size'])}{k}): "
-                         f"{variant_label(r)}, {_f(r['latency_ms_median'], 1)} ms.")
+    lines += fastest_path_lines(results) if fastest else []
     for other in results.see_also:
         lines += ["", f"**The same question in [{other.name}]({other.link})** (committed results; another pairing "
                       f"can give another sign):", ""]
@@ -338,7 +364,7 @@ def paper_summary_markdown(results: Results, summary_link: str) -> str:
     """The headline of one results folder for the paper: the answer, the parity tables as published and at
     both sides' best (trained weights) and the engines table; every other table is in
     the folder's summary.md, linked."""
-    parts = [f"**Setting:** {results.caption()}", ""] + answer_lines(results) + [""]
+    parts = [f"**Setting:** {results.caption()}", ""] + answer_lines(results, fastest=False) + [""]
     if not results.synthetic:  # synthetic weights: the parity tables are smoke tests, in summary.md only
         parts += ["**S_parity and Speedup Factor, as published** (LLaMA eager `generate`, LLaDA's reference sampler):",
                   "", parity_markdown(results), "", "**Both sides at their best:**", "",
