@@ -1,6 +1,6 @@
 """Figures, summary.md and (optionally) paper.md's generated section from one results folder.
 
-    python scripts/analyze.py --input results/raw_data --output results/figures
+    python scripts/analyze.py --input results/raw_data/austen_quick --output results/figures/austen_quick
     python scripts/analyze.py --input results/raw_data/cpu_mini_synthetic --output results/figures/cpu_mini_synthetic \\
         --summary results/summary.md --paper paper.md
 """
@@ -17,8 +17,8 @@ from dlm_bench.stats import RESAMPLES
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--input", default="results/raw_data", help="folder with raw_metrics.csv (and parity.csv)")
-    p.add_argument("--output", default="results/figures", help="folder for the PNG figures")
+    p.add_argument("--input", required=True, help="a results folder (raw_metrics.csv, pairs.csv, ...)")
+    p.add_argument("--output", required=True, help="folder for the PNG figures")
     p.add_argument("--summary", help="summary Markdown file (default: <input>/summary.md)")
     p.add_argument("--paper", help="regenerate a GENERATED section of this paper.md")
     p.add_argument("--section", default="results", help="which GENERATED section of --paper (default: results)")

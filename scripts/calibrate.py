@@ -1,6 +1,6 @@
 """Measure this device's bf16 matmul and copy ceilings and store them for the roofline.
 
-    python scripts/calibrate.py --output results/raw_data/calibration.json [--device cuda] [--dtype fp32]
+    python scripts/calibrate.py --output results/raw_data/<experiment>/calibration.json [--device cuda] [--dtype fp32]
 """
 
 import argparse
@@ -18,7 +18,7 @@ from dlm_bench.measure.environment import resolve_device
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--output", default="results/raw_data/calibration.json")
+    p.add_argument("--output", required=True, help="the results folder's calibration.json (the roofline reads it there)")
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
     p.add_argument("--matmul_size", type=int)
     p.add_argument("--copy_mib", type=int)

