@@ -84,8 +84,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as logs, EnginePool(exp, device, Path(logs)) as pool, torch.inference_mode():
         maker = ArmMaker(exp, device, pool, {}, hardware)
         torch_arm, llama_arm = maker(torch_cell), maker(llama_cell)
-        _, torch_ms, llama_ms = time_pair(torch_arm.arm, llama_arm.arm, args.pairs, args.warmup, clock,
-                                          random.Random(args.seq_len), IDLE_GAP_S)
+        timing = time_pair(torch_arm.arm, llama_arm.arm, args.pairs, args.warmup, clock, random.Random(args.seq_len),
+                           IDLE_GAP_S)
+        torch_ms, llama_ms = timing.reference_ms, timing.contender_ms
         arch = maker.loaded[torch_cell.model.name].architecture
     per_step = generation_min_bytes(ar_work(1, torch_cell.prompt_len, torch_cell.n_out), arch,
                                     PRECISIONS[exp.precision].bytes_per_element) / torch_cell.n_out

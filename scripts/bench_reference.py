@@ -124,7 +124,8 @@ def main() -> int:
         for i, (label, reference_run, our_run) in enumerate(comparisons):
             ref_side = Arm(CallGenerator(reference_run), prompt, args.gen_length)
             our_side = Arm(CallGenerator(our_run), prompt, args.gen_length)
-            _, ref_ms, our_ms = time_pair(ref_side, our_side, args.pairs, 1, clock, random.Random(i))
+            timing = time_pair(ref_side, our_side, args.pairs, 1, clock, random.Random(i))
+            ref_ms, our_ms = timing.reference_ms, timing.contender_ms
             est = paired_ratio(ref_ms, our_ms)
             agree = float((ref_side.last == our_side.last).float().mean())
             rows.append(f"| {label} | {sorted(ref_ms)[len(ref_ms) // 2]:.0f} | {sorted(our_ms)[len(our_ms) // 2]:.0f} | "

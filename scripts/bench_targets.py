@@ -97,7 +97,8 @@ def main() -> int:
              invert: bool = False) -> None:
         """Time reference against contender; the ratio is reference / contender (contender / reference with
         `invert`), with the arms' medians and, where both keep outputs, the tokens agreeing."""
-        _, ref_ms, con_ms = time_pair(reference, contender, args.pairs, args.warmup, clock, random.Random(seed))
+        timing = time_pair(reference, contender, args.pairs, args.warmup, clock, random.Random(seed))
+        ref_ms, con_ms = timing.reference_ms, timing.contender_ms
         est = paired_ratio(con_ms, ref_ms) if invert else paired_ratio(ref_ms, con_ms)
         agree = ""
         if reference.last is not None and contender.last is not None:

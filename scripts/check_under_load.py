@@ -1,6 +1,7 @@
 """Do the published ratios survive a competing load? Two runs of one config on the same commit, the
 second with busy processes started part-way through; the Speedup Factors of the two must have
-overlapping CIs, or the loaded run must call its own "unreliable measurement".
+overlapping CIs, or the loaded run must give its own no verdict (the load guard marks a pair taken beside
+the busy processes contended).
 
     python scripts/check_under_load.py --config config/experiments_mini.yaml --out /tmp/load-check
 
@@ -56,7 +57,7 @@ def _ci(row) -> str:
 
 def compare(quiet: pd.DataFrame, loaded: pd.DataFrame) -> list[tuple[str, bool]]:
     """Per paired parity row present in both runs: a line, and whether it passes (the two CIs overlap,
-    or the loaded run's verdict is "unreliable measurement")."""
+    or the loaded run gives no verdict)."""
     out = []
     key = ["seq_len", "batch_size", "metric"]
     for _, q in quiet[quiet["paired"]].iterrows():
@@ -66,11 +67,11 @@ def compare(quiet: pd.DataFrame, loaded: pd.DataFrame) -> list[tuple[str, bool]]
         r = match.iloc[0]
         overlap = r["speedup_factor_ci_low"] <= q["speedup_factor_ci_high"] and \
             q["speedup_factor_ci_low"] <= r["speedup_factor_ci_high"]
-        flagged = verdict(r).startswith("unreliable measurement")
+        flagged = verdict(r).startswith("no verdict")
         ok = bool(overlap or flagged)
         out.append((f"N={q['seq_len']} B={q['batch_size']} {q['metric']}: quiet {_ci(q)} ({verdict(q)}); loaded "
                     f"{_ci(r)} ({verdict(r)}) -> {'ok' if ok else 'FAILED'}: "
-                    f"{'CIs overlap' if overlap else 'no overlap'}" + (", flagged unreliable" if flagged else ""), ok))
+                    f"{'CIs overlap' if overlap else 'no overlap'}" + (", flagged: no verdict" if flagged else ""), ok))
     return out
 
 

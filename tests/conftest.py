@@ -68,7 +68,7 @@ def mini_config_dict(tiny_models: dict[str, Path], out: Path) -> dict:
         "diffusion": {"block_length": 8},
         "timing": {"warmup": 1, "repeats": 2},
         "prompts": {"source": "file", "file": str(PROMPTS), "max_prompts": 2},
-        "pairs": {"repeats": 3, "warmup": 0},
+        "pairs": {"repeats": 6, "warmup": 0},
         "load_guard": {"enabled": False},  # the load guard's own tests switch it on
     }
 

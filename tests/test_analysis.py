@@ -165,10 +165,11 @@ def test_summary_numbers_match_the_fixture(tmp_path):
     # as-published LLaMA at B=1: 100 ms, T_gen = 1 * 32 / 0.1 s = 320 tok/s
     assert "| llama | 64 | 1 | — | 100.00 (100.00–100.00) | 320.0 |" in text
     # S_parity for BERTScore is K=16 (0.82 >= 0.80); paired speedup at B=1 = 100 / 80 = 1.25
-    assert "| 64 | 1 | bertscore_f1 | 0.800 | 8:0.7;16:0.82 | 16 | 16 | 1.25 [1.25, 1.25] | — | diffusion faster" in text
+    assert "| 64 | 1 | bertscore_f1 | 0.800 | 8:0.7;16:0.82 | 16 | 16 | 1.25 [1.25, 1.25] | 1.25 [1.25, 1.25] | — | " \
+        "no direction (diffusion faster in 3 of 3 pairs, p = 0.25) |" in text
     # at their best: the compiled AR path (40 ms) against the uncached sampler (dual's 0.79 never reaches
     # 0.80), a pair that was not measured: no ratio
-    assert ("| 64 | 1 | bertscore_f1 | static_compiled | low_confidence/none | 0.800 | 8:0.7;16:0.82 | 16 | — | — | "
+    assert ("| 64 | 1 | bertscore_f1 | static_compiled | low_confidence/none | 0.800 | 8:0.7;16:0.82 | 16 | — | — | — | "
             "not measured in pairs") in text
     # at B=4 the parity cell is an OOM: no timed cell at S_parity
     assert "| 64 | 4 | bertscore_f1 |" in text and "no timed cell at S_parity" in text
@@ -270,25 +271,27 @@ def test_parity_speedup_per_batch_size_by_hand(tmp_path):
     assert rows[1]["speedup_factor_ci_low"] == rows[1]["speedup_factor_ci_high"] == pytest.approx(2.5)
 
 
-@pytest.mark.parametrize("cv,repeats,load_after,reason", [
-    (0.01, 3, 0.5, None), (0.12, 3, 0.5, "per-pair ratio CV 12.0% > 5%"), (0.01, 2, 0.5, "2 pairs < 3"),
-    (0.01, 3, 3.0, "load average changed by 2.5 during the pair")])
-def test_no_verdict_from_an_unreliable_measurement(tmp_path, cv, repeats, load_after, reason):
+@pytest.mark.parametrize("cv,repeats,load_after,expected", [
+    (0.01, 6, 0.5, "diffusion faster at equal quality (diffusion faster in 6 of 6 pairs, p = 0.031); magnitude precise"),
+    (0.12, 6, 0.5, "diffusion faster at equal quality (diffusion faster in 6 of 6 pairs, p = 0.031); magnitude "
+                   "indicative (per-pair CV 10.7% > 5%)"),
+    (0.01, 3, 0.5, "no direction (diffusion faster in 3 of 3 pairs, p = 0.25)"),
+    (0.01, 2, 0.5, "no verdict: 2 pairs < 3"),
+    (0.01, 6, 3.0, "no verdict: load average changed by 2.5 during the pair (> 1)")])
+def test_direction_and_magnitude_are_decided_separately(tmp_path, cv, repeats, load_after, expected):
     store = ResultStore(tmp_path / "raw")
     for r in (_record("a1", "ar", "autoregressive", 1, 64, None, 1000.0, f1=0.80),
               _record("d1", "dl", "diffusion", 1, 64, 32, 200.0, f1=0.85)):
         store.write(r)
     store.merge()
-    # the pair's reference arm spreads by +-cv around 1000 ms against a steady contender: the per-pair
-    # ratios spread by +-cv around 5 (sample CV = cv for three values)
-    ref = [1000.0 * (1 - cv), 1000.0, 1000.0 * (1 + cv)][:repeats]
+    # the reference arm spreads by +-cv around 1000 ms against a steady contender: per-pair ratios of 5 * (1, 1 - cv,
+    # 1 + cv) repeated; their sample CV is cv * sqrt(4/5) over six pairs (0.12 -> 10.7%); all above 1 (a sign test
+    # of n pairs all on one side: p = 2 / 2^n)
+    ref = [1000.0 * f for f in (1, 1 - cv, 1 + cv) * 2][:repeats]
     write_pairs(tmp_path / "raw", ("a1", "d1", ref, [200.0] * repeats, load_after))
     text = summary_markdown(load_results(tmp_path / "raw"))
     row = next(line for line in text.splitlines() if line.startswith("| 64 | 1 | bertscore_f1 |"))
-    if reason is None:
-        assert row.endswith("| diffusion faster at equal quality |")
-    else:
-        assert "unreliable measurement: " + reason in row and "faster" not in row
+    assert row.endswith(f"| {expected} |")
 
 
 def test_compiled_diffusion_rows_are_a_path_of_their_own_and_never_the_as_published_one(tmp_path):

@@ -91,7 +91,7 @@ BAD = [
     ("cpu_threads", 0, "cpu_threads: 0 is not allowed"),
     ("pairs.measure", ["speedup", "latency"], "pairs.measure[1]: 'latency' is not allowed; allowed: speedup, fast_paths"),
     ("pairs.measure", ["speedup", "speedup"], "pairs.measure: speedup given more than once"),
-    ("pairs.repeats", 2, "pairs.repeats: 2 is not allowed; allowed: integers >= 3"),
+    ("pairs.repeats", 5, "pairs.repeats: 5 is not allowed; allowed: integers >= 6 (fewer pairs cannot show a direction"),
     ("pairs.warmup", -1, "pairs.warmup: -1 is not allowed"),
     ("diffusion.schedule", "cosine", "diffusion.schedule: 'cosine' is not allowed; allowed: auto, llada, dream"),
     ("output_dir", str(ROOT / "README.md"), "output_dir: " + str(ROOT / "README.md") + " is a file"),

@@ -313,11 +313,12 @@ def test_engine_faults_become_error_rows_and_the_sweep_goes_on(tiny_models, tmp_
 # --------------------------------------------------------------------------- the tables
 
 
-def test_a_verdict_only_where_every_pair_agrees():
-    assert pair_verdict(1.2, 3.0) == "engine faster in every pair"
-    assert pair_verdict(0.2, 0.9) == "torch faster in every pair"
-    assert pair_verdict(0.8, 1.3) == "mixed: no verdict"
-    assert pair_verdict(math.nan, 2.0) == "—"
+def test_a_direction_only_where_the_sign_test_over_prompts_finds_one():
+    assert pair_verdict(8, 0) == "engine faster (8 of 8 prompts, p = 0.0078)"  # 2 / 2^8
+    assert pair_verdict(0, 6) == "torch faster (6 of 6 prompts, p = 0.031)"  # 2 / 2^6
+    assert pair_verdict(1, 5) == "no direction (torch faster on 5 of 6 prompts, p = 0.22)"  # 2 * 7 / 64
+    assert pair_verdict(4, 0) == "no direction (engine faster on 4 of 4 prompts, p = 0.12)"
+    assert pair_verdict(0, 0) == "—"
 
 
 def _engine_results():
@@ -337,7 +338,7 @@ def _engine_results():
 def test_engines_table_gives_the_median_prompt_speedup_and_the_pairs_range():
     text = engines_table(_engine_results())
     assert "| ar | 64 | 1 | — | llamacpp:q8_0 | 20.00 | 1,600.0 | 3.00 / 0.500 | 0 | 0.75 |" in text
-    assert "3.00 (2 prompts; pairs 1.50–5.00) | engine faster in every pair" in text
+    assert "3.00 (2 prompts; pairs 1.50–5.00) | no direction (engine faster on 2 of 2 prompts, p = 0.5)" in text
 
 
 def test_engines_digest_folds_the_cells_per_engine_and_n():
@@ -349,13 +350,13 @@ def test_engines_digest_folds_the_cells_per_engine_and_n():
                       sampler=sampler, agreement_with_torch=agree)
                  for cid, k, sampler, agree in (("c2", 8, "random", 0.2), ("c4", 32, "margin", 0.4))]
     results.engine_rows = pd.concat([results.engine_rows, pd.DataFrame(diffusion)], ignore_index=True)
-    prompts = [{"cell_id": cid, "passage_id": "line1", "speedup_vs_torch": s, "speedup_min": lo, "speedup_max": hi}
-               for cid, s, lo, hi in (("c2", 0.5, 0.4, 0.8), ("c4", 1.2, 0.9, 1.4))]
+    prompts = [{"cell_id": cid, "passage_id": f"line{i}", "speedup_vs_torch": s, "speedup_min": lo, "speedup_max": hi}
+               for cid, count, s, lo, hi in (("c2", 6, 0.5, 0.4, 0.8), ("c4", 1, 1.2, 0.9, 1.4)) for i in range(count)]
     results.per_prompt = pd.concat([results.per_prompt, pd.DataFrame(prompts)], ignore_index=True)
     text = engines_digest(results)
-    # AR: one cell, its median prompt 3.0, every pair faster (1.5-5.0)
-    assert "| ar | llamacpp:q8_0 | 64 | — | 1 | 3.00 | 1 / 0 / 0 | 0.75 |" in text
-    # diffusion: two cells, median of 0.5 and 1.2; one all-slower (0.4-0.8), one mixed (0.9-1.4)
+    # AR: one cell, its median prompt 3.0; both prompts faster, too few for a direction (p = 0.5)
+    assert "| ar | llamacpp:q8_0 | 64 | — | 1 | 3.00 | 0 / 0 / 1 | 0.75 |" in text
+    # diffusion: two cells, median of 0.5 and 1.2; six prompts slower (p = 0.031), one prompt faster (no direction)
     assert ("| mdm | llamacpp:f32 | 64 | K 8, 32; 2 samplers | 2 | 0.85 (0.50–1.20) | 0 / 1 / 1 | 0.30 (0.20–0.40) |"
             in text)
     results.per_prompt = pd.DataFrame()

@@ -109,7 +109,8 @@ def test_a_torch_arm_against_a_fake_engine_arm_gives_the_known_ratio_and_ci():
     torch_arm = Arm(SteppingGenerator(clock, 6, 5.0), ids, 8, 6)  # 30 ms per run on the clock
     engine = FakeEngine(12.0, returned=list(range(8)))
     engine_arm = Arm(EngineGenerator(engine), ids, 8, 6)  # reports 12 ms per run
-    order, torch_ms, engine_ms = time_pair(torch_arm, engine_arm, 10, 2, clock, random.Random(1))
+    timing = time_pair(torch_arm, engine_arm, 10, 2, clock, random.Random(1))
+    order, torch_ms, engine_ms = timing.order, timing.reference_ms, timing.contender_ms
     assert engine.calls == 12 and len(torch_arm.runs) == len(engine_arm.runs) == 10  # warm-ups kept out
     assert torch_ms == [30.0] * 10 and engine_ms == [12.0] * 10 and set(order) == {"R", "C"}
     est = paired_ratio(torch_ms, engine_ms)
@@ -153,3 +154,66 @@ def test_a_pair_arm_runs_on_the_kernel_its_cell_ran_on():
     assert kernel_of_label("sdpa_flash") == "sdpa_flash"
     assert kernel_of_label(FALLBACK_LABEL) == "sdpa"  # the cell fell back: its pair does too
     assert kernel_of_label(float("nan")) is None and kernel_of_label("n/a (engine)") is None
+
+
+class BusyArm:
+    """An arm that computes for `ms` (one core) per run and says it runs in this process."""
+
+    pids = ()
+
+    def __init__(self, ms):
+        self.ms = ms
+
+    def warm_up(self, count):
+        pass
+
+    def generate_ms(self, clock):
+        import time
+
+        start = time.perf_counter()
+        while time.perf_counter() - start < self.ms / 1000:
+            pass
+        return 1000 * (time.perf_counter() - start)
+
+
+class BurningEngineArm(BusyArm):
+    """An engine arm whose server process keeps burning a core after (and between) its requests."""
+
+    def __init__(self, ms, pid):
+        super().__init__(ms)
+        self.pids = (pid,)
+
+
+@pytest.mark.integration
+def test_an_engine_that_burns_cpu_beside_the_other_arm_is_stopped_while_it_runs_and_seen_when_watched():
+    import subprocess
+    import sys
+    import time
+
+    import pandas as pd
+
+    from dlm_bench.results import PairRecord
+    from dlm_bench.selection.pairs import measured_self_pairs
+
+    burner = subprocess.Popen([sys.executable, "-c", "while True:\n    pass"])
+    try:
+        time.sleep(0.3)
+        torch_arm, engine_arm = BusyArm(80.0), BurningEngineArm(20.0, burner.pid)
+        timing = time_pair(torch_arm, engine_arm, 6, 0, None, random.Random(0))
+        # stopped while the torch arm ran: it took (almost) no CPU then; the torch arm's process during the engine's
+        assert max(timing.reference_other_cpu_ms) <= 10.0 and len(timing.reference_other_cpu_ms) == 6
+        assert all(x >= 0 for x in timing.contender_other_cpu_ms)
+        # a self-pair of the torch arm with the burning engine left running beside it: its CPU is recorded, and the
+        # calibration fails although both arms slow alike
+        beside = time_pair(torch_arm, BusyArm(80.0), 6, 0, None, random.Random(1), beside_pids=(burner.pid,))
+        assert min(beside.reference_other_cpu_ms) >= 40.0  # about one core for each 80 ms run (10 ms ticks)
+        record = PairRecord("s", "self", "ok", "t", "cpu", "x", "x", "torch arm", "torch arm", 64, 1, 0, beside.order,
+                            beside.reference_ms, beside.contender_ms, reference_other_cpu_ms=beside.reference_other_cpu_ms,
+                            contender_other_cpu_ms=beside.contender_other_cpu_ms, beside="a burning engine")
+        (found,) = measured_self_pairs(pd.DataFrame([record.to_row()]), resamples=100)
+        assert found.other_cores > 0.5 and found.interfered and not found.passes
+    finally:
+        burner.kill()
+        burner.wait()
+    # a burner that is gone is skipped, not an error
+    assert time_pair(BusyArm(5.0), BurningEngineArm(5.0, burner.pid), 6, 0, None, random.Random(2)).order

@@ -51,8 +51,9 @@ class FakeArm:
 def test_pairs_interleave_both_arms_in_a_random_order_per_pair():
     log = []
     machine = DriftingMachine(0.0)
-    order, ref, con = time_pair(FakeArm("R", 20.0, machine, log), FakeArm("C", 10.0, machine, log), repeats=40,
-                                warmup=2, clock=None, rng=random.Random(3))
+    timing = time_pair(FakeArm("R", 20.0, machine, log), FakeArm("C", 10.0, machine, log), repeats=40, warmup=2,
+                       clock=None, rng=random.Random(3))
+    order, ref, con = timing.order, timing.reference_ms, timing.contender_ms
     assert log[:4] == ["R", "R", "C", "C"]  # warm-ups first, untimed
     timed = log[4:]
     pairs = ["".join(timed[i:i + 2]) for i in range(0, len(timed), 2)]
@@ -63,8 +64,9 @@ def test_pairs_interleave_both_arms_in_a_random_order_per_pair():
 def test_pairing_cancels_a_drifting_machine_that_sequential_cells_do_not():
     # the reference costs 2x the contender; the machine slows by 2% per generation
     machine = DriftingMachine(0.02)
-    _, ref, con = time_pair(FakeArm("R", 20.0, machine, []), FakeArm("C", 10.0, machine, []), repeats=30, warmup=0,
-                            clock=None, rng=random.Random(0))
+    timing = time_pair(FakeArm("R", 20.0, machine, []), FakeArm("C", 10.0, machine, []), repeats=30, warmup=0,
+                       clock=None, rng=random.Random(0))
+    ref, con = timing.reference_ms, timing.contender_ms
     assert paired_ratio(ref, con).value == pytest.approx(2.0, rel=0.03)
     sequential = DriftingMachine(0.02)
     a = [sequential.cost(20.0) for _ in range(30)]  # one cell, then the other, as two grid cells are run
@@ -235,7 +237,7 @@ def _pairs_config(tiny_models, tmp_path, **pairs):
     data["grid"] = {"batch_size": [1], "seq_len": [32], "steps": [8]}
     data["diffusion"] = {"block_length": 8, "cache": ["none", "dual"]}
     data["autoregressive"] = {"decode": ["eager", "static"]}
-    data["pairs"] = {"repeats": 3, "warmup": 1, **pairs}
+    data["pairs"] = {"repeats": 6, "warmup": 1, **pairs}
     path = tmp_path / "pairs.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -304,8 +306,9 @@ def test_the_load_check_passes_overlapping_or_flagged_ratios_and_fails_a_confide
 
     assert [ok for _, ok in check.compare(quiet, loaded(2.05, 2.6))] == [True]  # overlapping CIs
     assert [ok for _, ok in check.compare(quiet, loaded(3.0, 3.4))] == [False]  # a confident, different answer
-    flagged = check.compare(quiet, loaded(3.0, 3.4, ratio_cv=0.2))  # the same, but the loaded run says why not
-    assert flagged[0][1] and "flagged unreliable" in flagged[0][0]
+    contended = "during: other processes used 1.00 CPU cores (limit 0.3)"
+    flagged = check.compare(quiet, loaded(3.0, 3.4, contention=contended))  # the loaded run says why not
+    assert flagged[0][1] and "flagged: no verdict" in flagged[0][0]
 
 
 @pytest.mark.integration
@@ -324,3 +327,51 @@ def test_the_pairs_step_chooses_from_the_records_what_the_analysis_chooses_from_
     chosen = wanted_pairs(from_records, parity_table(from_records), kinds)
     assert chosen == wanted_pairs(from_table, parity_table(from_table), kinds)
     assert chosen or study == "cpu_austen_engines"  # the engines study's ratios are per-prompt engine pairs
+
+
+def test_the_cells_ratio_beside_a_pair_is_flagged_only_where_the_two_do_not_overlap():
+    from dlm_bench.selection.pairs import cell_ratio
+
+    ar = pd.Series({"latency_ms_median": 100.0, "latency_ms_min": 95.0, "latency_ms_max": 110.0})
+    dl = pd.Series({"latency_ms_median": 50.0, "latency_ms_min": 48.0, "latency_ms_max": 55.0})
+    cells = cell_ratio(ar, dl)
+    # by hand: 100 / 50 = 2; the span 95 / 55 = 1.727 .. 110 / 48 = 2.292
+    assert cells.value == 2.0 and cells.low == pytest.approx(95 / 55) and cells.high == pytest.approx(110 / 48)
+    assert not cells.disagrees(1.9, 2.1)  # inside
+    assert not cells.disagrees(1.5, 1.8)  # overlapping at the low end
+    assert cells.disagrees(1.2, 1.6) and cells.disagrees(2.4, 2.6)  # wholly below / above the cells' span
+    assert not cells.disagrees(float("nan"), 2.0)
+
+
+def test_self_pairs_calibrate_each_engine_and_a_torch_arm_beside_an_engine():
+    from dlm_bench.selection.pairs import WantedPair, self_pairs
+
+    rows = pd.DataFrame([{"cell_id": "ar_torch", "engine": "torch"}, {"cell_id": "dl_torch", "engine": "torch"},
+                         {"cell_id": "ar_llama", "engine": "llamacpp", "weights_format": "f32"},
+                         {"cell_id": "dl_other", "engine": "torch"}])
+    published = [WantedPair("speedup", "ar_torch", "dl_torch"), WantedPair("speedup", "ar_llama", "dl_torch"),
+                 WantedPair("fast_paths", "dl_torch", "dl_other")]
+    assert self_pairs(published, rows) == [WantedPair("self", "ar_torch", "ar_torch"),
+                                           WantedPair("self", "ar_llama", "ar_llama"),
+                                           WantedPair("self", "dl_torch", "dl_torch", beside="ar_llama")]
+    assert self_pairs(published[:1], rows) == [WantedPair("self", "ar_torch", "ar_torch")]  # torch only: no beside
+
+
+def test_a_self_pair_fails_when_its_ci_excludes_1_or_something_beside_it_took_the_cpu():
+    from dlm_bench.selection.pairs import measured_self_pairs
+
+    def pair(ref, con, other=None):
+        row = {"kind": "self", "status": "ok", "reference": "x", "beside": "", "reference_ms_all":
+               ";".join(map(str, ref)), "contender_ms_all": ";".join(map(str, con)), "reference_cell_id": "x",
+               "contender_cell_id": "x"}
+        if other is not None:
+            row["reference_other_cpu_ms_all"] = row["contender_other_cpu_ms_all"] = ";".join(map(str, other))
+        return row
+
+    flat = [100.0, 101.0, 99.0, 100.0, 102.0, 98.0]
+    table = pd.DataFrame([pair(flat, list(reversed(flat))), pair([110.0] * 6, [100.0] * 6),
+                          pair(flat, flat, other=[0.0] * 6), pair(flat, flat, other=[50.0] * 6)])
+    found = measured_self_pairs(table, resamples=200)
+    assert [p.passes for p in found] == [True, False, True, False]
+    assert found[1].estimate.ci_low == pytest.approx(1.1)  # every pair 1.1: the CI excludes 1
+    assert found[3].other_cores == pytest.approx(0.5) and found[3].interfered  # 50 ms of CPU per 100 ms run

@@ -82,3 +82,31 @@ def test_the_analysis_uses_the_resample_count_it_is_given():
     many = next(t for t in steps_trends(rows, quality, resamples=400) if t.metric == "bertscore_f1").correlation
     assert one.ci_low == one.ci_high  # a single draw: a point interval
     assert many.ci_low == -1.0 and many.ci_high == 1.0
+
+
+@pytest.mark.parametrize("above, below, p_value", [
+    (8, 0, 2 / 2 ** 8),                      # every pair on one side: 2 * (1/2)^8
+    (0, 6, 2 / 2 ** 6),
+    (7, 1, 2 * (1 + 8) / 2 ** 8),            # P(X <= 1) for X ~ Bin(8, 1/2), both tails
+    (3, 0, 0.25), (5, 5, 1.0), (0, 0, 1.0),
+    (10, 2, 2 * (1 + 12 + 66) / 2 ** 12),
+])
+def test_the_sign_test_against_hand_computed_binomial_tails(above, below, p_value):
+    from dlm_bench.stats import sign_test
+
+    assert sign_test(above, below) == pytest.approx(p_value)
+
+
+def test_a_ratio_test_keeps_direction_and_magnitude_apart():
+    from dlm_bench.stats import FAIL, PASS, UNDECIDED, paired_ratio_test
+
+    # 8 pairs, all slower for the contender but spread widely: a clear direction, an imprecise magnitude
+    spread = paired_ratio_test([10.0] * 8, [12.0, 20.0, 14.0, 30.0, 11.0, 25.0, 16.0, 40.0], resamples=200)
+    assert (spread.above, spread.below, spread.direction) == (0, 8, FAIL)
+    assert spread.p_value == pytest.approx(2 / 256) and not spread.precise
+    # ratios exactly 2 and 2.02 alternating: precise, and above 1 in every pair
+    steady = paired_ratio_test([20.0, 20.2] * 4, [10.0] * 8, resamples=200)
+    assert steady.direction == PASS and steady.precise and steady.cv < 0.01
+    # half above, half below 1: no direction, however tight
+    mixed = paired_ratio_test([10.1, 9.9] * 4, [10.0] * 8, resamples=200)
+    assert mixed.direction == UNDECIDED and mixed.p_value == 1.0

@@ -64,10 +64,12 @@ class PairsSummary:
 
 
 def pair_id(pair: WantedPair, exp: Experiment) -> str:
-    """Stable id of a pair: its two cells and the pairs settings."""
-    blob = json.dumps({"reference": pair.reference_cell_id, "contender": pair.contender_cell_id,
-                       "repeats": exp.pairs.repeats, "warmup": exp.pairs.warmup, "seed": exp.seed}, sort_keys=True)
-    return hashlib.sha1(blob.encode()).hexdigest()[:12]
+    """Stable id of a pair: its two cells (and what runs beside a self-pair) and the pairs settings."""
+    identity = {"reference": pair.reference_cell_id, "contender": pair.contender_cell_id,
+                "repeats": exp.pairs.repeats, "warmup": exp.pairs.warmup, "seed": exp.seed}
+    if pair.beside is not None:  # pairs from before self-pairs keep their ids
+        identity["beside"] = pair.beside
+    return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
 
 
 @dataclass
@@ -101,8 +103,8 @@ class ArmMaker:
         ids = batch.batch(cell.batch_size, model.device)[0]
         if cell.engine not in (None, "torch"):
             engine = self.pool.engine_for(cell, model.tokenizer)
-            return PairArm(Arm(EngineGenerator(engine), ids, cell.n_out, cell.steps), engine.threads, True,
-                           engine.pids())
+            return PairArm(Arm(EngineGenerator(engine), ids, cell.n_out, cell.steps, pids=engine.pids()),
+                           engine.threads, True, engine.pids())
         torch.manual_seed(cell.settings.seed)
         kernel = kernel_of_label(self.kernels.get(cell.cell_id(self.hardware))) or model.attention_kernel
         return PairArm(Arm(make_generator(cell, model), ids, cell.n_out, cell.steps, kernel=kernel),
@@ -110,22 +112,31 @@ class ArmMaker:
 
 
 def measure_pair(record: PairRecord, make_arm: Callable[[Cell], PairArm], reference: Cell, contender: Cell,
-                 exp: Experiment, clock, device: torch.device, guard: machine_load.LoadGuard) -> PairRecord:
+                 exp: Experiment, clock, device: torch.device, guard: machine_load.LoadGuard,
+                 beside: Optional[Cell] = None) -> PairRecord:
     """Time one pair into its record (measure.loop.time_pair: interleaved, the order drawn per pair, an idle
-    gap before every run when an arm is another engine), after the guard's wait for a quiet machine; the
-    record carries the load around the pair. An OOM or any error, an engine's included, is the record's
-    status and one-line error; it never raises."""
-    t0, quiet, before, pids = time.perf_counter(), None, None, ()
+    gap before every run when an arm is another engine, the other arm's engine process stopped meanwhile),
+    after the guard's wait for a quiet machine; `beside`: an engine cell whose process is started and left
+    idle while a self-pair runs. The record carries the load around the pair and the other side's CPU time
+    during every run. An OOM or any error, an engine's included, is the record's status and one-line error;
+    it never raises."""
+    t0, quiet, before, pids, beside_pids = time.perf_counter(), None, None, (), ()
     try:
+        if beside is not None:
+            idle = make_arm(beside)
+            idle.arm.warm_up(1)  # its process runs once, then idles beside the pair, watched
+            beside_pids = idle.pids
         ref, con = make_arm(reference), make_arm(contender)
-        pids = ref.pids + con.pids
+        pids = tuple(dict.fromkeys(ref.pids + con.pids + beside_pids))
         quiet = guard.wait_for_quiet(f"pair {record.reference} / {record.contender}", pids)
         before = machine_load.sample(device, pids)
         record.reference_threads, record.contender_threads = ref.threads, con.threads
         gap = IDLE_GAP_S if (ref.engine or con.engine) else 0.0
         rng = random.Random(f"{exp.seed}:{record.pair_id}")
-        record.order, record.reference_ms, record.contender_ms = time_pair(
-            ref.arm, con.arm, exp.pairs.repeats, exp.pairs.warmup, clock, rng, gap)
+        timing = time_pair(ref.arm, con.arm, exp.pairs.repeats, exp.pairs.warmup, clock, rng, gap, beside_pids)
+        record.order, record.reference_ms, record.contender_ms = timing.order, timing.reference_ms, timing.contender_ms
+        record.reference_other_cpu_ms = timing.reference_other_cpu_ms
+        record.contender_other_cpu_ms = timing.contender_other_cpu_ms
         record.status = "ok"
     except torch.OutOfMemoryError as exc:
         record.status, record.error = "oom", str(exc).splitlines()[0][:500]
@@ -171,7 +182,8 @@ def run_pairs(exp: Experiment, progress: bool = True, remeasure_contended: bool 
         make_arm = ArmMaker(exp, device, pool, kernels, hardware)
         for pair in tqdm(todo, desc="pairs", unit="pair", disable=not progress):
             reference, contender = cells.get(pair.reference_cell_id), cells.get(pair.contender_cell_id)
-            if reference is None or contender is None:
+            beside = cells.get(pair.beside) if pair.beside is not None else None
+            if reference is None or contender is None or (pair.beside is not None and beside is None):
                 log.warning("pair %s / %s: a cell is not in this config's grid on %s; skipped",
                             pair.reference_cell_id, pair.contender_cell_id, hardware)
                 summary.not_in_grid += 1
@@ -186,8 +198,9 @@ def run_pairs(exp: Experiment, progress: bool = True, remeasure_contended: bool 
                 record = PairRecord(pid, pair.kind, "error", exp.name, hardware, pair.reference_cell_id,
                                     pair.contender_cell_id, reference.describe(), contender.describe(),
                                     reference.seq_len, reference.batch_size, exp.pairs.warmup,
-                                    started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-                store.write(measure_pair(record, make_arm, reference, contender, exp, clock, device, guard))
+                                    started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                    beside=beside.describe() if beside is not None else None)
+                store.write(measure_pair(record, make_arm, reference, contender, exp, clock, device, guard, beside))
             summary.ok += record.status == "ok"
             summary.failed += record.status != "ok"
     store.merge()

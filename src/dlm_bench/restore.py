@@ -34,8 +34,8 @@ NAN = math.nan
 CELL_FIELDS = ("status", "experiment", "weights", "hardware", "attention_kernel", "clock", "error", "extras_error",
                "warmup", "warmup_steps", "agreement_with_uncached", "n_params", "n_params_non_embedding",
                "prompt_source", "started_at", "finished_at", "wall_s")
-PAIR_FIELDS = tuple(f.name for f in dataclasses.fields(PairRecord)
-                    if f.name not in ("reference_ms", "contender_ms", "load", "restored_from"))
+PAIR_LISTS = ("reference_ms", "contender_ms", "reference_other_cpu_ms", "contender_other_cpu_ms")  # `<name>_all`
+PAIR_FIELDS = tuple(f.name for f in dataclasses.fields(PairRecord) if f.name not in (*PAIR_LISTS, "load", "restored_from"))
 
 
 class RestoreError(ValueError):
@@ -140,10 +140,8 @@ def pair_from_row(row: dict[str, str], source: str) -> PairRecord:
     values = {name: parse_value(row.get(name, "")) for name in PAIR_FIELDS}
     values["order"] = row.get("order", "")
     values["wall_s"] = NAN if values["wall_s"] is None else values["wall_s"]
-    return PairRecord(**values, restored_from=source,
-                      reference_ms=[float(x) for x in row.get("reference_ms_all", "").split(";") if x],
-                      contender_ms=[float(x) for x in row.get("contender_ms_all", "").split(";") if x],
-                      load=_part(LoadStats, row))
+    lists = {name: [float(x) for x in row.get(f"{name}_all", "").split(";") if x] for name in PAIR_LISTS}
+    return PairRecord(**values, **lists, restored_from=source, load=_part(LoadStats, row))
 
 
 def _differences(table: str, rows: list[dict[str, str]], again: list[dict[str, str]], key) -> list[str]:

@@ -333,13 +333,18 @@ class PairRecord(_JsonRecord):
     restored_from: Optional[str] = None  # rebuilt from this table (src/dlm_bench/restore.py): latencies to 0.1 us
     reference_threads: Optional[int] = None  # CPU threads each arm ran with (torch's, or the engine's own)
     contender_threads: Optional[int] = None
+    # per timed run of each arm, the CPU time (ms) the other arm's processes used meanwhile (measure.loop.PairTiming)
+    reference_other_cpu_ms: list[float] = field(default_factory=list)
+    contender_other_cpu_ms: list[float] = field(default_factory=list)
+    beside: Optional[str] = None  # a self-pair: the engine cell whose process was kept alive beside it
 
     def to_row(self) -> dict[str, Any]:
+        lists = ("reference_ms", "contender_ms", "reference_other_cpu_ms", "contender_other_cpu_ms")
         row = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-               if f.name not in ("reference_ms", "contender_ms", "load", "restored_from")}
+               if f.name not in (*lists, "load", "restored_from")}
         row["pairs"] = len(self.reference_ms)
-        row["reference_ms_all"] = ";".join(f"{x:.4f}" for x in self.reference_ms)
-        row["contender_ms_all"] = ";".join(f"{x:.4f}" for x in self.contender_ms)
+        for name in lists:
+            row[f"{name}_all"] = ";".join(f"{x:.4f}" for x in getattr(self, name))
         for f in dataclasses.fields(LoadStats):
             row[f.name] = getattr(self.load, f.name) if self.load is not None else NAN
         return row
@@ -352,6 +357,8 @@ class PairRecord(_JsonRecord):
                                           for k, v in kwargs["load"].items()})
         if kwargs.get("wall_s") is None:
             kwargs["wall_s"] = NAN
+        for side in ("reference", "contender"):
+            kwargs[f"{side}_other_cpu_ms"] = [NAN if x is None else x for x in kwargs.get(f"{side}_other_cpu_ms", [])]
         return cls(**kwargs)
 
 

@@ -14,6 +14,8 @@ import statistics
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
+from .metrics.timing import coefficient_of_variation
+
 RESAMPLES = 1000  # default bootstrap resamples (config field quality.bootstrap_resamples)
 
 # Run-to-run coefficient of variation (metrics.timing.coefficient_of_variation of a cell's repetitions, or
@@ -82,3 +84,59 @@ def verdict(low: float, high: float, bound: float, higher_is_better: bool = True
         return PASS
     return FAIL if high < bound else UNDECIDED
 
+
+
+ALPHA = 0.05  # the level of every direction test
+
+
+def sign_test(above: int, below: int) -> float:
+    """Two-sided exact sign test: the probability, were each pair equally likely to fall either side of 1, of a
+    split at least as lopsided as `above` : `below` (ties left out before counting). 1.0 with no pairs."""
+    n = above + below
+    if n == 0:
+        return 1.0
+    k = min(above, below)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
+@dataclass(frozen=True)
+class RatioTest:
+    """A paired ratio's two answers, kept apart. Direction: how many per-pair ratios lie above and below 1 and
+    the sign test's p-value. Magnitude: the median ratio with its bootstrap 95% CI, and the per-pair ratios'
+    CV, which says whether that magnitude is precise (at most CV_NO_VERDICT) or only indicative."""
+
+    estimate: Estimate
+    above: int  # per-pair ratios > 1 (the contender faster, for reference / contender latencies)
+    below: int  # per-pair ratios < 1
+    p_value: float
+    cv: float
+
+    @property
+    def pairs(self) -> int:
+        return self.above + self.below
+
+    @property
+    def direction(self) -> Optional[str]:
+        """PASS: above 1 (the contender faster), FAIL: below 1, UNDECIDED: the sign test cannot tell at ALPHA;
+        None without pairs."""
+        if self.pairs == 0:
+            return None
+        if self.p_value >= ALPHA:
+            return UNDECIDED
+        return PASS if self.above > self.below else FAIL
+
+    @property
+    def precise(self) -> bool:
+        """Whether the magnitude may be quoted as a measurement (the per-pair ratios spread by at most 5%)."""
+        return not math.isnan(self.cv) and self.cv <= CV_NO_VERDICT
+
+
+def paired_ratio_test(reference: Sequence[float], contender: Sequence[float], resamples: int = RESAMPLES,
+                      seed: int = 0) -> RatioTest:
+    """Direction and magnitude of the per-pair ratios reference / contender (pairs with a zero contender left
+    out; a ratio of exactly 1 counts for neither side of the sign test)."""
+    ratios = [r / c for r, c in zip(reference, contender) if c > 0]
+    above, below = sum(x > 1 for x in ratios), sum(x < 1 for x in ratios)
+    cv = coefficient_of_variation(ratios) if ratios else math.nan
+    return RatioTest(bootstrap_median(ratios, resamples, seed), above, below, sign_test(above, below), cv)

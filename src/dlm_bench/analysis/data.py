@@ -18,7 +18,7 @@ from ..stats import CV_NO_VERDICT, RESAMPLES
 from ..measure.benchmarks import read_targets
 from ..results import QUALITY_FILE, read_quality
 from ..selection.baseline import split_engines, with_forward_column
-from ..selection.pairs import best_parity_rows
+from ..selection.pairs import SelfPair, best_parity_rows, measured_self_pairs
 from ..selection.parity import parity_table
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,21 @@ class Results:
     @property
     def ok(self) -> pd.DataFrame:
         return self.rows[self.rows["status"] == "ok"]
+
+    @property
+    def rows_by_id(self) -> dict[str, pd.Series]:
+        """Every row, a torch cell's or another engine's, by cell id."""
+        return {str(r["cell_id"]): r for _, r in self.every_row.iterrows()}
+
+    @property
+    def self_pairs(self) -> list[SelfPair]:
+        """The pairs step's calibration: each measured self-pair with its ratio and CI."""
+        return measured_self_pairs(self.pairs, self.resamples)
+
+    @property
+    def biased(self) -> bool:
+        """Whether a self-pair's CI excludes 1: then the study's pairs are biased and no ratio carries a verdict."""
+        return any(not p.passes for p in self.self_pairs)
 
     @property
     def every_row(self) -> pd.DataFrame:

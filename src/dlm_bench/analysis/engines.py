@@ -2,7 +2,8 @@
 
 Every ratio here is paired: an engine cell timed each of its per-prompt prompts as interleaved pairs
 with the torch path doing the same work (engines/measure.py), and a prompt's speedup is the median of
-its pairs' torch / engine ratios. A row's verdict says only what every pair agrees on.
+its pairs' torch / engine ratios. A row's verdict is the sign test over its prompts (each prompt's
+median ratio above or below 1, stats.sign_test): a direction only at p < 0.05.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pandas as pd
 
 from ..registry import AR, DIFFUSION
 from ..config import engine_label, variant_label
-from ..stats import FAIL, PASS, verdict as interval_verdict
+from ..stats import ALPHA, sign_test
 from .data import Results
 from .markdown import fmt, table
 
@@ -22,10 +23,17 @@ def _k(r) -> str:
     return str(int(r["steps"])) if r["kind"] == DIFFUSION and not pd.isna(r["steps"]) else "—"
 
 
-def pair_verdict(low: float, high: float) -> str:
-    """What the pairs of a cell agree on: every pair faster, every pair slower, or neither."""
-    return {None: "—", PASS: "engine faster in every pair", FAIL: "torch faster in every pair"}.get(
-        interval_verdict(low, high, 1.0, bound_passes=False), "mixed: no verdict")
+ENGINE_FASTER, TORCH_FASTER = "engine faster", "torch faster"
+
+
+def pair_verdict(above: int, below: int) -> str:
+    """The direction of a cell's per-prompt speedups (torch / engine): the sign test over its prompts."""
+    if above + below == 0:
+        return "—"
+    p_value = sign_test(above, below)
+    who, count = (ENGINE_FASTER, above) if above >= below else (TORCH_FASTER, below)
+    counted = f"{count} of {above + below} prompts, p = {p_value:.2g}"
+    return f"{who} ({counted})" if p_value < ALPHA else f"no direction ({who.split()[0]} faster on {counted})"
 
 
 def _ordered(rows: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -38,16 +46,19 @@ CELL_IDENTITY = ["model_name", "kind", "engine", "weights_format", "sampler", "s
 
 def cell_pairs(results: Results) -> pd.DataFrame:
     """Per engine cell (from its per-prompt rows): what it ran (CELL_IDENTITY), its prompts, the median over
-    prompts of their speedups, the extremes of all its pairs and the mean agreement with torch."""
+    prompts of their speedups, the extremes of all its pairs, the prompts whose speedup is above and below 1 and the
+    mean agreement with torch."""
     pp = results.per_prompt
     if pp.empty:
         return pd.DataFrame(columns=["cell_id", *CELL_IDENTITY, "prompts", "speedup", "pair_min", "pair_max",
-                                     "agreement"])
+                                     "above", "below", "agreement"])
     pp = pp.reindex(columns=list(dict.fromkeys([*pp.columns, *CELL_IDENTITY])))  # AR-only rows have no sampler
     by_cell = pp.groupby("cell_id", sort=False)
     return by_cell[CELL_IDENTITY].first().assign(
         prompts=by_cell["passage_id"].count(), speedup=by_cell["speedup_vs_torch"].median(),
         pair_min=by_cell["speedup_min"].min(), pair_max=by_cell["speedup_max"].max(),
+        above=by_cell["speedup_vs_torch"].agg(lambda x: int((x > 1).sum())),
+        below=by_cell["speedup_vs_torch"].agg(lambda x: int((x < 1).sum())),
         agreement=by_cell["agreement_with_torch"].mean()).reset_index()
 
 
@@ -71,7 +82,7 @@ def engines_table(results: Results) -> str:
         out.append(head + [fmt(r["latency_ms_median"], 2), fmt(r["tokens_per_s_median"]), timing,
                            str(int(r["answers_not_n_out"])) if not pd.isna(r["answers_not_n_out"]) else "—",
                            fmt(r["agreement_with_torch"], 2), speed,
-                           "—" if p is None else pair_verdict(p["pair_min"], p["pair_max"]),
+                           "—" if p is None else pair_verdict(int(p["above"]), int(p["below"])),
                            fmt(r.get("bertscore_f1_mean", math.nan), 3), "ok"])
     return table(["model", "N", "B", "K", "engine", "L_e2e ms (median)", "T_gen tok/s", "TTFT / ITL ms (AR); step p50 / p99 ms",
                   "answers ≠ N_out", "tokens agreeing with torch", "speedup vs torch, paired per prompt (median)",
@@ -107,9 +118,10 @@ def engines_digest(results: Results) -> str:
     pairs = cell_pairs(results)
     if rows.empty or pairs.empty:
         return "_No engine cell ran its per-prompt pairs._"
-    cells = rows[rows["status"] == "ok"].merge(pairs[["cell_id", "speedup", "pair_min", "pair_max"]], on="cell_id")
+    cells = rows[rows["status"] == "ok"].merge(pairs[["cell_id", "speedup", "pair_min", "pair_max", "above",
+                                                      "below"]], on="cell_id")
     cells = cells.assign(path=cells.apply(engine_label, axis=1),
-                         side=[pair_verdict(lo, hi) for lo, hi in zip(cells["pair_min"], cells["pair_max"])])
+                         side=[pair_verdict(int(a), int(b)) for a, b in zip(cells["above"], cells["below"])])
     out = []
     for (model, path, n), g in cells.groupby(["model_name", "path", "seq_len"], sort=True):
         detail = "—"
@@ -117,14 +129,14 @@ def engines_digest(results: Results) -> str:
             samplers = g["sampler"].nunique()
             detail = (f"K {', '.join(str(int(k)) for k in sorted(g['steps'].unique()))}; "
                       f"{samplers} sampler{'s' if samplers > 1 else ''}")
-        faster = (g["side"] == "engine faster in every pair").sum()
-        slower = (g["side"] == "torch faster in every pair").sum()
+        faster = g["side"].str.startswith(ENGINE_FASTER).sum()
+        slower = g["side"].str.startswith(TORCH_FASTER).sum()
         out.append([model, path, str(int(n)), detail, str(len(g)),
                     _with_range(g["speedup"].median(), g["speedup"], 2),
                     f"{faster} / {slower} / {len(g) - faster - slower}",
                     _with_range(g["agreement_with_torch"].median(), g["agreement_with_torch"], 2)])
     return table(["model", "engine", "N", "K and samplers", "cells", "speedup vs torch, median of cells (min–max)",
-                  "cells with every pair faster: engine / torch / neither",
+                  "cells with a direction (sign test over prompts): engine / torch / neither",
                   "agreement with torch, median (min–max)"], out)
 
 

@@ -7,14 +7,15 @@ import math
 import pandas as pd
 
 from ..registry import AR, DIFFUSION
-from ..config import cell_label, engine_label, variant_label
+from ..config import DEFAULT_MAX_OTHER_CORES, cell_label, engine_label, variant_label
 from ..results import contended
 from ..measure import roofline
 from ..measure.benchmarks import target_from_dict
 from ..selection.baseline import baseline, published_parity_rows
-from ..stats import CV_NO_VERDICT, CV_TARGET, FAIL, PASS, verdict as interval_verdict
+from ..stats import ALPHA, CV_NO_VERDICT, CV_TARGET
 from .data import MAX_LOAD_CHANGE, MIN_REPEATS, Results
-from ..selection.pairs import as_published_cell_id, fast_path_cells, pair_estimate, pair_lookup
+from ..selection.pairs import (as_published_cell_id, cell_ratio, fast_path_cells, other_cores, pair_estimate,
+                               pair_lookup)
 from .markdown import fmt as _f, table as _table
 from .ar_tokens import ar_tokens_markdown
 from .engines import engines_digest, engines_table, per_prompt_table
@@ -44,34 +45,72 @@ def headline_table(results: Results) -> str:
                    "step p50 / p99 ms", "M_peak GiB", "MFU", "status"], rows)
 
 
-def unreliable(row: pd.Series) -> list[str]:
-    """Why the timing behind a ratio cannot carry a verdict (empty when it can)."""
+def unreliable(row: pd.Series, biased: bool = False) -> list[str]:
+    """Why the timing behind a ratio cannot carry a verdict at all (empty when it can): a pair taken while other
+    work used the machine, too few pairs, a load average that moved (pairs from before the load guard), or a
+    study whose self-pairs show its pairs are biased (`biased`)."""
     reasons = []
     if contended(row.get("contention")):
         reasons.append(f"contended ({row['contention']})")
-    if row.get("ratio_cv", 0.0) > CV_NO_VERDICT:
-        reasons.append(f"per-pair ratio CV {100 * row['ratio_cv']:.1f}% > {100 * CV_NO_VERDICT:.0f}%")
     if row.get("fewest_repeats", MIN_REPEATS) < MIN_REPEATS:
         reasons.append(f"{int(row['fewest_repeats'])} pairs < {MIN_REPEATS}")
     change = row.get("load_change", math.nan)
-    if change is not None and not pd.isna(change) and change > MAX_LOAD_CHANGE:
+    unjudged = not isinstance(row.get("contention"), str) or not row.get("contention")
+    if unjudged and change is not None and not pd.isna(change) and change > MAX_LOAD_CHANGE:
         reasons.append(f"load average changed by {change:.1f} during the pair (> {MAX_LOAD_CHANGE:g})")
+    if biased:
+        reasons.append("a self-pair of this study excludes 1: its pairs are biased")
     return reasons
 
 
-def verdict(row: pd.Series) -> str:
+def direction_text(row: pd.Series, faster: str = "diffusion", slower: str = "AR") -> str:
+    """The sign test of a pair's per-pair ratios, in words: who was faster in how many pairs, and p."""
+    above, below = int(row.get("pairs_above", 0) or 0), int(row.get("pairs_below", 0) or 0)
+    p_value = row.get("direction_p", math.nan)
+    who, count = (faster, above) if above >= below else (slower, below)
+    return f"{who} faster in {count} of {above + below} pairs, p = {p_value:.2g}"
+
+
+def magnitude_text(row: pd.Series) -> str:
+    """Whether a ratio's magnitude is precise (per-pair CV at most 5%) or only indicative."""
+    cv = row.get("ratio_cv", math.nan)
+    if cv is None or pd.isna(cv) or cv <= CV_NO_VERDICT:
+        return "magnitude precise"
+    return f"magnitude indicative (per-pair CV {100 * cv:.1f}% > {100 * CV_NO_VERDICT:.0f}%)"
+
+
+def verdict(row: pd.Series, biased: bool = False) -> str:
+    """A Speedup Factor's verdict: its direction from the sign test over its pairs (stats.paired_ratio_test), its
+    magnitude quoted as precise or indicative, and no verdict where the measurement cannot carry one."""
     if not row["reached"]:
         return "parity not reached within the grid"
     if pd.isna(row.get("diffusion_cell_id")):
         return "no timed cell at S_parity"
     if not row.get("paired", False):
         return NOT_PAIRED
-    lo, hi = row["speedup_factor_ci_low"], row["speedup_factor_ci_high"]
-    reasons = unreliable(row)
+    reasons = unreliable(row, biased)
     if reasons:
-        return "unreliable measurement: " + "; ".join(reasons)
-    return {PASS: "diffusion faster at equal quality", FAIL: "autoregressive faster at equal quality"}.get(
-        interval_verdict(lo, hi, 1.0, bound_passes=False), "no significant difference")
+        return "no verdict: " + "; ".join(reasons)
+    p_value = row.get("direction_p", math.nan)
+    if p_value is None or pd.isna(p_value) or p_value >= ALPHA:
+        return f"no direction ({direction_text(row)})"
+    side = "diffusion" if row.get("pairs_above", 0) > row.get("pairs_below", 0) else "autoregressive"
+    return f"{side} faster at equal quality ({direction_text(row)}); {magnitude_text(row)}"
+
+
+def consistency_text(row: pd.Series, results: Results) -> str:
+    """The ratio of the two cells' medians beside the paired ratio, flagged where they disagree."""
+    if not row.get("paired", False):
+        return "—"
+    by_id = results.rows_by_id
+    ar, dl = by_id.get(str(row.get("ar_cell_id"))), by_id.get(str(row.get("diffusion_cell_id")))
+    if ar is None or dl is None:
+        return "—"
+    cells = cell_ratio(ar, dl)
+    text = f"{_f(cells.value, 2)} [{_f(cells.low, 2)}, {_f(cells.high, 2)}]"
+    if cells.disagrees(row["speedup_factor_ci_low"], row["speedup_factor_ci_high"]):
+        text += " **disagrees**: the pair is published (its arms ran interleaved; the cells ran apart)"
+    return text
 
 
 def load_text(row: pd.Series) -> str:
@@ -108,10 +147,12 @@ def parity_markdown(results: Results, best: bool = False) -> str:
             curve += f" (degenerate at K={r['degenerate_steps'].replace(';', ', ')})"
         rows.append([str(r["seq_len"]), str(r["batch_size"]), r["metric"]] + paths
                     + [_f(r["ar_quality"], 3), curve, k]
-                    + ([] if best else [k_ci]) + [_speedup(r), load_text(r), verdict(r)])
+                    + ([] if best else [k_ci]) + [_speedup(r), consistency_text(r, results), load_text(r),
+                                                  verdict(r, results.biased)])
     return _table(["N", "B", "metric"] + (["AR path", "diffusion path"] if best else [])
                   + ["AR quality", "diffusion quality by K", "S_parity"] + ([] if best else ["S_parity (CI-aware)"])
-                  + ["Speedup Factor, paired [95% CI]", "other work during the pair", "verdict"], rows)
+                  + ["Speedup Factor, paired [95% CI]", "cells' medians [range]", "other work during the pair",
+                     "verdict"], rows)
 
 
 def fast_path_table(results: Results) -> str:
@@ -204,14 +245,15 @@ def targets_table(results: Results) -> str:
 ENGINES_INTRO = ("Each engine cell ran the same prompts and token counts as the torch cells. Its per-prompt "
                  "pass timed each prompt as interleaved pairs with the torch path doing the same work (diffusion: "
                  "the same sampler and K without a cache; AR: the config's first decode mode) in one process; a "
-                 "prompt's speedup is the median of its pairs' torch / engine latency ratios, and a verdict is "
-                 "given only when every pair agrees. Tokens agreeing with torch: the share of the N_out answer "
+                 "prompt's speedup is the median of its pairs' torch / engine latency ratios, and a direction is "
+                 "given only where the sign test over the prompts finds one (p < 0.05). Tokens agreeing with torch: the share of the N_out answer "
                  "positions holding the same token, both answers re-encoded by the project tokenizer.")
 
 
-def _answer_for_n(par: pd.DataFrame, best: pd.DataFrame, n: int) -> str:
+def _answer_for_n(results: Results, n: int) -> str:
     """One line per N: whether LLaDA reaches LLaMA's quality, and at both sides' best the paired Speedup
     Factor at the smallest B, with its verdict or why there is none."""
+    par, best = results.parity, results.best
     at_n = par[par["seq_len"] == n]
     reached = at_n[at_n["reached"] & at_n["diffusion_cell_id"].notna()]
     if reached.empty:
@@ -222,7 +264,7 @@ def _answer_for_n(par: pd.DataFrame, best: pd.DataFrame, n: int) -> str:
     return (f"- **N = {n}**: parity on {row['metric']} at K = {int(row['s_parity'])} ({row['diffusion_path']}); "
             f"at both sides' best "
             f"({row['ar_path']} against it), B = {int(row['batch_size'])}, the paired Speedup Factor is "
-            f"{speed if speed != '—' else 'not measured'}: {verdict(row)}.")
+            f"{speed if speed != '—' else 'not measured'}: {verdict(row, results.biased)}.")
 
 
 def _paths(rows: pd.DataFrame) -> str:
@@ -288,8 +330,10 @@ def answer_lines(results: Results, fastest: bool = True) -> list[str]:
     smoke = (" (synthetic weights: the quality behind it is a smoke test, not model quality)" if results.synthetic
              else "")
     lines = [f"**The answer so far**{smoke}", "", pairing_line(results)]
-    best = results.best
-    lines += [_answer_for_n(results.parity, best, n) for n in sorted(results.parity["seq_len"].unique())]
+    if results.biased:
+        lines.append("- **A self-pair of this study fails: its pairs are biased, and no ratio below carries a "
+                     "verdict** (see Calibration).")
+    lines += [_answer_for_n(results, n) for n in sorted(results.parity["seq_len"].unique())]
     lines += fastest_path_lines(results) if fastest else []
     for other in results.see_also:
         lines += ["", f"**The same question in [{other.name}]({other.link})** (committed results; another pairing "
@@ -298,8 +342,7 @@ def answer_lines(results: Results, fastest: bool = True) -> list[str]:
             lines.append("- no quality scores there yet.")
             continue
         lines.append(pairing_line(other.results))
-        lines += [_answer_for_n(other.results.parity, other.results.best, n)
-                  for n in sorted(other.results.parity["seq_len"].unique())]
+        lines += [_answer_for_n(other.results, n) for n in sorted(other.results.parity["seq_len"].unique())]
     return lines
 
 
@@ -335,13 +378,43 @@ def summary_markdown(results: Results, title: str = "dlm-bench results") -> str:
     if not results.engine_rows.empty:
         parts += ["## Engines", "", ENGINES_INTRO, "", engines_table(results), "", "### Per prompt", "",
                   per_prompt_table(results), ""]
-    parts += contended_markdown(results)
+    parts += calibration_markdown(results) + contended_markdown(results)
     if results.warnings:
         parts += ["## Measurement warnings", ""] + [f"- {w}" for w in results.warnings[:40]]
         if len(results.warnings) > 40:
             parts.append(f"- … and {len(results.warnings) - 40} more")
         parts.append("")
     return "\n".join(parts)
+
+
+def calibration_markdown(results: Results) -> list[str]:
+    """The self-pairs (each engine's arm against itself, a torch arm beside an idle engine process) and the
+    CPU the other side's processes used during the arms of every pair."""
+    found = results.self_pairs
+    lines = ["## Calibration: self-pairs", ""]
+    if not found:
+        lines += ["_No self-pairs measured (pairs.measure without `self`, or a study from before them): the pairs "
+                  "step's own bias is not known._", ""]
+    else:
+        lines += ["Each engine's arm timed against itself the way every published pair is timed, and a torch arm "
+                  "beside an idle engine process: an unbiased pairs step gives 1.00 with a CI that contains 1, and "
+                  f"nothing beside it takes more than {DEFAULT_MAX_OTHER_CORES:g} CPU cores.", ""]
+        rows = [[p.cell, p.beside or "—", str(p.pairs),
+                 f"{_f(p.estimate.value, 3)} [{_f(p.estimate.ci_low, 3)}, {_f(p.estimate.ci_high, 3)}]",
+                 _f(p.other_cores, 2), "passes" if p.passes else "**fails**"] for p in found]
+        lines += [_table(["cell", "beside it", "pairs", "ratio [95% CI]", "other side's CPU, cores",
+                          "calibration"], rows), ""]
+        if results.biased:
+            lines += ["**A self-pair fails: this study's pairs are biased, and none of its ratios carries a "
+                      "verdict.**", ""]
+    watched = [other_cores(r) for _, r in results.pairs.iterrows()] if "reference_other_cpu_ms_all" in \
+        results.pairs else []
+    watched = [x for x in watched if not math.isnan(x)]
+    if watched:
+        lines += [f"Across the {len(watched)} pairs with an engine arm (or an engine beside), the other side's "
+                  f"processes used at most {_f(max(watched), 2)} CPU cores during an arm's run (median over each "
+                  f"arm's runs; an engine is stopped while the other arm runs).", ""]
+    return lines
 
 
 def contended_markdown(results: Results) -> list[str]:

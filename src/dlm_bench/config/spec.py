@@ -23,6 +23,7 @@ from .validation import (check_embedding, diffusion_shape_error, distinct, encod
 
 __all__ = ["ModelSpec", "GridSpec", "DiffusionSpec", "AutoregressiveSpec", "LlamaCppSpec", "OpenAISpec", "EnginesSpec",
            "TimingSpec", "PAIR_KINDS", "PairsSpec", "PromptSpec", "QualitySpec", "LoadGuardSpec", "Experiment",
+           "DEFAULT_MAX_OTHER_CORES",
            "RESULTS_ROOT", "FIGURES_ROOT"]
 
 
@@ -339,7 +340,7 @@ class TimingSpec:
                               f"allowed: 1..{self.repeats}")
 
 
-PAIR_KINDS = ("speedup", "fast_paths")  # the ratios the summary publishes (selection.pairs)
+PAIR_KINDS = ("speedup", "fast_paths", "self")  # the ratios the summary publishes, and the calibration (selection.pairs)
 
 
 @dataclass(frozen=True)
@@ -347,10 +348,14 @@ class PairsSpec:
     """The pairs step: every ratio the summary publishes is measured by timing its two cells interleaved
     in one process, after the cells (and the quality pass that finds S_parity).
 
-    measure: which ratios: `speedup` (LLaMA against LLaDA at S_parity, as published and at their best)
-        and `fast_paths` (each path of the fast-path table against its as-published path); [] = no pairs
-        step, and then no ratio is published.
-    repeats: pairs per ratio; each pair times one generation of each arm, in a random order.
+    measure: which ratios: `speedup` (LLaMA against LLaDA at S_parity, as published and at their best),
+        `fast_paths` (each path of the fast-path table against its as-published path) and `self` (the
+        calibration: an arm of each engine against itself, and a torch arm beside an idle engine process; a
+        study whose self-pairs' CIs exclude 1 publishes no verdict); [] = no pairs step, and then no ratio is
+        published.
+    repeats: pairs per ratio; each pair times one generation of each arm, in a random order. The direction of
+        a ratio is a sign test over its pairs: 6 pairs that all agree give p = 0.031, 8 give 0.008, 5 can never
+        reach p < 0.05.
     warmup: untimed generations of each arm before the first pair.
     quantized_best: whether either side "at its best" may be an engine's quantized weights (q8_0, ...);
         by default only weights at the sweep's precision are the headline, quantized rows stand beside.
@@ -366,8 +371,9 @@ class PairsSpec:
             one_of(kind, PAIR_KINDS, f"pairs.measure[{i}]")
         if self.measure:
             distinct(self.measure, "pairs.measure")
-        if self.repeats < 3:
-            raise ConfigError(f"pairs.repeats: {self.repeats} is not allowed; allowed: integers >= 3 (a CI needs pairs)")
+        if self.repeats < 6:
+            raise ConfigError(f"pairs.repeats: {self.repeats} is not allowed; allowed: integers >= 6 (fewer pairs cannot "
+                              f"show a direction: the sign test's p-value stays above 0.05)")
         if self.warmup < 0:
             raise ConfigError(f"pairs.warmup: {self.warmup} is not allowed; allowed: integers >= 0")
 
@@ -460,6 +466,9 @@ class QualitySpec:
                                   + (" (is that package installed?)" if value.startswith(PACKAGE_PREFIX) else ""))
 
 
+DEFAULT_MAX_OTHER_CORES = 0.3  # CPU cores other processes may use beside a measurement (load guard, self-pairs)
+
+
 @dataclass(frozen=True)
 class LoadGuardSpec:
     """A node of one's own: before each cell and pair the harness watches the machine for `probe_s` seconds
@@ -476,7 +485,7 @@ class LoadGuardSpec:
     """
 
     enabled: bool = True
-    max_other_cores: float = 0.3
+    max_other_cores: float = DEFAULT_MAX_OTHER_CORES
     max_steal_pct: float = 10.0
     max_gpu_other_processes: int = 0
     probe_s: float = 0.5

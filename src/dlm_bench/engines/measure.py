@@ -99,10 +99,10 @@ def run_prompt_pairs(engine: Engine, generator: Generator, prompts: PromptSet, c
         ids = torch.tensor([prompts.prompt_ids[i]], dtype=torch.long, device=device)
         record = PromptPairs(prompts.passage_ids[i])
         torch_arm = Arm(generator, ids, cell.n_out, cell.steps, seed=cell.settings.seed)
-        engine_arm = Arm(EngineGenerator(engine), ids, cell.n_out, cell.steps)
-        _, record.torch_ms, record.engine_ms = time_pair(torch_arm, engine_arm, pairs, 1, clock,
-                                                         random.Random(f"{cell.settings.seed}:{record.passage_id}"),
-                                                         IDLE_GAP_S)
+        engine_arm = Arm(EngineGenerator(engine), ids, cell.n_out, cell.steps, pids=engine.pids())
+        timing = time_pair(torch_arm, engine_arm, pairs, 1, clock,
+                           random.Random(f"{cell.settings.seed}:{record.passage_id}"), IDLE_GAP_S)
+        record.torch_ms, record.engine_ms = timing.reference_ms, timing.contender_ms
         record.engine_answer = engine_arm.runs[-1].trace.report.answers[0]
         record.torch_ids = torch_arm.runs[-1].trace.output_ids[0].tolist()
         record.torch_steps = torch_arm.runs[-1].trace.steps_executed

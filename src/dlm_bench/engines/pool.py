@@ -35,6 +35,7 @@ class EnginePool:
         self._servers: dict[Path, LlamaServer] = {}
         self.threads = threads_for(exp.engines.llamacpp.threads, exp.cpu_threads, os.cpu_count() or 1)
         self._gpu_run = device.type == "cuda"
+        self.server_flags: tuple[str, ...] = ()  # more llama-server flags (scripts/diagnose_pairs.py tries some)
 
     @property
     def gpu_layers(self) -> int:
@@ -79,7 +80,8 @@ class EnginePool:
         g = self.exp.grid
         parallel = max(g.batch_size)
         server = LlamaServer(self.llama(), gguf, self.threads, parallel, parallel * max(g.seq_len),
-                             self.log_dir / f"llama-server-{gguf.stem}.log", gpu_layers=self.gpu_layers)
+                             self.log_dir / f"llama-server-{gguf.stem}.log", gpu_layers=self.gpu_layers,
+                             extra=self.server_flags)
         try:
             server.start()
         except ServerError as exc:

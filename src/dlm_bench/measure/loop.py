@@ -15,11 +15,14 @@ a bare call (`CallGenerator`).
 
 from __future__ import annotations
 
+import math
+import os
 import random
+import signal
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import torch
 
@@ -28,6 +31,7 @@ from ..generation import GenerationTrace, Generator
 from ..models.attention import kernel_context
 from ..results import Repetition
 from .clock import Clock
+from .load import CLOCK_TICKS, process_ticks
 from .repeats import another_repetition
 
 
@@ -123,7 +127,9 @@ class CallGenerator:
 @dataclass
 class Arm:
     """One side of a pair: a generator, what it generates, the attention kernel it runs under (None: as
-    loaded) and the seed set before each generation (None: none set); keeps every timed run."""
+    loaded), the seed set before each generation (None: none set) and the long-lived processes of this machine
+    that do its work (an engine's server: `pids`; none for a torch arm, which runs in this process); keeps
+    every timed run."""
 
     generator: Generator
     ids: torch.Tensor
@@ -132,6 +138,7 @@ class Arm:
     kernel: Optional[str] = None
     seed: Optional[int] = None
     runs: list[TimedRun] = field(default_factory=list)
+    pids: tuple[int, ...] = ()
 
     def _context(self):
         return kernel_context(self.kernel) if self.kernel is not None else nullcontext()
@@ -161,21 +168,75 @@ class Arm:
         return self.runs[-1].trace.output_ids if self.runs else None
 
 
+@dataclass
+class PairTiming:
+    """What `time_pair` measured: the orders ("RC" / "CR" per pair), each arm's latencies in pair order (ms),
+    and for each timed run the CPU time (ms) the other arm's processes used while it ran: an engine's server
+    during a torch run, this process (the torch arm's, and the engine's HTTP client) during an engine run;
+    NaN where both arms run in this process and cannot be told apart."""
+
+    order: str = ""
+    reference_ms: list[float] = field(default_factory=list)
+    contender_ms: list[float] = field(default_factory=list)
+    reference_other_cpu_ms: list[float] = field(default_factory=list)
+    contender_other_cpu_ms: list[float] = field(default_factory=list)
+
+
+def _cpu_ms(pids: tuple[int, ...], this_process: bool) -> float:
+    """CPU time used so far (ms) by those processes, or (`this_process`) by this one and its waited-for
+    children; NaN for neither."""
+    if not (pids or this_process):
+        return math.nan
+    ticks = sum(process_ticks(p) for p in pids) if pids else process_ticks("self", children=True)
+    return 1000.0 * ticks / CLOCK_TICKS
+
+
+@contextmanager
+def paused(pids: tuple[int, ...]) -> Iterator[None]:
+    """The processes stopped (SIGSTOP) for the duration, continued (SIGCONT) after, however it ends: an engine
+    that cannot run cannot take CPU from the arm being timed."""
+    stopped = []
+    try:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGSTOP)
+                stopped.append(pid)
+            except ProcessLookupError:
+                pass
+        yield
+    finally:
+        for pid in stopped:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+
+
 def time_pair(reference: Arm, contender: Arm, repeats: int, warmup: int, clock: Clock, rng: random.Random,
-              idle_gap_s: float = 0.0) -> tuple[str, list[float], list[float]]:
+              idle_gap_s: float = 0.0, beside_pids: tuple[int, ...] = ()) -> PairTiming:
     """Warm up each arm, then time `repeats` pairs in an order drawn per pair ("RC" or "CR") from `rng`;
-    `idle_gap_s` of sleep before every timed run (an arm that spins threads stops before the other
-    starts). Returns the orders and each arm's latencies in pair order (ms)."""
+    `idle_gap_s` of sleep before every timed run (an engine's threads stop polling before the other arm
+    starts), and while an arm runs the other arm's processes (`Arm.pids`) are stopped. Each run's other-side
+    CPU time is recorded (PairTiming): the other arm's processes', and those of `beside_pids` (an engine left
+    running beside a self-pair, watched but not stopped)."""
     reference.warm_up(warmup)
     contender.warm_up(warmup)
-    order, reference_ms, contender_ms = "", [], []
-    arms = {"R": (reference, reference_ms), "C": (contender, contender_ms)}
+    timing = PairTiming()
+    arms = {"R": (reference, contender, timing.reference_ms, timing.reference_other_cpu_ms),
+            "C": (contender, reference, timing.contender_ms, timing.contender_other_cpu_ms)}
     for _ in range(repeats):
         this_pair = rng.choice(("RC", "CR"))
         for side in this_pair:
-            arm, latencies = arms[side]
+            arm, other, latencies, other_cpu = arms[side]
+            own_pids = tuple(getattr(arm, "pids", ()))
+            other_pids = tuple(p for p in getattr(other, "pids", ()) if p not in own_pids)  # a self-pair shares them
+            other_is_this_process = bool(own_pids) and not getattr(other, "pids", ())
             if idle_gap_s:
                 time.sleep(idle_gap_s)
-            latencies.append(arm.generate_ms(clock))
-        order += this_pair
-    return order, reference_ms, contender_ms
+            watched = other_pids + tuple(p for p in beside_pids if p not in other_pids + own_pids)
+            with paused(other_pids):
+                before = _cpu_ms(watched, other_is_this_process)
+                latencies.append(arm.generate_ms(clock))
+                other_cpu.append(_cpu_ms(watched, other_is_this_process) - before)
+        timing.order += this_pair
+    return timing

@@ -186,8 +186,8 @@ def run_matrix(spec: PerfSpec, root: Path, slow_path: Optional[str] = None, slow
                     contender.slow_down(slow_factor)
                 for arm in (baseline, contender):  # warm-ups here, so that the arms record timed generations only
                     arm.warm_up(spec.warmup)
-                _, reference_ms, contender_ms = time_pair(baseline, contender, spec.pairs, 0, clock,
-                                                          random.Random(1000 * seed + i))
+                timing = time_pair(baseline, contender, spec.pairs, 0, clock, random.Random(1000 * seed + i))
+                reference_ms, contender_ms = timing.reference_ms, timing.contender_ms
                 est = paired_ratio(reference_ms, contender_ms)
                 agreement = float((contender.output_ids == baseline.output_ids).float().mean())
                 quality = {}

@@ -19,27 +19,30 @@ Pairs chosen from the rows and the parity table:
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import pandas as pd
 
-from ..config import PRECISIONS, engine_label, variant_label
+from ..config import DEFAULT_MAX_OTHER_CORES, PRECISIONS, engine_label, variant_label
 from ..registry import AR, DIFFUSION
-from ..metrics.timing import coefficient_of_variation
 from ..quality.parity import more_degenerate, s_parity
-from ..stats import NO_ESTIMATE, RESAMPLES, Estimate, bootstrap_median
+from ..stats import NO_ESTIMATE, RESAMPLES, Estimate, bootstrap_median, paired_ratio_test
 from .baseline import DIFFUSION_PATH, baseline, published_parity_rows, with_forward_column
 
 
 
 @dataclass(frozen=True)
 class WantedPair:
-    """Two finished cells whose ratio the summary publishes: reference / contender latency."""
+    """Two finished cells whose ratio the summary publishes: reference / contender latency. A self-pair
+    (kind `self`) is one cell against itself, the pairs step's calibration; `beside` names an engine cell whose
+    process is kept running, idle, while it is timed."""
 
     kind: str  # one of config.PAIR_KINDS
     reference_cell_id: str
     contender_cell_id: str
+    beside: Optional[str] = None
 
 
 def per_pair_ratios(reference_ms: Sequence[float], contender_ms: Sequence[float]) -> list[float]:
@@ -203,17 +206,88 @@ def wanted_pairs(rows: pd.DataFrame, parity: pd.DataFrame, kinds: Sequence[str],
         found += _speedup_pairs(parity, engine_rows, quantized)
     if "fast_paths" in kinds:
         found += _fast_path_pairs(ok)
+    if "self" in kinds:
+        found += self_pairs(found, pd.concat([ok, engine_rows]) if engine_rows is not None else ok)
     unique = {}
     for pair in found:
-        unique.setdefault((pair.reference_cell_id, pair.contender_cell_id), pair)
+        unique.setdefault((pair.reference_cell_id, pair.contender_cell_id, pair.beside), pair)
     return list(unique.values())
 
 
+def self_pairs(published: Sequence[WantedPair], rows: pd.DataFrame) -> list[WantedPair]:
+    """The calibration of a pairs step: for each engine among the published pairs' arms (torch, llama.cpp at
+    each weights format, an endpoint), its first arm paired with itself; and where the arms include another
+    engine, the torch arm paired with it first, against itself with that engine's process alive beside it.
+    Each should give a ratio of 1.00 whose CI contains 1."""
+    label = {str(r["cell_id"]): engine_label(r) for _, r in rows.iterrows()} if not rows.empty else {}
+    arms = list(dict.fromkeys(c for p in published for c in (p.reference_cell_id, p.contender_cell_id)
+                              if c in label))
+    first = {}
+    for cell in arms:
+        first.setdefault(label[cell], cell)
+    out = [WantedPair("self", cell, cell) for cell in first.values()]
+    for pair in published:
+        ends = (pair.reference_cell_id, pair.contender_cell_id)
+        engines = [c for c in ends if label.get(c, "torch") != "torch"]
+        torch_arms = [c for c in ends if label.get(c) == "torch"]
+        if engines and torch_arms:
+            out.append(WantedPair("self", torch_arms[0], torch_arms[0], beside=engines[0]))
+            break
+    return out
+
+
+@dataclass(frozen=True)
+class SelfPair:
+    """A measured self-pair: the cell, what ran beside it, its ratio with CI, and the CPU cores the other side's
+    processes used during its runs (the larger arm's median; NaN where nothing was watched). It passes when the
+    CI contains 1 and nothing beside it took more than `max_other_cores` (the load guard's default limit)."""
+
+    cell: str
+    beside: Optional[str]
+    estimate: Estimate
+    pairs: int
+    other_cores: float = math.nan
+
+    @property
+    def interfered(self) -> bool:
+        return not math.isnan(self.other_cores) and self.other_cores > DEFAULT_MAX_OTHER_CORES
+
+    @property
+    def passes(self) -> bool:
+        return not (self.estimate.ci_low > 1.0 or self.estimate.ci_high < 1.0 or self.interfered)
+
+
+def other_cores(pair: pd.Series) -> float:
+    """The CPU cores the other side's processes used while each arm ran: per arm the median over its runs of
+    other-side CPU ms / run ms, the larger of the two arms (NaN where it was not recorded)."""
+    per_arm = []
+    for side in ("reference", "contender"):
+        cpu, ms = ms_list(pair.get(f"{side}_other_cpu_ms_all")), ms_list(pair.get(f"{side}_ms_all"))
+        shares = [c / m for c, m in zip(cpu, ms) if m > 0 and not math.isnan(c)]
+        if shares:
+            per_arm.append(statistics.median(shares))
+    return max(per_arm) if per_arm else math.nan
+
+
+def measured_self_pairs(pairs: pd.DataFrame, resamples: int = RESAMPLES) -> list[SelfPair]:
+    """The study's measured self-pairs (status ok)."""
+    if pairs.empty or "kind" not in pairs:
+        return []
+    out = []
+    for _, r in pairs[(pairs["kind"] == "self") & (pairs["status"] == "ok")].iterrows():
+        est, quality = pair_estimate(r, resamples)
+        beside = r.get("beside")
+        out.append(SelfPair(str(r["reference"]), beside if isinstance(beside, str) and beside else None, est,
+                            int(quality["fewest_repeats"]), other_cores(r)))
+    return out
+
+
 def pair_lookup(pairs: pd.DataFrame) -> dict[tuple[str, str], pd.Series]:
-    """Measured pairs (status ok) by (reference cell id, contender cell id)."""
+    """Measured pairs (status ok) by (reference cell id, contender cell id); self-pairs are the calibration and
+    publish no ratio."""
     if pairs.empty:
         return {}
-    ok = pairs[pairs["status"] == "ok"]
+    ok = pairs[(pairs["status"] == "ok") & (pairs.get("kind", "") != "self")]
     return {(str(r["reference_cell_id"]), str(r["contender_cell_id"])): r for _, r in ok.iterrows()}
 
 
@@ -222,24 +296,54 @@ def ms_list(text) -> list[float]:
     return [float(x) for x in str(text).split(";")] if isinstance(text, str) and text else []
 
 
-MEASUREMENT_KEYS = ("ratio_cv", "fewest_repeats", "load_change", "contention", "other_cpu_cores")  # pair_estimate's
+MEASUREMENT_KEYS = ("ratio_cv", "fewest_repeats", "load_change", "contention", "other_cpu_cores", "pairs_above",
+                    "pairs_below", "direction_p")  # what pair_estimate says of a pair's measurement
 
 
 def pair_estimate(pair: pd.Series | None, resamples: int = RESAMPLES) -> tuple[Estimate, dict]:
-    """The paired ratio of a measured pair and the quality of its measurement (for the verdict gate):
-    the CV of the per-pair ratios (drift that moves both arms alike cancels in them), the number of
-    pairs, the change of the load average during the pair, the load guard's judgement of the pair
-    (`contention`: "quiet", what made it contended, or "" where it was not judged) and the CPU cores other
-    processes used during it."""
+    """The paired ratio of a measured pair (its magnitude: the median of the per-pair ratios with a bootstrap
+    CI) and what its measurement supports (for the verdict): the pairs above and below 1 with the sign test's
+    p-value (its direction, stats.paired_ratio_test), the CV of the per-pair ratios (drift that moves both arms
+    alike cancels in them; it says whether the magnitude is precise), the number of pairs, the change of the
+    load average during the pair, the load guard's judgement of the pair (`contention`: "quiet", what made it
+    contended, or "" where it was not judged) and the CPU cores other processes used during it."""
     if pair is None:
         return NO_ESTIMATE, {}
     reference, contender = ms_list(pair["reference_ms_all"]), ms_list(pair["contender_ms_all"])
     before, after = pair.get("load_1m_before"), pair.get("load_1m_after")
     load_change = abs(float(after) - float(before)) if pd.notna(before) and pd.notna(after) else math.nan
-    ratios = per_pair_ratios(reference, contender)
+    test = paired_ratio_test(reference, contender, resamples)
     contention = pair.get("contention")
-    return paired_ratio(reference, contender, resamples), {
-        "ratio_cv": coefficient_of_variation(ratios), "fewest_repeats": len(ratios), "load_change": load_change,
+    return test.estimate, {
+        "ratio_cv": test.cv, "fewest_repeats": len(per_pair_ratios(reference, contender)), "load_change": load_change,
         "contention": contention if isinstance(contention, str) else "",
-        "other_cpu_cores": float(pair.get("other_cpu_cores", math.nan))}
+        "other_cpu_cores": float(pair.get("other_cpu_cores", math.nan)), "pairs_above": test.above,
+        "pairs_below": test.below, "direction_p": test.p_value}
+
+
+@dataclass(frozen=True)
+class CellRatio:
+    """The ratio of two cells' median latencies (reference / contender), and the range their repetitions span
+    (the fastest reference over the slowest contender up to the slowest over the fastest)."""
+
+    value: float
+    low: float
+    high: float
+
+    def disagrees(self, ci_low: float, ci_high: float) -> bool:
+        """Whether a paired ratio's CI and this range do not overlap (NaN: nothing to compare)."""
+        if any(math.isnan(x) for x in (self.low, self.high, ci_low, ci_high)):
+            return False
+        return ci_high < self.low or ci_low > self.high
+
+
+def cell_ratio(reference: pd.Series, contender: pd.Series) -> CellRatio:
+    """The cells' own ratio of a pair (their medians, and the span of their repetitions)."""
+    def num(row: pd.Series, column: str) -> float:
+        value = row.get(column, math.nan)
+        return float(value) if value is not None and pd.notna(value) else math.nan
+
+    return CellRatio(num(reference, "latency_ms_median") / num(contender, "latency_ms_median"),
+                     num(reference, "latency_ms_min") / num(contender, "latency_ms_max"),
+                     num(reference, "latency_ms_max") / num(contender, "latency_ms_min"))
 

@@ -36,9 +36,11 @@ def free_port() -> int:
 
 
 def _die_with_parent() -> None:
-    """In the child, before exec: SIGTERM when the harness process dies (Linux prctl PR_SET_PDEATHSIG)."""
+    """In the child, before exec: SIGKILL when the harness process dies (Linux prctl PR_SET_PDEATHSIG). SIGKILL,
+    because the pairs step stops the server (SIGSTOP) while the other arm runs, and a stopped process leaves
+    any other signal pending."""
     try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
     except OSError:
         pass
 
@@ -52,10 +54,10 @@ class LlamaServer:
     """
 
     def __init__(self, llama: LlamaCpp, gguf: Path, threads: int, parallel: int, context: int,
-                 log_path: Path, start_timeout_s: float = 120.0, gpu_layers: int = 0):
+                 log_path: Path, start_timeout_s: float = 120.0, gpu_layers: int = 0, extra: tuple[str, ...] = ()):
         self.cmd = [str(llama.binary("llama-server")), "-m", str(gguf), "--host", "127.0.0.1", "--port", "0",
                     "-t", str(threads), "-tb", str(threads), "-np", str(parallel), "-c", str(context),
-                    "-ngl", str(gpu_layers), "--log-colors", "off"]
+                    "-ngl", str(gpu_layers), "--log-colors", "off", *extra]
         self.log_path, self.start_timeout_s, self.gpu_layers = log_path, start_timeout_s, gpu_layers
         self.proc: Optional[subprocess.Popen] = None
         self.port: Optional[int] = None
@@ -107,6 +109,7 @@ class LlamaServer:
         """Terminate (then kill after 10 s); safe to call twice."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
+            self.proc.send_signal(signal.SIGCONT)  # a server stopped by a pair takes its SIGTERM only when continued
             try:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
