@@ -28,6 +28,7 @@ import random
 import signal
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -141,7 +142,7 @@ def main() -> int:
     torch_arm.warm_up(1)
     data: dict = {"alone_first": [torch_run(torch_arm, clock, None) for _ in range(args.block)], "rounds": []}
     rng = random.Random(f"{exp.seed}:diagnosis")
-    with EnginePool(exp, device, args.output.parent / "diagnosis_logs", progress=False) as pool:
+    with tempfile.TemporaryDirectory() as logs, EnginePool(exp, device, Path(logs), progress=False) as pool:
         engine = pool.engine_for(ar_engine, loaded[ar_engine.model.name].tokenizer)
         (pid,) = engine.pids()
         engine_arm = Arm(EngineGenerator(engine), ids_of(ar_engine), ar_engine.n_out, None)

@@ -477,3 +477,40 @@ def test_a_finished_rerun_loads_no_model_and_no_scorer(tiny_models, tmp_path, mo
     monkeypatch.setattr(scoring, "BertScore", refuse("the BERTScore encoder"))
     monkeypatch.setattr(scoring, "load_judge", refuse("the judge"))
     assert main(["--config", str(config), "--no_figure"]) == 0
+
+
+@pytest.mark.integration
+def test_remeasure_measures_every_cell_and_pair_again_and_keeps_the_judges_scores_of_unchanged_texts(
+        tiny_models, tmp_path, monkeypatch):
+    import time
+
+    import yaml
+
+    from conftest import mini_config_dict
+    from dlm_bench.results import PairStore
+
+    cfg = mini_config_dict(tiny_models, tmp_path)
+    cfg["quality"] = {"judge_path": str(tiny_models["llama"]), "bootstrap_resamples": 50}
+    cfg["autoregressive"] = {"decode": ["eager", "static"]}
+    config = tmp_path / "study.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    assert main(["--config", str(config), "--no_figure"]) == 0
+    store, pairs = runner.ResultStore(tmp_path / "raw"), PairStore(tmp_path / "raw")
+    first = {r.cell_id: (r.started_at, r.quality) for r in store.records()}
+    first_pairs = {r.pair_id: r.started_at for r in pairs.records()}
+    assert first_pairs and all(q is not None for _, q in first.values() if q is not None)
+    time.sleep(1.1)  # record times are kept to the second
+    import dlm_bench.quality.scoring as scoring
+
+    (tmp_path / "raw" / scoring.JUDGE_CACHE).unlink()  # a study from before the cache: it is built from its records
+
+    judged = []
+    real = scoring.conditional_perplexity
+    monkeypatch.setattr(scoring, "conditional_perplexity", lambda *a: judged.append(a) or real(*a))
+    assert main(["--config", str(config), "--no_figure", "--remeasure"]) == 0
+    again = {r.cell_id: (r.started_at, r.quality) for r in runner.ResultStore(tmp_path / "raw").records()}
+    assert again.keys() == first.keys() and all(again[c][0] > first[c][0] for c in first)
+    assert all(r.started_at > first_pairs[r.pair_id] for r in PairStore(tmp_path / "raw").records())
+    assert judged == []  # the same generations: every text's perplexity came from the judge cache
+    scored = [c for c, (_, q) in first.items() if q is not None]
+    assert scored and all(again[c][1].estimates["gen_ppl"] == first[c][1].estimates["gen_ppl"] for c in scored)

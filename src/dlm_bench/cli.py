@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import threading
+from datetime import datetime, timezone
 
 from .config import OVERRIDES, ConfigError, expand_cells, load_experiment, parse_shard, select_shard
 from .preflight import OutputError, check_output, check_result_files
@@ -51,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--remeasure_contended", action="store_true",
                    help="run / pairs / finalize: measure again the cells and pairs marked contended (timed while "
                         "other work used the machine; load_guard in the config)")
+    p.add_argument("--remeasure", action="store_true",
+                   help="run / pairs / finalize: measure every cell and pair of the grid again, replacing their records "
+                        "(a study re-measured at one commit); texts the judge has scored before keep their scores")
     p.add_argument("--allow_shrink", action="store_true",
                    help="rebuild raw_metrics.csv and pairs.csv from the records there even where rows lose their "
                         "record (without it such a merge stops with exit 2 and writes nothing)")
@@ -206,10 +210,15 @@ def _work(args: argparse.Namespace, exp, shard, scoring: bool, pairing: bool) ->
         cells.merge(allow_shrink=True)
         pairs.merge(allow_shrink=True)
     errors = 0
+    redo_before = datetime.now(timezone.utc).isoformat(timespec="seconds") if args.remeasure else None
+    if args.remeasure and scoring:
+        from .quality.scoring import keep_judge_scores
+
+        keep_judge_scores(exp)  # before any record is replaced: the judge cache holds every scored text
     if args.command == "run":
         try:
             summary = run_experiment(exp, shard, time_budget_s=args.time_budget_s,
-                                     remeasure_contended=args.remeasure_contended)
+                                     remeasure_contended=args.remeasure_contended, redo_before=redo_before)
         except PromptSourceError as exc:
             print(f"prompt error: {exc}", file=sys.stderr)
             return EXIT_CONFIG
@@ -231,7 +240,7 @@ def _work(args: argparse.Namespace, exp, shard, scoring: bool, pairing: bool) ->
     if pairing:
         from .pairs import describe, run_pairs
 
-        measured = run_pairs(exp, remeasure_contended=args.remeasure_contended)
+        measured = run_pairs(exp, remeasure_contended=args.remeasure_contended, redo_before=redo_before)
         log.info(describe(measured))
         errors += measured.failed
     if not args.no_figure and not draw_figures(exp):

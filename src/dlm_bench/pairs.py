@@ -155,9 +155,10 @@ def measure_pair(record: PairRecord, make_arm: Callable[[Cell], PairArm], refere
     return record
 
 
-def run_pairs(exp: Experiment, progress: bool = True, remeasure_contended: bool = False) -> PairsSummary:
+def run_pairs(exp: Experiment, progress: bool = True, remeasure_contended: bool = False,
+              redo_before: Optional[str] = None) -> PairsSummary:
     """Measure every wanted pair not measured yet (with `remeasure_contended`, and every pair marked
-    contended); rebuild pairs.csv."""
+    contended; with `redo_before`, an ISO time, every pair measured before it); rebuild pairs.csv."""
     device = resolve_device(exp.device)
     if device.type == "cpu" and exp.cpu_threads is not None:
         torch.set_num_threads(exp.cpu_threads)
@@ -170,7 +171,7 @@ def run_pairs(exp: Experiment, progress: bool = True, remeasure_contended: bool 
         wanted = wanted_pairs(rows, parity_table(rows), exp.pairs.measure, engine_rows, exp.pairs.quantized_best)
         kernels = dict(zip(every["cell_id"], every["attention_kernel"])) if "attention_kernel" in every else {}
     store = PairStore(root)
-    todo = [p for p in wanted if not store.is_done(pair_id(p, exp), remeasure_contended)]
+    todo = [p for p in wanted if not store.is_done(pair_id(p, exp), remeasure_contended, redo_before)]
     summary = PairsSummary(len(wanted), len(wanted) - len(todo))
     cells = {c.cell_id(hardware): c for c in expand_cells(exp)}
     clock = clock_for(device)
@@ -190,7 +191,7 @@ def run_pairs(exp: Experiment, progress: bool = True, remeasure_contended: bool 
                 continue
             pid = pair_id(pair, exp)
             with store.claim(f"pair-{pid}") as mine:
-                if not mine or store.is_done(pid, remeasure_contended):  # another run is on it, or finished it
+                if not mine or store.is_done(pid, remeasure_contended, redo_before):  # another run has it
                     log.warning("pair %s (%s / %s): %s by another run on %s; left to it", pid, reference.describe(),
                                 contender.describe(), "being measured" if not mine else "measured", root)
                     summary.busy += 1

@@ -486,11 +486,14 @@ class _RecordFolder:
         record = self._load(self.path(record_id))
         return record if record is not None else self._archive()[1].get(record_id)
 
-    def is_done(self, record_id: str, redo_contended: bool = False) -> bool:
+    def is_done(self, record_id: str, redo_contended: bool = False, redo_before: Optional[str] = None) -> bool:
         """Whether the record is a finished result (ok or oom); with `redo_contended`, a measurement marked
-        contended is not (`dlm-bench run --remeasure_contended`)."""
+        contended is not (`dlm-bench run --remeasure_contended`); with `redo_before` (an ISO time, UTC), a
+        measurement started before it is not (`--remeasure`)."""
         record = self.read(record_id)
         if record is None or record.status not in DONE_STATUSES:
+            return False
+        if redo_before is not None and (record.started_at or "") < redo_before:
             return False
         return not (redo_contended and record.load is not None and record.load.contended)
 

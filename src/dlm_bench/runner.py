@@ -342,9 +342,10 @@ def run_engine_cell(cell: Cell, loaded: LoadedModel, prompts: PromptSet, ctx: Ru
 
 
 def run_experiment(exp: Experiment, shard: tuple[int, int] = (0, 1), progress: bool = True,
-                   time_budget_s: Optional[float] = None, remeasure_contended: bool = False) -> RunSummary:
-    """Run this shard's unfinished cells (with `remeasure_contended`, and its cells marked contended); merge the
-    results; return what happened.
+                   time_budget_s: Optional[float] = None, remeasure_contended: bool = False,
+                   redo_before: Optional[str] = None) -> RunSummary:
+    """Run this shard's unfinished cells (with `remeasure_contended`, and its cells marked contended; with
+    `redo_before`, an ISO time, every cell measured before it); merge the results; return what happened.
 
     time_budget_s: start no new cell after this many seconds (finished cells are kept; a later run
     resumes with the rest). At least one cell always runs, so every run makes progress.
@@ -357,7 +358,7 @@ def run_experiment(exp: Experiment, shard: tuple[int, int] = (0, 1), progress: b
     hardware = environment["hardware"]
     store = ResultStore(exp.results_dir)
     cells = select_shard(expand_cells(exp), shard)
-    todo = [c for c in cells if not store.is_done(c.cell_id(hardware), remeasure_contended)]
+    todo = [c for c in cells if not store.is_done(c.cell_id(hardware), remeasure_contended, redo_before)]
     summary = RunSummary(cells_in_shard=len(cells), skipped=len(cells) - len(todo))
     log.info("shard %d/%d: %d cells, %d already done, %d to run on %s", shard[0], shard[1], len(cells),
              summary.skipped, len(todo), hardware)
@@ -398,7 +399,7 @@ def run_experiment(exp: Experiment, shard: tuple[int, int] = (0, 1), progress: b
                 bar.set_postfix_str(cell.describe())
                 cell_id = cell.cell_id(hardware)
                 with store.claim(cell_id) as mine:
-                    if not mine or store.is_done(cell_id, remeasure_contended):  # another run is on it, or done
+                    if not mine or store.is_done(cell_id, remeasure_contended, redo_before):  # another run has it
                         log.warning("cell %s %s: %s by another run on %s; left to it", cell_id, cell.describe(),
                                     "being measured" if not mine else "finished", store.root)
                         summary.busy += 1

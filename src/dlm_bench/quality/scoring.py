@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import lzma
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -17,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from ..config import Experiment, resolve_asset
-from ..fileio import atomic_write_text, jsonable
+from ..fileio import atomic_write_bytes, atomic_write_text, jsonable
 from ..results import QUALITY_FILE, QualityResult, ResultStore, read_quality
 from .bertscore import BertScore, BertScoreSettings, settings_label
 from .diversity import distinct_n, is_degenerate, unigram_entropy_bits
@@ -138,6 +139,63 @@ class ScoreSummary:
     busy: int = 0  # another run was scoring them
 
 
+JUDGE_CACHE = "judge_cache.jsonl.xz"  # in a results folder: texts a judge has scored, with their perplexity (working file)
+
+
+def read_judge_cache(root: Path, judge: Optional[str]) -> dict:
+    """The judge's earlier scores in a results folder: {(prompt text, continuation): perplexity}."""
+    path = root / JUDGE_CACHE
+    if judge is None or not path.is_file():
+        return {}
+    try:
+        lines = lzma.decompress(path.read_bytes()).decode("utf-8").splitlines()
+        entries = [json.loads(line) for line in lines]
+    except (lzma.LZMAError, ValueError):
+        log.warning("%s is damaged; it is rebuilt as texts are scored", path)
+        return {}
+    return {(e["prompt"], e["text"]): e["ppl"] for e in entries if e.get("judge") == judge}
+
+
+def write_judge_cache(root: Path, judge: str, scores: dict) -> None:
+    """Add a judge's scores to the folder's cache (other judges' entries are kept)."""
+    path = root / JUDGE_CACHE
+    kept = []
+    if path.is_file():
+        try:
+            kept = [json.loads(line) for line in lzma.decompress(path.read_bytes()).decode("utf-8").splitlines()]
+        except (lzma.LZMAError, ValueError):
+            kept = []
+    entries = {(e["judge"], e["prompt"], e["text"]): e["ppl"] for e in kept}
+    entries.update({(judge, prompt, text): ppl for (prompt, text), ppl in scores.items()})
+    text = "".join(json.dumps({"judge": j, "prompt": p, "text": t, "ppl": v}) + "\n"
+                   for (j, p, t), v in sorted(entries.items()))
+    atomic_write_bytes(path, lzma.compress(text.encode("utf-8")))
+
+
+def keep_judge_scores(exp: Experiment) -> int:
+    """Put every text the folder's cells were judged on (their generations, and quality_metrics.json's per-prompt
+    scores by the configured judge) into the judge cache, so measuring the cells again keeps the scores of texts
+    that come out the same. Returns the number of texts kept."""
+    judge = judge_name(exp)
+    store = ResultStore(exp.results_dir)
+    quality = read_quality(store.root / QUALITY_FILE)
+    scores = {}
+    for rec in store.records():
+        entry = quality.get(rec.cell_id)
+        if not rec.generations or not entry or entry.get("judge") != judge:
+            continue
+        by_passage = {row["passage_id"]: row for row in entry.get("per_prompt", [])}
+        for g in rec.generations:
+            row = by_passage.get(g["passage_id"], {})
+            for column, text in (("gen_ppl", g["output_text"]), ("ref_ppl", g["reference_text"])):
+                if row.get(column) is not None:
+                    scores[(g["prompt_text"], text)] = row[column]
+    if judge is not None and scores:
+        write_judge_cache(store.root, judge, scores)
+    log.info("judge cache: %d texts kept for %s", len(scores), judge)
+    return len(scores)
+
+
 def score_experiment(exp: Experiment, device: torch.device, progress: bool = True) -> ScoreSummary:
     """Score every finished cell that has saved generations and no scores from the same encoder and judge (a
     re-run resumes; the scoring models load only when some cell needs them); write the quality files. Each cell is
@@ -156,7 +214,8 @@ def score_experiment(exp: Experiment, device: torch.device, progress: bool = Tru
     summary = ScoreSummary(already=len(records) - len(todo))
     if summary.already:
         log.info("%d cells already scored by the same encoder and judge; skipped", summary.already)
-    ppl_cache: dict = {}
+    ppl_cache: dict = read_judge_cache(store.root, judge_name(exp))  # texts judged before are not judged again
+    known = len(ppl_cache)
     for rec in tqdm(todo, desc="scoring", unit="cell", disable=not progress):
         with store.claim(f"score-{rec.cell_id}") as mine:
             fresh = store.read(rec.cell_id) if mine else None
@@ -184,6 +243,9 @@ def score_experiment(exp: Experiment, device: torch.device, progress: bool = Tru
             summary.scored += 1
     if not quality_path.exists():  # nothing to score: an empty table
         atomic_write_text(quality_path, json.dumps({}))
+    if len(ppl_cache) > known:
+        with store.file_lock(JUDGE_CACHE):
+            write_judge_cache(store.root, str(judge_name(exp)), ppl_cache)
     store.merge()
     log.info("scored %d cells (%d scored before, %d left to another run): %s", summary.scored, summary.already,
              summary.busy, quality_path)
