@@ -49,7 +49,8 @@ def analysis_settings(config: Path, root: Path = ROOT) -> dict:
     raw = yaml.safe_load(config.read_text(encoding="utf-8"))
     return {"resamples": (raw.get("quality") or {}).get("bootstrap_resamples", RESAMPLES),
             "quantized_best": bool((raw.get("pairs") or {}).get("quantized_best", False)),
-            "see_also": tuple(root / p for p in raw.get("see_also") or ())}
+            "see_also": tuple(root / p for p in raw.get("see_also") or ()),
+            "margins": (raw.get("quality") or {}).get("parity_margin") or {}}
 
 
 def rebuild(study: Study, root: Path = ROOT, paper: Optional[Path] = None) -> dict[str, Path]:

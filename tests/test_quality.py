@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from dlm_bench.quality.diversity import distinct_n, is_degenerate, unigram_entropy_bits
-from dlm_bench.quality.parity import more_degenerate, s_parity, s_parity_ci
+from dlm_bench.quality.parity import (NOT_REACHED, REACHED, more_degenerate, paired_differences, parity_test,
+                                      s_parity, s_parity_tested, split_passages)
 from dlm_bench.quality.prompts import (Passage, PromptSourceError, articles_from_lines, build_prompt_sets,
                                  read_prompt_file, read_wikitext)
 from dlm_bench.stats import Estimate, bootstrap_mean
@@ -40,16 +41,63 @@ def test_s_parity_reached_at_first_k():
     assert s_parity(_curve({32: 0.9, 64: 0.95}), Estimate(0.85, 0.8, 0.9), True) == 32
 
 
-def test_s_parity_reached_late_and_ci_aware_earlier():
+def test_s_parity_reached_late_by_the_point_rule():
     curve = _curve({32: 0.70, 64: 0.79, 128: 0.86})
-    ar = Estimate(0.80, 0.78, 0.82)
-    assert s_parity(curve, ar, True) == 128
-    assert s_parity_ci(curve, ar, True) == 64  # 0.79 + 0.02 reaches 0.80
+    assert s_parity(curve, Estimate(0.80, 0.78, 0.82), True) == 128
 
 
 def test_s_parity_never_reached_is_none_not_an_error():
     assert s_parity(_curve({32: 0.1, 64: 0.2}), Estimate(0.9, 0.9, 0.9), True) is None
-    assert s_parity_ci(_curve({32: 0.1}), Estimate(0.9, 0.9, 0.9), True) is None
+
+
+def test_a_k_is_more_degenerate_by_the_paired_test_only_when_its_ci_lies_above_0():
+    # per-prompt flags: 8 prompts degenerate for diffusion, 0 for AR: every paired difference is 1
+    assert more_degenerate([1.0] * 8, [0.0] * 8, resamples=200)
+    # the same share (4 of 8) on different prompts: differences +1, -1: the CI holds 0
+    assert not more_degenerate([1.0, 0.0] * 4, [0.0, 1.0] * 4, resamples=200)
+    # one prompt more often degenerate out of eight: the CI reaches 0, not excluded
+    assert not more_degenerate([1.0] + [0.0] * 7, [0.0] * 8, resamples=200)
+
+
+def test_the_split_is_seeded_disjoint_and_covers_every_prompt():
+    ids = [f"p{i}" for i in range(11)]
+    selection, confirmation = split_passages(ids, 1234)
+    assert selection.isdisjoint(confirmation) and selection | confirmation == set(ids)
+    assert (len(selection), len(confirmation)) == (6, 5)
+    assert split_passages(list(reversed(ids)), 1234) == (selection, confirmation)  # order of the input is irrelevant
+    assert split_passages(ids, 99) != (selection, confirmation)  # another seed, another split
+
+
+def test_paired_differences_are_oriented_and_taken_on_the_log_scale_for_perplexity():
+    dl, ar = {"a": 20.0, "b": 10.0, "c": 5.0}, {"a": 10.0, "b": 10.0, "d": 1.0}
+    # lower is better: ar - dl on the log scale; only prompts scored by both (a, b)
+    assert paired_differences(dl, ar, False, True) == pytest.approx([math.log(10) - math.log(20), 0.0])
+    assert paired_differences({"a": 0.3, "b": 0.5}, {"a": 0.4, "b": 0.5}, True, False) == pytest.approx([-0.1, 0.0])
+    assert paired_differences(dl, ar, False, True, frozenset({"b"})) == [0.0]
+
+
+def _differences(mean, spread, n):
+    """n paired differences around `mean`, alternating +-spread (their bootstrap CI is about mean +- 2 spread /
+    sqrt(n))."""
+    return [mean + (spread if i % 2 else -spread) for i in range(n)]
+
+
+def test_a_point_rule_parity_can_fail_the_test_and_the_test_has_three_outcomes():
+    margin = 0.02
+    # mean difference +0.001: the point rule calls it parity, but the CI reaches below -0.02: undecided
+    tie = parity_test(_differences(0.001, 0.06, 32), margin, resamples=400)
+    assert tie.difference.value == pytest.approx(0.001) and tie.difference.ci_low < -margin < tie.difference.ci_high
+    assert tie.outcome == "undecided"
+    # tight around -0.001: the CI lies above -0.02: non-inferior (passes though the mean is below the AR mean)
+    close = parity_test(_differences(-0.001, 0.005, 32), margin, resamples=400)
+    assert close.outcome == "pass" and close.difference.ci_low > -margin
+    # clearly worse: the CI lies below -0.02: fails
+    worse = parity_test(_differences(-0.08, 0.01, 32), margin, resamples=400)
+    assert worse.outcome == "fail" and worse.difference.ci_high < -margin
+    assert parity_test([], margin).outcome is None
+    assert s_parity_tested({4: worse, 8: tie, 16: close, 32: close}) == (16, REACHED)
+    assert s_parity_tested({4: worse, 8: tie}) == (None, "undecided")
+    assert s_parity_tested({4: worse, 8: worse}) == (None, NOT_REACHED)
 
 
 def test_s_parity_lower_is_better_for_perplexity():

@@ -256,7 +256,8 @@ def draw_figures(exp) -> bool:
 
     try:
         out = analyze(exp.results_dir, exp.figure_dir, resamples=exp.quality.bootstrap_resamples,
-                      quantized_best=exp.pairs.quantized_best, see_also=tuple(exp.resolve(p) for p in exp.see_also))
+                      quantized_best=exp.pairs.quantized_best, see_also=tuple(exp.resolve(p) for p in exp.see_also),
+                      margins=exp.quality.parity_margin)
     except (MixedRowsError, ValueError, FileNotFoundError) as exc:
         print(f"no figures and no summary drawn for {exp.results_dir}: {str(exc).splitlines()[0]}", file=sys.stderr)
         return False

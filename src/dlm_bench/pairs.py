@@ -36,6 +36,7 @@ from tqdm import tqdm
 from .selection.baseline import split_engines
 from .selection.pairs import WantedPair, wanted_pairs
 from .selection.parity import parity_table
+from .selection.parity_rule import ParityRule
 from .config import Cell, Experiment, expand_cells
 from .measure import load as machine_load
 from .measure.clock import clock_for
@@ -47,7 +48,7 @@ from .engines.pool import EnginePool
 from .measure.loop import Arm, time_pair
 from .models.loader import LoadedModel, LoadSettings, load_model
 from .quality.prompts import PromptProvider
-from .results import PairRecord, PairStore, ResultStore
+from .results import QUALITY_FILE, PairRecord, PairStore, ResultStore, read_quality
 from .runner import kernel_of_label, make_generator
 
 log = logging.getLogger(__name__)
@@ -168,7 +169,9 @@ def run_pairs(exp: Experiment, progress: bool = True, remeasure_contended: bool 
     wanted, kernels = [], {}
     if "status" in every:
         rows, engine_rows = split_engines(every)
-        wanted = wanted_pairs(rows, parity_table(rows), exp.pairs.measure, engine_rows, exp.pairs.quantized_best)
+        quality, rule = read_quality(root / QUALITY_FILE), ParityRule(exp.quality.parity_margin)
+        wanted = wanted_pairs(rows, parity_table(rows, quality=quality, rule=rule), exp.pairs.measure, engine_rows,
+                              exp.pairs.quantized_best, quality, rule)
         kernels = dict(zip(every["cell_id"], every["attention_kernel"])) if "attention_kernel" in every else {}
     store = PairStore(root)
     todo = [p for p in wanted if not store.is_done(pair_id(p, exp), remeasure_contended, redo_before)]

@@ -20,6 +20,7 @@ from ..results import QUALITY_FILE, read_quality
 from ..selection.baseline import split_engines, with_forward_column
 from ..selection.pairs import SelfPair, best_parity_rows, measured_self_pairs
 from ..selection.parity import parity_table
+from ..selection.parity_rule import ParityRule
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +62,13 @@ class Results:
     quantized_best: bool = False  # the AR side at its best may be quantized engine weights (pairs.quantized_best)
     calibration: dict = field(default_factory=dict)  # calibration.json: measured ceilings by hardware name
     see_also: list[OtherStudy] = field(default_factory=list)  # studies of the same question the summary quotes
+    rule: ParityRule = field(default_factory=ParityRule)  # the parity test's margins (quality.parity_margin)
 
     @property
     def best(self) -> pd.DataFrame:
         """The parity rows of both sides at their best, the AR side over every engine (selection.pairs)."""
-        return best_parity_rows(self.parity, self.engine_rows, self.pairs, self.resamples, self.quantized_best)
+        return best_parity_rows(self.parity, self.engine_rows, self.pairs, self.resamples, self.quantized_best,
+                                self.quality, self.rule)
 
     @property
     def ok(self) -> pd.DataFrame:
@@ -139,9 +142,10 @@ def default_facets(rows: pd.DataFrame) -> tuple[str, ...]:
 
 
 def load_results(input_dir: str | Path, facet: tuple[str, ...] = (), resamples: int = RESAMPLES,
-                 quantized_best: bool = False) -> Results:
+                 quantized_best: bool = False, margins: Optional[dict] = None) -> Results:
     """Read the tables of one results folder and apply the guards (facets add to `default_facets`); every
-    interval computed from them uses `resamples` bootstrap resamples."""
+    interval computed from them uses `resamples` bootstrap resamples, and parity is tested with the parity
+    metrics' `margins` (the config's quality.parity_margin; unset metrics keep their defaults)."""
     input_dir = Path(input_dir)
     csv_path = input_dir / "raw_metrics.csv"
     if not csv_path.is_file():
@@ -153,12 +157,13 @@ def load_results(input_dir: str | Path, facet: tuple[str, ...] = (), resamples: 
                   else pd.DataFrame())
     pairs_path = input_dir / "pairs.csv"
     pairs = pd.read_csv(pairs_path, dtype={c: str for c in ("pair_id", "reference_cell_id", "contender_cell_id")}) if pairs_path.is_file() else pd.DataFrame()
-    parity = parity_table(rows, pairs, resamples)
+    quality = read_quality(input_dir / QUALITY_FILE)
+    rule = ParityRule(dict(margins or {}))
+    parity = parity_table(rows, pairs, resamples, quality, rule)
     warnings = quality_warnings(rows)
     overhead_path = input_dir / "overhead.json"
     overhead = json.loads(overhead_path.read_text()) if overhead_path.is_file() else None
     calibration_path = input_dir / "calibration.json"
-    quality = read_quality(input_dir / QUALITY_FILE)
     return Results(rows, parity, warnings, overhead, pairs, read_targets(input_dir / "benchmarks.json"),
                    engine_rows, per_prompt, quality, resamples, quantized_best,
-                   json.loads(calibration_path.read_text()) if calibration_path.is_file() else {})
+                   json.loads(calibration_path.read_text()) if calibration_path.is_file() else {}, rule=rule)

@@ -59,14 +59,17 @@ def update_paper(paper: Path, text_of_section: str, section: str = "results") ->
 
 def analyze(input_dir: Path, output_dir: Path, summary: Optional[Path] = None, paper: Optional[Path] = None,
             facet: tuple[str, ...] = (), section: str = "results", resamples: int = RESAMPLES,
-            quantized_best: bool = False, see_also: tuple[Path, ...] = ()) -> dict[str, Path]:
+            quantized_best: bool = False, see_also: tuple[Path, ...] = (), margins: Optional[dict] = None
+            ) -> dict[str, Path]:
     """Figures, parity.csv and summary.md (default: inside `input_dir`) of one results folder; with
     `paper`, the generated section `section` of that file; `see_also`: results folders of studies of the same
-    question whose answers the summary quotes beside this one's."""
-    results = load_results(input_dir, facet, resamples, quantized_best)
+    question whose answers the summary quotes beside this one's; `margins`: the parity metrics' non-inferiority
+    margins (quality.parity_margin)."""
+    results = load_results(input_dir, facet, resamples, quantized_best, margins)
     summary = summary or input_dir / "summary.md"
     results.see_also = [OtherStudy(folder.name, os.path.relpath(folder / "summary.md", summary.parent),
-                                   load_results(folder, facet, resamples, quantized_best)) for folder in see_also]
+                                   load_results(folder, facet, resamples, quantized_best, margins))
+                        for folder in see_also]
     parity_path = input_dir / "parity.csv"
     atomic_write_text(parity_path, results.parity.to_csv(index=False))
     figures = draw_all(results, output_dir)

@@ -12,7 +12,9 @@ from ..results import contended
 from ..measure import roofline
 from ..measure.benchmarks import target_from_dict
 from ..selection.baseline import baseline, published_parity_rows
-from ..stats import ALPHA, CV_NO_VERDICT, CV_TARGET
+from ..quality.parity import NOT_REACHED, REACHED
+from ..selection.parity_rule import CONFIRMED, NOT_TESTED
+from ..stats import ALPHA, CV_NO_VERDICT, CV_TARGET, UNDECIDED
 from .data import MAX_LOAD_CHANGE, MIN_REPEATS, Results
 from ..selection.pairs import (as_published_cell_id, cell_ratio, fast_path_cells, other_cores, pair_estimate,
                                pair_lookup)
@@ -82,8 +84,10 @@ def magnitude_text(row: pd.Series) -> str:
 def verdict(row: pd.Series, biased: bool = False) -> str:
     """A Speedup Factor's verdict: its direction from the sign test over its pairs (stats.paired_ratio_test), its
     magnitude quoted as precise or indicative, and no verdict where the measurement cannot carry one."""
-    if not row["reached"]:
-        return "parity not reached within the grid"
+    outcome = row.get("parity_outcome", NOT_REACHED)
+    if outcome != REACHED:
+        return {UNDECIDED: "parity undecided within the grid: no K's CI clears the margin",
+                NOT_TESTED: "parity not tested: no per-prompt scores"}.get(outcome, "parity not reached within the grid")
     if pd.isna(row.get("diffusion_cell_id")):
         return "no timed cell at S_parity"
     if not row.get("paired", False):
@@ -95,7 +99,29 @@ def verdict(row: pd.Series, biased: bool = False) -> str:
     if p_value is None or pd.isna(p_value) or p_value >= ALPHA:
         return f"no direction ({direction_text(row)})"
     side = "diffusion" if row.get("pairs_above", 0) > row.get("pairs_below", 0) else "autoregressive"
-    return f"{side} faster at equal quality ({direction_text(row)}); {magnitude_text(row)}"
+    held_out = row.get("confirmation", "—")
+    caveat = "" if held_out == CONFIRMED else f"; parity {held_out} on the held-out prompts"
+    return f"{side} faster at equal quality ({direction_text(row)}); {magnitude_text(row)}{caveat}"
+
+
+def tested_parity_text(row: pd.Series) -> str:
+    """The tested S_parity of a row: the K and the paired difference at it on the selection half with its CI, or
+    why there is none; the margin it was tested against."""
+    outcome, margin = row.get("parity_outcome", NOT_REACHED), row.get("parity_margin", math.nan)
+    if outcome != REACHED:
+        return f"{outcome} (margin {_f(margin, 2)})"
+    return (f"{int(row['s_parity'])}: Δ {row['parity_difference']:+.3f} [{row['parity_difference_ci_low']:+.3f}, "
+            f"{row['parity_difference_ci_high']:+.3f}] over {int(row['selection_prompts'])} prompts, margin "
+            f"{_f(margin, 2)}")
+
+
+def confirmation_text(row: pd.Series) -> str:
+    """The S_parity's test on the held-out (confirmation) half of the prompts."""
+    held_out = row.get("confirmation", "—")
+    if held_out == "—" or pd.isna(row.get("confirmation_difference", math.nan)):
+        return "—"
+    return (f"{held_out}: Δ {row['confirmation_difference']:+.3f} [{row['confirmation_difference_ci_low']:+.3f}, "
+            f"{row['confirmation_difference_ci_high']:+.3f}] over {int(row['confirmation_prompts'])} prompts")
 
 
 def consistency_text(row: pd.Series, results: Results) -> str:
@@ -121,11 +147,10 @@ def load_text(row: pd.Series) -> str:
     return f"{_f(cores, 2)} cores" + (" (contended)" if contended(row.get("contention")) else "")
 
 
-def _speedup(r: pd.Series, label: str = "") -> str:
-    if not r[f"reached{label}"] or not r.get(f"paired{label}", False):
+def _speedup(r: pd.Series) -> str:
+    if not r["reached"] or not r.get("paired", False):
         return "—"
-    return (f"{_f(r[f'speedup_factor{label}'], 2)} [{_f(r[f'speedup_factor{label}_ci_low'], 2)}, "
-            f"{_f(r[f'speedup_factor{label}_ci_high'], 2)}]")
+    return f"{_f(r['speedup_factor'], 2)} [{_f(r['speedup_factor_ci_low'], 2)}, {_f(r['speedup_factor_ci_high'], 2)}]"
 
 
 def parity_markdown(results: Results, best: bool = False) -> str:
@@ -138,20 +163,20 @@ def parity_markdown(results: Results, best: bool = False) -> str:
     if par.empty:
         return "_No row reaches parity with a timed cell._" if best else "_No as-published rows._"
     rows = []
-    for _, r in par.sort_values(["seq_len", "metric", "batch_size"]).iterrows():
-        k = str(int(r["s_parity"])) if r["reached"] else "not reached"
-        k_ci = str(int(r["s_parity_ciaware"])) if r["reached_ciaware"] else "not reached"
+    for _, r in par.sort_values(["seq_len", "metric", "ar_decoding", "batch_size"]).iterrows():
+        point = str(int(r["s_parity_point"])) if r["reached_point"] else "not reached"
         paths = [r["ar_path"], r["diffusion_path"]] if best else []
         curve = r["diffusion_quality_curve"]
         if isinstance(r.get("degenerate_steps"), str) and r["degenerate_steps"]:
             curve += f" (degenerate at K={r['degenerate_steps'].replace(';', ', ')})"
         rows.append([str(r["seq_len"]), str(r["batch_size"]), r["metric"]] + paths
-                    + [_f(r["ar_quality"], 3), curve, k]
-                    + ([] if best else [k_ci]) + [_speedup(r), consistency_text(r, results), load_text(r),
-                                                  verdict(r, results.biased)])
+                    + [r["ar_decoding"], _f(r["ar_quality"], 3), curve, point, tested_parity_text(r),
+                       confirmation_text(r), _speedup(r), consistency_text(r, results), load_text(r),
+                       verdict(r, results.biased)])
     return _table(["N", "B", "metric"] + (["AR path", "diffusion path"] if best else [])
-                  + ["AR quality", "diffusion quality by K", "S_parity"] + ([] if best else ["S_parity (CI-aware)"])
-                  + ["Speedup Factor, paired [95% CI]", "cells' medians [range]", "other work during the pair",
+                  + ["AR decoding", "AR quality", "diffusion quality by K", "S_parity, point rule",
+                     "S_parity, tested on the selection half", "on the held-out half",
+                     "Speedup Factor, paired [95% CI]", "cells' medians [range]", "other work during the pair",
                      "verdict"], rows)
 
 
@@ -250,21 +275,44 @@ ENGINES_INTRO = ("Each engine cell ran the same prompts and token counts as the 
                  "positions holding the same token, both answers re-encoded by the project tokenizer.")
 
 
-def _answer_for_n(results: Results, n: int) -> str:
-    """One line per N: whether LLaDA reaches LLaMA's quality, and at both sides' best the paired Speedup
-    Factor at the smallest B, with its verdict or why there is none."""
+PARITY_INTRO = (
+    "S_parity, tested: the fewest diffusion steps K at which LLaDA is not worse than LLaMA by more than the margin: "
+    "every prompt is scored by both, and K passes when the bootstrap 95% CI of the mean per-prompt difference "
+    "(LLaDA − LLaMA, oriented so that + favours LLaDA; perplexity on the log scale) lies above −margin. K is chosen "
+    "on a seeded selection half of the prompts and tested again on the held-out half. Undecided: no K passes, and "
+    "some K's CI straddles −margin. The plan's point rule (the first K whose mean reaches LLaMA's) stands beside it "
+    "without a test. A K whose answers degenerate (distinct-2 < 0.5) significantly more often than LLaMA's cannot "
+    "reach parity. Speedup Factor = L_e2e(LLaMA) / L_e2e(LLaDA at the tested S_parity), measured in pairs: the two "
+    "generations interleaved in one process in a random order per pair; its direction is the sign test over the "
+    "pairs, its magnitude the median of the per-pair ratios with a bootstrap 95% CI (precise at a per-pair CV of "
+    "at most 5%).")
+
+
+def _answer_for_n(results: Results, n: int) -> list[str]:
+    """Per N and AR decoding, one line: whether LLaDA reaches LLaMA's quality (the paired test, and whether the
+    held-out prompts confirm it), and at both sides' best the paired Speedup Factor at the smallest B, with its
+    verdict or why there is none."""
     par, best = results.parity, results.best
+    lines = []
     at_n = par[par["seq_len"] == n]
-    reached = at_n[at_n["reached"] & at_n["diffusion_cell_id"].notna()]
-    if reached.empty:
-        metrics = ", ".join(sorted(at_n["metric"].unique()))
-        return f"- **N = {n}**: LLaDA does not reach LLaMA's quality ({metrics}) at any K and path of the grid."
-    row = best[best["seq_len"] == n].sort_values(["batch_size", "s_parity"]).iloc[0]
-    speed = _speedup(row)
-    return (f"- **N = {n}**: parity on {row['metric']} at K = {int(row['s_parity'])} ({row['diffusion_path']}); "
-            f"at both sides' best "
-            f"({row['ar_path']} against it), B = {int(row['batch_size'])}, the paired Speedup Factor is "
-            f"{speed if speed != '—' else 'not measured'}: {verdict(row, results.biased)}.")
+    for decoding in dict.fromkeys(at_n["ar_decoding"]):
+        against = f"LLaMA {decoding}"
+        reached = at_n[(at_n["ar_decoding"] == decoding) & at_n["reached"] & at_n["diffusion_cell_id"].notna()]
+        chosen = best[(best["seq_len"] == n) & (best["ar_decoding"] == decoding)] if not best.empty else best
+        if reached.empty or chosen.empty:
+            metrics = ", ".join(sorted(at_n["metric"].unique()))
+            undecided = (at_n[at_n["ar_decoding"] == decoding]["parity_outcome"] == UNDECIDED).any()
+            lines.append(f"- **N = {n}**, against {against}: LLaDA "
+                         + ("is not shown at parity (undecided within the margin)" if undecided
+                            else "does not reach parity") + f" on {metrics} at any K and path of the grid.")
+            continue
+        row = chosen.sort_values(["batch_size", "s_parity"]).iloc[0]
+        speed = _speedup(row)
+        lines.append(f"- **N = {n}**, against {against}: parity on {row['metric']} at K = {int(row['s_parity'])} "
+                     f"({row['diffusion_path']}; {row['confirmation']} on the held-out prompts); at both sides' best "
+                     f"({row['ar_path']} against it), B = {int(row['batch_size'])}, the paired Speedup Factor is "
+                     f"{speed if speed != '—' else 'not measured'}: {verdict(row, results.biased)}.")
+    return lines
 
 
 def _paths(rows: pd.DataFrame) -> str:
@@ -333,7 +381,7 @@ def answer_lines(results: Results, fastest: bool = True) -> list[str]:
     if results.biased:
         lines.append("- **A self-pair of this study fails: its pairs are biased, and no ratio below carries a "
                      "verdict** (see Calibration).")
-    lines += [_answer_for_n(results, n) for n in sorted(results.parity["seq_len"].unique())]
+    lines += [line for n in sorted(results.parity["seq_len"].unique()) for line in _answer_for_n(results, n)]
     lines += fastest_path_lines(results) if fastest else []
     for other in results.see_also:
         lines += ["", f"**The same question in [{other.name}]({other.link})** (committed results; another pairing "
@@ -342,7 +390,8 @@ def answer_lines(results: Results, fastest: bool = True) -> list[str]:
             lines.append("- no quality scores there yet.")
             continue
         lines.append(pairing_line(other.results))
-        lines += [_answer_for_n(other.results, n) for n in sorted(other.results.parity["seq_len"].unique())]
+        lines += [line for n in sorted(other.results.parity["seq_len"].unique())
+                  for line in _answer_for_n(other.results, n)]
     return lines
 
 
@@ -359,11 +408,7 @@ def summary_markdown(results: Results, title: str = "dlm-bench results") -> str:
               "## Latency, throughput and memory (as published: LLaDA reference sampler without cache, "
               "LLaMA eager `generate`)", "", headline_table(results), "",
               "## S_parity and Speedup Factor", "",
-              "S_parity: fewest diffusion steps K at which LLaDA's mean quality reaches LLaMA's (perplexity: lower "
-              "is better); CI-aware: LLaDA's 95% interval reaches LLaMA's mean. A K whose outputs are degenerate "
-              "(distinct-2 < 0.5) more often than LLaMA's cannot reach parity. Speedup Factor = L_e2e(LLaMA) / "
-              "L_e2e(LLaDA at S_parity), measured in pairs: the two generations interleaved in one process in a "
-              "random order per pair; the median of the per-pair ratios with a bootstrap 95% CI over the pairs.", "",
+              PARITY_INTRO, "",
               parity_markdown(results), "", "## Quality against K", "", TREND_INTRO, "",
               steps_trend_markdown(results.rows, results.quality, results.resamples), "", "## Both sides at their best", "",
               "The fastest AR path (every decode path, and every engine at the sweep's precision) against the "

@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +16,10 @@ from typing import Any, Mapping, Optional
 from ..registry import AR, DIFFUSION
 from .. import registry
 from .names import ConfigError, FAMILY_SCHEDULES, LLAMACPP_SAMPLERS, LOCAL_SERVER, family_default
-from .spec import Experiment, ModelSpec, TimingSpec
+from .spec import ARSamplingSpec, Experiment, ModelSpec, TimingSpec
 
-__all__ = ["MeasurementSettings", "LATER_FIELDS", "Cell", "IDENTITY_COLUMNS", "engine_label", "variant_label",
+__all__ = ["MeasurementSettings", "LATER_FIELDS", "Cell", "IDENTITY_COLUMNS", "engine_label", "ar_decoding_label",
+           "ar_decoding", "variant_label",
            "cell_label", "expand_cells", "engine_cells", "parse_shard", "select_shard"]
 
 
@@ -53,7 +55,8 @@ class MeasurementSettings:
 # Cell fields added after cells had been measured, with the values that mean "as before": left out of
 # the cell id at those values, so a sweep resumed on a newer version finds its earlier cells
 LATER_FIELDS: dict[str, tuple] = {"forward": (None, "eager"), "leap_relaxed": (None,), "leap_window": (None,),
-                                   "engine": (None, "torch"), "weights_format": (None,)}
+                                   "engine": (None, "torch"), "weights_format": (None,), "top_p": (None,),
+                                   "repetition_penalty": (None,)}
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,8 @@ class Cell:
     leap_window: Optional[int] = None  # local_leap sampler only
     engine: str = "torch"  # torch | llamacpp | openai
     weights_format: Optional[str] = None  # llamacpp / openai-local: the GGUF weights (f32, q8_0, ...)
+    top_p: Optional[float] = None  # AR sampling: the nucleus (None: every token)
+    repetition_penalty: Optional[float] = None  # AR decoding: transformers' repetition penalty (None: none)
 
     @property
     def prompt_len(self) -> int:
@@ -136,6 +141,21 @@ def engine_label(row: Mapping[str, Any]) -> str:
     return f"{engine}:{fmt}" if isinstance(fmt, str) else engine
 
 
+def ar_decoding_label(row: Mapping[str, Any]) -> str:
+    """An AR row's decoding: `greedy`, or its sampling as `t0.7 p0.9 rp1.1` (only the parts that are set)."""
+    def value(name: str) -> Optional[float]:
+        v = row.get(name)
+        return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+    temperature, top_p, penalty = value("temperature") or 0.0, value("top_p"), value("repetition_penalty")
+    parts = [f"t{temperature:g}"] if temperature > 0 else ["greedy"]
+    if top_p is not None and top_p != 1.0:
+        parts.append(f"p{top_p:g}")
+    if penalty is not None and penalty != 1.0:
+        parts.append(f"rp{penalty:g}")
+    return " ".join(parts)
+
+
 def variant_label(row: Mapping[str, Any]) -> str:
     """The generation path of a cell or row: `sampler/cache` (diffusion) or the decode mode (AR), with
     the engine in front when it is not torch (`llamacpp:f32 low_confidence`, `openai:f32`)."""
@@ -148,7 +168,8 @@ def variant_label(row: Mapping[str, Any]) -> str:
         if row.get("schedule") not in (None, "", FAMILY_SCHEDULES.get(row.get("family"))):
             label += f" ({row['schedule']} schedule)"
         return label
-    return str(row["decode"])
+    decoding = ar_decoding_label(row)
+    return str(row["decode"]) + ("" if decoding == "greedy" else f" [{decoding}]")
 
 
 def cell_label(row: Mapping[str, Any]) -> str:
@@ -197,10 +218,18 @@ def expand_cells(exp: Experiment) -> list[Cell]:
                                       noise_layout=(family_default(d.noise_layout, model.family, "noise_layout")
                                                     if d.temperature > 0 else None)))
             elif model.kind == AR and torch_cells:
-                for mode in a.decode:
-                    cells.append(Cell(**common, decode=mode, temperature=a.temperature))
+                for mode, sampling in itertools.product(a.decode, a.decodings):
+                    cells.append(Cell(**common, decode=mode, **ar_decoding(sampling)))
             cells += engine_cells(exp, model, common)
     return cells
+
+
+def ar_decoding(sampling: ARSamplingSpec) -> dict[str, Any]:
+    """An AR cell's decoding fields: the temperature, and the nucleus and penalty only where they are set (a
+    greedy cell's id is what it was before these fields existed)."""
+    return {"temperature": sampling.temperature,
+            "top_p": sampling.top_p if sampling.top_p != 1.0 else None,
+            "repetition_penalty": sampling.repetition_penalty if sampling.repetition_penalty != 1.0 else None}
 
 
 def engine_cells(exp: Experiment, model: ModelSpec, common: dict[str, Any]) -> list[Cell]:
@@ -209,12 +238,12 @@ def engine_cells(exp: Experiment, model: ModelSpec, common: dict[str, Any]) -> l
     out: list[Cell] = []
     if model.kind == AR:
         if "llamacpp" in e.engine:
-            out += [Cell(**common, engine="llamacpp", weights_format=f, temperature=exp.autoregressive.temperature)
+            out += [Cell(**common, engine="llamacpp", weights_format=f, **ar_decoding(exp.autoregressive.decodings[0]))
                     for f in e.llamacpp.weights_format]
         if "openai" in e.engine and model.name in e.openai.models:
             local = e.openai.url == LOCAL_SERVER
             out.append(Cell(**common, engine="openai", weights_format=e.openai.weights_format if local else None,
-                            temperature=exp.autoregressive.temperature))
+                            **ar_decoding(exp.autoregressive.decodings[0])))
         return out
     if "llamacpp" not in e.engine or common["batch_size"] != 1:
         return out

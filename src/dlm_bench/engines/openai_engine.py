@@ -13,7 +13,7 @@ from typing import Any, Optional, Sequence
 
 from ..config import Cell
 from . import EngineBatch, EngineError, server_pids
-from .llamacpp.engine import batch_of
+from .llamacpp.engine import batch_of, sampling_fields
 from .llamacpp.server import LlamaServer
 from .streaming import read_openai_chunk, stream_all
 
@@ -44,7 +44,7 @@ class OpenAIEngine:
         c = self.cell
         body = {"model": self.served_model, "prompt": self.tokenizer.decode(list(prompt)), "max_tokens": c.n_out,
                 "temperature": c.temperature, "seed": c.settings.seed, "stream": True, "ignore_eos": True,
-                "stream_options": {"include_usage": True}}
+                "stream_options": {"include_usage": True}, **sampling_fields(c)}
         if self.local_server is not None:
             body["cache_prompt"] = False  # llama-server: no prompt cache between repetitions
         return body

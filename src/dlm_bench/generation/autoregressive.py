@@ -52,10 +52,32 @@ def check_exact_n_out(output_ids: Tensor, batch: int, n_out: int, eos: set[int],
                            f"every row must emit {n_out} real tokens")
 
 
-def select_next(logits: Tensor, temperature: float) -> Tensor:
-    """Next token ids [B, 1] from last-position logits [B, V]: argmax, or sampling at temperature."""
+def penalize_repeats(logits: Tensor, seen: Tensor, penalty: float) -> Tensor:
+    """transformers' repetition penalty: the logit of every token in `seen` [B, T] (the sequence so far) divided
+    by `penalty` when positive, multiplied when negative; 1 leaves the logits as they are."""
+    if penalty == 1.0:
+        return logits
+    picked = logits.gather(1, seen)
+    return logits.scatter(1, seen, torch.where(picked < 0, picked * penalty, picked / penalty))
+
+
+def nucleus(probs: Tensor, top_p: float) -> Tensor:
+    """Probabilities [B, V] kept to the smallest set of the most probable tokens whose sum reaches `top_p` (the
+    most probable token always), renormalised; 1 keeps every token."""
+    if top_p >= 1.0:
+        return probs
+    ordered, order = probs.sort(dim=-1, descending=True)
+    before = ordered.cumsum(dim=-1) - ordered  # the mass of the tokens ahead of each one
+    ordered = torch.where(before < top_p, ordered, torch.zeros_like(ordered))
+    kept = torch.zeros_like(probs).scatter(-1, order, ordered)
+    return kept / kept.sum(dim=-1, keepdim=True)
+
+
+def select_next(logits: Tensor, temperature: float, top_p: float = 1.0) -> Tensor:
+    """Next token ids [B, 1] from last-position logits [B, V]: argmax, or sampling at temperature within the
+    top-p nucleus."""
     if temperature > 0:
-        probs = torch.softmax(logits.float() / temperature, dim=-1)
+        probs = nucleus(torch.softmax(logits.float() / temperature, dim=-1), top_p)
         return torch.multinomial(probs, 1)
     return logits.argmax(dim=-1, keepdim=True)
 
@@ -75,7 +97,8 @@ class _MarkEachToken(LogitsProcessor):
 class HFGenerateGenerator:
     """transformers' eager `generate` with a dynamic KV cache: the everyday AR baseline."""
 
-    def __init__(self, model: torch.nn.Module, temperature: float = 0.0):
+    def __init__(self, model: torch.nn.Module, temperature: float = 0.0, top_p: float = 1.0,
+                 repetition_penalty: float = 1.0):
         self.model = model
         self.temperature = temperature
         cfg = copy.deepcopy(model.generation_config)
@@ -87,8 +110,9 @@ class HFGenerateGenerator:
         cfg.pad_token_id = 0 if cfg.pad_token_id is None else cfg.pad_token_id
         cfg.do_sample = temperature > 0
         cfg.temperature = temperature if temperature > 0 else None
-        cfg.top_p = None
+        cfg.top_p = top_p if temperature > 0 and top_p < 1.0 else None
         cfg.top_k = None
+        cfg.repetition_penalty = repetition_penalty if repetition_penalty != 1.0 else None
         cfg.use_cache = True
         self.generation_config = cfg
 
@@ -125,8 +149,10 @@ class StaticCacheGenerator:
     is allocated inside the timed loop and compiled graphs see the same buffers every time.
     """
 
-    def __init__(self, model: torch.nn.Module, compile: bool, temperature: float = 0.0):
+    def __init__(self, model: torch.nn.Module, compile: bool, temperature: float = 0.0, top_p: float = 1.0,
+                 repetition_penalty: float = 1.0):
         self.model, self.temperature = model, temperature
+        self.top_p, self.repetition_penalty = top_p, repetition_penalty
         device = next(model.parameters()).device
         self.step = compile_for(_decode_one, device) if compile else _decode_one
         self.keyword = cache_keyword(model)
@@ -152,13 +178,17 @@ class StaticCacheGenerator:
         marks: list = []
         logits = self.model(input_ids=prompt_ids, cache_position=positions[:prompt_len], use_cache=True,
                             **{self.keyword: cache}).logits[:, -1]
-        token = select_next(logits, self.temperature)
+        seen = prompt_ids
+        token = select_next(penalize_repeats(logits, seen, self.repetition_penalty), self.temperature, self.top_p)
         tokens = [token]
         if marker is not None:
             marks.append(marker())
         for i in range(n_out - 1):
             logits = self.step(self.model, token, positions[prompt_len + i:prompt_len + i + 1], cache, self.keyword)
-            token = select_next(logits, self.temperature).clone()
+            if self.repetition_penalty != 1.0:
+                seen = torch.cat([seen, token], dim=1)
+                logits = penalize_repeats(logits, seen, self.repetition_penalty)
+            token = select_next(logits, self.temperature, self.top_p).clone()
             tokens.append(token)
             if marker is not None:
                 marks.append(marker())
@@ -168,11 +198,13 @@ class StaticCacheGenerator:
                                steps_executed=n_out, work=ar_work(batch, prompt_len, n_out))
 
 
-def make_ar_generator(model: torch.nn.Module, decode: str, temperature: float = 0.0):
-    """The generator of one decode mode."""
+def make_ar_generator(model: torch.nn.Module, decode: str, temperature: float = 0.0, top_p: float = 1.0,
+                      repetition_penalty: float = 1.0):
+    """The generator of one decode mode and decoding (greedy at temperature 0; see ARSamplingSpec)."""
     path = registry.DECODE_PATHS.get(decode)
     if path is not None and not path.static:
-        return HFGenerateGenerator(model, temperature)
+        return HFGenerateGenerator(model, temperature, top_p, repetition_penalty)
     if path is not None:
-        return StaticCacheGenerator(model, compile=path.compiled, temperature=temperature)
+        return StaticCacheGenerator(model, compile=path.compiled, temperature=temperature, top_p=top_p,
+                                    repetition_penalty=repetition_penalty)
     raise ValueError(f"unknown decode mode {decode!r}; allowed: {', '.join(DECODE_MODES)}")

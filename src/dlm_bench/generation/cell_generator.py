@@ -22,4 +22,5 @@ def make_generator(cell: Cell, loaded: LoadedModel, cache: Optional[str] = None)
         return MaskedDiffusionGenerator(loaded.model, loaded.mask_token_id, cell.block_length, cell.sampler,
                                         cell.temperature, cell.cfg_scale or 0.0, cache or cell.cache,
                                         schedule=cell.schedule, forward=cell.forward or "eager", **options)
-    return make_ar_generator(loaded.model, cell.decode, cell.temperature)
+    return make_ar_generator(loaded.model, cell.decode, cell.temperature, cell.top_p or 1.0,
+                             cell.repetition_penalty or 1.0)

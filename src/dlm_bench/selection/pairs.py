@@ -21,15 +21,16 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import pandas as pd
 
-from ..config import DEFAULT_MAX_OTHER_CORES, PRECISIONS, engine_label, variant_label
+from ..config import DEFAULT_MAX_OTHER_CORES, PRECISIONS, ar_decoding_label, engine_label, variant_label
 from ..registry import AR, DIFFUSION
-from ..quality.parity import more_degenerate, s_parity
+from ..quality.parity import REACHED
 from ..stats import NO_ESTIMATE, RESAMPLES, Estimate, bootstrap_median, paired_ratio_test
 from .baseline import DIFFUSION_PATH, baseline, published_parity_rows, with_forward_column
+from .parity_rule import ParityRule, Scores, path_parity
 
 
 
@@ -72,98 +73,98 @@ def _engine_cells(engine_rows: Optional[pd.DataFrame], kind: str, model: str, se
 
 
 def fastest_engine_ar(engine_rows: Optional[pd.DataFrame], model: str, seq_len: int, batch_size: int,
-                      quantized: bool = False) -> Optional[pd.Series]:
+                      quantized: bool = False, decoding: Optional[str] = None) -> Optional[pd.Series]:
     """The fastest AR row of another engine for this model at (N, B) on the cells' median L_e2e
-    (`_engine_cells`); None when there is none."""
+    (`_engine_cells`), among those of the AR decoding given (None: any); None when there is none."""
     rows = _engine_cells(engine_rows, AR, model, seq_len, batch_size, quantized)
+    if decoding is not None and not rows.empty:
+        rows = rows[[ar_decoding_label(r) == decoding for _, r in rows.iterrows()]]
     return None if rows.empty else rows.sort_values("latency_ms_median").iloc[0]
 
 
-def fastest_engine_diffusion(engine_rows: Optional[pd.DataFrame], parity_row: pd.Series,
-                             quantized: bool = False) -> Optional[pd.Series]:
-    """The fastest diffusion row of another engine that reaches the parity row's AR quality on its metric:
-    each engine path (engine, weights, sampler) of the row's diffusion model at (N, B) gets its own S_parity,
-    the fewest K whose mean quality matches the AR mean (`quality.parity.s_parity`, as the torch paths),
-    among the K not degenerate more often than the AR model's outputs. The row returned carries that K as
-    `s_parity` and the path's curve; None when no engine path reaches parity."""
+def fastest_engine_diffusion(engine_rows: Optional[pd.DataFrame], parity_row: pd.Series, quantized: bool = False,
+                             scores: Optional[Scores] = None, rule: Optional[ParityRule] = None,
+                             resamples: int = RESAMPLES) -> Optional[pd.Series]:
+    """The fastest diffusion row of another engine that reaches parity with the parity row's AR quality cell on
+    its metric: each engine path (engine, weights, sampler) of the row's diffusion model at (N, B) is tested as
+    the torch paths are (`selection.parity_rule.path_parity`: the paired non-inferiority test on the selection
+    half of its per-prompt scores, degenerate K excluded). The row returned carries that K as `s_parity` and the
+    path's parity columns (`parity_columns`); None when no engine path reaches parity."""
     rows = _engine_cells(engine_rows, DIFFUSION, parity_row["diffusion_model"], parity_row["seq_len"],
                          parity_row["batch_size"], quantized)
-    metric, higher = parity_row["metric"], bool(parity_row["higher_is_better"])
+    metric = parity_row["metric"]
     if rows.empty or f"{metric}_mean" not in rows:
         return None
-    ar_degenerate = parity_row.get("ar_degenerate", math.nan)
+    ar_cell = pd.Series({"cell_id": parity_row.get("ar_quality_cell_id"), f"{metric}_mean": parity_row["ar_quality"],
+                         f"{metric}_ci_low": math.nan, f"{metric}_ci_high": math.nan,
+                         "degenerate_mean": parity_row.get("ar_degenerate", math.nan),
+                         "setting_seed": parity_row.get("split_seed", 0)})
     found = []
     for _, path in rows.groupby(["engine", "weights_format", "sampler"], dropna=False):
-        scored = path.dropna(subset=[f"{metric}_mean"]).sort_values("steps")
-        curve = {int(r["steps"]): Estimate(float(r[f"{metric}_mean"]), math.nan, math.nan)
-                 for _, r in scored.iterrows()}
-        degenerate = [int(r["steps"]) for _, r in scored.iterrows()
-                      if more_degenerate(r.get("degenerate_mean"), ar_degenerate)]
-        k = s_parity({s: e for s, e in curve.items() if s not in degenerate},
-                     Estimate(float(parity_row["ar_quality"]), math.nan, math.nan), higher)
-        if k is not None:
-            cell = scored[scored["steps"] == k].iloc[0].copy()
-            cell["s_parity"] = k
-            cell["curve"] = ";".join(f"{s}:{e.value:.4g}" for s, e in curve.items())
-            cell["degenerate_steps"] = ";".join(str(s) for s in degenerate)
+        scored = path.dropna(subset=[f"{metric}_mean"])
+        cells_by_k = {int(k): at_k.iloc[0] for k, at_k in scored.groupby("steps")}
+        tested = path_parity(cells_by_k, ar_cell, metric, scores or Scores(), rule or ParityRule(), resamples)
+        if tested is not None and tested.outcome == REACHED:
+            cell = cells_by_k[tested.tested].copy()
+            cell["parity_columns"] = tested.columns()
             found.append(cell)
     return min(found, key=lambda c: c["latency_ms_median"]) if found else None
 
 
 def best_parity_rows(parity: pd.DataFrame, engine_rows: Optional[pd.DataFrame] = None,
                      pairs: Optional[pd.DataFrame] = None, resamples: int = RESAMPLES,
-                     quantized: bool = False) -> pd.DataFrame:
-    """Per (N, B, metric), the parity row of both sides at their best, among the rows that reach parity
-    with a timed cell (chosen on the cells' medians; the ratio itself is measured in pairs): the fastest
-    AR path over every decode path and every engine at the sweep's precision (`fastest_engine_ar`)
-    against the fastest diffusion path at its own S_parity over every sampler, cache and forward and every
-    engine path (`fastest_engine_diffusion`); quantized weights only with `quantized`. An engine's AR
-    quality is the model's (the same weights decoded greedily); an engine's diffusion path reaches parity
-    on its own scores. The Speedup Factor is the pair of the two chosen cells. `ar_path` and
-    `diffusion_path` name the two sides (a decode path or sampler/cache, or the engine with its weights)."""
+                     quantized: bool = False, quality: Optional[Mapping] = None,
+                     rule: Optional[ParityRule] = None) -> pd.DataFrame:
+    """Per (N, B, metric, AR decoding), the parity row of both sides at their best, among the rows that reach
+    parity (tested on the selection half of the prompts) with a timed cell (chosen on the cells' medians; the ratio
+    itself is measured in pairs): the fastest AR path over every decode path and every engine at the sweep's
+    precision and that decoding (`fastest_engine_ar`) against the fastest diffusion path at its own S_parity over
+    every sampler, cache and forward and every engine path (`fastest_engine_diffusion`); quantized weights only
+    with `quantized`. The row keeps its confirmation on the held-out half. An engine's AR quality is the model's
+    (the same weights and decoding); an engine's diffusion path reaches parity on its own scores. The Speedup
+    Factor is the pair of the two chosen cells. `ar_path` and `diffusion_path` name the two sides."""
     if parity.empty:
         return parity
     timed = parity[parity["reached"] & parity["diffusion_cell_id"].notna()]
     measured = pair_lookup(pairs if pairs is not None else pd.DataFrame())
+    scores = Scores(quality)
     best = []
-    for (n, b, _), group in timed.groupby(["seq_len", "batch_size", "metric"]):
+    for (n, b, _, decoding), group in timed.groupby(["seq_len", "batch_size", "metric", "ar_decoding"]):
         decode = group.sort_values("ar_latency_ms").iloc[0]["ar_decode"]
         fastest = group.sort_values("diffusion_latency_ms").iloc[0]
         same_path = (group[DIFFUSION_PATH] == fastest[DIFFUSION_PATH]).all(axis=1)
         row = group[(group["ar_decode"] == decode) & same_path].iloc[0].copy()
         row["ar_path"] = decode
         row["diffusion_path"] = variant_label({"kind": DIFFUSION, **{c: row[c] for c in DIFFUSION_PATH}})
-        engine = fastest_engine_ar(engine_rows, row["ar_model"], n, b, quantized)
+        engine = fastest_engine_ar(engine_rows, row["ar_model"], n, b, quantized, decoding)
         moved = False
         if engine is not None and engine["latency_ms_median"] < row["ar_latency_ms"]:
             row.update({"ar_path": engine_label(engine), "ar_cell_id": str(engine["cell_id"]),
                         "ar_latency_ms": float(engine["latency_ms_median"])})
             moved = True
-        diffusion = fastest_engine_diffusion(engine_rows, row, quantized)
+        diffusion = fastest_engine_diffusion(engine_rows, row, quantized, scores, rule, resamples)
         if diffusion is not None and diffusion["latency_ms_median"] < row["diffusion_latency_ms"]:
             row.update({"diffusion_path": variant_label(diffusion), "diffusion_cell_id": str(diffusion["cell_id"]),
-                        "diffusion_latency_ms": float(diffusion["latency_ms_median"]),
-                        "s_parity": int(diffusion["s_parity"]), "diffusion_quality_curve": diffusion["curve"],
-                        "degenerate_steps": diffusion["degenerate_steps"]})
+                        "diffusion_latency_ms": float(diffusion["latency_ms_median"]), **diffusion["parity_columns"]})
             moved = True
         if moved:  # the ratio is the pair of the cells chosen, not the torch pair of the parity row
-            est, quality = pair_estimate(measured.get((str(row["ar_cell_id"]), str(row["diffusion_cell_id"]))),
-                                         resamples)
-            row.update({"paired": bool(quality), "speedup_factor": est.value, "speedup_factor_ci_low": est.ci_low,
-                        "speedup_factor_ci_high": est.ci_high})
+            est, quality_of_pair = pair_estimate(measured.get((str(row["ar_cell_id"]), str(row["diffusion_cell_id"]))),
+                                                 resamples)
+            row.update({"paired": bool(quality_of_pair), "speedup_factor": est.value,
+                        "speedup_factor_ci_low": est.ci_low, "speedup_factor_ci_high": est.ci_high})
             for key in MEASUREMENT_KEYS:
-                row[key] = quality.get(key, "" if key == "contention" else math.nan)
+                row[key] = quality_of_pair.get(key, "" if key == "contention" else math.nan)
         best.append(row)
     return pd.DataFrame(best)
 
 
-def _speedup_pairs(parity: pd.DataFrame, engine_rows: Optional[pd.DataFrame], quantized: bool) -> list[WantedPair]:
+def _speedup_pairs(parity: pd.DataFrame, engine_rows: Optional[pd.DataFrame], quantized: bool,
+                   quality: Optional[Mapping], rule: Optional[ParityRule]) -> list[WantedPair]:
     wanted = []
     for _, r in published_parity_rows(parity).iterrows():
-        for label in ("", "_ciaware"):
-            if r[f"reached{label}"] and pd.notna(r[f"diffusion_cell_id{label}"]):
-                wanted.append(WantedPair("speedup", str(r["ar_cell_id"]), str(r[f"diffusion_cell_id{label}"])))
-    for _, r in best_parity_rows(parity, engine_rows, quantized=quantized).iterrows():
+        if r["reached"] and pd.notna(r["diffusion_cell_id"]):
+            wanted.append(WantedPair("speedup", str(r["ar_cell_id"]), str(r["diffusion_cell_id"])))
+    for _, r in best_parity_rows(parity, engine_rows, quantized=quantized, quality=quality, rule=rule).iterrows():
         wanted.append(WantedPair("speedup", str(r["ar_cell_id"]), str(r["diffusion_cell_id"])))
     return wanted
 
@@ -196,14 +197,16 @@ def _fast_path_pairs(ok: pd.DataFrame) -> list[WantedPair]:
 
 
 def wanted_pairs(rows: pd.DataFrame, parity: pd.DataFrame, kinds: Sequence[str],
-                 engine_rows: Optional[pd.DataFrame] = None, quantized: bool = False) -> list[WantedPair]:
+                 engine_rows: Optional[pd.DataFrame] = None, quantized: bool = False,
+                 quality: Optional[Mapping] = None, rule: Optional[ParityRule] = None) -> list[WantedPair]:
     """The pairs of the given kinds that the summary would publish, each once, in a fixed order (`rows`:
-    the torch rows; `engine_rows`: the other engines' rows, candidates for the AR side at its best)."""
+    the torch rows; `engine_rows`: the other engines' rows, candidates for the AR side at its best; `quality` and
+    `rule`: the per-prompt scores and the parity rule the parity table was made with)."""
     rows = with_forward_column(rows)
     ok = rows[rows["status"] == "ok"]
     found: list[WantedPair] = []
     if "speedup" in kinds:
-        found += _speedup_pairs(parity, engine_rows, quantized)
+        found += _speedup_pairs(parity, engine_rows, quantized, quality, rule)
     if "fast_paths" in kinds:
         found += _fast_path_pairs(ok)
     if "self" in kinds:

@@ -85,7 +85,8 @@ class ServerEngine:
     def body(self, prompt: Sequence[int]) -> dict[str, Any]:
         c = self.cell
         return {"prompt": [int(t) for t in prompt], "n_predict": c.n_out, "ignore_eos": True, "stream": True,
-                "return_tokens": True, "cache_prompt": False, "temperature": c.temperature, "seed": c.settings.seed}
+                "return_tokens": True, "cache_prompt": False, "temperature": c.temperature, "seed": c.settings.seed,
+                **sampling_fields(c)}
 
     def run(self, prompt_ids: Sequence[Sequence[int]]) -> EngineBatch:
         if not self.server.alive():
@@ -99,6 +100,17 @@ class ServerEngine:
 
     def pids(self) -> tuple[int, ...]:
         return server_pids(self.server)
+
+
+def sampling_fields(cell: Cell) -> dict[str, Any]:
+    """A request's nucleus and repetition penalty where the cell sets them (llama-server's names; its penalty
+    looks back 64 tokens, transformers' over the whole sequence)."""
+    out: dict[str, Any] = {}
+    if cell.top_p is not None:
+        out["top_p"] = cell.top_p
+    if cell.repetition_penalty is not None:
+        out["repeat_penalty"] = cell.repetition_penalty
+    return out
 
 
 def threads_for(configured: Optional[int], cpu_threads: Optional[int], cores: int) -> int:
