@@ -343,3 +343,44 @@ def test_local_leap_without_relaxation_is_the_threshold_sampler(cache):
         assert torch.equal(same.output_ids, reference.output_ids) and same.steps_executed == reference.steps_executed
     with pytest.raises(ValueError, match="leap_relaxed 0.95 and leap_window 4 are not allowed"):
         MaskedDiffusionGenerator(model, MASK, 8, "local_leap", threshold=0.9, leap_relaxed=0.95)
+
+
+@pytest.mark.parametrize("sampler", ["low_confidence", "entropy", "margin", "threshold", "local_leap", "random"])
+@pytest.mark.parametrize("cache", ["none", "dual"])
+def test_a_batch_gives_each_prompt_the_tokens_it_gets_alone_unless_the_sampler_draws_per_sequence(sampler, cache):
+    """Quality is scored at one batch size and stands for every B: true token for token for every sampler that
+    draws nothing per sequence (float64, so that a batched matmul's rounding cannot reorder near-ties)."""
+    from dlm_bench import registry
+
+    model = _llada().double()
+    prompts = torch.randint(0, 90, (4, 6), generator=torch.Generator().manual_seed(5))
+
+    def run(ids):
+        torch.manual_seed(11)
+        return MaskedDiffusionGenerator(model, MASK, block_length=8, sampler=sampler, cache=cache, threshold=0.5,
+                                        leap_relaxed=0.4).generate(ids, 16, steps=8).output_ids
+
+    alone = torch.cat([run(prompts[i:i + 1]) for i in range(4)])
+    together = run(prompts)
+    if registry.SAMPLERS[sampler].draws_per_sequence:
+        # uniform scores drawn over the [B, S] canvas at every step: a batch consumes the random numbers differently
+        assert not torch.equal(together, alone)
+    else:
+        assert torch.equal(together, alone)
+
+
+@pytest.fixture
+def _tiny_llama(tiny_models):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(str(tiny_models["llama"]), dtype=torch.float64).eval()
+
+
+@pytest.mark.parametrize("path", ["eager", "static"])
+def test_greedy_ar_decoding_gives_each_prompt_the_same_tokens_in_a_batch(path, _tiny_llama):
+    from dlm_bench.generation.autoregressive import make_ar_generator
+
+    prompts = torch.randint(5, 90, (3, 6), generator=torch.Generator().manual_seed(2))
+    gen = make_ar_generator(_tiny_llama, path)
+    alone = torch.cat([gen.generate(prompts[i:i + 1], 8).output_ids for i in range(3)])
+    assert torch.equal(gen.generate(prompts, 8).output_ids, alone)

@@ -411,3 +411,45 @@ def test_a_self_pair_fails_when_its_ci_excludes_1_or_something_beside_it_took_th
     assert [p.passes for p in found] == [True, False, True, False]
     assert found[1].estimate.ci_low == pytest.approx(1.1)  # every pair 1.1: the CI excludes 1
     assert found[3].other_cores == pytest.approx(0.5) and found[3].interfered  # 50 ms of CPU per 100 ms run
+
+
+def test_bisection_adds_the_middle_valid_k_until_the_bracket_is_within_the_resolution():
+    from dlm_bench.selection.refine import middle_step, refinement
+
+    assert middle_step(4, 16, 1) == 10 and middle_step(4, 16, 4) == 8  # 10 is no multiple of 4: 8 and 12 tie, lower
+    assert middle_step(8, 16, 4) == 12 and middle_step(12, 16, 4) is None and middle_step(4, 6, 2) is None
+
+    def row(n, tests, s_parity, sampler="random", cache="dual"):
+        return pd.Series({"reached": True, "s_parity": s_parity, "parity_tests": tests, "seq_len": n,
+                          "diffusion_model": "dl", "sampler": sampler, "cache": cache, "forward": "eager"})
+
+    # N = 256 (N_out 128, block 32: K a multiple of 4): 4 fails, 16 passes -> 8; then 8 fails -> 12; then stop
+    assert refinement([row(256, "4:fail;16:pass;128:pass", 16)], 4, 32) == {("dl", 256, "random", "dual", "eager"): {8}}
+    assert refinement([row(256, "4:fail;8:fail;16:pass", 16)], 4, 32) == {("dl", 256, "random", "dual", "eager"): {12}}
+    assert refinement([row(256, "4:fail;8:fail;12:undecided;16:pass", 16)], 4, 32) == {}
+    # 8 passes: the bracket is (4, 8], within the resolution
+    assert refinement([row(256, "4:fail;8:pass;16:pass", 8)], 4, 32) == {}
+    # N = 64 (one block): any K; the smallest K passing, or no parity: nothing to bisect
+    assert refinement([row(64, "4:fail;16:pass", 16)], 4, 32) == {("dl", 64, "random", "dual", "eager"): {10}}
+    assert refinement([row(64, "4:pass;16:pass", 4)], 4, 32) == {}
+    assert refinement([pd.Series({"reached": False, "s_parity": None})], 4, 32) == {}
+
+
+def test_cells_a_refinement_adds_are_measured_at_every_b_and_found_again_from_their_rows(tiny_models, tmp_path):
+    from conftest import mini_config_dict, write_config
+    from dlm_bench.config import expand_cells, load_experiment
+    from dlm_bench.selection.refine import steps_beyond_the_grid
+
+    data = mini_config_dict(tiny_models, tmp_path)
+    data["grid"] = {"batch_size": [1, 2], "seq_len": [32], "steps": [4, 8]}
+    exp = load_experiment(write_config(tmp_path, data))
+    plain = expand_cells(exp)
+    extra = {("tiny-llada", 32, "low_confidence", "none", "eager"): {6, 8}}  # 8 is in the grid already
+    cells = expand_cells(exp, extra)
+    added = [c for c in cells if c not in plain]
+    assert sorted((c.batch_size, c.steps) for c in added) == [(1, 6), (2, 6)]
+    assert [c.cell_id("cpu") for c in cells[:len(plain)]] == [c.cell_id("cpu") for c in plain]
+    rows = pd.DataFrame([{"kind": "diffusion", "status": "ok", "seq_len": 32, "steps": c.steps, **c.identity()}
+                         for c in cells if c.kind == "diffusion"]).loc[:, lambda d: ~d.columns.duplicated()]
+    assert steps_beyond_the_grid(rows, exp.grid.steps_for) == {("tiny-llada", 32, "low_confidence", "none",
+                                                                 "eager"): {6}}

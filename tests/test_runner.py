@@ -514,3 +514,27 @@ def test_remeasure_measures_every_cell_and_pair_again_and_keeps_the_judges_score
     assert judged == []  # the same generations: every text's perplexity came from the judge cache
     scored = [c for c, (_, q) in first.items() if q is not None]
     assert scored and all(again[c][1].estimates["gen_ppl"] == first[c][1].estimates["gen_ppl"] for c in scored)
+
+
+@pytest.mark.integration
+def test_the_parity_refinement_measures_and_scores_the_cells_it_asks_for_until_it_asks_for_none(
+        tiny_models, tmp_path, monkeypatch):
+    import yaml
+
+    from conftest import mini_config_dict
+
+    cfg = mini_config_dict(tiny_models, tmp_path)
+    cfg["grid"] = {"batch_size": [1, 2], "seq_len": [32], "steps": [4, 8], "parity_resolution": 2}
+    cfg["quality"] = {"judge_path": str(tiny_models["llama"]), "bootstrap_resamples": 50}
+    config = tmp_path / "refine.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    path = ("tiny-llada", 32, "low_confidence", "none", "eager")
+    answers = iter([{path: {6}}, {path: {6}}])  # a first round asks for K = 6, the next for nothing new
+    asked = []
+    monkeypatch.setattr(runner, "refined_steps", lambda exp: asked.append(1) or next(answers))
+    assert main(["--config", str(config), "--no_figure", "--no_pairs"]) == 0
+    assert len(asked) == 2
+    records = runner.ResultStore(tmp_path / "raw").records()
+    added = [r for r in records if r.identity["kind"] == "diffusion" and r.identity["steps"] == 6]
+    assert sorted(r.identity["batch_size"] for r in added) == [1, 2] and all(r.status == "ok" for r in added)
+    assert [r.quality is not None for r in sorted(added, key=lambda r: r.identity["batch_size"])] == [True, False]

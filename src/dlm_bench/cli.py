@@ -237,6 +237,8 @@ def _work(args: argparse.Namespace, exp, shard, scoring: bool, pairing: bool) ->
         from .quality.scoring import score_experiment
 
         score_experiment(exp, resolve_device(exp.device))
+        if exp.grid.parity_resolution and args.command in ("run", "finalize") and shard[1] == 1:
+            errors += refine_parity(exp, redo_before)
     if pairing:
         from .pairs import describe, run_pairs
 
@@ -246,6 +248,26 @@ def _work(args: argparse.Namespace, exp, shard, scoring: bool, pairing: bool) ->
     if not args.no_figure and not draw_figures(exp):
         return 1
     return 1 if errors else 0
+
+
+def refine_parity(exp, redo_before) -> int:
+    """Bisect K around every published S_parity (grid.parity_resolution): measure and score the cells the
+    refinement asks for until it asks for none; returns the cells that failed."""
+    from .measure.environment import resolve_device
+    from .quality.scoring import score_experiment
+    from .runner import refined_steps, run_experiment
+
+    errors, asked = 0, None
+    while True:
+        extra = refined_steps(exp)
+        if extra == asked:  # nothing new since the last round
+            return errors
+        log.info("parity refinement: %s", "; ".join(f"{m} N={n} {s}/{c}: K {sorted(ks)}"
+                                                      for (m, n, s, c, _), ks in sorted(extra.items())))
+        summary = run_experiment(exp, extra_steps=extra, redo_before=redo_before)
+        errors += summary.errors
+        score_experiment(exp, resolve_device(exp.device))
+        asked = extra
 
 
 def draw_figures(exp) -> bool:

@@ -37,6 +37,7 @@ from .selection.baseline import split_engines
 from .selection.pairs import WantedPair, wanted_pairs
 from .selection.parity import parity_table
 from .selection.parity_rule import ParityRule
+from .selection.refine import steps_beyond_the_grid
 from .config import Cell, Experiment, expand_cells
 from .measure import load as machine_load
 from .measure.clock import clock_for
@@ -176,7 +177,8 @@ def run_pairs(exp: Experiment, progress: bool = True, remeasure_contended: bool 
     store = PairStore(root)
     todo = [p for p in wanted if not store.is_done(pair_id(p, exp), remeasure_contended, redo_before)]
     summary = PairsSummary(len(wanted), len(wanted) - len(todo))
-    cells = {c.cell_id(hardware): c for c in expand_cells(exp)}
+    extra = steps_beyond_the_grid(rows, exp.grid.steps_for) if "status" in every else {}
+    cells = {c.cell_id(hardware): c for c in expand_cells(exp, extra)}  # the refinement's cells too
     clock = clock_for(device)
     log.info("pairs: %d wanted, %d already measured, %d to measure (%d pairs each)", len(wanted), summary.skipped,
              len(todo), exp.pairs.repeats)

@@ -62,7 +62,10 @@ class Sampler:
     minus top-2; entropy: minus the entropy; uniform: a random draw; higher = commit first), whether it
     commits by confidence threshold instead of a schedule, the diffusion config fields that enter its
     cells besides the shared ones, llama-diffusion-cli's --diffusion-algorithm for it (None: the CLI
-    lacks it), its figure colour, and whether it is the as-published one."""
+    lacks it), its figure colour, whether it is the as-published one, and whether it draws random numbers per
+    sequence at temperature 0 (then a sequence's tokens depend on its place in the batch, and quality scored at
+    the quality batch size stands for every B only in distribution: tests/test_fast_paths.py checks that every
+    other sampler gives each prompt the same tokens at B = 1 and B = 4)."""
 
     name: str
     score: str
@@ -71,11 +74,12 @@ class Sampler:
     knobs: tuple[str, ...] = ()
     llamacpp_algorithm: Optional[int] = None
     baseline: bool = False
+    draws_per_sequence: bool = False
 
 
 SAMPLERS = _table(
     Sampler("low_confidence", "confidence", "#0072B2", llamacpp_algorithm=4, baseline=True),
-    Sampler("random", "uniform", "#E69F00", llamacpp_algorithm=3),
+    Sampler("random", "uniform", "#E69F00", llamacpp_algorithm=3, draws_per_sequence=True),
     Sampler("entropy", "entropy", "#009E73", llamacpp_algorithm=1),
     Sampler("margin", "margin", "#CC79A7", llamacpp_algorithm=2),
     Sampler("threshold", "confidence", "#D55E00", threshold=True, knobs=("threshold", "threshold_steps")),

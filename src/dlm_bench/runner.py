@@ -343,9 +343,10 @@ def run_engine_cell(cell: Cell, loaded: LoadedModel, prompts: PromptSet, ctx: Ru
 
 def run_experiment(exp: Experiment, shard: tuple[int, int] = (0, 1), progress: bool = True,
                    time_budget_s: Optional[float] = None, remeasure_contended: bool = False,
-                   redo_before: Optional[str] = None) -> RunSummary:
+                   redo_before: Optional[str] = None, extra_steps: Optional[dict] = None) -> RunSummary:
     """Run this shard's unfinished cells (with `remeasure_contended`, and its cells marked contended; with
-    `redo_before`, an ISO time, every cell measured before it); merge the results; return what happened.
+    `redo_before`, an ISO time, every cell measured before it; `extra_steps`: the parity refinement's cells
+    besides the grid's, see config.expand_cells); merge the results; return what happened.
 
     time_budget_s: start no new cell after this many seconds (finished cells are kept; a later run
     resumes with the rest). At least one cell always runs, so every run makes progress.
@@ -357,7 +358,7 @@ def run_experiment(exp: Experiment, shard: tuple[int, int] = (0, 1), progress: b
     environment = capture_environment(device, project_root())
     hardware = environment["hardware"]
     store = ResultStore(exp.results_dir)
-    cells = select_shard(expand_cells(exp), shard)
+    cells = select_shard(expand_cells(exp, extra_steps), shard)
     todo = [c for c in cells if not store.is_done(c.cell_id(hardware), remeasure_contended, redo_before)]
     summary = RunSummary(cells_in_shard=len(cells), skipped=len(cells) - len(todo))
     log.info("shard %d/%d: %d cells, %d already done, %d to run on %s", shard[0], shard[1], len(cells),
@@ -417,6 +418,33 @@ def run_experiment(exp: Experiment, shard: tuple[int, int] = (0, 1), progress: b
                     summary.out_of_time)
     summary.csv_path = str(store.merge())
     return summary
+
+
+def refined_steps(exp: Experiment) -> dict:
+    """Every K the parity refinement wants for this study's published S_parity (selection.refine), given the
+    cells and scores finished so far, together with the K it added before (found in the records)."""
+    import pandas as pd
+
+    from .results import QUALITY_FILE, read_quality
+    from .selection.baseline import split_engines
+    from .selection.pairs import best_parity_rows
+    from .selection.parity import parity_table
+    from .selection.parity_rule import ParityRule
+    from .selection.refine import published_rows, refinement, steps_beyond_the_grid
+
+    store = ResultStore(exp.results_dir)
+    every = pd.DataFrame(store.rows())
+    if every.empty:
+        return {}
+    rows, engine_rows = split_engines(every)
+    quality, rule = read_quality(store.root / QUALITY_FILE), ParityRule(exp.quality.parity_margin)
+    parity = parity_table(rows, quality=quality, rule=rule)
+    best = best_parity_rows(parity, engine_rows, quantized=exp.pairs.quantized_best, quality=quality, rule=rule)
+    torch_cells = set(rows["cell_id"].astype(str))
+    wanted = refinement(published_rows(parity, best, torch_cells), int(exp.grid.parity_resolution or 0),
+                        exp.diffusion.block_length)
+    found = steps_beyond_the_grid(rows, exp.grid.steps_for)
+    return {key: wanted.get(key, set()) | found.get(key, set()) for key in set(wanted) | set(found)}
 
 
 def per_prompt_count(exp: Experiment, cell: Cell) -> int:

@@ -182,8 +182,10 @@ def _file_digest(path: Optional[Path]) -> Optional[str]:
     return hashlib.sha1(path.read_bytes()).hexdigest() if path is not None and path.is_file() else None
 
 
-def expand_cells(exp: Experiment) -> list[Cell]:
-    """The grid product, in a stable order (model, N, B, then diffusion/AR options)."""
+def expand_cells(exp: Experiment, extra_steps: Optional[Mapping[tuple, set]] = None) -> list[Cell]:
+    """The grid product, in a stable order (model, N, B, then diffusion/AR options); `extra_steps`: more K for
+    some diffusion paths, {(model name, N, sampler, cache, forward): {K, ...}} (the parity refinement's), each
+    a cell at every B after the grid's own."""
     g, d, a = exp.grid, exp.diffusion, exp.autoregressive
     text_prompts = exp.prompts.source != "random_ids"
     tokenizers = tuple(sorted(m.tokenizer or m.source for m in exp.models)) if text_prompts else ()
@@ -196,6 +198,7 @@ def expand_cells(exp: Experiment) -> list[Cell]:
                                    exp.allow_attention_mismatch)
 
     cells: list[Cell] = []
+    later: list[Cell] = []  # the refinement's cells, after every grid cell (a shard keeps its grid cells)
     for model in exp.models:
         for n, b in itertools.product(g.seq_len, g.batch_size):
             common = dict(model=model, settings=settings(b), batch_size=b, seq_len=n, precision=exp.precision,
@@ -203,10 +206,15 @@ def expand_cells(exp: Experiment) -> list[Cell]:
             torch_cells = "torch" in exp.engines.engine
             if model.kind == DIFFUSION and torch_cells:
                 schedule = FAMILY_SCHEDULES[model.family] if d.schedule == "auto" else d.schedule
-                for k, sampler, cache, forward in itertools.product(g.steps_for(n), d.sampler, d.cache, d.forward):
+                grid = list(itertools.product(g.steps_for(n), d.sampler, d.cache, d.forward))
+                refined = sorted((k, sampler, cache, forward) for (name, at_n, sampler, cache, forward), steps
+                                 in (extra_steps or {}).items() if name == model.name and at_n == n
+                                 for k in steps if k not in g.steps_for(n))
+                for k, sampler, cache, forward in grid + refined:
+                    target = cells if (k, sampler, cache, forward) in grid else later
                     knobs = registry.SAMPLERS[sampler].knobs  # the sampler's own fields enter its cells only
                     threshold, leap = "threshold" in knobs, "leap_relaxed" in knobs
-                    cells.append(Cell(**common, steps=k, sampler=sampler, cache=cache, forward=forward,
+                    target.append(Cell(**common, steps=k, sampler=sampler, cache=cache, forward=forward,
                                       block_length=d.block_length,
                                       leap_relaxed=d.leap_relaxed if leap else None,
                                       leap_window=d.leap_window if leap else None,
@@ -221,7 +229,7 @@ def expand_cells(exp: Experiment) -> list[Cell]:
                 for mode, sampling in itertools.product(a.decode, a.decodings):
                     cells.append(Cell(**common, decode=mode, **ar_decoding(sampling)))
             cells += engine_cells(exp, model, common)
-    return cells
+    return cells + later
 
 
 def ar_decoding(sampling: ARSamplingSpec) -> dict[str, Any]:

@@ -95,12 +95,15 @@ class ModelSpec:
 @dataclass(frozen=True)
 class GridSpec:
     """The grid's axes. full_steps: also run K = N_out (one token per step) at every N, so a grid
-    over several N reaches each one's slowest, reference setting."""
+    over several N reaches each one's slowest, reference setting. parity_resolution: after the quality pass,
+    K is bisected between the last K not at parity and the first at parity, for every published S_parity,
+    until the two are at most this many steps apart (new cells at every B; selection.refine); null = off."""
 
     batch_size: list[int]
     seq_len: list[int]
     steps: list[int]
     full_steps: bool = False
+    parity_resolution: Optional[int] = None
 
     def steps_for(self, seq_len: int) -> list[int]:
         """The K values of one N, ascending."""
@@ -113,6 +116,8 @@ class GridSpec:
         for n in self.seq_len:
             if n % 2:
                 raise ConfigError(f"grid.seq_len: {n} is odd; allowed: even integers (prompt = output = N/2)")
+        if self.parity_resolution is not None:
+            positive([self.parity_resolution], "grid.parity_resolution")
 
 
 @dataclass(frozen=True)
