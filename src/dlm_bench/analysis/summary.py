@@ -7,7 +7,7 @@ import math
 import pandas as pd
 
 from ..registry import AR, DIFFUSION
-from ..config import DEFAULT_MAX_OTHER_CORES, cell_label, engine_label, variant_label
+from ..config import DEFAULT_MAX_OTHER_CORES, ar_decoding_label, cell_label, engine_label, variant_label
 from ..results import contended
 from ..measure import roofline
 from ..measure.benchmarks import target_from_dict
@@ -34,11 +34,13 @@ def headline_table(results: Results) -> str:
     rows = []
     df = baseline(results.rows).sort_values(["seq_len", "batch_size", "kind", "model_name", "steps"])
     for _, r in df.iterrows():
+        model = r["model_name"] + ("" if r["kind"] == DIFFUSION or ar_decoding_label(r) == "greedy"
+                                   else f" [{ar_decoding_label(r)}]")
         if r["status"] != "ok":
-            rows.append([r["model_name"], str(r["seq_len"]), str(r["batch_size"]), _k(r)] + ["—"] * 7 + [r["status"]])
+            rows.append([model, str(r["seq_len"]), str(r["batch_size"]), _k(r)] + ["—"] * 7 + [r["status"]])
             continue
         mem = r["peak_mem_reserved_gib"] if not math.isnan(r["peak_mem_reserved_gib"]) else math.nan
-        rows.append([r["model_name"], str(r["seq_len"]), str(r["batch_size"]), _k(r),
+        rows.append([model, str(r["seq_len"]), str(r["batch_size"]), _k(r),
                      f"{_f(r['latency_ms_median'], 2)} ({_f(r['latency_ms_min'], 2)}–{_f(r['latency_ms_max'], 2)})",
                      _f(r["tokens_per_s_median"]), _f(r["ttft_ms_median"], 2), _f(r["itl_ms_median"], 3),
                      f"{_f(r['step_ms_p50'], 2)} / {_f(r['step_ms_p99'], 2)}" if r["kind"] == DIFFUSION else "—",
