@@ -75,6 +75,13 @@ class Results:
         return self.rows[self.rows["status"] == "ok"]
 
     @property
+    def best_torch(self) -> pd.DataFrame:
+        """Both sides at their best in PyTorch alone (no other engine on either side): the pairing beside the
+        headline whenever another engine is at its best."""
+        return best_parity_rows(self.parity, None, self.pairs, self.resamples, self.quantized_best, self.quality,
+                                self.rule)
+
+    @property
     def rows_by_id(self) -> dict[str, pd.Series]:
         """Every row, a torch cell's or another engine's, by cell id."""
         return {str(r["cell_id"]): r for _, r in self.every_row.iterrows()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import pandas as pd
 
@@ -310,11 +311,28 @@ def _answer_for_n(results: Results, n: int) -> list[str]:
             continue
         row = chosen.sort_values(["batch_size", "s_parity"]).iloc[0]
         speed = _speedup(row)
-        lines.append(f"- **N = {n}**, against {against}: parity on {row['metric']} at K = {int(row['s_parity'])} "
-                     f"({row['diffusion_path']}; {row['confirmation']} on the held-out prompts); at both sides' best "
-                     f"({row['ar_path']} against it), B = {int(row['batch_size'])}, the paired Speedup Factor is "
-                     f"{speed if speed != '—' else 'not measured'}: {verdict(row, results.biased)}.")
+        line = (f"- **N = {n}**, against {against}: parity on {row['metric']} at K = {int(row['s_parity'])} "
+                f"({row['diffusion_path']}; {row['confirmation']} on the held-out prompts); at both sides' best "
+                f"({row['ar_path']} against it), B = {int(row['batch_size'])}, the paired Speedup Factor is "
+                f"{speed if speed != '—' else 'not measured'}: {verdict(row, results.biased)}.")
+        torch_only = _torch_pairing(results, row)
+        lines.append(line + (f" In PyTorch on both sides ({torch_only['ar_path']} against "
+                             f"{torch_only['diffusion_path']}): {_speedup(torch_only)}: "
+                             f"{verdict(torch_only, results.biased)}." if torch_only is not None else ""))
     return lines
+
+
+def _torch_pairing(results: Results, row: pd.Series) -> Optional[pd.Series]:
+    """The PyTorch-only pairing of a best row whose side runs on another engine (None when the row is torch's)."""
+    torch_ids = set(results.rows["cell_id"].astype(str))
+    if {str(row["ar_cell_id"]), str(row["diffusion_cell_id"])} <= torch_ids:
+        return None
+    best = results.best_torch
+    if best.empty:
+        return None
+    match = best[(best["seq_len"] == row["seq_len"]) & (best["batch_size"] == row["batch_size"])
+                 & (best["metric"] == row["metric"]) & (best["ar_decoding"] == row["ar_decoding"])]
+    return None if match.empty else match.iloc[0]
 
 
 def _paths(rows: pd.DataFrame) -> str:

@@ -164,8 +164,9 @@ def _speedup_pairs(parity: pd.DataFrame, engine_rows: Optional[pd.DataFrame], qu
     for _, r in published_parity_rows(parity).iterrows():
         if r["reached"] and pd.notna(r["diffusion_cell_id"]):
             wanted.append(WantedPair("speedup", str(r["ar_cell_id"]), str(r["diffusion_cell_id"])))
-    for _, r in best_parity_rows(parity, engine_rows, quantized=quantized, quality=quality, rule=rule).iterrows():
-        wanted.append(WantedPair("speedup", str(r["ar_cell_id"]), str(r["diffusion_cell_id"])))
+    for engines in (engine_rows, None):  # both sides at their best over every engine, and in PyTorch alone
+        for _, r in best_parity_rows(parity, engines, quantized=quantized, quality=quality, rule=rule).iterrows():
+            wanted.append(WantedPair("speedup", str(r["ar_cell_id"]), str(r["diffusion_cell_id"])))
     return wanted
 
 
