@@ -22,12 +22,14 @@ def main() -> int:
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
     p.add_argument("--matmul_size", type=int)
     p.add_argument("--copy_mib", type=int)
-    p.add_argument("--dtype", default="bf16", choices=list(PRECISIONS), help="the matmuls' precision")
+    p.add_argument("--dtype", required=True, choices=list(PRECISIONS),
+                   help="the matmuls' precision: the study's own (its roofline reads this entry for every row)")
     args = p.parse_args()
     dtype = getattr(torch, PRECISIONS[args.dtype].torch_dtype)
     entry = measure_ceilings(resolve_device(args.device), args.matmul_size, args.copy_mib, dtype=dtype)
     write_calibration(Path(args.output), entry)
-    print(json.dumps(entry, indent=1))
+    print(f"{entry['hardware']}: {entry['matmul_tflops']:.4g} TFLOP/s ({entry['matmul_dtype']} matmul of "
+          f"{entry['matmul_size']}), copy {entry['copy_tbps']:.4g} TB/s -> {args.output}")
     return 0
 
 

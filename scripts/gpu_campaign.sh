@@ -40,7 +40,7 @@ if [ -n "${OUT:-}" ]; then
 fi
 mkdir -p "$results"
 if [ ! -f "$results/calibration.json" ]; then
-  "$py" scripts/calibrate.py --output "$results/calibration.json"
+  "$py" scripts/calibrate.py --dtype bf16 --output "$results/calibration.json"
 fi
 "$py" src/main.py run --config "$config" --output_dir "$results" --time_budget_s "$budget" --no_figure --no_score \
   || echo "[campaign] run exited $?"

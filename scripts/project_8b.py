@@ -3,7 +3,7 @@
     python scripts/project_8b.py                  # results/projection/, the figure, paper.md's "projected" section
 
 Writes `results/projection/projection.md` (every table), `projection.json` (every number with its band)
-and `results/figures/projection/break_even.png` (K* against B per N), and regenerates the section of
+and `results/figures/projection/break_even.png` (K* against B, a panel per device), and regenerates the section of
 `paper.md` between its `projected` GENERATED markers. Every number is PROJECTED: the cost model's form
 validated on the CPU (`scripts/validate_cost_model.py`, whose held-out error is quoted when
 `results/raw_data/cpu_cost_validation/cost_fit.json` exists), its GPU factors bounded by the published
@@ -24,22 +24,6 @@ from dlm_bench.analysis.projection import (draw_break_even, markdown, measured_b
                                      project, to_json)
 from dlm_bench.analysis.report import markers, update_paper
 from dlm_bench.fileio import atomic_write_text
-
-
-def parity_marks(parity_csv: Path) -> list[tuple[float, str]]:
-    """K / N_out at equal quality: the trained pair's S_parity of uncached samplers where reached (smallest
-    per N), and K = N_out, the steps LLaDA's authors recommend (one token per step)."""
-    import pandas as pd
-
-    marks = [(1.0, "K = N_out: one token per step (LLaDA's recommended setting)")]
-    if parity_csv.is_file():
-        p = pd.read_csv(parity_csv)
-        reached = p[(p["reached"] == True) & (p["cache"] == "none") & (p["forward"] == "eager")]  # noqa: E712
-        for n, group in reached.groupby("seq_len"):
-            best = group.loc[(group["s_parity"] / (n - n // 2)).idxmin()]
-            marks.append((best["s_parity"] / (n - n // 2), f"trained 3.3 M pair, N = {n}: S_parity = "
-                           f"{int(best['s_parity'])} ({best['sampler']}, {best['metric']})"))
-    return marks
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,8 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(args.output / "projection.md", "# Projected 8B results\n\n" + text)
     paper_text = markdown(projection, validation, measured, latency_table=False)
     atomic_write_text(args.output / "projection.json", json.dumps(to_json(projection), indent=1) + "\n")
-    marks = parity_marks(ROOT / "results" / "raw_data" / "cpu_austen_trained" / "parity.csv")
-    draw_break_even(projection, args.figure, marks)
+    draw_break_even(projection, args.figure)
     begin, end = markers("projected")
     if begin in args.paper.read_text():
         link = Path("results") / "figures" / "projection" / "break_even.png"

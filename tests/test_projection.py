@@ -88,9 +88,57 @@ def test_gpu_rows_are_put_beside_their_projections(grid):
     assert "diffusion:none" in lines[3] and "outside the band" in lines[3]
 
 
-def test_band_middle_and_text():
-    band = Band(100.0, 400.0)
-    assert band.mid == 200.0 and band.text() == "200 [100, 400]"
+def test_a_band_prints_its_central_estimate_and_its_ends():
+    assert Band(100.0, 400.0, 180.0).text() == "180 [100, 400]" and Band(1.0, 2.5).text(1) == "[1.0, 2.5]"
+
+
+def test_the_central_estimate_takes_every_factor_at_the_centre_of_its_range_not_a_middle_of_the_ends(grid):
+    from dlm_bench.analysis.projection import CENTRAL, FAVOURABLE, UNFAVOURABLE, factor_value
+
+    # e_f of the compiled AR path is 0.30-0.60: its centre is 0.45; a higher share is the favourable end
+    assert factor_value("ar:static_compiled", "e_f", CENTRAL) == pytest.approx(0.45)
+    assert factor_value("ar:static_compiled", "e_f", FAVOURABLE) == 0.6
+    # the overhead c of the eager path is 7-12 ms: favourable is the low end
+    assert factor_value("ar:eager", "c", FAVOURABLE) == 7.0 and factor_value("ar:eager", "c", UNFAVOURABLE) == 12.0
+    device = device_ceilings("H100")
+    be = break_even_steps("ar:static_compiled", "diffusion:dual", grid.llama, grid.llada, device, 1, 1024,
+                          grid.block_length)
+    assert be.low < be.central < be.high
+    # the central estimate is the K* of the central factors, which is not the geometric middle of the two ends
+    assert be.central != pytest.approx(math.sqrt(be.low * be.high), rel=1e-3)
+    latency = projection.projected_latency_ms("ar:eager", grid.llama, device, 1, 1024)
+    central = predict_latency(Generation("autoregressive", "eager", 1, 512, 512), grid.llama, BF16, device,
+                              projection.efficiency_of("ar:eager", {})).latency_ms
+    assert latency.low < latency.central == pytest.approx(central) < latency.high
+
+
+def test_a_band_that_spans_every_k_is_undetermined_and_one_below_every_k_is_none():
+    from dlm_bench.analysis.projection import BreakEven, k_star_text
+
+    n_out, n_blocks = 512, 16
+    assert k_star_text(BreakEven(10.0, 600.0, 90.0), n_out, n_blocks) == "undetermined [<16, 600]"
+    assert k_star_text(BreakEven(-5.0, 12.0, 3.0), n_out, n_blocks) == "none: even K = 16 is slower [<16, <16]"
+    # inside: the central estimate as steps and as a share of N_out, the band's ends (raised to one step per
+    # block) as shares
+    assert k_star_text(BreakEven(64.0, 256.0, 128.0), n_out, n_blocks) == "128 (0.25 N_out) [64, 256] (0.12–0.50 N_out)"
+    assert k_star_text(BreakEven(8.0, 256.0, 12.0), n_out, n_blocks) == "<16 [<16, 256] (0.03–0.50 N_out)"
+
+
+def test_the_sensitivity_names_the_factor_that_moves_k_star_most(grid):
+    from dlm_bench.analysis.projection import FACTORS, k_star, efficiency_of, sensitivity
+
+    device = device_ceilings("H100")
+    swings = sensitivity("ar:static_compiled", "diffusion:dual", grid.llama, grid.llada, device, 1, 1024,
+                         grid.block_length)
+    assert len(swings) == 2 * len(FACTORS) and [s.size for s in swings] == sorted((s.size for s in swings),
+                                                                                  reverse=True)
+    top = swings[0]
+    # by hand: K* with only that factor moved to its favourable end, everything else central
+    args = ("ar:static_compiled", "diffusion:dual", grid.llama, grid.llada, device, 1, 1024, grid.block_length)
+    moved = efficiency_of(top.path, {top.factor: "favourable"})
+    ar_eff = moved if top.path.startswith("ar") else efficiency_of("ar:static_compiled", {})
+    dl_eff = moved if top.path.startswith("diffusion") else efficiency_of("diffusion:dual", {})
+    assert k_star(*args, ar_eff, dl_eff) == pytest.approx(top.at_favourable)
 
 
 @pytest.mark.integration

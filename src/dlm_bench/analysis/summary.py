@@ -291,7 +291,7 @@ PARITY_INTRO = (
     "at most 5%).")
 
 
-def _answer_for_n(results: Results, n: int) -> list[str]:
+def answer_for_n(results: Results, n: int) -> list[str]:
     """Per N and AR decoding, one line: whether LLaDA reaches LLaMA's quality (the paired test, and whether the
     held-out prompts confirm it), and at both sides' best the paired Speedup Factor at the smallest B, with its
     verdict or why there is none."""
@@ -401,7 +401,7 @@ def answer_lines(results: Results, fastest: bool = True) -> list[str]:
     if results.biased:
         lines.append("- **A self-pair of this study fails: its pairs are biased, and no ratio below carries a "
                      "verdict** (see Calibration).")
-    lines += [line for n in sorted(results.parity["seq_len"].unique()) for line in _answer_for_n(results, n)]
+    lines += [line for n in sorted(results.parity["seq_len"].unique()) for line in answer_for_n(results, n)]
     lines += fastest_path_lines(results) if fastest else []
     for other in results.see_also:
         lines += ["", f"**The same question in [{other.name}]({other.link})** (committed results; another pairing "
@@ -411,7 +411,7 @@ def answer_lines(results: Results, fastest: bool = True) -> list[str]:
             continue
         lines.append(pairing_line(other.results))
         lines += [line for n in sorted(other.results.parity["seq_len"].unique())
-                  for line in _answer_for_n(other.results, n)]
+                  for line in answer_for_n(other.results, n)]
     return lines
 
 
