@@ -370,3 +370,21 @@ def test_an_engine_only_study_of_random_weights_is_labelled_synthetic():
     results = Results(rows=pd.DataFrame(columns=columns), parity=pd.DataFrame(), engine_rows=engine)
     assert results.synthetic and results.caption() == ("cpu: X | fp32 | attention: n/a (engine) | SYNTHETIC random-init "
                                                         "weights: timing only, quality is a smoke test")
+
+
+def test_the_provenance_names_the_machines_days_commits_and_the_load():
+    import pandas as pd
+
+    from dlm_bench.analysis.data import Results
+    from dlm_bench.analysis.summary import provenance_line
+
+    rows = pd.DataFrame([
+        {"status": "ok", "env_cpu_model": "AMD EPYC 9B14", "env_cpu_count": 2, "started_at": "2026-12-05T01:00:00",
+         "env_git_commit": "abc123def4567", "other_cpu_cores": 0.02},
+        {"status": "ok", "env_cpu_model": "AMD EPYC 9B14", "env_cpu_count": 2, "started_at": "2026-12-04T23:00:00",
+         "env_git_commit": "abc123def4567", "other_cpu_cores": 0.10},
+        {"status": "error", "env_cpu_model": "Intel Xeon", "env_cpu_count": 4, "started_at": "2026-01-01T00:00:00",
+         "env_git_commit": "ffff", "other_cpu_cores": 3.0}])
+    line = provenance_line(Results(rows=rows, parity=pd.DataFrame()))
+    assert line == ("**Provenance:** AMD EPYC 9B14, 2 cores; measured 2026-12-04 to 2026-12-05; commit abc123def456; "
+                    "other processes' CPU during the cells: median 0.06 cores, max 0.10.")

@@ -98,3 +98,29 @@ def test_the_tour_is_drawn_from_the_code_and_its_checklists_cover_every_registry
     tables = {n for n in dir(registry) if n.isupper() and isinstance(getattr(registry, n), dict)}
     assert tables == {"FAMILIES", "SAMPLERS", "CACHES", "FORWARDS", "DECODE_PATHS", "ENGINES"}
     assert all(f"`registry.{t}`" in where for t in tables)
+
+
+@pytest.mark.integration
+def test_every_generated_claim_in_the_readme_and_the_paper_matches_the_committed_results():
+    out = subprocess.run([sys.executable, "scripts/write_claims.py", "--check"], cwd=ROOT, capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr
+
+
+def test_the_projection_claim_gives_central_estimates_and_band_ends_as_shares_of_n_out():
+    from dlm_bench.analysis.claims import Sources, k_star_line
+
+    def entry(n, b, low, high, central):
+        return {"pairing": "both at their best", "seq_len": n, "batch_size": b, "device": "H100",
+                "projected_low": low, "projected_high": high, "projected_central": central}
+
+    # N = 512: N_out 256, 8 blocks; N = 1024: N_out 512, 16 blocks
+    projection = {"break_even_steps": [entry(512, 1, 64.0, 256.0, 128.0), entry(1024, 1, 128.0, 640.0, 256.0),
+                                       entry(512, 8, -3.0, 300.0, 20.0)]}
+    sources = Sources(None, "cpu", {}, {}, projection)
+    # central 128 / 256 = 0.50 and 256 / 512 = 0.50; bands from 64 / 256 = 0.25 to 640 / 512 = 1.25
+    assert k_star_line(sources, 1, (512, 1024)) == ("K\\* = 0.50–0.50 N_out (central estimates, N ≤ 1024, B = 1, "
+                                                    "A100 to H200), bands spanning 0.25–1.25 N_out")
+    # a band from below one step per block (8) to above one step per token (256) is undetermined
+    assert k_star_line(sources, 8) == ("K\\* = 0.08–0.08 N_out (central estimates, every N, B = 8, A100 to H200), "
+                                       "bands spanning 0.00–1.17 N_out; 1 of 1 bands undetermined")

@@ -384,3 +384,34 @@ def test_greedy_ar_decoding_gives_each_prompt_the_same_tokens_in_a_batch(path, _
     gen = make_ar_generator(_tiny_llama, path)
     alone = torch.cat([gen.generate(prompts[i:i + 1], 8).output_ids for i in range(3)])
     assert torch.equal(gen.generate(prompts, 8).output_ids, alone)
+
+
+def test_nucleus_keeps_the_fewest_most_probable_tokens_that_reach_top_p():
+    from dlm_bench.generation.autoregressive import nucleus, penalize_repeats
+
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
+    # by hand: 0.5 alone is below 0.7, 0.5 + 0.3 reaches it: keep the first two, renormalised
+    assert torch.allclose(nucleus(probs, 0.7), torch.tensor([[0.625, 0.375, 0.0, 0.0]]))
+    assert torch.equal(nucleus(probs, 1.0), probs)
+    assert torch.allclose(nucleus(probs, 0.1), torch.tensor([[1.0, 0.0, 0.0, 0.0]]))  # the top token always
+    # transformers' rule: a seen token's positive logit divided, a negative one multiplied, by the penalty
+    logits = torch.tensor([[2.0, -1.0, 3.0, 0.5]])
+    seen = torch.tensor([[0, 1, 1]])
+    assert torch.allclose(penalize_repeats(logits, seen, 2.0), torch.tensor([[1.0, -2.0, 3.0, 0.5]]))
+
+
+@pytest.mark.parametrize("path", ["eager", "static"])
+def test_a_sampled_ar_decoding_is_reproducible_with_its_seed_and_differs_from_greedy(path, _tiny_llama):
+    from dlm_bench.generation.autoregressive import make_ar_generator
+
+    prompts = torch.randint(5, 90, (2, 6), generator=torch.Generator().manual_seed(4))
+    sampled = make_ar_generator(_tiny_llama, path, temperature=0.7, top_p=0.9, repetition_penalty=1.1)
+
+    def run(seed):
+        torch.manual_seed(seed)
+        return sampled.generate(prompts, 12).output_ids
+
+    first = run(3)
+    assert torch.equal(run(3), first) and not torch.equal(run(4), first)
+    greedy = make_ar_generator(_tiny_llama, path).generate(prompts, 12).output_ids
+    assert not torch.equal(first, greedy) and first.shape == greedy.shape == (2, 12)

@@ -108,7 +108,7 @@ def k_star_line(s: Sources, batch: int, seq_lens: Optional[tuple[int, ...]] = No
     undetermined = 0
     for e in entries:
         n_out = e["seq_len"] - e["seq_len"] // 2
-        n_blocks = n_out // 32
+        n_blocks = n_out // s.projection.get("block_length", 32)
         shares.append((e["projected_central"] / n_out, e["projected_low"] / n_out, e["projected_high"] / n_out))
         undetermined += e["projected_low"] <= n_blocks and e["projected_high"] >= n_out
     central = f"{min(x[0] for x in shares):.2f}–{max(x[0] for x in shares):.2f}"

@@ -243,7 +243,8 @@ def report_markdown(result: Fit, checked: Sequence[Checked], summary: Summary, h
 
 def draw_validation(checked: Sequence[Checked], out: Path, hardware: str) -> Path:
     """Predicted against measured L_e2e and peak RSS, log-log, identity line, a marker per path; fit cells
-    hollow, held-out cells filled."""
+    hollow, held-out cells filled; and the L_e2e residual (predicted / measured - 1) against model size, on a
+    linear scale where a 30% miss is as visible as it is."""
     import io
 
     import matplotlib
@@ -258,8 +259,8 @@ def draw_validation(checked: Sequence[Checked], out: Path, hardware: str) -> Pat
     paths = sorted({c.cell.generation.path_key for c in checked})
     markers = dict(zip(paths, "osD^v<>p"))
     colours = dict(zip(paths, PALETTE))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
-    for ax, (what, measured, predicted) in zip(axes, (
+    fig, axes = plt.subplots(1, 3, figsize=(16.5, 4.8))
+    for ax, (what, measured, predicted) in zip(axes[:2], (
             ("L_e2e (ms)", lambda c: c.cell.latency_ms, lambda c: c.predicted_ms),
             ("peak RSS (GiB)", lambda c: c.cell.peak_rss_gib, lambda c: c.predicted_rss_gib))):
         values = [v for c in checked for v in (measured(c), predicted(c)) if v > 0 and not math.isnan(v)]
@@ -284,6 +285,23 @@ def draw_validation(checked: Sequence[Checked], out: Path, hardware: str) -> Pat
                 axis.set_major_locator(FixedLocator(ticks))
                 axis.set_major_formatter(FormatStrFormatter("%g"))
                 axis.set_minor_formatter(NullFormatter())
+    ax = axes[2]
+    sizes = sorted({c.cell.n_params for c in checked})
+    for path in paths:
+        for held in (False, True):
+            pts = [c for c in checked if c.cell.generation.path_key == path and c.held_out == held]
+            if pts:  # a small spread along x so that cells of one size do not hide one another
+                offset = 1 + 0.04 * (paths.index(path) - len(paths) / 2)
+                ax.scatter([c.cell.n_params * offset for c in pts], [100 * c.error for c in pts],
+                           marker=markers[path], s=30, facecolors=colours[path] if held else "none",
+                           edgecolors=colours[path])
+    ax.axhspan(-100 * GOAL, 100 * GOAL, color="grey", alpha=0.15)
+    ax.axhline(0, color="grey", lw=1)
+    ax.set(xscale="log", xticks=sizes, xlabel="model parameters (fit sizes hollow, held-out filled)",
+           ylabel="L_e2e residual, predicted / measured - 1 (%)", title="L_e2e residual against model size")
+    ax.set_xticklabels([f"{n / 1e6:.3g} M" for n in sizes])
+    ax.minorticks_off()
+    ax.grid(True, alpha=0.3)
     fig.subplots_adjust(wspace=0.3)
     axes[0].legend(fontsize=6, loc="upper left")
     fig.suptitle(f"{hardware} | fp32 | synthetic weights: timing and memory only", fontsize=8)

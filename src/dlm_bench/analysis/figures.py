@@ -18,7 +18,7 @@ import pandas as pd  # noqa: E402
 
 from ..registry import AR, DIFFUSION  # noqa: E402
 from .. import registry  # noqa: E402
-from ..config import engine_label, variant_label  # noqa: E402
+from ..config import ar_decoding_label, engine_label, variant_label  # noqa: E402
 from ..fileio import atomic_write_bytes  # noqa: E402
 from ..metrics.quality import PARITY_METRICS  # noqa: E402
 from ..selection.baseline import DIFFUSION_PATH, baseline, published_parity_rows  # noqa: E402
@@ -57,14 +57,23 @@ def _label(r) -> str:
 
 
 
+ENGINE_COLOUR = "#7F7F7F"  # another engine's cells: grey, an open marker
+
+
 def series_style(r) -> dict:
-    """Plot keyword arguments of a row's generation path (see SAMPLER_COLORS, CACHE_STYLES, DECODE_STYLES)."""
+    """Plot keyword arguments of a row's generation path (see SAMPLER_COLORS, CACHE_STYLES, DECODE_STYLES); another
+    engine's cells are grey with open markers; a sampled AR decoding has an open marker."""
+    if engine_label(r) != "torch":
+        marker = "D" if r["kind"] != DIFFUSION else "o"
+        return {"color": ENGINE_COLOUR, "linestyle": "-" if r["kind"] == DIFFUSION else "", "marker": marker,
+                "markersize": 7, "markerfacecolor": "none"}
     if r["kind"] == DIFFUSION:
         linestyle, marker = CACHE_STYLES.get(r["cache"], ("-", "o"))
         return {"color": SAMPLER_COLORS.get(r["sampler"], "#000000"), "linestyle": linestyle, "marker": marker,
                 "markersize": 5}
     color, marker = DECODE_STYLES.get(r["decode"], ("#000000", "*"))
-    return {"color": color, "linestyle": "", "marker": marker, "markersize": 11}
+    style = {"color": color, "linestyle": "", "marker": marker, "markersize": 11}
+    return style if ar_decoding_label(r) == "greedy" else {**style, "markerfacecolor": "none"}
 
 
 def _latency_spread(g: pd.DataFrame) -> np.ndarray:
@@ -144,10 +153,12 @@ def _perplexity_scale(ax, metric: str, rows: pd.DataFrame) -> None:
 
 def pareto(results: Results, out: Path) -> Path:
     """Quality vs L_e2e per N (rows) and metric (columns) at the smallest B: every diffusion variant over K
-    (colour = sampler, line and marker = cache), every AR decode path; bars: repetition spread (x) and
-    the quality's 95% CI (y); K is written at the points on the Pareto frontier."""
+    (colour = sampler, line and marker = cache), every AR decode path and decoding, and every other engine's
+    cells (llama.cpp, an endpoint: grey, their quality from their per-prompt answers); bars: repetition spread
+    (x) and the quality's 95% CI (y); K is written at the points on the Pareto frontier."""
     b_ref = results.ok["batch_size"].min()
-    df = results.ok[results.ok["batch_size"] == b_ref]
+    every = results.every_row
+    df = every[(every["status"] == "ok") & (every["batch_size"] == b_ref)]
     metrics, ns = _scored(df)
     fig, axes = plt.subplots(len(ns), len(metrics), figsize=(5.6 * len(metrics) + 2.6, 4.0 * len(ns)), squeeze=False,
                              constrained_layout=True)
@@ -156,7 +167,8 @@ def pareto(results: Results, out: Path) -> Path:
             ax, label, higher = axes[i][j], PARITY_METRICS[metric].label, PARITY_METRICS[metric].higher_is_better
             sub = df[(df["seq_len"] == n) & df[f"{metric}_mean"].notna()]
             points = {}
-            for _, g in sub.groupby(["model_name", *DIFFUSION_PATH, "decode"], dropna=False):
+            sub = sub.assign(series=[variant_label(r) for _, r in sub.iterrows()])
+            for _, g in sub.groupby(["model_name", "series"], dropna=False):
                 g = g.sort_values("steps")
                 first = g.iloc[0]
                 yerr = np.vstack([g[f"{metric}_mean"] - g[f"{metric}_ci_low"], g[f"{metric}_ci_high"] - g[f"{metric}_mean"]])
@@ -169,7 +181,7 @@ def pareto(results: Results, out: Path) -> Path:
                     linestyle=":", label="Pareto frontier")
             for p in front:
                 r = points[p]
-                tag = f"K={int(r['steps'])}" if r["kind"] == DIFFUSION else str(r["decode"])
+                tag = f"K={int(r['steps'])}" if r["kind"] == DIFFUSION else str(r["series"])
                 ax.annotate(tag, p, fontsize=6, xytext=(3, -9 if higher else 4), textcoords="offset points")
             ax.set(xscale="log", xlabel="L_e2e, median (ms)", ylabel=label, title=f"N={n}, B={b_ref}: {metric}")
             _perplexity_scale(ax, metric, sub)
@@ -247,10 +259,10 @@ def memory_heatmaps(results: Results, out: Path) -> Path:
 
 
 def quality_vs_steps(results: Results, out: Path) -> Path:
-    """Diffusion quality vs K for every sampler/cache (95% CIs as bars) at the smallest B, the AR level
-    (eager; every decode path gives the same tokens at T = 0) as a line with its CI band, S_parity of
-    the as-published sampler marked. A hollow marker is a K whose outputs degenerate more often than
-    the AR model's (not eligible for parity)."""
+    """Diffusion quality vs K for every sampler/cache (95% CIs as bars) at the smallest B, the AR level of each
+    decoding (eager; every decode path gives the same tokens at T = 0; dashed greedy, dash-dotted sampled) as a
+    line with its CI band, the as-published sampler's tested S_parity against each decoding marked. A hollow
+    marker is a K whose outputs degenerate more often than the AR model's."""
     ok = results.ok
     df = ok[ok["batch_size"] == ok["batch_size"].min()]
     metrics, ns = _scored(df)
@@ -282,16 +294,20 @@ def quality_vs_steps(results: Results, out: Path) -> Path:
                     ax.plot(bad["steps"], bad[f"{metric}_mean"], linestyle="", marker=style["marker"], markersize=9,
                             markerfacecolor="white", markeredgecolor=style["color"], markeredgewidth=1.5, zorder=5)
             for _, r in ar.iterrows():
-                ax.axhline(r[f"{metric}_mean"], color="#000000", linestyle="--", linewidth=1, label=_label(r))
+                dashes = "--" if ar_decoding_label(r) == "greedy" else "-."
+                ax.axhline(r[f"{metric}_mean"], color="#000000", linestyle=dashes, linewidth=1, label=_label(r))
                 ax.axhspan(r[f"{metric}_ci_low"], r[f"{metric}_ci_high"], color="#000000", alpha=0.08)
             if not par.empty:
                 published = published_parity_rows(par)
-                hit = published[(published["seq_len"] == n) & (published["metric"] == metric)]
-                if not hit.empty and hit["reached"].iloc[0]:
-                    k = hit["s_parity"].iloc[0]
-                    ax.axvline(k, color="black", linewidth=1, linestyle=":", label=f"S_parity (as published) = {int(k)}")
-                elif not hit.empty:
-                    ax.text(0.02, 0.02, "as published: parity not reached in grid", transform=ax.transAxes, fontsize=7)
+                hits = published[(published["seq_len"] == n) & (published["metric"] == metric)]
+                for line, (decoding, hit) in enumerate(hits.groupby("ar_decoding", sort=False)):
+                    if hit["reached"].iloc[0]:
+                        k = hit["s_parity"].iloc[0]
+                        ax.axvline(k, color="black", linewidth=1, linestyle=":" if line == 0 else (0, (1, 4)),
+                                   label=f"S_parity (as published, tested) against {decoding} = {int(k)}")
+                    else:
+                        ax.text(0.02, 0.02 + 0.06 * line, f"as published against {decoding}: parity "
+                                f"{hit['parity_outcome'].iloc[0]}", transform=ax.transAxes, fontsize=7)
             ax.set_xscale("log")
             _perplexity_scale(ax, metric, sub)
             _int_ticks(ax, sub["steps"].dropna().unique())

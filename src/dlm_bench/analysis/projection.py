@@ -268,6 +268,7 @@ def project(grid: Grid) -> Projection:
 
 def to_json(p: Projection) -> dict:
     return {"note": "PROJECTED by the cost model with published bounds on its factors; not measured",
+            "block_length": p.grid.block_length,
             "bounds": {k: {"e_f": [v.e_f.low, v.e_f.high], "e_b": [v.e_b.low, v.e_b.high],
                            "overhead_ms": [v.overhead_ms.low, v.overhead_ms.high], "basis": v.basis}
                        for k, v in PUBLISHED.items()},

@@ -415,9 +415,32 @@ def answer_lines(results: Results, fastest: bool = True) -> list[str]:
     return lines
 
 
+def provenance_line(results: Results) -> str:
+    """Where and when the rows were measured: the machines (CPU model, cores), the days, the commits, and the
+    other processes' CPU use during the cells (where the load guard recorded it)."""
+    rows = results.every_row
+    rows = rows[rows["status"] == "ok"] if (rows["status"] == "ok").any() else rows
+
+    def values(column: str) -> list[str]:
+        return sorted(rows[column].dropna().astype(str).unique()) if column in rows else []
+
+    machines = "; ".join(f"{m}, {c} cores" for m, c in sorted(set(zip(rows.get("env_cpu_model", pd.Series(dtype=str))
+                                                                        .astype(str),
+                                                                        rows.get("env_cpu_count", pd.Series(dtype=str))
+                                                                        .astype(str))))) or "unknown"
+    days = values("started_at")
+    when = f"{days[0][:10]} to {days[-1][:10]}" if days else "unknown"
+    commits = ", ".join(c[:12] for c in values("env_git_commit")) or "unknown"
+    load = rows["other_cpu_cores"].dropna() if "other_cpu_cores" in rows else pd.Series(dtype=float)
+    busy = (f"; other processes' CPU during the cells: median {load.median():.2f} cores, max {load.max():.2f}"
+            if not load.empty else "; the load guard did not record these rows")
+    return f"**Provenance:** {machines}; measured {when}; commit {commits}{busy}."
+
+
 def summary_markdown(results: Results, title: str = "dlm-bench results") -> str:
     synthetic = results.synthetic
-    parts = [f"# {title}", "", f"**Setting:** {results.caption()}", ""] + answer_lines(results) + [""]
+    parts = [f"# {title}", "", f"**Setting:** {results.caption()}", "", provenance_line(results), ""] \
+        + answer_lines(results) + [""]
     if synthetic:
         parts += ["> These rows come from **random-weight (synthetic) models**: latency, throughput and memory are "
                   "measurements of the architectures at that size; quality numbers are smoke tests of the pipeline, "
@@ -502,7 +525,8 @@ def paper_summary_markdown(results: Results, summary_link: str) -> str:
     """The headline of one results folder for the paper: the answer, the parity tables as published and at
     both sides' best (trained weights) and the engines table; every other table is in
     the folder's summary.md, linked."""
-    parts = [f"**Setting:** {results.caption()}", ""] + answer_lines(results, fastest=False) + [""]
+    parts = [f"**Setting:** {results.caption()}", "", provenance_line(results), ""] \
+        + answer_lines(results, fastest=False) + [""]
     if not results.synthetic:  # synthetic weights: the parity tables are smoke tests, in summary.md only
         parts += ["**S_parity and Speedup Factor, as published** (LLaMA eager `generate`, LLaDA's reference sampler):",
                   "", parity_markdown(results), "", "**Both sides at their best:**", "",
