@@ -388,3 +388,24 @@ def test_the_provenance_names_the_machines_days_commits_and_the_load():
     line = provenance_line(Results(rows=rows, parity=pd.DataFrame()))
     assert line == ("**Provenance:** AMD EPYC 9B14, 2 cores; measured 2026-12-04 to 2026-12-05; commit abc123def456; "
                     "other processes' CPU during the cells: median 0.06 cores, max 0.10.")
+
+
+def test_an_ar_decoding_no_engine_ran_is_named_as_such():
+    """The answer's "both sides' best" holds only among the engines that ran the decoding: llama.cpp ran greedy
+    only, so a sampled decoding's best is the best measured with it, and the line says which engine did not."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from dlm_bench.analysis.summary import _engines_without
+
+    every = pd.DataFrame([
+        {"kind": "autoregressive", "engine": None, "temperature": 0.0, "top_p": None, "repetition_penalty": None},
+        {"kind": "autoregressive", "engine": None, "temperature": 0.7, "top_p": 0.9, "repetition_penalty": 1.1},
+        {"kind": "autoregressive", "engine": "llamacpp", "weights_format": "f32", "temperature": 0.0,
+         "top_p": None, "repetition_penalty": None},
+        {"kind": "diffusion", "engine": "llamacpp", "weights_format": "f32", "temperature": 0.0},
+    ])
+    results = SimpleNamespace(every_row=every)
+    assert _engines_without(results, "greedy") == []
+    assert _engines_without(results, "t0.7 p0.9 rp1.1") == ["llamacpp:f32"]

@@ -96,6 +96,41 @@ def test_flops_match_torchs_counter_on_the_llama_forward():
     assert counted == forward_flops(prefill, a) + masked_half + head_elsewhere
 
 
+TOY_LLADA = {"d_model": 8, "n_layers": 3, "n_heads": 2, "n_kv_heads": 2, "mlp_hidden_size": 12, "vocab_size": 10}
+
+
+def test_a_dual_cached_step_by_hand():
+    """A block of 2 on a canvas of 6 (3 layers): the block's 2 queries run the layers and score all 6 keys of
+    every layer; the other 4 positions' keys and values are read from the cache at every layer."""
+    a = architecture_of_config(TOY_LLADA)
+    # per layer: q, k, v, o 4 x 8 x 8 = 256; MLP 3 x 8 x 12 = 288; two norms 16 -> 560; 3 layers + final 8 = 1688
+    assert (a.n_params_non_embedding, a.matmul_params, a.kv_per_token) == (1688, 1632, 2 * 3 * 2 * 4)
+    step = diffusion_work(1, 4, 2, 2, 2, "dual")[1]  # P = 4, one block of 2, its second (cached) step
+    assert step == ForwardWork(1, 2, 12, 2, 4)
+    # linear 2 x 1632 x 2 = 6528; head 2 x 8 x 10 x 2 = 320; attention 4 x 3 layers x 2 heads x 4 x 12 = 1152
+    assert forward_flops(step, a) == 6528 + 320 + 1152
+    # bytes (bf16): weights 1688 + 80 = 1768; embeddings 2 x 8 = 16; K/V of all 6 positions, 2 x 3 layers x
+    # 2 heads x 4 = 48 each: 288; hidden state read and written at each layer 2 x 3 x 2 x 8 = 96
+    assert forward_min_bytes(step, a, 2) == 2 * (1768 + 16 + 288 + 96)
+    # the block's first step refreshes the whole canvas: 6 queries over 6 keys, no cache read
+    assert diffusion_work(1, 4, 2, 2, 2, "dual")[0] == ForwardWork(1, 6, 36, 2, 0)
+
+
+def test_flops_of_a_cached_step_match_torchs_counter():
+    """The native LLaDA's dual-cached step (the block's queries against the canvas buffer) counted by torch."""
+    from dlm_bench.models.llada import KVSlot
+
+    model = small_llada()
+    a = architecture_of_config(model.config.to_official_dict())
+    ids = torch.randint(0, 90, (2, 24))
+    with torch.no_grad():
+        kv = model(ids, return_kv=True).kv
+    positions = torch.arange(10, 18)
+    context = [KVSlot(k, v, positions) for k, v in kv]
+    counted = _counted_flops(model, ids[:, 10:18], positions=positions, context=context, logits_slice=slice(0, 8))
+    assert counted == forward_flops(ForwardWork(2, 8, 8 * 24, 8, 16), a)
+
+
 @pytest.mark.parametrize("cache", ["none", "prefix", "dual"])
 def test_the_analytic_diffusion_forwards_are_what_the_sampler_runs(cache):
     from dlm_bench.generation.diffusion import MaskedDiffusionGenerator

@@ -64,7 +64,8 @@ class _Cell:
 
     def __init__(self, **kw):
         self.__dict__.update(dict(prompt_len=32, n_out=32, steps=32, block_length=32, schedule="llada",
-                                  sampler="low_confidence", temperature=0.0, eps=None, kind="diffusion",
+                                  sampler="low_confidence", temperature=0.0, top_p=None, repetition_penalty=None,
+                                  eps=None, kind="diffusion",
                                   settings=type("S", (), {"seed": 1234})()), **kw)
 
 

@@ -206,6 +206,27 @@ def test_a_pair_table_is_guarded_and_packed_like_the_cell_table(tmp_path):
         PairStore(tmp_path).merge()
 
 
+def test_a_remeasured_study_drops_only_the_pairs_it_no_longer_wants_that_were_measured_before_it(tmp_path):
+    import csv
+
+    from dlm_bench.results import PairRecord, PairStore
+
+    store = PairStore(tmp_path)
+    started = {"old_wanted": "2026-01-01T00:00:00+00:00", "old_unwanted": "2026-01-01T00:00:00+00:00",
+               "new_unwanted": "2026-01-03T00:00:00+00:00"}
+    for pid, at in started.items():
+        store.write(PairRecord(pid, "speedup", "ok", "e", "cpu: test", "a", "b", "A", "B", 8, 1, 0, "RC",
+                               [1.0], [2.0], started_at=at))
+    store.merge()
+    (tmp_path / "pairs" / "old_unwanted.json").unlink()  # in the archive only, as a committed study's records are
+    dropped = store.drop_stale({"old_wanted"}, before="2026-01-02T00:00:00+00:00")
+    assert dropped == ["old_unwanted"]  # the one started after the re-measurement began stays
+    store.merge(dropped=frozenset(dropped))
+    assert sorted(r["pair_id"] for r in csv.DictReader(open(tmp_path / "pairs.csv"))) == ["new_unwanted", "old_wanted"]
+    assert PairStore(tmp_path).read("old_unwanted") is None
+    assert store.drop_stale({"old_wanted"}, before="2026-01-02T00:00:00+00:00") == []
+
+
 def test_a_damaged_archive_is_an_error_and_is_left_as_it_is(tmp_path):
     from dlm_bench.results import ArchiveError
 

@@ -65,8 +65,13 @@ def test_array_job_then_finalize_writes_every_cell_once(cluster, tiny_models, tm
     assert all(r["status"] == "ok" for r in rows)
     assert {r["env_slurm_array_task_id"] for r in rows} == {"0", "1", "2"}  # each task ran its own shard
     assert (tmp_path / "fig" / "latency_throughput.png").exists()  # drawn by the finalize job
-    pairs = list(csv.DictReader(open(raw / "pairs.csv")))  # the pairs job: static against eager at each B
-    assert len(pairs) == 1 and pairs[0]["status"] == "ok" and pairs[0]["pairs"] == "3"
+    # the pairs job: static against eager, and its calibration, the first arm against itself
+    pairs = {r["kind"]: r for r in csv.DictReader(open(raw / "pairs.csv"))}
+    assert sorted(pairs) == ["fast_paths", "self"]
+    assert all(r["status"] == "ok" and r["pairs"] == "3" for r in pairs.values())
+    assert pairs["self"]["reference_cell_id"] == pairs["self"]["contender_cell_id"]
+    assert pairs["self"]["reference_cell_id"] in {pairs["fast_paths"]["reference_cell_id"],
+                                                  pairs["fast_paths"]["contender_cell_id"]}
     assert "speedup vs as-published, paired" in (raw / "summary.md").read_text()
     log = next((ROOT / "logs" / "slurm").glob(f"dlm-bench-cpu_{jobs[0]}_0.out")).read_text()
     assert "shard 0/3: 3 cells" in log

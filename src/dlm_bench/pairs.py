@@ -209,7 +209,12 @@ def run_pairs(exp: Experiment, progress: bool = True, remeasure_contended: bool 
                 store.write(measure_pair(record, make_arm, reference, contender, exp, clock, device, guard, beside))
             summary.ok += record.status == "ok"
             summary.failed += record.status != "ok"
-    store.merge()
+    dropped: list[str] = []
+    if redo_before is not None:  # a study re-measured at one commit keeps no pair its grid no longer asks for
+        dropped = store.drop_stale({pair_id(p, exp) for p in wanted}, redo_before)
+        if dropped:
+            log.info("pairs: %d records measured before this run and no longer wanted removed", len(dropped))
+    store.merge(dropped=frozenset(dropped))
     return summary
 
 

@@ -572,10 +572,11 @@ class _RecordFolder:
                 f"{sorted(lost)[0]}). Nothing was written. Rebuild the records from the table "
                 f"(scripts/restore_records.py {self.root}), or pass --allow_shrink to drop those rows")
 
-    def _merge(self, empty_header: Sequence[str], allow_shrink: bool) -> tuple[list, Path]:
-        """Check, pack and write the table; returns (records, table path)."""
+    def _merge(self, empty_header: Sequence[str], allow_shrink: bool,
+               dropped: frozenset[str] = frozenset()) -> tuple[list, Path]:
+        """Check, pack and write the table; returns (records, table path). Rows of `dropped` records may go."""
         records = self.records()
-        problem = None if allow_shrink else self.shrink_problem(records)
+        problem = None if allow_shrink else self.shrink_problem(records, exempt=dropped)
         if problem:
             raise ShrinkError(problem)
         self._pack(records)
@@ -593,6 +594,19 @@ class _RecordFolder:
 
     def records(self) -> list:
         raise NotImplementedError
+
+    def drop_stale(self, wanted: set[str], before: str) -> list[str]:
+        """Remove the records that are not `wanted` and were started before `before` (an ISO time, UTC): what a
+        study re-measured at one commit (`--remeasure`) no longer asks for. Their rows leave the table at the
+        next merge; returns their ids."""
+        stale = sorted(getattr(r, self.id_field) for r in self._all()
+                       if getattr(r, self.id_field) not in wanted and (r.started_at or "") < before)
+        if not stale:
+            return []
+        self._pack([r for r in self._all() if getattr(r, self.id_field) not in set(stale)])
+        for record_id in stale:
+            self.path(record_id).unlink(missing_ok=True)
+        return stale
 
 
 # the grid columns that name an engine cell's per-prompt rows in per_prompt.csv
@@ -640,6 +654,8 @@ class PairStore(_RecordFolder):
     def records(self) -> list[PairRecord]:
         return sorted(self._all(), key=lambda r: (r.kind, r.seq_len, r.batch_size, r.reference, r.contender))
 
-    def merge(self, allow_shrink: bool = False) -> Path:
-        """Pack the records and rebuild pairs.csv (ShrinkError as `ResultStore.merge`)."""
-        return self._merge(["pair_id", "status", "reference_cell_id", "contender_cell_id"], allow_shrink)[1]
+    def merge(self, allow_shrink: bool = False, dropped: frozenset[str] = frozenset()) -> Path:
+        """Pack the records and rebuild pairs.csv (ShrinkError as `ResultStore.merge`; the rows of `dropped`
+        records, removed by `drop_stale`, may go)."""
+        return self._merge(["pair_id", "status", "reference_cell_id", "contender_cell_id"], allow_shrink,
+                           dropped)[1]

@@ -88,11 +88,10 @@ def validation_line(s: Sources) -> str:
     by_path: dict[str, list[float]] = {}
     for c in held:
         by_path.setdefault(c["path"], []).append(abs(c["predicted_ms"] / c["measured_ms"] - 1))
-    models = sorted({c["model"] for c in s.cost_fit["cells"]})
     paths = "; ".join(f"{p} {_pct(statistics.median(e))}" for p, e in sorted(by_path.items()))
     return (f"held-out median L_e2e error {_pct(summary['latency_median_abs_error'])} over "
             f"{summary['held_out_cells']} cells (goal 15%; per path: {paths}; worst "
-            f"{_pct(summary['latency_worst_abs_error'])}, {summary['worst_cell']}; sizes {', '.join(models)})")
+            f"{_pct(summary['latency_worst_abs_error'])}, {summary['worst_cell']})")
 
 
 def _k_stars(s: Sources, batch: int, pairing: str = BEST) -> list[dict]:
@@ -100,22 +99,41 @@ def _k_stars(s: Sources, batch: int, pairing: str = BEST) -> list[dict]:
 
 
 def k_star_line(s: Sources, batch: int, seq_lens: Optional[tuple[int, ...]] = None) -> str:
-    """K* / N_out of both sides at their best at one B over the devices (and the N given): the range of the
-    central estimates and the range the bands span, and how many bands are undetermined (from below one step
-    per block to above one step per token)."""
+    """K* / N_out of both sides at their best at one B over the devices (and the N given). Each projected K*
+    is one of: none (even the favourable end of its band needs fewer than one step per block, so diffusion is
+    slower at every K), undetermined (its band runs from under one step per block to over one step per token),
+    or inside the grid, quoted as the range of the central estimates (raised to one step per block, marked
+    "<" where one was below it) and the range the bands span."""
     entries = [e for e in _k_stars(s, batch) if seq_lens is None or e["seq_len"] in seq_lens]
-    shares = []
-    undetermined = 0
+    inside: list[tuple[float, float, float, bool]] = []
+    undetermined = none = 0
     for e in entries:
         n_out = e["seq_len"] - e["seq_len"] // 2
         n_blocks = n_out // s.projection.get("block_length", 32)
-        shares.append((e["projected_central"] / n_out, e["projected_low"] / n_out, e["projected_high"] / n_out))
-        undetermined += e["projected_low"] <= n_blocks and e["projected_high"] >= n_out
-    central = f"{min(x[0] for x in shares):.2f}–{max(x[0] for x in shares):.2f}"
-    band = f"{max(0.0, min(x[1] for x in shares)):.2f}–{max(x[2] for x in shares):.2f}"
-    where = (f"N ≤ {max(seq_lens)}" if seq_lens else "every N") + f", B = {batch}"
-    return (f"K\\* = {central} N_out (central estimates, {where}, A100 to H200), bands spanning {band} N_out"
-            + (f"; {undetermined} of {len(entries)} bands undetermined" if undetermined else ""))
+        low, central, high = e["projected_low"], e["projected_central"], e["projected_high"]
+        if high < n_blocks:
+            none += 1
+        elif low <= n_blocks and high >= n_out:
+            undetermined += 1
+        else:
+            inside.append((max(central, n_blocks) / n_out, max(low, n_blocks) / n_out, high / n_out,
+                           central < n_blocks))
+    where = ("every N" if seq_lens is None else f"N = {seq_lens[0]}" if len(seq_lens) == 1
+             else f"N ≤ {max(seq_lens)}") + f", B = {batch}, A100 to H200"
+    parts = []
+    if inside:
+        low_central = min(inside, key=lambda x: x[0])
+        central = (("<" if low_central[3] else "") + f"{low_central[0]:.2f}–{max(x[0] for x in inside):.2f}")
+        parts.append(f"K\\* = {central} N_out (central estimates of {len(inside)} of {len(entries)}, {where}), "
+                     f"bands spanning {min(x[1] for x in inside):.2f}–{max(x[2] for x in inside):.2f} N_out")
+    else:
+        parts.append(f"K\\* has no estimate inside the grid ({where})")
+    if undetermined:
+        parts.append(f"{undetermined} of {len(entries)} undetermined (band from under one step per block to over "
+                     "one step per token)")
+    if none:
+        parts.append(f"{none} of {len(entries)} none (diffusion projected slower even at one step per block)")
+    return "; ".join(parts)
 
 
 # --------------------------------------------------------------------------- the blocks

@@ -296,10 +296,25 @@ def k_star_text(be: BreakEven, n_out: int, n_blocks: int) -> str:
     return f"{central} {ends} ({max(be.low, n_blocks) / n_out:.2f}–{be.high / n_out:.2f} N_out)"
 
 
+def k_star_share_text(be: BreakEven, n_out: int, n_blocks: int) -> str:
+    """K* in the paper's short form, as shares of N_out: `central [low, high]`, a value under one step per block
+    written as `<` that floor; `none` and `undetermined` as in `k_star_text`."""
+    floor = n_blocks / n_out
+
+    def share(value: float) -> str:
+        return f"<{floor:.2f}" if value < n_blocks else f"{value / n_out:.2f}"
+
+    if be.high < n_blocks:
+        return "none"
+    if be.undetermined(n_blocks, n_out):
+        return "undetermined"
+    return f"{share(be.central)} [{share(be.low)}, {share(be.high)}]"
+
+
 def markdown(p: Projection, validation: Optional[dict], measured: list[str], latency_table: bool = True) -> str:
-    """The projection's tables: K* per device, N and B for both pairings; L_e2e on the H100 (unless
-    `latency_table` is false, as in the paper, which links it); memory against the LLaDA paper's; GPU rows
-    beside their projections when there are any."""
+    """The projection's tables: K* per device, N and B for both pairings; L_e2e on the H100, the sources of the
+    factors' bounds and the sensitivity tables (unless `latency_table` is false, as in the paper, which links
+    them); memory against the LLaDA paper's; GPU rows beside their projections when there are any."""
     g = p.grid
     lines = ["Every number in this section is **projected** by the cost model (`src/dlm_bench/analysis/cost_model.py`), "
              "not measured: a central estimate (every factor at the centre of the range that published "
@@ -315,13 +330,19 @@ def markdown(p: Projection, validation: Optional[dict], measured: list[str], lat
                      f"`results/cost_validation.md`): median absolute L_e2e error on the held-out sizes "
                      f"{100 * s['latency_median_abs_error']:.1f}%, worst {100 * s['latency_worst_abs_error']:.1f}% "
                      f"({s['worst_cell']}); its GPU factors are bounded, not fitted.")
-    lines += ["", "Bounds on the factors, per path:", "", "| path | e_f | e_b | c per forward, ms | bounded by |",
-              "|---|---|---|---|---|"]
+    lines += ["", "Bounds on the factors, per path" + ("" if latency_table else " (the measurements that bound them: "
+              "`results/projection/projection.md`)") + ":", "",
+              "| path | e_f | e_b | c per forward, ms |" + (" bounded by |" if latency_table else ""),
+              "|---|---|---|---|" + ("---|" if latency_table else "")]
     for path, b in PUBLISHED.items():
         lines.append(f"| {path} | {b.e_f.low:g}-{b.e_f.high:g} | {b.e_b.low:g}-{b.e_b.high:g} | "
-                     f"{b.overhead_ms.low:g}-{b.overhead_ms.high:g} | {b.basis} |")
+                     f"{b.overhead_ms.low:g}-{b.overhead_ms.high:g} |" + (f" {b.basis} |" if latency_table else ""))
     lines += ["", "**Projected break-even steps K\\*** (LLaDA's L_e2e equals LLaMA's; diffusion wins at equal quality "
-              "only if the steps it needs, S_parity, are fewer; in brackets K\\* as a share of N_out):", ""]
+              "only if the steps it needs, S_parity, are fewer; " + ("in brackets K\\* as a share of N_out):"
+                                                                    if latency_table else
+                                                                    "K\\* / N_out, central [band]; none: slower even "
+                                                                    "at one step per block):"), ""]
+    cell_text = k_star_text if latency_table else k_star_share_text
     for name, ar, diffusion in PAIRINGS:
         lines += [f"*{name}* ({ar} against {diffusion}):", "",
                   "| device | N | " + " | ".join(f"B = {b}" for b in g.batch_sizes) + " |",
@@ -330,10 +351,10 @@ def markdown(p: Projection, validation: Optional[dict], measured: list[str], lat
             for n in g.seq_lens:
                 n_out = n - n // 2
                 lines.append(f"| {d} | {n} | " + " | ".join(
-                    k_star_text(p.break_even[(d, name, n, b)], n_out, n_out // g.block_length)
+                    cell_text(p.break_even[(d, name, n, b)], n_out, n_out // g.block_length)
                     for b in g.batch_sizes) + " |")
         lines.append("")
-    lines += sensitivity_markdown(g)
+    lines += sensitivity_markdown(g, tables=latency_table)
     device = "H100"
     if latency_table:
         lines += [f"**Projected L_e2e on the {device}, ms** (LLaDA at each K of the grid):", "",
@@ -368,9 +389,10 @@ def markdown(p: Projection, validation: Optional[dict], measured: list[str], lat
     return "\n".join(lines) + "\n"
 
 
-def sensitivity_markdown(g: Grid, batch: int = 1) -> list[str]:
+def sensitivity_markdown(g: Grid, batch: int = 1, tables: bool = True) -> list[str]:
     """What moves K* most: per device, both sides at their best at B = `batch`, K* at each factor's two ends with
-    every other factor central, per N; the factor with the largest swing named."""
+    every other factor central, per N; the factor with the largest swing named (`tables` false, as in the paper:
+    the widest swings only, the tables linked)."""
     name, ar, diffusion = PAIRINGS[1]
     lines = [f"**What moves K\* most** ({name}, B = {batch}): K\* with one factor at each end of its range "
              "(first the end that favours its own side) and every other factor central; the factor with the "
@@ -379,6 +401,11 @@ def sensitivity_markdown(g: Grid, batch: int = 1) -> list[str]:
         device = device_ceilings(d)
         swings = {n: sensitivity(ar, diffusion, g.llama, g.llada, device, batch, n, g.block_length)
                   for n in g.seq_lens}
+        top = {n: swings[n][0] for n in g.seq_lens}
+        widest = "; ".join(f"N = {n}: {s.path} {s.factor} ({s.size:.0f} steps)" for n, s in top.items())
+        if not tables:
+            lines.append(f"- *{d}*, widest swing: {widest}.")
+            continue
         lines += [f"*{d}*:", "", "| factor | " + " | ".join(f"N = {n}" for n in g.seq_lens) + " |",
                   "|---|" + "---|" * len(g.seq_lens)]
         for path in (ar, diffusion):
@@ -388,9 +415,9 @@ def sensitivity_markdown(g: Grid, batch: int = 1) -> list[str]:
                     s = next(x for x in swings[n] if x.path == path and x.factor == factor)
                     cells.append(f"{s.at_favourable:.0f} / {s.at_unfavourable:.0f}")
                 lines.append(f"| {path} {factor} | " + " | ".join(cells) + " |")
-        top = {n: swings[n][0] for n in g.seq_lens}
-        lines += ["", "Widest swing: " + "; ".join(f"N = {n}: {s.path} {s.factor} ({s.size:.0f} steps)"
-                                                   for n, s in top.items()) + ".", ""]
+        lines += ["", f"Widest swing: {widest}.", ""]
+    if not tables:
+        lines += ["", "Each factor at both ends, per device and N: `results/projection/projection.md`.", ""]
     return lines
 
 

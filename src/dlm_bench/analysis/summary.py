@@ -84,9 +84,10 @@ def magnitude_text(row: pd.Series) -> str:
     return f"magnitude indicative (per-pair CV {100 * cv:.1f}% > {100 * CV_NO_VERDICT:.0f}%)"
 
 
-def verdict(row: pd.Series, biased: bool = False) -> str:
+def verdict(row: pd.Series, biased: bool = False, magnitude: bool = True) -> str:
     """A Speedup Factor's verdict: its direction from the sign test over its pairs (stats.paired_ratio_test), its
-    magnitude quoted as precise or indicative, and no verdict where the measurement cannot carry one."""
+    magnitude quoted as precise or indicative (unless `magnitude` is false), and no verdict where the measurement
+    cannot carry one."""
     outcome = row.get("parity_outcome", NOT_REACHED)
     if outcome != REACHED:
         return {UNDECIDED: "parity undecided within the grid: no K's CI clears the margin",
@@ -104,7 +105,8 @@ def verdict(row: pd.Series, biased: bool = False) -> str:
     side = "diffusion" if row.get("pairs_above", 0) > row.get("pairs_below", 0) else "autoregressive"
     held_out = row.get("confirmation", "—")
     caveat = "" if held_out == CONFIRMED else f"; parity {held_out} on the held-out prompts"
-    return f"{side} faster at equal quality ({direction_text(row)}); {magnitude_text(row)}{caveat}"
+    precision = f"; {magnitude_text(row)}" if magnitude else ""
+    return f"{side} faster at equal quality ({direction_text(row)}){precision}{caveat}"
 
 
 def tested_parity_text(row: pd.Series) -> str:
@@ -181,6 +183,32 @@ def parity_markdown(results: Results, best: bool = False) -> str:
                      "S_parity, tested on the selection half", "on the held-out half",
                      "Speedup Factor, paired [95% CI]", "cells' medians [range]", "other work during the pair",
                      "verdict"], rows)
+
+
+def paper_parity_markdown(results: Results, best: bool = False) -> str:
+    """The paper's short form of `parity_markdown`: the rows where the tested S_parity is reached, each with its K,
+    the held-out outcome, the paired Speedup Factor beside the cells' ratio and its direction (the magnitude's
+    precision is in summary.md); the other rows are counted and left to summary.md."""
+    par = results.parity
+    if par.empty:
+        return "_No parity table._"
+    par = results.best if best else published_parity_rows(par)
+    reached = par[par["parity_outcome"] == REACHED] if "parity_outcome" in par else par.iloc[0:0]
+    rows = []
+    for _, r in (reached.sort_values(["seq_len", "metric", "ar_decoding", "batch_size"]) if not reached.empty
+                 else reached).iterrows():
+        paths = [f"{r['ar_path']} / {r['diffusion_path']}"] if best else []
+        cells = consistency_text(r, results).split(" **disagrees**")[0]
+        flag = " (disagrees)" if "**disagrees**" in consistency_text(r, results) else ""
+        rows.append([str(r["seq_len"]), str(r["batch_size"]), r["metric"], r["ar_decoding"]] + paths
+                    + [str(int(r["s_parity"])), str(r.get("confirmation", "—")), _speedup(r), cells + flag,
+                       verdict(r, results.biased, magnitude=False)])
+    others = len(par) - len(reached)
+    table = _table(["N", "B", "metric", "AR decoding"] + (["AR / diffusion path"] if best else [])
+                   + ["S_parity (tested)", "held-out half", "Speedup Factor, paired [95% CI]", "cells' medians",
+                      "verdict"], rows) if rows else "_No row reaches parity._"
+    return table + (f"\n\n{others} other rows (N, B, metric, AR decoding) do not reach parity or are undecided "
+                    "(summary.md)." if others else "")
 
 
 def fast_path_table(results: Results) -> str:
@@ -311,15 +339,31 @@ def answer_for_n(results: Results, n: int) -> list[str]:
             continue
         row = chosen.sort_values(["batch_size", "s_parity"]).iloc[0]
         speed = _speedup(row)
+        unmeasured = _engines_without(results, decoding)
+        best_of = (f"at the best measured with this decoding ({row['ar_path']} against it; "
+                   f"{', '.join(unmeasured)} did not run it)" if unmeasured
+                   else f"at both sides' best ({row['ar_path']} against it)")
         line = (f"- **N = {n}**, against {against}: parity on {row['metric']} at K = {int(row['s_parity'])} "
-                f"({row['diffusion_path']}; {row['confirmation']} on the held-out prompts); at both sides' best "
-                f"({row['ar_path']} against it), B = {int(row['batch_size'])}, the paired Speedup Factor is "
+                f"({row['diffusion_path']}; {row['confirmation']} on the held-out prompts); {best_of}, "
+                f"B = {int(row['batch_size'])}, the paired Speedup Factor is "
                 f"{speed if speed != '—' else 'not measured'}: {verdict(row, results.biased)}.")
         torch_only = _torch_pairing(results, row)
         lines.append(line + (f" In PyTorch on both sides ({torch_only['ar_path']} against "
                              f"{torch_only['diffusion_path']}): {_speedup(torch_only)}: "
                              f"{verdict(torch_only, results.biased)}." if torch_only is not None else ""))
     return lines
+
+
+def _engines_without(results: Results, decoding: str) -> list[str]:
+    """The AR engines of the study (other than torch) that ran no cell with this AR decoding."""
+    every = results.every_row
+    ar = every[every["kind"] == AR]
+    if ar.empty:
+        return []
+    labels = ar.apply(engine_label, axis=1)
+    decodings = ar.apply(ar_decoding_label, axis=1)
+    engines = [e for e in dict.fromkeys(labels) if e != "torch"]
+    return [e for e in engines if not (decodings[labels == e] == decoding).any()]
 
 
 def _torch_pairing(results: Results, row: pd.Series) -> Optional[pd.Series]:
@@ -525,12 +569,13 @@ def paper_summary_markdown(results: Results, summary_link: str) -> str:
     """The headline of one results folder for the paper: the answer, the parity tables as published and at
     both sides' best (trained weights) and the engines table; every other table is in
     the folder's summary.md, linked."""
-    parts = [f"**Setting:** {results.caption()}", "", provenance_line(results), ""] \
-        + answer_lines(results, fastest=False) + [""]
+    parts = [f"**Setting:** {results.caption()}", "", provenance_line(results), ""]
+    if results.synthetic:  # trained weights: the answer is the paper's claims block, the tables below carry it
+        parts += answer_lines(results, fastest=False) + [""]
     if not results.synthetic:  # synthetic weights: the parity tables are smoke tests, in summary.md only
         parts += ["**S_parity and Speedup Factor, as published** (LLaMA eager `generate`, LLaDA's reference sampler):",
-                  "", parity_markdown(results), "", "**Both sides at their best:**", "",
-                  parity_markdown(results, best=True), ""]
+                  "", paper_parity_markdown(results), "", "**Both sides at their best:**", "",
+                  paper_parity_markdown(results, best=True), ""]
     if not results.engine_rows.empty:
         parts += ["**Engines** (B = 1 cells with per-prompt pairs, folded per engine and N; every cell in "
                   "summary.md):", "", engines_digest(results), ""]
