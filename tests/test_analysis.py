@@ -141,7 +141,7 @@ def test_each_figure_is_drawn_with_its_panels(tmp_path):
             top = max(r["peak_mem_reserved_gib"] for _, r in results.ok.iterrows())
             assert captured["clims"] == [(0.0, top)] * 2  # one colour scale for both models, from 0 GiB
         if name == "quality_vs_steps":
-            assert "S_parity (as published) = 16" in captured["labels"]
+            assert "S_parity (as published, tested) against greedy = 16" in captured["labels"]
             assert "llada (low_confidence/dual)" in captured["labels"]  # every path, not only the reference one
         if name == "pareto":
             assert "Pareto frontier" in captured["labels"] and "llama (static_compiled)" in captured["labels"]
@@ -409,3 +409,13 @@ def test_an_ar_decoding_no_engine_ran_is_named_as_such():
     results = SimpleNamespace(every_row=every)
     assert _engines_without(results, "greedy") == []
     assert _engines_without(results, "t0.7 p0.9 rp1.1") == ["llamacpp:f32"]
+
+
+def test_crowded_ticks_keep_their_marks_and_lose_their_labels():
+    from dlm_bench.analysis.figures import tick_labels
+
+    # 100 labelled; 104 to 116 within 1.2 of it; 120 is 1.2 x 100; 128 the largest, in place of 120
+    assert tick_labels([4, 8, 12, 16, 72, 100, 104, 112, 116, 120, 128]) == [
+        "4", "8", "12", "16", "72", "100", "", "", "", "", "128"]
+    assert tick_labels([4, 16, 64]) == ["4", "16", "64"]
+    assert tick_labels([4, 7, 10]) == ["4", "7", "10"]

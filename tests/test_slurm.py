@@ -68,7 +68,8 @@ def test_array_job_then_finalize_writes_every_cell_once(cluster, tiny_models, tm
     # the pairs job: static against eager, and its calibration, the first arm against itself
     pairs = {r["kind"]: r for r in csv.DictReader(open(raw / "pairs.csv"))}
     assert sorted(pairs) == ["fast_paths", "self"]
-    assert all(r["status"] == "ok" and r["pairs"] == "3" for r in pairs.values())
+    repeats = str(data["pairs"]["repeats"])  # interleaved pairs per ratio, as configured
+    assert [(r["status"], r["pairs"]) for r in pairs.values()] == [("ok", repeats)] * 2
     assert pairs["self"]["reference_cell_id"] == pairs["self"]["contender_cell_id"]
     assert pairs["self"]["reference_cell_id"] in {pairs["fast_paths"]["reference_cell_id"],
                                                   pairs["fast_paths"]["contender_cell_id"]}

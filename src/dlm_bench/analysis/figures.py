@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import math
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -39,9 +40,30 @@ def _save(fig, results: Results, out: Path) -> Path:
     return out
 
 
+MIN_TICK_RATIO = 1.2  # labels of ticks closer than this factor would overlap on a log axis
+
+
+def tick_labels(values: list[int]) -> list[str]:
+    """Labels of integer ticks on a log axis: a tick within MIN_TICK_RATIO of the last labelled one keeps its mark
+    but no label; the largest is always labelled (in place of a crowding neighbour)."""
+    labels, last = [], None
+    for v in values:
+        keep = last is None or v >= last * MIN_TICK_RATIO
+        labels.append(str(v) if keep else "")
+        last = v if keep else last
+    if values and not labels[-1]:
+        labels[-1] = str(values[-1])
+        for i in range(len(values) - 2, -1, -1):
+            if labels[i]:
+                if values[-1] < int(labels[i]) * MIN_TICK_RATIO and i > 0:
+                    labels[i] = ""
+                break
+    return labels
+
+
 def _int_ticks(ax, values, axis="x") -> None:
-    values = sorted(int(v) for v in values)
-    (ax.set_xticks if axis == "x" else ax.set_yticks)(values, [str(v) for v in values])
+    values = sorted({int(v) for v in values})
+    (ax.set_xticks if axis == "x" else ax.set_yticks)(values, tick_labels(values))
     ax.minorticks_off()
 
 
@@ -160,8 +182,8 @@ def pareto(results: Results, out: Path) -> Path:
     every = results.every_row
     df = every[(every["status"] == "ok") & (every["batch_size"] == b_ref)]
     metrics, ns = _scored(df)
-    fig, axes = plt.subplots(len(ns), len(metrics), figsize=(5.6 * len(metrics) + 2.6, 4.0 * len(ns)), squeeze=False,
-                             constrained_layout=True)
+    fig, axes = plt.subplots(len(ns), len(metrics), figsize=(6.4 * len(metrics), 4.0 * len(ns) + 2.4), squeeze=False,
+                             layout="constrained")
     for i, n in enumerate(ns):
         for j, metric in enumerate(metrics):
             ax, label, higher = axes[i][j], PARITY_METRICS[metric].label, PARITY_METRICS[metric].higher_is_better
@@ -185,8 +207,11 @@ def pareto(results: Results, out: Path) -> Path:
                 ax.annotate(tag, p, fontsize=6, xytext=(3, -9 if higher else 4), textcoords="offset points")
             ax.set(xscale="log", xlabel="L_e2e, median (ms)", ylabel=label, title=f"N={n}, B={b_ref}: {metric}")
             _perplexity_scale(ax, metric, sub)
-            if j == len(metrics) - 1:
-                ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    legend: dict[str, Any] = {}  # one legend for every panel, each series once
+    for ax in axes.flat:
+        for handle, text in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(text, handle)
+    fig.legend(list(legend.values()), list(legend), fontsize=6, loc="outside lower center", ncol=4)
     return _save(fig, results, out)
 
 
