@@ -47,14 +47,15 @@ def fresh_copy(study: str, tmp_path: Path) -> Path:
     return copy
 
 
-def config_for(config: str, tmp_path: Path, tiny_models: dict) -> Path:
+def config_for(config: str, tmp_path: Path, tiny_models: dict, keep_judge: bool = False) -> Path:
     """The study's config; the synthetic sweeps' checkpoints are the test session's tiny ones (models/ is not
-    committed; a merge reads records, never weights)."""
+    committed; a merge reads records, never weights). `keep_judge`: the judge named as the study's cells record
+    it, so that scoring finds them scored by it (and would fail to load it if it did not)."""
     data = yaml.safe_load((ROOT / config).read_text())
     if "mini" in config or "midsize" in config:
         for model in data["models"]:
             model["path"] = str(tiny_models[model["family"]])
-        if "judge_path" in data["quality"]:
+        if "judge_path" in data["quality"] and not keep_judge:
             data["quality"]["judge_path"] = str(tiny_models["llama"])
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -89,9 +90,20 @@ def test_a_fresh_clone_rebuilds_the_study_byte_for_byte(study, config, paper_sec
 def test_score_on_a_fresh_clone_of_the_mini_study_leaves_its_tables(tmp_path, tiny_models):
     study, config, _ = STUDIES[0]
     copy = fresh_copy(study, tmp_path)
-    args = ["--config", str(config_for(config, tmp_path, tiny_models)), "--output_dir", str(copy),
-            "--figures_dir", str(tmp_path / "fig"), "--no_figure"]
-    assert main(["score", *args]) == 0
+    # the judge at the path (relative to the project root) that the study's cells record: models/ is not
+    # committed, so a fresh clone has one only after scripts/make_tiny_models.py; the test's tiny judge stands in
+    judge = ROOT / yaml.safe_load((ROOT / config).read_text())["quality"]["judge_path"]
+    made = not judge.exists()
+    if made:
+        judge.parent.mkdir(parents=True, exist_ok=True)
+        judge.symlink_to(tiny_models["llama"])
+    try:
+        args = ["--config", str(config_for(config, tmp_path, tiny_models, keep_judge=True)), "--output_dir", str(copy),
+                "--figures_dir", str(tmp_path / "fig"), "--no_figure"]
+        assert main(["score", *args]) == 0
+    finally:
+        if made:
+            judge.unlink()
     for name in ("raw_metrics.csv", "pairs.csv", "environment.json", "quality_metrics.json", "cells.jsonl.xz"):
         assert (copy / name).read_bytes() == (ROOT / "results" / "raw_data" / study / name).read_bytes(), name
 
