@@ -1,6 +1,7 @@
-"""Measure this device's bf16 matmul and copy ceilings and store them for the roofline.
+"""Measure this device's matmul and copy ceilings and store them for the roofline and the cost model.
 
-    python scripts/calibrate.py --output results/raw_data/<experiment>/calibration.json [--device cuda] [--dtype fp32]
+    python scripts/calibrate.py --output results/raw_data/<experiment>/calibration.json --dtype fp32 [--device cuda]
+    python scripts/calibrate.py ... --shape_widths 192 512 768 1024   # also the matmul's rate by rows and width
 """
 
 import argparse
@@ -12,7 +13,7 @@ from pathlib import Path
 import torch
 
 from dlm_bench.config import PRECISIONS
-from dlm_bench.measure.calibration import measure_ceilings, write_calibration
+from dlm_bench.measure.calibration import SHAPE_ROWS, measure_ceilings, measure_matmul_by_shape, write_calibration
 from dlm_bench.measure.environment import resolve_device
 
 
@@ -24,9 +25,15 @@ def main() -> int:
     p.add_argument("--copy_mib", type=int)
     p.add_argument("--dtype", required=True, choices=list(PRECISIONS),
                    help="the matmuls' precision: the study's own (its roofline reads this entry for every row)")
+    p.add_argument("--shape_widths", type=int, nargs="+",
+                   help="also time (rows x width) @ (width x width) matmuls at these widths (the models' d_model) and "
+                        f"rows {', '.join(map(str, SHAPE_ROWS))}: the cost model's ceiling by shape")
     args = p.parse_args()
     dtype = getattr(torch, PRECISIONS[args.dtype].torch_dtype)
-    entry = measure_ceilings(resolve_device(args.device), args.matmul_size, args.copy_mib, dtype=dtype)
+    device = resolve_device(args.device)
+    entry = measure_ceilings(device, args.matmul_size, args.copy_mib, dtype=dtype)
+    if args.shape_widths:
+        entry["matmul_tflops_by_shape"] = measure_matmul_by_shape(device, tuple(args.shape_widths), dtype=dtype)
     write_calibration(Path(args.output), entry)
     print(f"{entry['hardware']}: {entry['matmul_tflops']:.4g} TFLOP/s ({entry['matmul_dtype']} matmul of "
           f"{entry['matmul_size']}), copy {entry['copy_tbps']:.4g} TB/s -> {args.output}")

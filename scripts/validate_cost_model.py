@@ -26,25 +26,42 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "config" / "experiments_cost_validation.yaml"
 
 
+def model_widths() -> tuple[int, ...]:
+    """d_model of every architecture the validation grid times."""
+    import yaml
+
+    from dlm_bench.models.architecture import architecture_of_config
+
+    models = yaml.safe_load(CONFIG.read_text())["models"]
+    return tuple(sorted({architecture_of_config(json.loads((ROOT / m["architecture"]).read_text())).d_model
+                         for m in models}))
+
+
 def calibrate(folder: Path) -> dict:
-    """This machine's entry of `<folder>/calibration.json`, measured first if it has none."""
+    """This machine's entry of `<folder>/calibration.json`, measured first if it has none; the matmul's rate by
+    shape (rows x each model's width) added to it when it lacks one."""
     import torch
 
-    from dlm_bench.measure.calibration import measure_ceilings, write_calibration
+    from dlm_bench.measure.calibration import measure_ceilings, measure_matmul_by_shape, write_calibration
     from dlm_bench.measure.environment import hardware_name
 
     path = folder / "calibration.json"
     hardware = hardware_name(torch.device("cpu"))
     table = json.loads(path.read_text()) if path.is_file() else {}
+    torch.set_num_threads(2)
     if hardware not in table:
         print(f"[validate] measuring the fp32 matmul and bandwidth ceilings of {hardware}", flush=True)
-        torch.set_num_threads(2)
         entry = measure_ceilings(torch.device("cpu"), matmul_size=2048, copy_mib=512, repeats=10,
                                  dtype=torch.float32)
         entry["threads"] = torch.get_num_threads()
-        write_calibration(path, entry)
         table[hardware] = entry
-    return table[hardware]
+    entry = table[hardware]
+    if "matmul_tflops_by_shape" not in entry:
+        print(f"[validate] measuring the fp32 matmul's rate by shape on {hardware}", flush=True)
+        entry["matmul_tflops_by_shape"] = measure_matmul_by_shape(torch.device("cpu"), model_widths(),
+                                                                  dtype=torch.float32)
+    write_calibration(path, entry)
+    return entry
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = pd.read_csv(csv_path, dtype={"cell_id": str})
     hardware = str(rows["hardware"].iloc[0])
     entry = json.loads((folder / "calibration.json").read_text())[hardware]
-    ceilings = Ceilings(hardware, entry["matmul_tflops"], entry["read_tbps"], f"measured: {folder.name}/calibration.json")
+    ceilings = Ceilings.from_calibration(hardware, entry, f"measured: {folder.name}/calibration.json")
     cells = measured_cells(rows, ROOT)
     fitted = fit([c for c in cells if any(c.model.endswith(f"-{s}") for s in args.fit)], ceilings)
     checked = check(cells, fitted)

@@ -200,3 +200,30 @@ def test_the_fit_recovers_the_factors_that_made_the_measurements():
     result = fit(cells, device)
     assert result.efficiency.e_f == pytest.approx(0.3, rel=0.1) and result.efficiency.e_b == pytest.approx(0.6, rel=0.1)
     assert all(abs(c.error) < 0.05 for c in check(cells, result))
+
+
+def test_the_matmul_ceiling_by_shape_is_looked_up_by_width_and_interpolated_in_rows():
+    entry = {"matmul_tflops": 0.12, "read_tbps": 0.028,
+             "matmul_tflops_by_shape": {"512": {"1": 0.02, "100": 0.2}, "1024": {"1": 0.01, "100": 0.1}}}
+    c = Ceilings.from_calibration("cpu", entry, "hand")
+    assert c.by_shape == ((512, ((1, 0.02), (100, 0.2))), (1024, ((1, 0.01), (100, 0.1))))
+    # width 600 is nearer 512 than 1024 (log distance); 10 rows is halfway from 1 to 100 in log: sqrt(0.02 x 0.2)
+    assert c.tflops_at(600, 10) == pytest.approx(math.sqrt(0.02 * 0.2))
+    assert c.tflops_at(900, 1) == 0.01  # nearer 1024
+    assert c.tflops_at(512, 5000) == 0.2 and c.tflops_at(512, 1) == 0.02  # held at the measured ends
+    assert Ceilings("gpu", 900.0, 3.0, "datasheet").tflops_at(4096, 1) == 900.0  # no shapes: the one peak
+
+
+def test_a_forward_of_few_rows_is_charged_its_own_rate():
+    a = architecture_of_config(TINY_LLAMA)  # d_model 8
+    table = {"8": {"1": 1e-9, "10": 1e-8}}  # 1 and 10 FLOP/ms at 1 and 10 rows
+    device = Ceilings.from_calibration("test", {"matmul_tflops": 1e-8, "read_tbps": 1e-3,
+                                                "matmul_tflops_by_shape": table}, "hand")
+    from dlm_bench.analysis.cost_model import forward_costs
+
+    one_row, ten_rows = ForwardWork(1, 1, 5, 1, 4), ForwardWork(2, 5, 25, 1, 0)
+    costs = forward_costs([one_row, ten_rows], a, 4, device, 1.0, 1.0)
+    # compute ms = FLOPs / (rate x 1e12) x 1e3: the one-row step at 1 FLOP/ms, the ten-row one (B 2 x 5 tokens)
+    # at 10
+    assert costs[0].compute_ms == pytest.approx(forward_flops(one_row, a))
+    assert costs[1].compute_ms == pytest.approx(forward_flops(ten_rows, a) / 10)

@@ -17,6 +17,7 @@ factors are bounded by published measurements rather than fitted (see analysis.p
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -59,12 +60,40 @@ class Generation:
 
 @dataclass(frozen=True)
 class Ceilings:
-    """A device's peaks: FLOP/s of its matmuls in the run's precision and memory bandwidth."""
+    """A device's peaks: FLOP/s of its matmuls in the run's precision and memory bandwidth; where measured, the
+    matmul's rate by shape (`by_shape`: per width, (rows, TFLOP/s) pairs), since a forward of a few rows runs far
+    below a square matmul's rate."""
 
     name: str
     tflops: float
     tbps: float
     source: str  # datasheet, or the measurement they came from
+    by_shape: tuple[tuple[int, tuple[tuple[int, float], ...]], ...] = ()
+
+    @classmethod
+    def from_calibration(cls, name: str, entry: dict, source: str) -> "Ceilings":
+        """The ceilings of a calibration.json entry (`measure.calibration`), its shape table included."""
+        shapes = entry.get("matmul_tflops_by_shape") or {}
+        by_shape = tuple((int(w), tuple(sorted((int(m), float(t)) for m, t in rows.items())))
+                         for w, rows in sorted(shapes.items(), key=lambda kv: int(kv[0])))
+        return cls(name, entry["matmul_tflops"], entry["read_tbps"], source, by_shape)
+
+    def tflops_at(self, width: int, rows: int) -> float:
+        """The matmul rate of a forward whose matmuls have `rows` rows and inner width `width`: the measured
+        width nearest to it, interpolated log-linearly in rows between the measured row counts (held at the
+        ends); the single peak where no shape was measured."""
+        if not self.by_shape:
+            return self.tflops
+        _, table = min(self.by_shape, key=lambda entry: abs(math.log(entry[0] / width)))
+        ms = [m for m, _ in table]
+        if rows <= ms[0]:
+            return table[0][1]
+        if rows >= ms[-1]:
+            return table[-1][1]
+        k = next(i for i, m in enumerate(ms) if m >= rows)
+        (m0, t0), (m1, t1) = table[k - 1], table[k]
+        x = (math.log(rows) - math.log(m0)) / (math.log(m1) - math.log(m0))
+        return math.exp(math.log(t0) + x * (math.log(t1) - math.log(t0)))
 
 
 @dataclass(frozen=True)
@@ -106,7 +135,8 @@ def forward_costs(work: list[ForwardWork], arch: Architecture, bytes_per_param: 
     out = []
     for w in work:
         flops, nbytes = forward_flops(w, arch), forward_min_bytes(w, arch, bytes_per_param)
-        out.append(ForwardCost(flops, nbytes, 1e3 * flops / (e_f * device.tflops * 1e12),
+        peak = device.tflops_at(arch.d_model, w.batch * w.query_tokens)
+        out.append(ForwardCost(flops, nbytes, 1e3 * flops / (e_f * peak * 1e12),
                                1e3 * nbytes / (e_b * device.tbps * 1e12)))
     return out
 

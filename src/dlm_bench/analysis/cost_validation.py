@@ -80,12 +80,28 @@ class Fit:
                 "fit_cells": self.fit_cells, "fit_rms_relative_error": self.fit_rms_relative_error}
 
 
+def shape_text(ceilings: Ceilings) -> str:
+    """The matmul ceiling as the report states it: the square matmul's rate, and where the rate by shape was
+    measured, its range at one row and at the most rows (each forward's compute term divides by its own)."""
+    text = f"{1e3 * ceilings.tflops:.1f} GFLOP/s matmul"
+    if not ceilings.by_shape:
+        return text
+    first = [table[0] for _, table in ceilings.by_shape]
+    last = [table[-1] for _, table in ceilings.by_shape]
+    widths = ", ".join(str(w) for w, _ in ceilings.by_shape)
+    return (f"{text} (square); by shape, (rows x width) @ (width x width) at widths {widths}: "
+            f"{1e3 * min(t for _, t in first):.0f}–{1e3 * max(t for _, t in first):.0f} GFLOP/s at {first[0][0]} "
+            f"row, {1e3 * min(t for _, t in last):.0f}–{1e3 * max(t for _, t in last):.0f} at {last[0][0]} rows; each "
+            "forward's compute term divides by the rate of its own rows (B x query tokens) and width")
+
+
 def _bound_ms(cell: MeasuredCell, ceilings: Ceilings) -> np.ndarray:
     """Sum over the cell's forwards of max(compute, memory) ms, for every (e_f, e_b) of GRID x GRID."""
     work = cell.generation.work()
     flops = np.array([forward_flops(w, cell.arch) for w in work])
     nbytes = np.array([forward_min_bytes(w, cell.arch, cell.bytes_per_param) for w in work])
-    compute = 1e3 * flops[None, :] / (GRID[:, None] * ceilings.tflops * 1e12)  # [e_f, forward]
+    peaks = np.array([ceilings.tflops_at(cell.arch.d_model, w.batch * w.query_tokens) for w in work])
+    compute = 1e3 * flops[None, :] / (GRID[:, None] * peaks[None, :] * 1e12)  # [e_f, forward]
     memory = 1e3 * nbytes[None, :] / (GRID[:, None] * ceilings.tbps * 1e12)  # [e_b, forward]
     return np.maximum(compute[:, None, :], memory[None, :, :]).sum(axis=2)
 
@@ -216,7 +232,7 @@ def report_markdown(result: Fit, checked: Sequence[Checked], summary: Summary, h
         "weights: timing and memory only). Predicted L_e2e = sum over forwards of max(FLOPs / (e_f peak), "
         "bytes / (e_b bandwidth)) + forwards x (c_call + c_layer x layers); peak RSS = base + weights + KV cache + "
         "largest transient (`src/dlm_bench/analysis/cost_model.py`).", "",
-        f"Ceilings ({result.ceilings.source}): {1e3 * result.ceilings.tflops:.1f} GFLOP/s matmul, "
+        f"Ceilings ({result.ceilings.source}): {shape_text(result.ceilings)}, "
         f"{1e3 * result.ceilings.tbps:.1f} GB/s read. Fitted on the {result.fit_cells} cells of the models of "
         f"{fit_sizes} parameters: e_f = {eff.e_f:.3f}, e_b = {eff.e_b:.3f}, resident base "
         f"{result.memory_base_gib:.2f} GiB (RMS relative latency error of the fit {100 * result.fit_rms_relative_error:.1f}%).", "",

@@ -1,5 +1,6 @@
 """Measured ceilings of this device: matmul TFLOP/s (bf16 by default; fp32 for CPU runs), device-to-device
-copy TB/s and read TB/s.
+copy TB/s and read TB/s; optionally the matmul's TFLOP/s by shape (rows x width @ width x width), since a
+forward of a few rows (one token per sequence, a block of 32) runs far below the square matmul's rate.
 
 Stored in `calibration.json` (keyed by hardware name) next to the results; the roofline prefers
 them over datasheet peaks.
@@ -52,6 +53,23 @@ def measure_ceilings(device: torch.device, matmul_size: int | None = None, copy_
             "copy_tbps": 2 * nbytes / (copy_ms / 1000) / 1e12, "copy_bytes": nbytes,
             "read_tbps": nbytes / (read_ms / 1000) / 1e12,
             "repeats": repeats, "torch_version": torch.__version__}
+
+
+SHAPE_ROWS = (1, 8, 32, 64, 256, 512, 1024, 2048, 4096)  # tokens in one forward: B x query tokens
+
+
+def measure_matmul_by_shape(device: torch.device, widths: tuple[int, ...], rows: tuple[int, ...] = SHAPE_ROWS,
+                            repeats: int = 20, dtype: torch.dtype = torch.float32) -> dict[str, dict[str, float]]:
+    """TFLOP/s of an (m x w) @ (w x w) matmul for every width w and row count m: {str(w): {str(m): TFLOP/s}}."""
+    out: dict[str, dict[str, float]] = {}
+    for w in widths:
+        weight = torch.randn(w, w, device=device, dtype=dtype)
+        out[str(w)] = {}
+        for m in rows:
+            x = torch.randn(m, w, device=device, dtype=dtype)
+            ms = _time_ms(lambda: x @ weight, device, repeats)
+            out[str(w)][str(m)] = 2 * m * w * w / (ms / 1000) / 1e12
+    return out
 
 
 def write_calibration(path: Path, entry: dict) -> Path:
