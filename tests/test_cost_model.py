@@ -227,3 +227,21 @@ def test_a_forward_of_few_rows_is_charged_its_own_rate():
     # at 10
     assert costs[0].compute_ms == pytest.approx(forward_flops(one_row, a))
     assert costs[1].compute_ms == pytest.approx(forward_flops(ten_rows, a) / 10)
+
+
+def test_the_validation_report_says_which_path_misses_its_goal_and_by_how_much():
+    from types import SimpleNamespace
+
+    from dlm_bench.analysis.cost_validation import held_out_by_path
+
+    def cell(path, batch, error, held_out=True):
+        generation = SimpleNamespace(path_key=path, batch=batch)
+        return SimpleNamespace(cell=SimpleNamespace(generation=generation), error=error, held_out=held_out)
+
+    checked = [cell("ar:eager", 8, -0.30), cell("ar:eager", 8, 0.40), cell("ar:eager", 8, -0.36),
+               cell("diffusion:dual", 1, 0.05), cell("diffusion:dual", 1, -0.07), cell("ar:eager", 1, 0.9, False)]
+    rows = held_out_by_path(checked)
+    # ar:eager at B = 8: median of 0.30, 0.36, 0.40 is 0.36, 21 points over the 15% goal; the fit cell is left out
+    assert "| ar:eager | 8 | 3 | 36.0% | missed by 21.0 points |" in rows
+    assert "| diffusion:dual | 1 | 2 | 6.0% | met |" in rows
+    assert not any("| ar:eager | 1 |" in r for r in rows)

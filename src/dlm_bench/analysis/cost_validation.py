@@ -242,7 +242,8 @@ def report_markdown(result: Fit, checked: Sequence[Checked], summary: Summary, h
               f"cells): median absolute latency error **{100 * summary.latency_median_abs_error:.1f}%** (goal "
               f"{100 * GOAL:.0f}%: {verdict}), worst {100 * summary.latency_worst_abs_error:.1f}% "
               f"({summary.worst_cell}); peak RSS median {100 * summary.rss_median_abs_error:.1f}%, worst "
-              f"{100 * summary.rss_worst_abs_error:.1f}%.", "",
+              f"{100 * summary.rss_worst_abs_error:.1f}%.", ""]
+    lines += held_out_by_path(checked) + [
               "| model | path | B | N | measured ms (CV) | predicted ms | compute / memory / overhead ms | error | "
               "RSS GiB measured / predicted | RSS error | held out |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -255,6 +256,22 @@ def report_markdown(result: Fit, checked: Sequence[Checked], summary: Summary, h
                      f"{c.cell.peak_rss_gib:.2f} / {c.predicted_rss_gib:.2f} | {_pct(c.rss_error)} | "
                      f"{'yes' if c.held_out else ''} |")
     return "\n".join(lines) + "\n"
+
+
+def held_out_by_path(checked: Sequence[Checked]) -> list[str]:
+    """The held-out cells' median absolute L_e2e error per path and B, each against the goal: which path misses
+    and by how much."""
+    groups: dict[tuple[str, int], list[float]] = {}
+    for c in checked:
+        if c.held_out:
+            groups.setdefault((c.cell.generation.path_key, c.cell.generation.batch), []).append(abs(c.error))
+    lines = ["Held out, per path and B:", "", "| path | B | cells | median absolute L_e2e error | goal |",
+             "|---|---|---|---|---|"]
+    for (path, batch), errors in sorted(groups.items()):
+        median = statistics.median(errors)
+        lines.append(f"| {path} | {batch} | {len(errors)} | {100 * median:.1f}% | "
+                     + ("met" if median <= GOAL else f"missed by {100 * (median - GOAL):.1f} points") + " |")
+    return lines + [""]
 
 
 def draw_validation(checked: Sequence[Checked], out: Path, hardware: str) -> Path:
