@@ -26,18 +26,15 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "config" / "experiments_cost_validation.yaml"
 
 
-def model_widths() -> tuple[int, ...]:
+def model_widths(exp) -> tuple[int, ...]:
     """d_model of every architecture the validation grid times."""
-    import yaml
-
     from dlm_bench.models.architecture import architecture_of_config
 
-    models = yaml.safe_load(CONFIG.read_text())["models"]
-    return tuple(sorted({architecture_of_config(json.loads((ROOT / m["architecture"]).read_text())).d_model
-                         for m in models}))
+    return tuple(sorted({architecture_of_config(json.loads((ROOT / m.architecture).read_text())).d_model
+                         for m in exp.models}))
 
 
-def calibrate(folder: Path) -> dict:
+def calibrate(folder: Path, widths: tuple[int, ...]) -> dict:
     """This machine's entry of `<folder>/calibration.json`, measured first if it has none; the matmul's rate by
     shape (rows x each model's width) added to it when it lacks one."""
     import torch
@@ -58,8 +55,7 @@ def calibrate(folder: Path) -> dict:
     entry = table[hardware]
     if "matmul_tflops_by_shape" not in entry:
         print(f"[validate] measuring the fp32 matmul's rate by shape on {hardware}", flush=True)
-        entry["matmul_tflops_by_shape"] = measure_matmul_by_shape(torch.device("cpu"), model_widths(),
-                                                                  dtype=torch.float32)
+        entry["matmul_tflops_by_shape"] = measure_matmul_by_shape(torch.device("cpu"), widths, dtype=torch.float32)
     write_calibration(path, entry)
     return entry
 
@@ -93,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{', '.join(sorted({n.split('-')[-1] for n in names}))}", file=sys.stderr)
         return 2
     if not args.fit_only:
-        calibrate(folder)
+        calibrate(folder, model_widths(exp))
         from dlm_bench.cli import main as harness
 
         code = harness(["run", "--config", str(CONFIG), "--no_figure"])

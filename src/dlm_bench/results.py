@@ -599,14 +599,15 @@ class _RecordFolder:
         """Remove the records that are not `wanted` and were started before `before` (an ISO time, UTC): what a
         study re-measured at one commit (`--remeasure`) no longer asks for. Their rows leave the table at the
         next merge; returns their ids."""
-        stale = sorted(getattr(r, self.id_field) for r in self._all()
-                       if getattr(r, self.id_field) not in wanted and (r.started_at or "") < before)
+        records = self._all()
+        stale = {getattr(r, self.id_field) for r in records
+                 if getattr(r, self.id_field) not in wanted and (r.started_at or "") < before}
         if not stale:
             return []
-        self._pack([r for r in self._all() if getattr(r, self.id_field) not in set(stale)])
+        self._pack([r for r in records if getattr(r, self.id_field) not in stale])
         for record_id in stale:
             self.path(record_id).unlink(missing_ok=True)
-        return stale
+        return sorted(stale)
 
 
 # the grid columns that name an engine cell's per-prompt rows in per_prompt.csv

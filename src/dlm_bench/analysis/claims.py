@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 from .data import Results
+from .projection import INSIDE, NONE, UNDETERMINED, BreakEven
 from .summary import answer_for_n
 
 TRAINED = Path("results/raw_data/cpu_austen_trained")
@@ -110,14 +111,13 @@ def k_star_line(s: Sources, batch: int, seq_lens: Optional[tuple[int, ...]] = No
     for e in entries:
         n_out = e["seq_len"] - e["seq_len"] // 2
         n_blocks = n_out // s.projection.get("block_length", 32)
-        low, central, high = e["projected_low"], e["projected_central"], e["projected_high"]
-        if high < n_blocks:
-            none += 1
-        elif low <= n_blocks and high >= n_out:
-            undetermined += 1
-        else:
-            inside.append((max(central, n_blocks) / n_out, max(low, n_blocks) / n_out, high / n_out,
-                           central < n_blocks))
+        be = BreakEven(e["projected_low"], e["projected_high"], e["projected_central"])
+        outcome = be.outcome(n_blocks, n_out)
+        none += outcome == NONE
+        undetermined += outcome == UNDETERMINED
+        if outcome == INSIDE:
+            inside.append((max(be.central, n_blocks) / n_out, max(be.low, n_blocks) / n_out, be.high / n_out,
+                           be.central < n_blocks))
     where = ("every N" if seq_lens is None else f"N = {seq_lens[0]}" if len(seq_lens) == 1
              else f"N ≤ {max(seq_lens)}") + f", B = {batch}, A100 to H200"
     parts = []

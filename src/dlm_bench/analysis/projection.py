@@ -160,14 +160,18 @@ class BreakEven:
     high: float
     central: float
 
-    @property
-    def band(self) -> Band:
-        return Band(self.low, self.high, self.central)
+    def outcome(self, n_blocks: int, n_out: int) -> str:
+        """NONE when even the band's high end is below one step per block (LLaDA's cheapest generation is
+        slower at every K); UNDETERMINED when the band spans every K the sampler can take, from one step per
+        block to one step per token (no value of K* is projected); else INSIDE."""
+        if self.high < n_blocks:
+            return NONE
+        if self.low <= n_blocks and self.high >= n_out:
+            return UNDETERMINED
+        return INSIDE
 
-    def undetermined(self, n_blocks: int, n_out: int) -> bool:
-        """Whether the band spans every K the sampler can take, from one step per block (below it no K wins)
-        to one step per token (above it every K wins): then no value of K* is projected."""
-        return self.low <= n_blocks and self.high >= n_out
+
+NONE, UNDETERMINED, INSIDE = "none", "undetermined", "inside"  # what a K* band says (BreakEven.outcome)
 
 
 def break_even_steps(ar: str, diffusion: str, llama: Architecture, llada: Architecture, device: Ceilings,
@@ -288,9 +292,10 @@ def k_star_text(be: BreakEven, n_out: int, n_blocks: int) -> str:
         return f"<{n_blocks}" if value < n_blocks else f"{value:.0f}"
 
     ends = f"[{k(be.low)}, {k(be.high)}]"
-    if be.high < n_blocks:
+    outcome = be.outcome(n_blocks, n_out)
+    if outcome == NONE:
         return f"none: even K = {n_blocks} is slower {ends}"
-    if be.undetermined(n_blocks, n_out):
+    if outcome == UNDETERMINED:
         return f"undetermined {ends}"
     central = k(be.central) + (f" ({be.central / n_out:.2f} N_out)" if be.central >= n_blocks else "")
     return f"{central} {ends} ({max(be.low, n_blocks) / n_out:.2f}–{be.high / n_out:.2f} N_out)"
@@ -304,11 +309,8 @@ def k_star_share_text(be: BreakEven, n_out: int, n_blocks: int) -> str:
     def share(value: float) -> str:
         return f"<{floor:.2f}" if value < n_blocks else f"{value / n_out:.2f}"
 
-    if be.high < n_blocks:
-        return "none"
-    if be.undetermined(n_blocks, n_out):
-        return "undetermined"
-    return f"{share(be.central)} [{share(be.low)}, {share(be.high)}]"
+    outcome = be.outcome(n_blocks, n_out)
+    return outcome if outcome != INSIDE else f"{share(be.central)} [{share(be.low)}, {share(be.high)}]"
 
 
 def markdown(p: Projection, validation: Optional[dict], measured: list[str], latency_table: bool = True) -> str:

@@ -129,19 +129,25 @@ def confirmation_text(row: pd.Series) -> str:
             f"{row['confirmation_difference_ci_high']:+.3f}] over {int(row['confirmation_prompts'])} prompts")
 
 
-def consistency_text(row: pd.Series, results: Results) -> str:
-    """The ratio of the two cells' medians beside the paired ratio, flagged where they disagree."""
+def cells_consistency(row: pd.Series, results: Results) -> tuple[str, bool]:
+    """The ratio of the two cells' medians beside the paired ratio, as `median [range]` ("—" where the row is not
+    paired or a cell is missing), and whether it disagrees with the pair."""
     if not row.get("paired", False):
-        return "—"
+        return "—", False
     by_id = results.rows_by_id
     ar, dl = by_id.get(str(row.get("ar_cell_id"))), by_id.get(str(row.get("diffusion_cell_id")))
     if ar is None or dl is None:
-        return "—"
+        return "—", False
     cells = cell_ratio(ar, dl)
-    text = f"{_f(cells.value, 2)} [{_f(cells.low, 2)}, {_f(cells.high, 2)}]"
-    if cells.disagrees(row["speedup_factor_ci_low"], row["speedup_factor_ci_high"]):
-        text += " **disagrees**: the pair is published (its arms ran interleaved; the cells ran apart)"
-    return text
+    return (f"{_f(cells.value, 2)} [{_f(cells.low, 2)}, {_f(cells.high, 2)}]",
+            cells.disagrees(row["speedup_factor_ci_low"], row["speedup_factor_ci_high"]))
+
+
+def consistency_text(row: pd.Series, results: Results) -> str:
+    """The ratio of the two cells' medians beside the paired ratio, flagged where they disagree."""
+    text, disagrees = cells_consistency(row, results)
+    return text + (" **disagrees**: the pair is published (its arms ran interleaved; the cells ran apart)"
+                   if disagrees else "")
 
 
 def load_text(row: pd.Series) -> str:
@@ -198,10 +204,10 @@ def paper_parity_markdown(results: Results, best: bool = False) -> str:
     for _, r in (reached.sort_values(["seq_len", "metric", "ar_decoding", "batch_size"]) if not reached.empty
                  else reached).iterrows():
         paths = [f"{r['ar_path']} / {r['diffusion_path']}"] if best else []
-        cells = consistency_text(r, results).split(" **disagrees**")[0]
-        flag = " (disagrees)" if "**disagrees**" in consistency_text(r, results) else ""
+        cells, disagrees = cells_consistency(r, results)
         rows.append([str(r["seq_len"]), str(r["batch_size"]), r["metric"], r["ar_decoding"]] + paths
-                    + [str(int(r["s_parity"])), str(r.get("confirmation", "—")), _speedup(r), cells + flag,
+                    + [str(int(r["s_parity"])), str(r.get("confirmation", "—")), _speedup(r),
+                       cells + (" (disagrees)" if disagrees else ""),
                        verdict(r, results.biased, magnitude=False)])
     others = len(par) - len(reached)
     table = _table(["N", "B", "metric", "AR decoding"] + (["AR / diffusion path"] if best else [])
@@ -570,9 +576,9 @@ def paper_summary_markdown(results: Results, summary_link: str) -> str:
     both sides' best (trained weights) and the engines table; every other table is in
     the folder's summary.md, linked."""
     parts = [f"**Setting:** {results.caption()}", "", provenance_line(results), ""]
-    if results.synthetic:  # trained weights: the answer is the paper's claims block, the tables below carry it
+    if results.synthetic:  # the parity tables are smoke tests, in summary.md only
         parts += answer_lines(results, fastest=False) + [""]
-    if not results.synthetic:  # synthetic weights: the parity tables are smoke tests, in summary.md only
+    else:  # trained weights: the answer is the paper's claims block, the tables below carry it
         parts += ["**S_parity and Speedup Factor, as published** (LLaMA eager `generate`, LLaDA's reference sampler):",
                   "", paper_parity_markdown(results), "", "**Both sides at their best:**", "",
                   paper_parity_markdown(results, best=True), ""]
