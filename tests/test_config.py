@@ -306,7 +306,8 @@ def test_every_shipped_config_loads_and_dry_runs(tiny_models, tmp_path, config, 
         (tmp_path / "results" / "raw_data" / study.name).symlink_to(study)
     (tmp_path / "data" / "austen" / "prompts.txt").write_text("A held-out passage.\n")
     for folder, model_type in (("checkpoints/austen/ar", "llama"), ("checkpoints/austen/mdm", "llada"),
-                               ("models/midsize/llama", "llama"), ("models/midsize/llada", "llada")):
+                               ("models/midsize/llama", "llama"), ("models/midsize/llada", "llada"),
+                               ("models/smollm2-135m-instruct", "llama")):
         (tmp_path / folder).mkdir(parents=True)
         (tmp_path / folder / "config.json").write_text(f'{{"model_type": "{model_type}"}}')
         (tmp_path / folder / "tokenizer.json").write_text("{}")

@@ -3,6 +3,8 @@
     dlm-bench --config config/experiments_mini.yaml                   # run (default command)
     python src/main.py --config config/experiments.yaml --steps 64 --batch_size 1 8   # the same, no install
     dlm-bench score --config config/experiments.yaml                  # quality pass over saved generations
+    dlm-bench tasks --config config/experiments_tasks_cpu.yaml        # task accuracy (HumanEval, GSM8K) per cell
+    dlm-bench serve --config config/experiments_tasks_cpu.yaml --model austen-mdm --steps 16   # /v1/completions
     dlm-bench merge --config config/experiments.yaml                  # rebuild the tables + figures only
     dlm-bench perf --config config/perf/austen.yaml                   # the perf log (perf | gate | render)
 """
@@ -29,12 +31,14 @@ EXIT_CONFIG = 2
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dlm-bench", description=__doc__.splitlines()[0])
-    p.add_argument("command", nargs="?", default="run", choices=["run", "score", "pairs", "merge", "finalize"],
-                   help="run: time the grid, then score (when the config asks for quality) and time the pairs; "
-                        "score: quality pass only; pairs: time the published ratios as interleaved pairs only; "
-                        "merge: pack the records, rebuild the tables and figures from them; finalize: merge, score, "
-                        "pairs (the end of a SLURM sweep); perf | gate | render: the performance log "
-                        "(`dlm-bench perf --help`)")
+    p.add_argument("command", nargs="?", default="run", choices=["run", "score", "tasks", "pairs", "merge", "finalize"],
+                   help="run: time the grid, then score (when the config asks for quality), answer the tasks (when it "
+                        "has any) and time the pairs; score: quality pass only; tasks: answer and check the config's "
+                        "tasks (HumanEval, GSM8K) with every finished quality cell; pairs: time the published ratios "
+                        "as interleaved pairs only; merge: pack the records, rebuild the tables and figures from "
+                        "them; finalize: merge, score, tasks, pairs (the end of a SLURM sweep); perf | gate | render: "
+                        "the performance log (`dlm-bench perf --help`); serve: an OpenAI-compatible endpoint over one "
+                        "generation path (`dlm-bench serve --help`)")
     p.add_argument("--config", required=True, help="experiment YAML file")
     for o in OVERRIDES:
         if o.switch:
@@ -115,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
         from .perf.cli import main as perf_main
 
         return perf_main(argv)
+    if argv and argv[0] == "serve":
+        from .serve import main as serve_main
+
+        return serve_main(argv[1:])
     main_thread = threading.current_thread() is threading.main_thread()  # only there can a handler be set
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
     try:
@@ -165,7 +173,17 @@ def _main(argv: list[str] | None) -> int:
                                               and not args.no_score)
         after_cells = args.command == "finalize" or (args.command == "run" and shard[1] == 1)  # not in a shard
         pairing = bool(exp.pairs.measure) and (args.command == "pairs" or (after_cells and not args.no_pairs))
-        if args.command in ("run", "score", "pairs", "finalize"):
+        answering = bool(exp.tasks) and (args.command == "tasks" or (args.command in ("run", "finalize")
+                                                                      and after_cells and not args.no_score))
+        if answering:
+            from .tasks import TaskFileError, load_task
+
+            for spec in exp.tasks:  # the problems are readable before any model loads
+                try:
+                    load_task(spec, exp.base_dir, exp.prompts.dataset_cache_dir)
+                except TaskFileError as exc:
+                    raise ConfigError(str(exc)) from None
+        if args.command in ("run", "score", "tasks", "pairs", "finalize"):
             from .assets import missing_assets
             from .measure.environment import resolve_device
 
@@ -193,13 +211,13 @@ def _main(argv: list[str] | None) -> int:
         print(f"results error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     try:
-        return _work(args, exp, shard, scoring, pairing)
+        return _work(args, exp, shard, scoring, pairing, answering)
     except (ShrinkError, ArchiveError, ResultFileError) as exc:  # a merge inside the work (files changed meanwhile)
         print(f"results error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
 
 
-def _work(args: argparse.Namespace, exp, shard, scoring: bool, pairing: bool) -> int:
+def _work(args: argparse.Namespace, exp, shard, scoring: bool, pairing: bool, answering: bool) -> int:
     """The command's work, after every check has passed (`--allow_shrink`: the shrinking merges first)."""
     from .quality.prompts import PromptSourceError
     from .results import PairStore, ResultStore
@@ -239,6 +257,11 @@ def _work(args: argparse.Namespace, exp, shard, scoring: bool, pairing: bool) ->
         score_experiment(exp, resolve_device(exp.device))
         if exp.grid.parity_resolution and args.command in ("run", "finalize") and shard[1] == 1:
             errors += refine_parity(exp, redo_before)
+    if answering:
+        from .measure.environment import resolve_device
+        from .tasks.scoring import score_tasks
+
+        score_tasks(exp, resolve_device(exp.device))
     if pairing:
         from .pairs import describe, run_pairs
 

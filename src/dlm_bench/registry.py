@@ -140,3 +140,20 @@ class Engine:
 
 
 ENGINES = _table(Engine("torch", KINDS, baseline=True), Engine("llamacpp", KINDS), Engine("openai", (AR,)))
+
+
+@dataclass(frozen=True)
+class TaskKind:
+    """A task the cells can be scored on: its accuracy metric, the module (under dlm_bench.tasks) whose `load`
+    builds it, whether its checker runs model-written code (then in the sandbox), and its default answer
+    length in tokens."""
+
+    name: str
+    metric: str
+    module: str
+    runs_code: bool
+    gen_tokens: int
+
+
+TASKS = _table(TaskKind("humaneval", "pass@1", "humaneval", runs_code=True, gen_tokens=256),
+               TaskKind("gsm8k", "exact match", "gsm8k", runs_code=False, gen_tokens=256))

@@ -14,6 +14,7 @@ from ..stats import CV_NO_VERDICT, RESAMPLES
 from .data import MIN_REPEATS, OtherStudy, load_results
 from .figures import FIGURES
 from .summary import paper_summary_markdown, summary_markdown
+from .tasks import write_task_tables
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,8 @@ def analyze(input_dir: Path, output_dir: Path, summary: Optional[Path] = None, p
     parity_path = input_dir / "parity.csv"
     atomic_write_text(parity_path, results.parity.to_csv(index=False))
     figures = draw_all(results, output_dir)
-    atomic_write_text(summary, summary_markdown(results))
+    tasks = write_task_tables(input_dir, resamples)  # None without task outcomes
+    atomic_write_text(summary, summary_markdown(results) + ("\n" + tasks if tasks else ""))
     if results.warnings:  # one line per run; the summary lists them
         log.warning("%d measurement warnings (run-to-run CV > %.0f%% or fewer than %d repetitions): see %s",
                     len(results.warnings), 100 * CV_NO_VERDICT, MIN_REPEATS, summary)

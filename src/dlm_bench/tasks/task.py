@@ -1,0 +1,55 @@
+"""A task: problems with prompts, the stop sequences that end an answer, and a checker of one answer.
+
+Both models answer every problem with the same number of generated tokens (the task's `gen_tokens`); each
+answer is cut at the first stop sequence (`cut_at_stop`, the same rule for both sides) before it is checked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem: its id, the prompt text a model continues, and what its checker needs (`data`)."""
+
+    problem_id: str
+    prompt: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One checked answer: correct or not, and why not ('' when correct)."""
+
+    correct: bool
+    reason: str = ""
+
+
+Checker = Callable[[Problem, str], Outcome]
+
+
+@dataclass(frozen=True)
+class Task:
+    """name: the task's registry name; metric: what its accuracy is (pass@1, exact match); problems in order;
+    stop: the sequences that end an answer; check: (problem, cut answer) -> Outcome."""
+
+    name: str
+    metric: str
+    problems: tuple[Problem, ...]
+    stop: tuple[str, ...]
+    check: Checker
+
+    def cut(self, completion: str) -> str:
+        return cut_at_stop(completion, self.stop)
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    """`text` up to (not including) the earliest occurrence of any stop sequence; all of it when none occurs."""
+    ends = [i for i in (text.find(s) for s in stop if s) if i >= 0]
+    return text[:min(ends)] if ends else text
+
+
+class TaskFileError(RuntimeError):
+    """A task's problems cannot be read (missing package or dataset, malformed file): one line."""
