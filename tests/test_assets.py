@@ -41,3 +41,27 @@ def test_scoring_assets_are_not_needed_when_the_run_does_not_score(tiny_models, 
     assert assets_for(exp, scoring=False) == []
     assert {a.repo_id for a in assets_for(exp, scoring=True)} == {"openai-community/gpt2-large",
                                                                   "FacebookAI/roberta-large"}
+
+
+def test_a_gsm8k_task_asks_for_the_splits_it_reads(tiny_models, tmp_path):
+    from conftest import mini_config_dict, write_config
+
+    from dlm_bench.assets import assets_for
+    from dlm_bench.config import load_experiment
+
+    data = mini_config_dict(tiny_models, tmp_path)
+    data["grid"]["steps"] = [8]
+    shots = tmp_path / "train.jsonl"
+    shots.write_text('{"question": "q", "answer": "#### 1"}\n')
+
+    def datasets(task: dict) -> list[tuple]:
+        data["tasks"] = [{"name": "gsm8k", "gen_tokens": 16, **task}]
+        return [(a.repo_id, a.config, a.splits) for a in assets_for(load_experiment(write_config(tmp_path, data)))
+                if a.kind == "dataset"]
+
+    assert datasets({"n_shot": 5}) == [("openai/gsm8k", "main", ("test", "train"))]
+    assert datasets({}) == [("openai/gsm8k", "main", ("test",))]
+    assert datasets({"file": str(shots), "n_shot": 1}) == [("openai/gsm8k", "main", ("train",))]
+    assert datasets({"file": str(shots), "n_shot": 1, "shots_file": str(shots)}) == []
+    data["tasks"] = [{"name": "humaneval", "gen_tokens": 16}]  # its problems ship in a package
+    assert [a for a in assets_for(load_experiment(write_config(tmp_path, data))) if a.kind == "dataset"] == []

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Iterable, Optional
 
 from .config import Experiment
+from .registry import TASKS
 
 MODEL_FILES = ["*.json", "*.safetensors", "tokenizer*", "*.txt", "*.model", "*.tiktoken"]
 BERTSCORE_HUB_IDS = {"roberta-large": "FacebookAI/roberta-large", "bert-base-uncased": "google-bert/bert-base-uncased",
@@ -24,6 +25,8 @@ class Asset:
     kind: str  # model | dataset
     repo_id: str
     what: str  # why the config needs it
+    config: Optional[str] = None  # dataset: its configuration
+    splits: tuple[str, ...] = ()  # dataset: the splits read
 
 
 def assets_for(exp: Experiment, extra_models: Iterable[str] = (), scoring: bool = True) -> list[Asset]:
@@ -36,7 +39,14 @@ def assets_for(exp: Experiment, extra_models: Iterable[str] = (), scoring: bool 
         out.append(Asset("model", BERTSCORE_HUB_IDS.get(q.bertscore_model, q.bertscore_model), "BERTScore encoder"))
     out += [Asset("model", m, "--extra-model-id") for m in extra_models]
     if exp.prompts.source == "wikitext":
-        out.append(Asset("dataset", WIKITEXT[0], f"prompts ({WIKITEXT[1]}, {WIKITEXT[2]})"))
+        out.append(Asset("dataset", WIKITEXT[0], f"prompts ({WIKITEXT[1]}, {WIKITEXT[2]})", WIKITEXT[1],
+                         (WIKITEXT[2],)))
+    for task in exp.tasks:
+        dataset = TASKS[task.name].dataset
+        splits = (() if task.file else ("test",)) + (("train",) if task.n_shot and not task.shots_file else ())
+        if dataset and splits:
+            out.append(Asset("dataset", dataset[0], f"task {task.name} ({dataset[1]}, {', '.join(splits)})",
+                             dataset[1], splits))
     unique: dict[tuple[str, str], Asset] = {}
     for a in out:
         unique.setdefault((a.kind, a.repo_id), a)
@@ -57,7 +67,8 @@ def fetch(asset: Asset, token: Optional[str] = None, model_cache: Optional[str] 
                 os.environ["HF_DATASETS_OFFLINE"] = "1"
             from datasets import load_dataset
 
-            load_dataset(asset.repo_id, WIKITEXT[1], split=WIKITEXT[2], cache_dir=dataset_cache, token=token)
+            for split in asset.splits:
+                load_dataset(asset.repo_id, asset.config, split=split, cache_dir=dataset_cache, token=token)
     except Exception as exc:  # every hub/dataset failure becomes one line
         return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     return None

@@ -175,14 +175,6 @@ def _main(argv: list[str] | None) -> int:
         pairing = bool(exp.pairs.measure) and (args.command == "pairs" or (after_cells and not args.no_pairs))
         answering = bool(exp.tasks) and (args.command == "tasks" or (args.command in ("run", "finalize")
                                                                       and after_cells and not args.no_score))
-        if answering:
-            from .tasks import TaskFileError, load_task
-
-            for spec in exp.tasks:  # the problems are readable before any model loads
-                try:
-                    load_task(spec, exp.base_dir, exp.prompts.dataset_cache_dir)
-                except TaskFileError as exc:
-                    raise ConfigError(str(exc)) from None
         if args.command in ("run", "score", "tasks", "pairs", "finalize"):
             from .assets import missing_assets
             from .measure.environment import resolve_device
@@ -197,6 +189,14 @@ def _main(argv: list[str] | None) -> int:
                 problem = build_tools_missing(exp.engines.llamacpp.cache_dir)
                 if problem:
                     raise ConfigError(f"engines.engine: {problem}")
+        if answering:
+            from .tasks import TaskFileError, load_task
+
+            for spec in exp.tasks:  # the problems are readable before any model loads
+                try:
+                    load_task(spec, exp.base_dir, exp.prompts.dataset_cache_dir)
+                except TaskFileError as exc:
+                    raise ConfigError(str(exc)) from None
         check_result_files(exp.results_dir)
         if not args.allow_shrink:
             check_tables(exp, args.command, shard)

@@ -145,15 +145,18 @@ ENGINES = _table(Engine("torch", KINDS, baseline=True), Engine("llamacpp", KINDS
 @dataclass(frozen=True)
 class TaskKind:
     """A task the cells can be scored on: its accuracy metric, the module (under dlm_bench.tasks) whose `load`
-    builds it, whether its checker runs model-written code (then in the sandbox), and its default answer
-    length in tokens."""
+    builds it, whether its checker runs model-written code (then in the sandbox), its default answer length in
+    tokens, and the hub dataset (name, configuration) its problems come from when no file is given (None: they
+    ship in a package); its test split gives the problems, its train split the solved examples."""
 
     name: str
     metric: str
     module: str
     runs_code: bool
     gen_tokens: int
+    dataset: Optional[tuple[str, str]] = None
 
 
 TASKS = _table(TaskKind("humaneval", "pass@1", "humaneval", runs_code=True, gen_tokens=256),
-               TaskKind("gsm8k", "exact match", "gsm8k", runs_code=False, gen_tokens=256))
+               TaskKind("gsm8k", "exact match", "gsm8k", runs_code=False, gen_tokens=256,
+                        dataset=("openai/gsm8k", "main")))

@@ -20,9 +20,10 @@ import re
 from pathlib import Path
 from typing import Optional, Sequence
 
+from ..registry import TASKS
 from .task import Outcome, Problem, Task, TaskFileError
 
-DATASET, CONFIG = "openai/gsm8k", "main"
+DATASET, CONFIG = TASKS["gsm8k"].dataset
 STOP = ("\nQuestion:", "Question:", "\n\n\n")
 _NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
 
