@@ -26,6 +26,33 @@ def pytest_collection_modifyitems(items: list) -> None:
             item.add_marker(pytest.mark.unit)
 
 
+class TierError(RuntimeError):
+    """A unit-tier test started a process or a sweep: it belongs in the integration tier."""
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    """A unit test runs in-process and sweeps nothing: starting a process or calling the sweep fails it."""
+    if not item.get_closest_marker("unit"):
+        yield
+        return
+    import subprocess
+
+    from dlm_bench import runner
+
+    def refuse(what: str):
+        def stop(*args, **kwargs):
+            raise TierError(f"{item.nodeid}: a unit test {what}; mark it integration (pytest.ini's tiers)")
+        return stop
+
+    saved = subprocess.Popen.__init__, runner.run_experiment
+    subprocess.Popen.__init__, runner.run_experiment = refuse("starts a process"), refuse("runs a sweep")
+    try:
+        yield
+    finally:
+        subprocess.Popen.__init__, runner.run_experiment = saved
+
+
 def load_script(name: str) -> ModuleType:
     """A module of scripts/ (`name` without .py), imported from its file (scripts/ is not a package)."""
     spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")

@@ -83,6 +83,7 @@ def test_bench_targets_measures_and_records_every_target_of_its_groups(tmp_path)
     assert bad.returncode == 2 and "--steps" in bad.stderr
 
 
+@pytest.mark.integration
 def test_the_commit_is_dirty_for_changed_code_and_clean_for_new_measurements(tmp_path):
     import subprocess
 

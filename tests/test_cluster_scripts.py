@@ -25,6 +25,7 @@ def test_download_assets_local_only_lists_what_is_missing_and_never_prints_the_t
     assert not list(tmp_path.rglob("*SECRET*"))
 
 
+@pytest.mark.integration
 def test_submit_dry_run_sizes_the_array_from_the_config():
     out = subprocess.run([sys.executable, "scripts/submit.py", "--config", "config/experiments.yaml", "--max_tasks",
                           "8", "--partition", "gpu", "--dry_run", "--", "--steps", "64", "--batch_size", "4"],
@@ -40,12 +41,14 @@ def test_submit_dry_run_sizes_the_array_from_the_config():
     assert "benchmark_gpu.sbatch --steps 64 --batch_size 4" in pairs_line and "--array" not in pairs_line
 
 
+@pytest.mark.integration
 def test_submit_refuses_a_bad_config_with_exit_2():
     out = subprocess.run([sys.executable, "scripts/submit.py", "--config", "config/experiments.yaml", "--dry_run", "--",
                           "--seq_len", "513"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "grid.seq_len: 513 is odd" in out.stderr
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("script", ["jobs/benchmark_gpu.sbatch", "jobs/benchmark_cpu.sbatch", "jobs/finalize.sbatch",
                                     "jobs/run_shard.sh", "jobs/env_bootstrap.sh", "scripts/setup_env.sh", "run.sh",
                                     "test.sh", ".ci/run"])
@@ -53,6 +56,7 @@ def test_shell_scripts_parse(script):
     assert subprocess.run(["bash", "-n", str(ROOT / script)]).returncode == 0
 
 
+@pytest.mark.integration
 def test_submit_shows_sbatchs_own_error(tmp_path):
     import os
 

@@ -398,6 +398,7 @@ def test_cuda_without_a_gpu_is_refused_before_anything_runs(mini_config, capsys,
     assert not (tmp_path / "raw").exists()
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("content,message", [(b'{"prompt": 5}\n', "without a string 'prompt'"),
                                              (b'{"prompt": "a b", "reference": [1]}\n', "'reference' is not a string"),
                                              (b"caf\xe9 au lait\n", "not UTF-8 text")])

@@ -72,6 +72,7 @@ def test_dream_cached_forward_matches_uncached_where_fresh(tiny_models, cache):
     torch.testing.assert_close(cached, full, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.integration
 def test_dream_and_qwen2_sweep(tiny_models, tmp_path):
     from dlm_bench.config import load_experiment
     from dlm_bench.runner import run_experiment

@@ -283,6 +283,7 @@ def test_llamacpp_over_diffusion_needs_a_sampler_the_cli_has(tiny_models, tmp_pa
         load_experiment(write_config(tmp_path, data))
 
 
+@pytest.mark.integration
 def test_engine_faults_become_error_rows_and_the_sweep_goes_on(tiny_models, tmp_path, monkeypatch):
     """No binaries where the build says they are: every engine cell is an error with one line, torch runs."""
     from dlm_bench.engines import pool
@@ -369,6 +370,7 @@ def test_per_prompt_table_has_one_row_per_prompt():
     assert "| line2 |" in text and text.count("\n| ar |") == 2
 
 
+@pytest.mark.integration
 def test_a_cli_that_hangs_times_out(tmp_path):
     bin_dir = tmp_path / "build" / "bin"
     bin_dir.mkdir(parents=True)
@@ -455,6 +457,7 @@ def test_a_cuda_build_where_nvcc_is_and_layers_offloaded_only_on_a_gpu_run(monke
     assert cpu_run.gpu_layers == pool.ALL_LAYERS
 
 
+@pytest.mark.integration
 def test_a_failed_tool_is_one_line_of_the_callers_error_naming_its_log(tmp_path):
     from dlm_bench.engines.llamacpp.build import run_logged
     from dlm_bench.engines.llamacpp.gguf_export import ExportError

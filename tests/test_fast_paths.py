@@ -171,6 +171,7 @@ def test_calibration_measures_positive_ceilings(tmp_path):
     assert entry["hardware"] in path.read_text()
 
 
+@pytest.mark.integration
 def test_runner_records_agreement_and_roofline_for_cached_cells(mini_config):
     import csv
 
@@ -260,6 +261,7 @@ def test_a_cached_step_writes_its_keys_into_the_block_buffer_in_place(cache):
     torch.testing.assert_close(kv[0][0][:, :, 6:last], fresh[0][0][:, :, 6:last])
 
 
+@pytest.mark.integration
 def test_agreement_compares_cached_and_uncached_runs_from_the_same_seed(mini_config):
     """With one step per block every step is a block's first, exact full forward, so a cached run gives
     the uncached tokens; random remasking agrees fully only when both runs draw the same scores."""

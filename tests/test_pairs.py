@@ -306,6 +306,7 @@ def test_the_pairs_step_measures_resumes_and_feeds_the_summary(tiny_models, tmp_
     assert "not paired" not in text and text.count("reference") == 2
 
 
+@pytest.mark.integration
 def test_no_pairs_step_when_the_config_asks_for_none(tiny_models, tmp_path):
     path = _pairs_config(tiny_models, tmp_path, measure=[])
     assert main(["--config", str(path), "--no_figure"]) == 0

@@ -179,6 +179,7 @@ def _perf_ci(*args, log: Path) -> subprocess.CompletedProcess:
                            "--log", str(log)], cwd=ROOT, capture_output=True, text=True)
 
 
+@pytest.mark.integration
 def test_bad_arguments_exit_2_before_anything_loads(tmp_path):
     out = _perf_ci("perf", "--slow_path", "eager", log=tmp_path / "log.md")
     assert out.returncode == 2 and "--slow_path: 'eager' is a baseline" in out.stderr
@@ -187,6 +188,7 @@ def test_bad_arguments_exit_2_before_anything_loads(tmp_path):
     assert not (tmp_path / "log.md").exists()
 
 
+@pytest.mark.integration
 def test_a_missing_prompt_file_is_a_config_error(tmp_path):
     raw = read_yaml(ROOT / "config" / "perf" / "ci.yaml")
     raw["prompt_file"] = "data/no_such_prompts.txt"

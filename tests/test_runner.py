@@ -47,6 +47,7 @@ def test_mini_run_writes_rows_for_both_architectures_and_a_figure(mini_config, t
     assert (tmp_path / "fig" / "latency_throughput.png").stat().st_size > 10_000
 
 
+@pytest.mark.integration
 def test_second_run_skips_every_cell(mini_config, monkeypatch):
     exp = load_experiment(mini_config)
     first = runner.run_experiment(exp, progress=False)
@@ -81,6 +82,7 @@ def test_interrupted_run_keeps_finished_cells_and_resumes_the_rest(mini_config, 
     assert len(list(cells_dir.glob("*.json"))) == 6
 
 
+@pytest.mark.integration
 def test_oom_is_a_result_and_errors_are_recorded_and_retried(mini_config, monkeypatch):
     exp = load_experiment(mini_config, {"models": ["tiny-llada"], "batch_size": [1]})
     real = runner.make_generator
@@ -108,6 +110,7 @@ def test_oom_is_a_result_and_errors_are_recorded_and_retried(mini_config, monkey
     assert again.skipped == 1 and again.ok == 1  # the OOM stays a result; the error is retried
 
 
+@pytest.mark.integration
 def test_missing_kernel_stops_the_run_unless_allowed(mini_config, monkeypatch):
     exp = load_experiment(mini_config, {"models": ["tiny-llada"], "batch_size": [1], "steps": [4]})
 
@@ -130,6 +133,7 @@ def _no_kernel_error(wrapped: bool) -> RuntimeError:
         return outer
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("wrapped", [False, True])
 def test_allowed_mismatch_falls_back_to_sdpa_and_the_row_says_so(mini_config, monkeypatch, wrapped):
     import dataclasses as dc
@@ -156,6 +160,7 @@ def test_allowed_mismatch_falls_back_to_sdpa_and_the_row_says_so(mini_config, mo
     assert summary.ok == 1 and rows[0]["attention_kernel"] == "sdpa (fallback: sdpa_flash unavailable)"
 
 
+@pytest.mark.integration
 def test_too_few_passages_is_a_clear_error(mini_config, capsys):
     assert main(["--config", str(mini_config), "--max_prompts", "500"]) == 2
     err = capsys.readouterr().err
@@ -165,6 +170,7 @@ def test_too_few_passages_is_a_clear_error(mini_config, capsys):
 CONSOLE_SCRIPT = str(Path(sys.executable).with_name("dlm-bench"))  # installed by pyproject.toml's [project.scripts]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("entry", [[sys.executable, "src/main.py"], [sys.executable, "-m", "dlm_bench"],
                                    [CONSOLE_SCRIPT]])
 def test_every_entry_point_works_from_any_folder(entry, mini_config, tmp_path):
@@ -174,6 +180,7 @@ def test_every_entry_point_works_from_any_folder(entry, mini_config, tmp_path):
     assert "6 cells" in out.stdout
 
 
+@pytest.mark.integration
 def test_the_console_script_routes_the_perf_log_commands(tmp_path):
     out = subprocess.run([CONSOLE_SCRIPT, "gate", "--config", str(ROOT / "config" / "perf" / "ci.yaml"), "--log",
                           str(tmp_path / "log.md")], capture_output=True, text=True, timeout=120, cwd=tmp_path)
@@ -215,6 +222,7 @@ def test_diffusion_warmups_stop_after_warmup_steps(mini_config):
     assert gen.steps_seen == [8, 8, 8] and gen.finished == 3
 
 
+@pytest.mark.integration
 def test_max_timed_s_stops_repeats_at_min_repeats(mini_config, tmp_path):
     import yaml
 
@@ -247,6 +255,7 @@ def test_min_timed_s_adds_repetitions_up_to_max_repeats():
     assert not another_repetition(capped, [rep] * 2)  # max_timed_s wins over min_timed_s
 
 
+@pytest.mark.integration
 def test_synthetic_architectures_with_random_prompt_ids_run_on_cpu(tmp_path):
     """The synthetic-weights path of the full-size grid, with tiny architecture files."""
     import yaml
@@ -278,6 +287,7 @@ def test_synthetic_architectures_with_random_prompt_ids_run_on_cpu(tmp_path):
     assert all(not r.generations for r in records)  # random ids have no reference text: no quality
 
 
+@pytest.mark.integration
 def test_an_error_in_the_extras_is_recorded_beside_the_timing(mini_config, monkeypatch):
     exp = load_experiment(mini_config, {"models": ["tiny-llada"], "batch_size": [1], "steps": [4]})
 
@@ -291,6 +301,7 @@ def test_an_error_in_the_extras_is_recorded_beside_the_timing(mini_config, monke
     assert record.extras_error.startswith("OutOfMemoryError: CUDA out of memory") and record.generations == []
 
 
+@pytest.mark.integration
 def test_ctrl_c_ends_with_one_line_and_exit_130(mini_config, monkeypatch, capsys):
     def interrupted(*a, **k):
         raise KeyboardInterrupt
@@ -301,12 +312,14 @@ def test_ctrl_c_ends_with_one_line_and_exit_130(mini_config, monkeypatch, capsys
     assert err.startswith("interrupted:") and "\n" not in err
 
 
+@pytest.mark.integration
 def test_dry_run_into_a_closed_pipe_ends_quietly(mini_config):
     out = subprocess.run(f"{sys.executable} src/main.py --config {mini_config} --dry_run | head -1", shell=True,
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.startswith("experiment test_mini") and out.stderr == ""
 
 
+@pytest.mark.integration
 def test_a_cell_another_run_is_measuring_is_left_to_it(mini_config, caplog):
     import fcntl
 
@@ -326,6 +339,7 @@ def test_a_cell_another_run_is_measuring_is_left_to_it(mini_config, caplog):
     assert runner.run_experiment(exp, progress=False).ok == 1  # released: the next run measures it
 
 
+@pytest.mark.integration
 def test_a_model_that_fails_to_load_gives_error_rows_and_the_sweep_goes_on(mini_config, monkeypatch):
     import dlm_bench.models.loader as loader
 
@@ -345,6 +359,7 @@ def test_a_model_that_fails_to_load_gives_error_rows_and_the_sweep_goes_on(mini_
                "state_dict for LlamaForCausalLM:" for r in errors)
 
 
+@pytest.mark.integration
 def test_quality_generations_of_a_random_sampler_do_not_depend_on_the_timing(tiny_models, tmp_path):
     """Random remasking draws its scores from torch's generator: the generations that quality is scored on
     start from the cell's seed, so two repetitions or five before them give the same tokens."""
