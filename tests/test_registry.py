@@ -19,9 +19,10 @@ def test_the_config_allows_exactly_the_registered_names():
     assert DIFFUSION_SAMPLERS == ("low_confidence", "random", "entropy", "margin", "threshold", "local_leap")
     assert THRESHOLD_SAMPLERS == ("threshold", "local_leap")
     assert DIFFUSION_CACHES == ("none", "prefix", "dual") and DIFFUSION_FORWARDS == ("eager", "compiled")
-    assert AR_DECODE_MODES == ("eager", "static", "static_compiled") and ENGINES == ("torch", "llamacpp", "openai")
-    assert FAMILIES == {"llama": "autoregressive", "qwen2": "autoregressive", "llada": "diffusion",
-                        "dream": "diffusion"}
+    assert AR_DECODE_MODES == ("eager", "static", "static_compiled")
+    assert tuple(ENGINES) == ("torch", "llamacpp", "openai")
+    assert dict(FAMILIES) == {"llama": "autoregressive", "qwen2": "autoregressive", "llada": "diffusion",
+                              "dream": "diffusion"}
 
 
 def test_the_as_published_paths_are_the_registered_baselines():

@@ -11,8 +11,9 @@ list against these tables).
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
-from typing import Optional, TypeVar
+from typing import Any, Callable, Optional, TypeVar
 
 AR, DIFFUSION = "autoregressive", "diffusion"  # the two architectures (a row's `kind`)
 KINDS = (AR, DIFFUSION)
@@ -26,6 +27,12 @@ def _table(*entries: E) -> dict[str, E]:
     if len(table) != len(entries):
         raise ValueError(f"duplicate names in a registry: {[e.name for e in entries]}")  # type: ignore[attr-defined]
     return table
+
+
+def resolve(target: str) -> Callable[..., Any]:
+    """The function an entry names as `package.module:function` (imported when first asked for)."""
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def baseline(table: dict[str, E]) -> str:
@@ -47,13 +54,14 @@ class Family:
     schedule: Optional[str] = None
     threshold_steps: Optional[str] = None
     noise_layout: Optional[str] = None
+    native: Optional[str] = None  # diffusion: the module whose `native_config(raw)` and `load(...)` build it
 
 
 FAMILIES = _table(Family("llama", AR, "llama"), Family("qwen2", AR, "qwen2"),
                   Family("llada", DIFFUSION, "llada", schedule="llada", threshold_steps="unbounded",
-                         noise_layout="canvas"),
+                         noise_layout="canvas", native="dlm_bench.models.llada"),
                   Family("dream", DIFFUSION, "dream", schedule="dream", threshold_steps="unbounded",
-                         noise_layout="canvas"))
+                         noise_layout="canvas", native="dlm_bench.models.dream"))
 
 
 @dataclass(frozen=True)
@@ -131,15 +139,24 @@ DECODE_PATHS = _table(DecodePath("eager", False, False, "#000000", "*", baseline
 
 @dataclass(frozen=True)
 class Engine:
-    """What runs a generation: the project's PyTorch generators (torch), llama.cpp (its server for AR, its
-    diffusion CLI for diffusion), or any OpenAI-compatible server (AR)."""
+    """What runs a generation: the project's PyTorch generators (torch, the baseline: its cells are the grid's
+    own), llama.cpp (its server for AR, its diffusion CLI for diffusion), or any OpenAI-compatible server (AR).
+    An engine other than torch names its cell rule, `(exp, model, common cell fields) -> cells`, and its factory,
+    `(engine pool, cell, tokenizer) -> engine`, as `module:function`."""
 
     name: str
     kinds: tuple[str, ...]
     baseline: bool = False
+    cells: Optional[str] = None
+    factory: Optional[str] = None
 
 
-ENGINES = _table(Engine("torch", KINDS, baseline=True), Engine("llamacpp", KINDS), Engine("openai", (AR,)))
+ENGINES = _table(Engine("torch", KINDS, baseline=True),
+                 Engine("llamacpp", KINDS, cells="dlm_bench.config.cells:llamacpp_cells",
+                        factory="dlm_bench.engines.pool:llamacpp_engine"),
+                 Engine("openai", (AR,), cells="dlm_bench.config.cells:openai_cells",
+                        factory="dlm_bench.engines.pool:openai_engine"))
+IN_PROCESS = baseline(ENGINES)  # the engine whose cells run the project's own generators in this process
 
 
 @dataclass(frozen=True)

@@ -241,28 +241,40 @@ def ar_decoding(sampling: ARSamplingSpec) -> dict[str, Any]:
 
 
 def engine_cells(exp: Experiment, model: ModelSpec, common: dict[str, Any]) -> list[Cell]:
-    """The llamacpp and openai cells of one model at one (N, B) (see EnginesSpec for which exist)."""
-    e, d = exp.engines, exp.diffusion
+    """The cells of every engine other than torch of one model at one (N, B): each engine's cell rule
+    (registry.ENGINES) decides which exist."""
     out: list[Cell] = []
+    for name, entry in registry.ENGINES.items():  # in the registry's order
+        if name in exp.engines.engine and entry.cells is not None:
+            out += registry.resolve(entry.cells)(exp, model, common)
+    return out
+
+
+def llamacpp_cells(exp: Experiment, model: ModelSpec, common: dict[str, Any]) -> list[Cell]:
+    """llama.cpp's cells: an AR model's per weights format (its server, the first AR decoding); a diffusion model's at
+    B = 1 per K, sampler the CLI has and weights format (its diffusion CLI, no cache)."""
+    e, d = exp.engines, exp.diffusion
     if model.kind == AR:
-        if "llamacpp" in e.engine:
-            out += [Cell(**common, engine="llamacpp", weights_format=f, **ar_decoding(exp.autoregressive.decodings[0]))
-                    for f in e.llamacpp.weights_format]
-        if "openai" in e.engine and model.name in e.openai.models:
-            local = e.openai.url == LOCAL_SERVER
-            out.append(Cell(**common, engine="openai", weights_format=e.openai.weights_format if local else None,
-                            **ar_decoding(exp.autoregressive.decodings[0])))
-        return out
-    if "llamacpp" not in e.engine or common["batch_size"] != 1:
-        return out
+        return [Cell(**common, engine="llamacpp", weights_format=f, **ar_decoding(exp.autoregressive.decodings[0]))
+                for f in e.llamacpp.weights_format]
+    if common["batch_size"] != 1:
+        return []
     schedule = FAMILY_SCHEDULES[model.family] if d.schedule == "auto" else d.schedule
     samplers = [s for s in d.sampler if s in LLAMACPP_SAMPLERS]
-    for k, sampler, fmt in itertools.product(exp.grid.steps_for(common["seq_len"]), samplers,
-                                             e.llamacpp.weights_format):
-        out.append(Cell(**common, engine="llamacpp", weights_format=fmt, steps=k, sampler=sampler, cache="none",
-                        block_length=d.block_length, temperature=d.temperature, schedule=schedule,
-                        eps=d.eps if schedule == "dream" else None))
-    return out
+    return [Cell(**common, engine="llamacpp", weights_format=fmt, steps=k, sampler=sampler, cache="none",
+                 block_length=d.block_length, temperature=d.temperature, schedule=schedule,
+                 eps=d.eps if schedule == "dream" else None)
+            for k, sampler, fmt in itertools.product(exp.grid.steps_for(common["seq_len"]), samplers,
+                                                     e.llamacpp.weights_format)]
+
+
+def openai_cells(exp: Experiment, model: ModelSpec, common: dict[str, Any]) -> list[Cell]:
+    """An OpenAI endpoint's cell: one per AR model it serves (the first AR decoding)."""
+    o = exp.engines.openai
+    if model.kind != AR or model.name not in o.models:
+        return []
+    return [Cell(**common, engine="openai", weights_format=o.weights_format if o.url == LOCAL_SERVER else None,
+                 **ar_decoding(exp.autoregressive.decodings[0]))]
 
 
 def parse_shard(text: Optional[str]) -> tuple[int, int]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -20,9 +21,26 @@ __all__ = ["FAMILIES", "MODEL_TYPES", "ATTENTION_BACKENDS", "DEVICES", "PROMPT_S
            "HUB_ID", "resolve_asset"]
 
 
+class _Field(Mapping):
+    """A live view of one field of a registry table, by entry name: an entry registered later (a test's fake
+    family or engine) is an allowed value at once."""
+
+    def __init__(self, table: dict, field: str):
+        self.table, self.field = table, field
+
+    def __getitem__(self, name):
+        return getattr(self.table[name], self.field)
+
+    def __iter__(self):
+        return iter(self.table)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+
 # the registries' names (registry.py) as the config's allowed values
-FAMILIES = {name: f.kind for name, f in registry.FAMILIES.items()}
-MODEL_TYPES = {name: f.model_type for name, f in registry.FAMILIES.items()}  # config.json model_type
+FAMILIES = _Field(registry.FAMILIES, "kind")
+MODEL_TYPES = _Field(registry.FAMILIES, "model_type")  # config.json model_type
 ATTENTION_BACKENDS = ("flash_attention_2", "sdpa", "eager")
 DEVICES = ("auto", "cuda", "cpu")
 PROMPT_SOURCES = ("file", "wikitext", "random_ids")
@@ -33,7 +51,7 @@ THRESHOLD_SAMPLERS = tuple(n for n, s in registry.SAMPLERS.items() if s.threshol
 DEFAULT_THRESHOLD, DEFAULT_LEAP_RELAXED, DEFAULT_LEAP_WINDOW = 0.9, 0.75, 4
 DIFFUSION_CACHES = tuple(registry.CACHES)
 DIFFUSION_SCHEDULES = ("llada", "dream")  # tokens committed per step: LLaDA's even split, Dream's linspace(1, eps)
-FAMILY_SCHEDULES = {n: f.schedule for n, f in registry.FAMILIES.items() if f.schedule}  # `schedule: auto`
+FAMILY_SCHEDULES = _Field(registry.FAMILIES, "schedule")  # `schedule: auto` (None for AR families)
 AUTO = "auto"  # a diffusion option left to the family's reference code (registry.Family)
 THRESHOLD_STEPS = ("cap", "unbounded")  # threshold samplers: steps as a budget, or each block until empty
 NOISE_LAYOUTS = ("block", "canvas")  # Gumbel noise over the block, or over the whole canvas (reference)
@@ -44,7 +62,7 @@ def family_default(value: str, family: str, option: str) -> str:
     """A diffusion option's value for a family: as given, or for `auto` the family's reference choice."""
     return getattr(registry.FAMILIES[family], option) if value == AUTO else value
 DIFFUSION_FORWARDS = tuple(registry.FORWARDS)
-ENGINES = tuple(registry.ENGINES)
+ENGINES = _Field(registry.ENGINES, "kinds")  # iterates over the engine names
 WEIGHT_FORMATS = ("f32", "f16", "bf16", "q8_0", "q4_k_m")  # GGUF weights of the llamacpp engine
 LLAMACPP_SAMPLERS = tuple(n for n, s in registry.SAMPLERS.items() if s.llamacpp_algorithm is not None)
 LOCAL_SERVER = "local"  # openai.url: the harness's own llama-server, spoken to only through the OpenAI API

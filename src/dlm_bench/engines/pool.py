@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 import torch
 
+from .. import registry
 from ..registry import DIFFUSION
 from ..config import LOCAL_SERVER, Cell, Experiment
 from . import Engine, EngineError
@@ -90,24 +91,32 @@ class EnginePool:
         return server
 
     def engine_for(self, cell: Cell, tokenizer: Any) -> Engine:
-        """The engine that runs a non-torch cell; EngineError (one line) when it cannot be had."""
-        spec = self.exp.engines
+        """The engine that runs a non-torch cell (its registry entry's factory); EngineError (one line) when it
+        cannot be had."""
         if tokenizer is None:
             raise EngineError(f"{cell.model.name} has no tokenizer; engines other than torch need one")
-        if cell.engine == "llamacpp":
-            gguf = self.gguf(cell, str(cell.weights_format))
-            if cell.kind == DIFFUSION:
-                return DiffusionCliEngine(self.llama(), gguf, cell, tokenizer, self.threads, spec.llamacpp.timeout_s,
-                                          self.gpu_layers)
-            return ServerEngine(self.llama(), self.server(gguf), cell, self.threads, spec.llamacpp.timeout_s)
-        if cell.engine == "openai":
-            o = spec.openai
-            if o.url == LOCAL_SERVER:
-                server = self.server(self.gguf(cell, o.weights_format))
-                return OpenAIEngine(server.url + "/v1", o.served_model or cell.model.name, cell, tokenizer,
-                                    o.timeout_s, o.api_key_env, local_server=server,
-                                    version=f"OpenAI API of the harness's llama-server ({self.llama().version})",
-                                    build=self.llama().run_flags(server.gpu_layers), threads=self.threads)
-            return OpenAIEngine(str(o.url), o.served_model or cell.model.name, cell, tokenizer, o.timeout_s,
-                                o.api_key_env)
-        raise EngineError(f"engine {cell.engine!r} is not an engine the pool runs")
+        entry = registry.ENGINES.get(str(cell.engine))
+        if entry is None or entry.factory is None:
+            raise EngineError(f"engine {cell.engine!r} is not an engine the pool runs")
+        return registry.resolve(entry.factory)(self, cell, tokenizer)
+
+
+def llamacpp_engine(pool: EnginePool, cell: Cell, tokenizer: Any) -> Engine:
+    """llama.cpp for a cell: its diffusion CLI for a diffusion model, its server for an AR model."""
+    spec = pool.exp.engines.llamacpp
+    gguf = pool.gguf(cell, str(cell.weights_format))
+    if cell.kind == DIFFUSION:
+        return DiffusionCliEngine(pool.llama(), gguf, cell, tokenizer, pool.threads, spec.timeout_s, pool.gpu_layers)
+    return ServerEngine(pool.llama(), pool.server(gguf), cell, pool.threads, spec.timeout_s)
+
+
+def openai_engine(pool: EnginePool, cell: Cell, tokenizer: Any) -> Engine:
+    """An OpenAI-compatible endpoint for a cell: the configured URL, or the harness's own llama-server."""
+    o = pool.exp.engines.openai
+    if o.url == LOCAL_SERVER:
+        server = pool.server(pool.gguf(cell, o.weights_format))
+        return OpenAIEngine(server.url + "/v1", o.served_model or cell.model.name, cell, tokenizer, o.timeout_s,
+                            o.api_key_env, local_server=server,
+                            version=f"OpenAI API of the harness's llama-server ({pool.llama().version})",
+                            build=pool.llama().run_flags(server.gpu_layers), threads=pool.threads)
+    return OpenAIEngine(str(o.url), o.served_model or cell.model.name, cell, tokenizer, o.timeout_s, o.api_key_env)

@@ -94,3 +94,6 @@ def load_dream(directory: str | Path, device, dtype: torch.dtype, kernel: str) -
     state = {official_to_native(k): v for k, v in load_llada_state_dict(directory, device, dtype).items()}
     model.load_state_dict(state, strict=True, assign=True)
     return model.eval()
+
+
+load = load_dream  # registry.Family.native's loader of the dream family

@@ -248,6 +248,11 @@ def load_llada_state_dict(directory: Path, device: torch.device | str, dtype: to
     return state
 
 
+def native_config(raw: dict) -> LLaDAConfig:
+    """The native config of a LLaDA config.json mapping (registry.Family.native)."""
+    return LLaDAConfig.from_dict(raw)
+
+
 def load_llada(directory: str | Path, device: torch.device | str, dtype: torch.dtype,
                kernel: str) -> LLaDAModelLM:
     """Build the native model from an official-layout checkpoint directory (no remote code)."""
@@ -269,3 +274,6 @@ def build_synthetic_llada(cfg: LLaDAConfig, device: torch.device | str, dtype: t
     gen = torch.Generator(device=device).manual_seed(seed)
     model.init_random(generator=gen)
     return model.eval()
+
+
+load = load_llada  # registry.Family.native's loader of the llada family

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import importlib
 import json
 import logging
 import re
@@ -16,15 +17,23 @@ from ..registry import DIFFUSION, FAMILIES
 from ..config import PRECISIONS, ConfigError, ModelSpec, resolve_path
 from .architecture import Architecture
 from .attention import hf_attn_implementation, resolve_kernel
-from .dream import load_dream, native_config as dream_config
-from .llada import LLaDAConfig, build_synthetic_llada, load_llada
+from .llada import LLaDAConfig, build_synthetic_llada
 
 log = logging.getLogger(__name__)
 
 
+def native_module(family: str):
+    """The module that builds a diffusion family's native model (registry.Family.native): its
+    `native_config(raw config.json) -> LLaDAConfig` and `load(directory, device, dtype, kernel)`."""
+    native = FAMILIES[family].native
+    if native is None:
+        raise ValueError(f"family {family!r} has no native diffusion model (registry.Family.native)")
+    return importlib.import_module(native)
+
+
 def native_config(family: str, raw: dict) -> LLaDAConfig:
-    """The native diffusion-transformer config of a LLaDA or Dream config.json mapping."""
-    return dream_config(raw) if family == "dream" else LLaDAConfig.from_dict(raw)
+    """The native diffusion-transformer config of a diffusion family's config.json mapping."""
+    return native_module(family).native_config(raw)
 
 
 def torch_dtype(precision: str) -> torch.dtype:
@@ -167,8 +176,7 @@ def load_model(spec: ModelSpec, device: torch.device, settings: LoadSettings) ->
         if spec.synthetic:
             model = build_synthetic_llada(native_config(spec.family, cfg), device, dtype, kernel, settings.seed)
         else:
-            model = _load_native(load_dream if spec.family == "dream" else load_llada, spec, source, device, dtype,
-                                 kernel)
+            model = _load_native(native_module(spec.family).load, spec, source, device, dtype, kernel)
         mask_id = model.config.mask_token_id
     else:
         from transformers import AutoConfig, AutoModelForCausalLM
