@@ -107,8 +107,16 @@ def test_s_parity_lower_is_better_for_perplexity():
 
 
 def test_bootstrap_mean_interval():
-    spread = bootstrap_mean([1.0, 2.0, 3.0, 4.0], resamples=500)
-    assert spread.value == 2.5 and spread.ci_low < 2.5 < spread.ci_high
+    import itertools
+
+    values = [1.0, 2.0, 3.0, 4.0]
+    spread = bootstrap_mean(values, resamples=20000)
+    # the exact bootstrap distribution: the mean of every one of the 4^4 equally likely resamples
+    means = sorted(sum(draw) / 4 for draw in itertools.product(values, repeat=4))
+    exact_low, exact_high = means[int(0.025 * len(means))], means[int(0.975 * len(means))]
+    assert (exact_low, exact_high) == (1.5, 3.5)  # sums 6 and 14 of four draws
+    assert spread.value == 2.5 and abs(spread.ci_low - exact_low) <= 0.25 and abs(spread.ci_high - exact_high) <= 0.25
+    assert bootstrap_mean([3.0] * 5) == Estimate(3.0, 3.0, 3.0)
     assert math.isnan(bootstrap_mean([]).value)
 
 

@@ -42,11 +42,22 @@ def test_llama_cpp_algorithm_ids_are_those_of_llama_diffusion_cli():
 
 
 def test_every_registered_score_rule_is_computed():
+    import math
+
     logits = torch.tensor([[[2.0, 1.0, 0.0], [0.0, 0.0, 3.0]]])
     x0 = logits.argmax(-1)
+    rows = [[2.0, 1.0, 0.0], [0.0, 0.0, 3.0]]
+    probs = [[math.exp(v) / sum(math.exp(u) for u in row) for v in row] for row in rows]  # softmax by hand
+    by_hand = {"confidence": [max(p) for p in probs],
+               "margin": [sorted(p)[-1] - sorted(p)[-2] for p in probs],
+               "entropy": [sum(q * math.log(q) for q in p) for p in probs]}
     for name, sampler in registry.SAMPLERS.items():
         assert sampler.score in registry.SCORES
-        assert score_proposals(logits, x0, name).shape == (1, 2)
+        scores = score_proposals(logits, x0, name)
+        if sampler.score == "uniform":  # a random draw per position, in [0, 1)
+            assert scores.shape == (1, 2) and bool(((scores >= 0) & (scores < 1)).all())
+        else:
+            assert scores[0].tolist() == pytest.approx(by_hand[sampler.score], abs=1e-5), name
 
 
 def test_a_sampler_added_to_the_registry_is_scored_by_its_rule(monkeypatch):

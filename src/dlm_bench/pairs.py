@@ -33,6 +33,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from .registry import IN_PROCESS
 from .selection.baseline import split_engines
 from .selection.pairs import WantedPair, wanted_pairs
 from .selection.parity import parity_table
@@ -103,7 +104,7 @@ class ArmMaker:
         batch = self.prompts.for_model(model.spec.name, model.architecture.vocab_size, model.mask_token_id,
                                        cell.seq_len)
         ids = batch.batch(cell.batch_size, model.device)[0]
-        if cell.engine not in (None, "torch"):
+        if cell.engine not in (None, IN_PROCESS):
             engine = self.pool.engine_for(cell, model.tokenizer)
             return PairArm(Arm(EngineGenerator(engine), ids, cell.n_out, cell.steps, pids=engine.pids()),
                            engine.threads, True, engine.pids())

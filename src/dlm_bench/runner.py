@@ -24,7 +24,7 @@ from typing import Optional
 import torch
 from tqdm import tqdm
 
-from .registry import AR
+from .registry import AR, IN_PROCESS
 from .config import PRECISIONS, Cell, Experiment, expand_cells, project_root, select_shard
 from .generation import GenerationTrace, Generator
 from .engines import EngineError
@@ -407,7 +407,7 @@ def run_experiment(exp: Experiment, shard: tuple[int, int] = (0, 1), progress: b
                     else:
                         cell_prompts = prompts.for_model(loaded.spec.name, loaded.architecture.vocab_size,
                                                          loaded.mask_token_id, cell.seq_len)
-                        keep(run_cell(cell, loaded, cell_prompts, ctx) if cell.engine == "torch" else
+                        keep(run_cell(cell, loaded, cell_prompts, ctx) if cell.engine == IN_PROCESS else
                              run_engine_cell(cell, loaded, cell_prompts, ctx, pool, exp.autoregressive.decode[0],
                                              per_prompt_count(exp, cell), exp.engines.per_prompt_pairs), cell)
                 bar.update(1)

@@ -41,7 +41,7 @@ from typing import Any, Optional
 
 import torch
 
-from .registry import DIFFUSION
+from .registry import DIFFUSION, IN_PROCESS
 
 log = logging.getLogger(__name__)
 
@@ -336,7 +336,7 @@ def pick_cell(exp: Any, model: str, options: dict) -> Any:
     names = [m.name for m in exp.models]
     if model not in names:
         raise ConfigError(f"--model: {model!r} is not in the config; allowed: {', '.join(names)}")
-    cells = [c for c in expand_cells(exp) if c.model.name == model and c.engine == "torch"]
+    cells = [c for c in expand_cells(exp) if c.model.name == model and c.engine == IN_PROCESS]
     for name, value in options.items():
         if value is not None:
             kept = [c for c in cells if getattr(c, name) == value]

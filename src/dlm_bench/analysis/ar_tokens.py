@@ -15,7 +15,7 @@ from typing import Optional
 import pandas as pd
 
 from ..config import PRECISIONS, variant_label
-from ..registry import AR
+from ..registry import AR, IN_PROCESS
 from .data import Results
 from .markdown import fmt, table
 
@@ -41,10 +41,10 @@ def ar_token_rows(results: Results) -> pd.DataFrame:
     if ar.empty:
         return ar
     ar = ar[ar["batch_size"] == ar["batch_size"].min()]
-    engine = ar["engine"].fillna("torch") if "engine" in ar else pd.Series("torch", index=ar.index)
+    engine = ar["engine"].fillna(IN_PROCESS) if "engine" in ar else pd.Series(IN_PROCESS, index=ar.index)
     same = [PRECISIONS[p].gguf if p in PRECISIONS else None for p in ar["precision"]]
     formats = ar["weights_format"] if "weights_format" in ar else pd.Series(None, index=ar.index, dtype=object)
-    return ar[(engine == "torch") | (formats == pd.Series(same, index=ar.index, dtype=object))]
+    return ar[(engine == IN_PROCESS) | (formats == pd.Series(same, index=ar.index, dtype=object))]
 
 
 def ar_tokens_markdown(results: Results) -> str:

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ..registry import AR, DIFFUSION  # noqa: E402
+from ..registry import AR, DIFFUSION, IN_PROCESS  # noqa: E402
 from .. import registry  # noqa: E402
 from ..config import ar_decoding_label, engine_label, variant_label  # noqa: E402
 from ..fileio import atomic_write_bytes  # noqa: E402
@@ -85,7 +85,7 @@ ENGINE_COLOUR = "#7F7F7F"  # another engine's cells: grey, an open marker
 def series_style(r) -> dict:
     """Plot keyword arguments of a row's generation path (see SAMPLER_COLORS, CACHE_STYLES, DECODE_STYLES); another
     engine's cells are grey with open markers; a sampled AR decoding has an open marker."""
-    if engine_label(r) != "torch":
+    if engine_label(r) != IN_PROCESS:
         marker = "D" if r["kind"] != DIFFUSION else "o"
         return {"color": ENGINE_COLOUR, "linestyle": "-" if r["kind"] == DIFFUSION else "", "marker": marker,
                 "markersize": 7, "markerfacecolor": "none"}

@@ -7,7 +7,7 @@ from typing import Optional
 
 import pandas as pd
 
-from ..registry import AR, DIFFUSION
+from ..registry import AR, DIFFUSION, IN_PROCESS
 from ..config import DEFAULT_MAX_OTHER_CORES, ar_decoding_label, cell_label, engine_label, variant_label
 from ..results import contended
 from ..measure import roofline
@@ -368,7 +368,7 @@ def _engines_without(results: Results, decoding: str) -> list[str]:
         return []
     labels = ar.apply(engine_label, axis=1)
     decodings = ar.apply(ar_decoding_label, axis=1)
-    engines = [e for e in dict.fromkeys(labels) if e != "torch"]
+    engines = [e for e in dict.fromkeys(labels) if e != IN_PROCESS]
     return [e for e in engines if not (decodings[labels == e] == decoding).any()]
 
 
@@ -393,10 +393,10 @@ def _paths(rows: pd.DataFrame) -> str:
     parts = []
     for engine, group in rows.groupby(rows.apply(engine_label, axis=1), sort=False):
         if (group["kind"] == AR).all():
-            paths = [", ".join(dict.fromkeys(str(d) for d in group["decode"].dropna()))] if engine == "torch" else []
+            paths = [", ".join(dict.fromkeys(str(d) for d in group["decode"].dropna()))] if engine == IN_PROCESS else []
         else:
             paths = [f"samplers {', '.join(dict.fromkeys(group['sampler'].dropna().astype(str)))}"]
-            if engine == "torch":
+            if engine == IN_PROCESS:
                 paths.append(f"caches {', '.join(dict.fromkeys(group['cache'].dropna().astype(str)))}")
                 if (group.get("forward") == "compiled").any():
                     paths.append("eager and compiled forward")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from ..registry import AR, DIFFUSION
+from ..registry import AR, DIFFUSION, IN_PROCESS
 from .. import registry
 from .names import ConfigError, FAMILY_SCHEDULES, LLAMACPP_SAMPLERS, LOCAL_SERVER, family_default
 from .spec import ARSamplingSpec, Experiment, ModelSpec, TimingSpec
@@ -55,7 +55,7 @@ class MeasurementSettings:
 # Cell fields added after cells had been measured, with the values that mean "as before": left out of
 # the cell id at those values, so a sweep resumed on a newer version finds its earlier cells
 LATER_FIELDS: dict[str, tuple] = {"forward": (None, "eager"), "leap_relaxed": (None,), "leap_window": (None,),
-                                   "engine": (None, "torch"), "weights_format": (None,), "top_p": (None,),
+                                   "engine": (None, IN_PROCESS), "weights_format": (None,), "top_p": (None,),
                                    "repetition_penalty": (None,)}
 
 
@@ -88,7 +88,7 @@ class Cell:
     forward: Optional[str] = None  # diffusion: eager | compiled
     leap_relaxed: Optional[float] = None  # local_leap sampler only
     leap_window: Optional[int] = None  # local_leap sampler only
-    engine: str = "torch"  # torch | llamacpp | openai
+    engine: str = IN_PROCESS  # registry.ENGINES: torch | llamacpp | openai
     weights_format: Optional[str] = None  # llamacpp / openai-local: the GGUF weights (f32, q8_0, ...)
     top_p: Optional[float] = None  # AR sampling: the nucleus (None: every token)
     repetition_penalty: Optional[float] = None  # AR decoding: transformers' repetition penalty (None: none)
@@ -135,8 +135,8 @@ IDENTITY_COLUMNS = ("model_name", "family", "kind", "model_source", "prompt_len"
 def engine_label(row: Mapping[str, Any]) -> str:
     """`torch`, or the engine with its weights (`llamacpp:q8_0`; `openai` for a remote endpoint)."""
     engine = row.get("engine")
-    if not isinstance(engine, str) or engine == "torch":
-        return "torch"
+    if not isinstance(engine, str) or engine == IN_PROCESS:
+        return IN_PROCESS
     fmt = row.get("weights_format")
     return f"{engine}:{fmt}" if isinstance(fmt, str) else engine
 
@@ -159,7 +159,7 @@ def ar_decoding_label(row: Mapping[str, Any]) -> str:
 def variant_label(row: Mapping[str, Any]) -> str:
     """The generation path of a cell or row: `sampler/cache` (diffusion) or the decode mode (AR), with
     the engine in front when it is not torch (`llamacpp:f32 low_confidence`, `openai:f32`)."""
-    if engine_label(row) != "torch":
+    if engine_label(row) != IN_PROCESS:
         return engine_label(row) + (f" {row['sampler']}" if row["kind"] == DIFFUSION else "")
     if row["kind"] == DIFFUSION:
         label = f"{row['sampler']}/{row['cache']}"
@@ -203,7 +203,7 @@ def expand_cells(exp: Experiment, extra_steps: Optional[Mapping[tuple, set]] = N
         for n, b in itertools.product(g.seq_len, g.batch_size):
             common = dict(model=model, settings=settings(b), batch_size=b, seq_len=n, precision=exp.precision,
                           attention_backend=exp.attention)
-            torch_cells = "torch" in exp.engines.engine
+            torch_cells = IN_PROCESS in exp.engines.engine
             if model.kind == DIFFUSION and torch_cells:
                 schedule = FAMILY_SCHEDULES[model.family] if d.schedule == "auto" else d.schedule
                 grid = list(itertools.product(g.steps_for(n), d.sampler, d.cache, d.forward))

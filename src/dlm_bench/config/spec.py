@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..registry import AR, DIFFUSION, TASKS
+from ..registry import AR, DIFFUSION, IN_PROCESS, TASKS
 from ..metrics.quality import PARITY_METRICS
 from ..stats import RESAMPLES
 from .names import (AUTO, AR_DECODE_MODES, ATTENTION_BACKENDS, DEFAULT_LEAP_RELAXED, DEFAULT_LEAP_WINDOW,
@@ -314,7 +314,7 @@ class EnginesSpec:
     answers that the quality pass scores.
     """
 
-    engine: list[str] = field(default_factory=lambda: ["torch"])
+    engine: list[str] = field(default_factory=lambda: [IN_PROCESS])
     per_prompt: int = 8
     per_prompt_pairs: int = 3
     llamacpp: LlamaCppSpec = field(default_factory=LlamaCppSpec)

@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 
-from ..registry import DIFFUSION
+from ..registry import DIFFUSION, IN_PROCESS
 from ..config import Cell
 from ..generation import Generator
 from ..metrics import timing as metrics
@@ -154,5 +154,5 @@ def torch_reference(cell: Cell, ar_decode: str) -> Cell:
     """The torch cell doing the engine cell's work: same sampler and K without a cache (diffusion), or
     the config's first decode mode (AR)."""
     if cell.kind == DIFFUSION:
-        return dataclasses.replace(cell, engine="torch", weights_format=None, cache="none", forward="eager")
-    return dataclasses.replace(cell, engine="torch", weights_format=None, decode=ar_decode)
+        return dataclasses.replace(cell, engine=IN_PROCESS, weights_format=None, cache="none", forward="eager")
+    return dataclasses.replace(cell, engine=IN_PROCESS, weights_format=None, decode=ar_decode)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..registry import DIFFUSION
+from ..registry import DIFFUSION, IN_PROCESS
 from .. import registry
 
 BASELINE_SAMPLER, BASELINE_CACHE = registry.baseline(registry.SAMPLERS), registry.baseline(registry.CACHES)
@@ -57,5 +57,5 @@ def with_forward_column(rows: pd.DataFrame) -> pd.DataFrame:
 
 def split_engines(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(torch rows, rows of other engines). Rows written before the engine axis existed are torch rows."""
-    engine = rows["engine"].fillna("torch") if "engine" in rows else pd.Series("torch", index=rows.index)
-    return rows[engine == "torch"], rows[engine != "torch"]
+    engine = rows["engine"].fillna(IN_PROCESS) if "engine" in rows else pd.Series(IN_PROCESS, index=rows.index)
+    return rows[engine == IN_PROCESS], rows[engine != IN_PROCESS]

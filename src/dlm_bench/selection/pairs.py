@@ -26,7 +26,7 @@ from typing import Mapping, Optional, Sequence
 import pandas as pd
 
 from ..config import DEFAULT_MAX_OTHER_CORES, PRECISIONS, ar_decoding_label, engine_label, variant_label
-from ..registry import AR, DIFFUSION
+from ..registry import AR, DIFFUSION, IN_PROCESS
 from ..quality.parity import REACHED
 from ..stats import NO_ESTIMATE, RESAMPLES, Estimate, bootstrap_median, paired_ratio_test
 from .baseline import DIFFUSION_PATH, baseline, published_parity_rows, with_forward_column
@@ -232,8 +232,8 @@ def self_pairs(published: Sequence[WantedPair], rows: pd.DataFrame) -> list[Want
     out = [WantedPair("self", cell, cell) for cell in first.values()]
     for pair in published:
         ends = (pair.reference_cell_id, pair.contender_cell_id)
-        engines = [c for c in ends if label.get(c, "torch") != "torch"]
-        torch_arms = [c for c in ends if label.get(c) == "torch"]
+        engines = [c for c in ends if label.get(c, IN_PROCESS) != IN_PROCESS]
+        torch_arms = [c for c in ends if label.get(c) == IN_PROCESS]
         if engines and torch_arms:
             out.append(WantedPair("self", torch_arms[0], torch_arms[0], beside=engines[0]))
             break

@@ -18,6 +18,7 @@ from typing import Any, Optional
 import torch
 from tqdm import tqdm
 
+from ..registry import IN_PROCESS
 from ..config import Cell, Experiment, TaskSpec, expand_cells
 from ..fileio import atomic_write_text, jsonable
 from ..generation import Generator
@@ -57,7 +58,7 @@ def task_cells(exp: Experiment, store: ResultStore) -> list[tuple[Cell, Any]]:
     machines = sorted({r.hardware for r in records.values()})
     out = []
     for cell in expand_cells(exp):
-        if cell.engine != "torch" or cell.settings.quality_batch_size is None:
+        if cell.engine != IN_PROCESS or cell.settings.quality_batch_size is None:
             continue
         out.extend((cell, records[cell.cell_id(m)]) for m in machines if cell.cell_id(m) in records)
     return out
