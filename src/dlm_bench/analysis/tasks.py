@@ -18,7 +18,7 @@ from ..quality.parity import OUTCOME_OF, REACHED, s_parity_tested, split_passage
 from ..registry import AR, DIFFUSION
 from ..stats import PASS, FAIL
 from ..tasks.accuracy import AccuracyComparison, aup, compare
-from ..tasks.scoring import TASK_FILE, read_outcomes
+from ..tasks.outcomes import TASK_FILE, read_outcomes
 from .markdown import table as md_table
 
 COLUMNS = ("cell_id", "task", "metric", "model_name", "kind", "path", "steps", "seq_len", "gen_tokens", "problems",

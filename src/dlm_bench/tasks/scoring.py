@@ -27,13 +27,11 @@ from ..models.attention import kernel_context
 from ..models.loader import LoadSettings, each_loaded
 from ..results import ResultStore
 from .accuracy import accuracy, tokens_per_forward
+from .outcomes import TASK_FILE, read_outcomes
 from .task import Task
 from . import TaskFileError, load_task
 
 log = logging.getLogger(__name__)
-
-TASK_FILE = "task_outcomes.json"  # in a results folder: per cell and task, every problem's outcome
-
 
 def settings_key(spec: TaskSpec) -> str:
     """What a cell's answers depend on besides the cell: the task's settings (a change answers it again)."""
@@ -41,15 +39,6 @@ def settings_key(spec: TaskSpec) -> str:
                                            "memory_mb")}
     fields["gen_tokens"] = spec.answer_tokens
     return hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def read_outcomes(path) -> dict:
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise TaskFileError(f"{path}: damaged ({exc}); delete it to answer the tasks again") from None
 
 
 def task_cells(exp: Experiment, store: ResultStore) -> list[tuple[Cell, Any]]:
