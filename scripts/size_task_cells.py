@@ -36,7 +36,7 @@ def main() -> int:
     archs = {"llama": architecture_of_config(json.loads((ROOT / "config/architectures/llama3_8b.json").read_text())),
              "llada": architecture_of_config(json.loads((ROOT / "config/architectures/llada_8b.json").read_text()))}
     device = device_ceilings(args.device)
-    print(f"| task | cell | projected per problem, s | projected per cell, min | projected peak memory, GiB |")
+    print("| task | cell | projected per problem, s | projected per cell, min | projected peak memory, GiB |")
     print("|---|---|---|---|---|")
     for task in exp.tasks:
         prompt, n_out, problems = PROMPT_TOKENS[task.name], task.answer_tokens, PROBLEMS[task.name]

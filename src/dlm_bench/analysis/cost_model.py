@@ -125,10 +125,6 @@ class ForwardCost:
     compute_ms: float
     memory_ms: float
 
-    @property
-    def bound_ms(self) -> float:
-        return max(self.compute_ms, self.memory_ms)
-
 
 def forward_costs(work: list[ForwardWork], arch: Architecture, bytes_per_param: int, device: Ceilings,
                   e_f: float, e_b: float) -> list[ForwardCost]:

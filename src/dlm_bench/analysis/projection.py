@@ -15,7 +15,6 @@ steps it needs for that quality (S_parity) are fewer than K*.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional

@@ -14,7 +14,7 @@ from typing import Optional
 import pandas as pd
 
 from ..config.cells import variant_label
-from ..quality.parity import OUTCOME_OF, REACHED, s_parity_tested, split_passages
+from ..quality.parity import REACHED, s_parity_tested, split_passages
 from ..registry import AR, DIFFUSION
 from ..stats import PASS, FAIL
 from ..tasks.accuracy import AccuracyComparison, aup, compare

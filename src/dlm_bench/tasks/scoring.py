@@ -29,7 +29,7 @@ from ..results import ResultStore
 from .accuracy import accuracy, tokens_per_forward
 from .outcomes import TASK_FILE, read_outcomes
 from .task import Task
-from . import TaskFileError, load_task
+from . import load_task
 
 log = logging.getLogger(__name__)
 
