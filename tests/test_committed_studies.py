@@ -168,3 +168,11 @@ def test_a_fresh_clone_refits_the_cost_validation_byte_for_byte(tmp_path):
     assert report.read_text() == (ROOT / "results" / "cost_validation.md").read_text()
     assert (copy / "cost_fit.json").read_text() == (committed / "cost_fit.json").read_text()
     assert figure.stat().st_size > 10_000
+
+
+def test_the_step_by_step_validation_report_rebuilds_from_its_steps(tmp_path):
+    report = tmp_path / "steps.md"
+    out = subprocess.run([sys.executable, "scripts/validate_steps.py", "--report_only", "--report", str(report)],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert report.read_text() == (ROOT / "results" / "cost_validation_steps.md").read_text()

@@ -245,3 +245,41 @@ def test_the_validation_report_says_which_path_misses_its_goal_and_by_how_much()
     assert "| ar:eager | 8 | 3 | 36.0% | missed by 21.0 points |" in rows
     assert "| diffusion:dual | 1 | 2 | 6.0% | met |" in rows
     assert not any("| ar:eager | 1 |" in r for r in rows)
+
+
+def test_each_diffusion_step_is_predicted_by_hand_and_classed_by_kind():
+    from dlm_bench.analysis.cost_model import predict_steps_ms, step_kind
+
+    a = architecture_of_config(TINY_LLAMA)
+    device = Ceilings("test", tflops=1e-6, tbps=1e-6, source="hand")  # 1 kFLOP/ms and 1 kB/ms
+    eff = Efficiency(0.5, 0.25, {"diffusion:dual": Overhead(call_ms=1.0, layer_ms=0.25)})
+    gen = Generation("diffusion", "dual", batch=1, prompt_len=4, n_out=4, steps=4, block_length=2)
+    work = gen.work()
+    assert [step_kind(w) for w in work] == ["whole canvas", "cached", "whole canvas", "cached"]
+    by_hand = [max(forward_flops(w, a) / (0.5 * 1e3), forward_min_bytes(w, a, 4) / (0.25 * 1e3)) + 1.0
+               + 0.25 * a.n_layers for w in work]
+    steps = predict_steps_ms(gen, a, 4, device, eff)
+    assert steps == pytest.approx(by_hand)
+    assert sum(steps) == pytest.approx(predict_latency(gen, a, 4, device, eff).latency_ms)
+    assert steps[1] < steps[0]  # a cached step runs 2 of the canvas's 8 positions
+
+
+def test_a_fit_reads_back_as_it_was_written():
+    from dlm_bench.analysis.cost_validation import Fit, fit_from_json
+
+    device = Ceilings("cpu: test", 0.1, 0.01, "hand", ((64, ((1, 0.01), (32, 0.05))),))
+    written = Fit(device, Efficiency(0.3, 0.6, {"diffusion:dual": Overhead(1.0, 0.2)}), 0.4, (100, 200), 7, 0.12)
+    assert fit_from_json(json.loads(json.dumps(written.to_json()))) == written
+
+
+def test_the_step_report_takes_the_days_speed_from_the_fit_sizes_only():
+    from conftest import load_script
+
+    steps = load_script("validate_steps")
+    row = {"model": "m", "n_params": 1, "seq_len": 8, "cache": "dual", "step": 0, "kind": "cached"}
+    rows = [dict(row, held_out=False, measured_ms=m, predicted_ms=10.0) for m in (5.0, 7.0, 9.0)]
+    rows.append(dict(row, model="h", n_params=2, held_out=True, measured_ms=8.0, predicted_ms=10.0))
+    assert steps.machine_scale(rows) == pytest.approx(0.7)  # the held-out row's 0.8 does not enter it
+    text = steps.report(rows, "today")
+    # held out: |0.7 x 10 - 8| / 8 = 12.5% scaled, |10 - 8| / 8 = 25% raw
+    assert "| dual | cached | 1 | 12.5% | met | 25.0% |" in text

@@ -150,6 +150,21 @@ class Prediction:
     nbytes: float
 
 
+def predict_steps_ms(gen: Generation, arch: Architecture, bytes_per_param: int, device: Ceilings,
+                     eff: Efficiency) -> list[float]:
+    """The cost model's time of each forward call of a generation, in call order, ms: max(compute, memory) plus
+    the path's per-forward overhead (a diffusion step is one forward; their sum is `predict_latency`'s)."""
+    overhead = eff.overheads[gen.path_key].per_forward_ms(arch)
+    return [max(c.compute_ms, c.memory_ms) + overhead
+            for c in forward_costs(gen.work(), arch, bytes_per_param, device, eff.e_f, eff.e_b)]
+
+
+def step_kind(w: ForwardWork) -> str:
+    """What a diffusion forward is: `whole canvas` (every step without a cache, and each block's refresh step
+    with one) or `cached` (a step that reads the cached keys and values)."""
+    return "cached" if w.cached_tokens > 0 else "whole canvas"
+
+
 def predict_latency(gen: Generation, arch: Architecture, bytes_per_param: int, device: Ceilings,
                     eff: Efficiency) -> Prediction:
     """The cost model's latency of one generation (see module docstring)."""

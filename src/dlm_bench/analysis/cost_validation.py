@@ -80,6 +80,16 @@ class Fit:
                 "fit_cells": self.fit_cells, "fit_rms_relative_error": self.fit_rms_relative_error}
 
 
+def fit_from_json(data: dict) -> Fit:
+    """A Fit as `Fit.to_json` wrote it (cost_fit.json's `fit`)."""
+    c = data["ceilings"]
+    by_shape = tuple((int(w), tuple((int(m), float(t)) for m, t in rows)) for w, rows in c.get("by_shape", ()))
+    ceilings = Ceilings(c["name"], c["tflops"], c["tbps"], c["source"], by_shape)
+    overheads = {k: Overhead(v["call_ms"], v["layer_ms"]) for k, v in data["overheads_ms"].items()}
+    return Fit(ceilings, Efficiency(data["e_f"], data["e_b"], overheads), data["memory_base_gib"],
+               tuple(data["fit_sizes_params"]), data["fit_cells"], data["fit_rms_relative_error"])
+
+
 def shape_text(ceilings: Ceilings) -> str:
     """The matmul ceiling as the report states it: the square matmul's rate, and where the rate by shape was
     measured, its range at one row and at the most rows (each forward's compute term divides by its own)."""
