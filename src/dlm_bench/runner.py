@@ -27,8 +27,9 @@ from tqdm import tqdm
 from .registry import AR, IN_PROCESS
 from .config import PRECISIONS, Cell, Experiment, expand_cells, project_root, select_shard
 from .generation import GenerationTrace, Generator
-from .engines import EngineError
+from .engines import Engine, EngineError
 from .engines import measure as engine_measure
+from .engines.generator import EngineGenerator
 from .engines.pool import EnginePool
 from .generation.cell_generator import make_generator
 from .metrics import timing as metrics
@@ -88,14 +89,17 @@ class RunContext:
 
 @dataclass
 class Measurement:
-    """What `measure` saw: every timed repetition, the last one's trace, the memory peaks, and the
-    denoising steps each warm-up ran (None = whole generations)."""
+    """What `measure` saw, for a torch cell and an engine cell alike: every timed repetition, the last one's
+    trace, the memory peaks (NaN for an engine: its memory is not this process's), the denoising steps each
+    warm-up ran (None = whole generations), the machine's load, and (engines) the answers over every timed run
+    whose returned token count was not N_out."""
 
     repetitions: list[Repetition]
     trace: GenerationTrace
     memory: MemoryStats
     warmup_steps: Optional[int]
     load: LoadStats
+    answers_not_n_out: int = 0
 
 
 def repetition(cell: Cell, run: TimedRun) -> Repetition:
@@ -119,16 +123,22 @@ def repetition(cell: Cell, run: TimedRun) -> Repetition:
 
 
 def measure(generator: Generator, ids: torch.Tensor, cell: Cell, clock: Clock, device: torch.device,
-            kernel: str, guard: machine_load.LoadGuard, quiet: machine_load.Quiet) -> Measurement:
+            kernel: str, guard: machine_load.LoadGuard, quiet: machine_load.Quiet,
+            engine_pids: Optional[tuple[int, ...]] = None) -> Measurement:
     """The cell's runs through the one loop (measure.loop.measure_runs), with the memory peaks around the
-    timed runs and the machine's load around the whole (`quiet`: the guard's look before it)."""
-    before = machine_load.sample(device)
+    timed runs and the machine's load around the whole (`quiet`: the guard's look before it). `engine_pids`:
+    the cell runs in an engine (its generator an EngineGenerator) whose processes these are; their CPU time is
+    the measurement's, and the memory peaks are not read."""
+    pids = engine_pids or ()
+    before = machine_load.sample(device, pids)
     with kernel_context(kernel):
         runs, reps, warmup_steps = measure_runs(generator, ids, cell.n_out, cell.steps, clock, cell.settings.timing,
                                                 lambda run: repetition(cell, run), after_warmup=lambda: reset_peak(device))
-        memory = read_peak(device)
-    return Measurement(reps, runs[-1].trace, memory, warmup_steps,
-                       guard.stats(quiet, machine_load.between(before, machine_load.sample(device))))
+        memory = read_peak(device) if engine_pids is None else MemoryStats(math.nan, math.nan, math.nan)
+    short = sum(a.tokens_returned != cell.n_out for run in runs if run.trace.report is not None
+                for a in run.trace.report.answers)
+    return Measurement(reps, runs[-1].trace, memory, None if engine_pids is not None else warmup_steps,
+                       guard.stats(quiet, machine_load.between(before, machine_load.sample(device, pids))), short)
 
 
 # --------------------------------------------------------------------------- policy
@@ -172,6 +182,7 @@ class Extras:
 
     agreement_with_uncached: Optional[float] = None
     generations: list[dict] = field(default_factory=list)
+    per_prompt: list[dict] = field(default_factory=list)  # engines: the per-prompt pass's rows
     error: Optional[str] = None
 
 
@@ -198,10 +209,36 @@ def run_extras(cell: Cell, loaded: LoadedModel, generator: Generator, kernel: st
     return extras
 
 
+def engine_extras(cell: Cell, loaded: LoadedModel, engine: Engine, prompts: PromptSet, ctx: RunContext,
+                  ar_decode: str, per_prompt_count: int, pairs: int) -> Extras:
+    """An engine cell's untimed extra: its per-prompt pass (per_prompt_count > 0), each prompt alone as interleaved
+    pairs with the torch path doing the same work (`ar_decode`: the torch decode mode an AR engine is paired with);
+    its rows and the engine's answers for the quality pass. A failure here is recorded in `Extras.error`."""
+    extras = Extras()
+    if not per_prompt_count:
+        return extras
+    try:
+        reference = engine_measure.torch_reference(cell, ar_decode)
+        torch.manual_seed(cell.settings.seed)
+        records = engine_measure.run_prompt_pairs(engine, make_generator(reference, loaded), prompts, cell,
+                                                  per_prompt_count, pairs, ctx.clock, loaded.device)
+        extras.per_prompt = engine_measure.per_prompt_rows(records, cell, loaded.tokenizer, loaded.eos_token_id,
+                                                           reference.describe())
+        extras.generations = engine_measure.generations_of(records, prompts, loaded.tokenizer)
+    except Exception as exc:  # the measurement stands; the per-prompt pass failed
+        line = str(exc) if isinstance(exc, EngineError) else _one_line(exc)
+        if not isinstance(exc, EngineError):
+            log.exception("cell %s: per-prompt pairs failed", cell.describe())
+        extras.error = f"per-prompt pairs: {line}"
+    return extras
+
+
 def new_record(cell: Cell, loaded: Optional[LoadedModel], ctx: RunContext, status: str, error: Optional[str],
                kernel_label: Optional[str], measurement: Optional[Measurement], extras: Extras,
-               prompt_source: Optional[str], passage_ids: list[str], started_at: str, wall_s: float) -> CellRecord:
-    """The cell's record, built once from its parts (`loaded` is None when the model did not load)."""
+               prompt_source: Optional[str], passage_ids: list[str], started_at: str, wall_s: float,
+               engine: Optional[Engine] = None) -> CellRecord:
+    """The cell's record, built once from its parts (`loaded` is None when the model did not load; `engine`: the
+    engine that ran an engine cell)."""
     record = CellRecord(
         cell_id=cell.cell_id(ctx.hardware), identity=cell.identity(), status=status, experiment=ctx.experiment,
         weights=loaded.weights if loaded else ("synthetic" if cell.model.synthetic else "pretrained"),
@@ -213,16 +250,33 @@ def new_record(cell: Cell, loaded: Optional[LoadedModel], ctx: RunContext, statu
         prompt_source=prompt_source,
         passage_ids=passage_ids, started_at=started_at,
         finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), wall_s=wall_s,
-        agreement_with_uncached=extras.agreement_with_uncached, generations=extras.generations)
+        agreement_with_uncached=extras.agreement_with_uncached, generations=extras.generations,
+        per_prompt=extras.per_prompt)
     if measurement is None:
         return record
     trace = measurement.trace
     record.warmup_steps = measurement.warmup_steps
     record.repetitions = measurement.repetitions
     record.timing = TimingStats.from_repetitions(measurement.repetitions)
-    record.work = WorkStats.of(trace.steps_executed, trace.forward_passes, cell.n_out)
     record.memory = measurement.memory
     record.load = measurement.load
+    if engine is not None:  # the engine's own account of its last batch
+        batch = trace.report
+        answer = batch.answers[0]
+        record.work = WorkStats.of(answer.steps or cell.n_out, answer.forward_passes or answer.steps or cell.n_out,
+                                   cell.n_out)
+        ids_out = [engine_measure.answer_ids(loaded.tokenizer, a) for a in batch.answers]
+        record.answers = AnswerStats.of(ids_out, loaded.eos_token_id, record.timing.latency_ms_median)
+        record.outputs = {"token_ids": ids_out, "text": [a.text for a in batch.answers]}
+        record.engine = EngineStats(
+            engine_version=engine.version, engine_build=engine.build,
+            engine_threads=float(engine.threads) if engine.threads else math.nan,
+            engine_latency_ms=metrics.mean_finite([a.engine_ms for a in batch.answers]),
+            answers_not_n_out=measurement.answers_not_n_out,
+            agreement_with_torch=metrics.mean_finite([r["agreement_with_torch"] for r in extras.per_prompt]),
+            per_prompt_speedup_median=metrics.median([r["speedup_vs_torch"] for r in extras.per_prompt]))
+        return record
+    record.work = WorkStats.of(trace.steps_executed, trace.forward_passes, cell.n_out)
     record.roofline = roofline.roofline_stats(trace.work, loaded.architecture,
                                               PRECISIONS[cell.precision].bytes_per_element,
                                               record.timing.latency_ms_median, ctx.peaks)
@@ -234,25 +288,58 @@ def new_record(cell: Cell, loaded: Optional[LoadedModel], ctx: RunContext, statu
     return record
 
 
-def run_cell(cell: Cell, loaded: LoadedModel, prompts: PromptSet, ctx: RunContext) -> CellRecord:
-    """Measure one cell on the first kernel that runs, then its extras; never raises for OOM."""
+ENGINE_LABEL = "n/a (engine)"  # a row's attention_kernel when an engine ran it
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """What an engine cell needs beyond the cell: the pool that starts engines, the torch decode mode an AR
+    engine's per-prompt pass pairs with, how many prompts that pass runs (0: none) and pairs per prompt."""
+
+    pool: EnginePool
+    ar_decode: str
+    per_prompt_count: int
+    pairs: int
+
+
+def run_cell(cell: Cell, loaded: LoadedModel, prompts: PromptSet, ctx: RunContext,
+             engines: Optional[EngineSettings] = None) -> CellRecord:
+    """Measure one cell, torch or engine, through one path: the generator (the project's, tried on each kernel
+    the cell may use; or the engine's, as an EngineGenerator), the one measurement, then the cell's extras
+    (torch: agreement and quality generations; engine: its per-prompt pairs). Never raises for OOM or an engine
+    failure: those are the record's status and one-line error."""
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     ids, passage_ids = prompts.batch(cell.batch_size, loaded.device)
-    allow = cell.settings.allow_attention_mismatch
-    status, error, label, measurement, extras = "error", None, None, None, Extras()
-    options = kernels_to_try(loaded.attention_kernel, allow)
-    quiet = ctx.guard.wait_for_quiet(f"cell {cell.describe()}")
+    status, error, label, measurement, extras, engine = "error", None, None, None, Extras(), None
+    in_process = cell.engine == IN_PROCESS
+    try:
+        if not in_process:
+            if engines is None:
+                raise EngineError(f"engine {cell.engine!r}: no engine pool in this run")
+            engine = engines.pool.engine_for(cell, loaded.tokenizer)
+    except EngineError as exc:
+        log.warning("cell %s: %s", cell.describe(), exc)
+        return new_record(cell, loaded, ctx, status, str(exc), None, None, extras, prompts.source, passage_ids,
+                          started_at, time.perf_counter() - t0)
+    pids = engine.pids() if engine is not None else None  # an engine's own processes: their CPU is the measurement's
+    options = kernels_to_try(loaded.attention_kernel, cell.settings.allow_attention_mismatch) if in_process else \
+        [("none", ENGINE_LABEL)]
+    quiet = ctx.guard.wait_for_quiet(f"cell {cell.describe()}", pids or ())
     for attempt, (kernel, kernel_label) in enumerate(options):
         torch.manual_seed(cell.settings.seed)
-        generator = make_generator(cell, loaded)
+        generator = make_generator(cell, loaded) if in_process else EngineGenerator(engine)
         try:
-            measurement = measure(generator, ids, cell, ctx.clock, loaded.device, kernel, ctx.guard, quiet)
+            measurement = measure(generator, ids, cell, ctx.clock, loaded.device, kernel, ctx.guard, quiet, pids)
         except torch.OutOfMemoryError as exc:
             status, error = "oom", str(exc).splitlines()[0][:500]
             break
+        except EngineError as exc:  # an engine's own one-line reason
+            log.warning("cell %s: %s", cell.describe(), exc)
+            error = str(exc)
+            break
         except Exception as exc:  # recorded; the sweep goes on
-            if _is_kernel_unavailable(exc):
+            if in_process and _is_kernel_unavailable(exc):
                 if attempt + 1 < len(options):
                     log.warning("cell %s: kernel %s unavailable, trying %s (allow_attention_mismatch)",
                                 cell.describe(), kernel, options[attempt + 1][0])
@@ -268,74 +355,12 @@ def run_cell(cell: Cell, loaded: LoadedModel, prompts: PromptSet, ctx: RunContex
             if loaded.device.type == "cuda":
                 torch.cuda.empty_cache()
         status, label = "ok", kernel_label
-        extras = run_extras(cell, loaded, generator, kernel, ids, prompts)
+        extras = (run_extras(cell, loaded, generator, kernel, ids, prompts) if in_process else
+                  engine_extras(cell, loaded, engine, prompts, ctx, engines.ar_decode, engines.per_prompt_count,
+                                engines.pairs))
         break
-    return new_record(cell, loaded, ctx, status, error, label, measurement, extras, prompts.source, passage_ids,
-                      started_at, time.perf_counter() - t0)
-
-
-def run_engine_cell(cell: Cell, loaded: LoadedModel, prompts: PromptSet, ctx: RunContext, pool: EnginePool,
-                    ar_decode: str, per_prompt_count: int, pairs: int) -> CellRecord:
-    """Measure a llamacpp / openai cell, then (per_prompt_count > 0) its per-prompt pairs with the torch path;
-    a failure of the engine (build, export, server, request, timeout) is `status=error` with its one-line
-    reason. `ar_decode`: the torch decode mode an AR engine is paired with."""
-    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    t0 = time.perf_counter()
-    ids, passage_ids = prompts.batch(cell.batch_size, loaded.device)
-    status, error, engine, measured, extras = "error", None, None, None, Extras()
-    per_prompt: list[dict] = []
-    quiet, before, pids = None, None, ()
-    try:
-        engine = pool.engine_for(cell, loaded.tokenizer)
-        pids = engine.pids()  # the engine's own processes: their CPU time is the measurement's, not other work
-        quiet = ctx.guard.wait_for_quiet(f"cell {cell.describe()}", pids)
-        before = machine_load.sample(loaded.device, pids)
-        measured = engine_measure.measure_engine(engine, ids, cell, ctx.clock, lambda run: repetition(cell, run))
-        status = "ok"
-        if per_prompt_count:
-            reference = engine_measure.torch_reference(cell, ar_decode)
-            torch.manual_seed(cell.settings.seed)
-            records = engine_measure.run_prompt_pairs(engine, make_generator(reference, loaded), prompts, cell,
-                                                      per_prompt_count, pairs, ctx.clock, loaded.device)
-            per_prompt = engine_measure.per_prompt_rows(records, cell, loaded.tokenizer, loaded.eos_token_id,
-                                                        reference.describe())
-            extras.generations = engine_measure.generations_of(records, prompts, loaded.tokenizer)
-    except Exception as exc:  # recorded; the sweep goes on
-        if isinstance(exc, EngineError):  # an engine's own one-line reason
-            line = str(exc)
-            log.warning("cell %s: %s", cell.describe(), line)
-        else:
-            line = _one_line(exc)
-            log.exception("cell %s failed", cell.describe())
-        if status == "ok":  # the measurement stands; the per-prompt pass failed
-            extras.error = f"per-prompt pairs: {line}"
-        else:
-            error = line
-    load = (ctx.guard.stats(quiet, machine_load.between(before, machine_load.sample(loaded.device, pids)))
-            if quiet is not None and before is not None else None)
-    record = new_record(cell, loaded, ctx, status, error, "n/a (engine)" if engine else None, None, extras,
-                        prompts.source, passage_ids, started_at, time.perf_counter() - t0)
-    if measured is None:
-        return record
-    batch = measured.last
-    record.repetitions, record.load = measured.repetitions, load
-    record.timing = TimingStats.from_repetitions(measured.repetitions)
-    answer = batch.answers[0]
-    record.work = WorkStats.of(answer.steps or cell.n_out, answer.forward_passes or answer.steps or cell.n_out,
-                               cell.n_out)
-    record.memory = MemoryStats(math.nan, math.nan, math.nan)
-    ids_out = [engine_measure.answer_ids(loaded.tokenizer, a) for a in batch.answers]
-    record.answers = AnswerStats.of(ids_out, loaded.eos_token_id, record.timing.latency_ms_median)
-    record.outputs = {"token_ids": ids_out, "text": [a.text for a in batch.answers]}
-    record.engine = EngineStats(
-        engine_version=engine.version, engine_build=engine.build,
-        engine_threads=float(engine.threads) if engine.threads else math.nan,
-        engine_latency_ms=metrics.mean_finite([a.engine_ms for a in batch.answers]),
-        answers_not_n_out=measured.answers_not_n_out,
-        agreement_with_torch=metrics.mean_finite([r["agreement_with_torch"] for r in per_prompt]),
-        per_prompt_speedup_median=metrics.median([r["speedup_vs_torch"] for r in per_prompt]))
-    record.per_prompt = per_prompt
-    return record
+    return new_record(cell, loaded, ctx, status, error, label or (ENGINE_LABEL if engine is not None else None),
+                      measurement, extras, prompts.source, passage_ids, started_at, time.perf_counter() - t0, engine)
 
 
 # --------------------------------------------------------------------------- the sweep
@@ -407,9 +432,9 @@ def run_experiment(exp: Experiment, shard: tuple[int, int] = (0, 1), progress: b
                     else:
                         cell_prompts = prompts.for_model(loaded.spec.name, loaded.architecture.vocab_size,
                                                          loaded.mask_token_id, cell.seq_len)
-                        keep(run_cell(cell, loaded, cell_prompts, ctx) if cell.engine == IN_PROCESS else
-                             run_engine_cell(cell, loaded, cell_prompts, ctx, pool, exp.autoregressive.decode[0],
-                                             per_prompt_count(exp, cell), exp.engines.per_prompt_pairs), cell)
+                        keep(run_cell(cell, loaded, cell_prompts, ctx,
+                                      EngineSettings(pool, exp.autoregressive.decode[0], per_prompt_count(exp, cell),
+                                                     exp.engines.per_prompt_pairs)), cell)
                 bar.update(1)
     bar.close()
     summary.out_of_time = len(todo) - len(summary.records) - summary.busy

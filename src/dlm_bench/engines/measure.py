@@ -1,10 +1,11 @@
-"""Timing an engine cell, and its per-prompt pairs against the torch path doing the same work.
+"""An engine cell's per-prompt pairs against the torch path doing the same work, and its answers as ids.
 
-A cell of another engine is timed as torch cells are, by the one loop (measure.loop) with the engine
-as a Generator (engines.generator). Its per-prompt pass then runs each of the first `engines.per_prompt`
-prompts alone, as `per_prompt_pairs` interleaved pairs of the engine and the torch path doing the same
-work (the order drawn per pair) after one untimed run of each, in this one process: a paired speedup
-per prompt, the tokens the engine and torch agree on, and the answers the quality pass scores.
+A cell of another engine is timed as torch cells are, by the runner's one cell path (runner.run_cell: the
+engine as a Generator, engines.generator, through the one loop, measure.loop). Its per-prompt pass then runs
+each of the first `engines.per_prompt` prompts alone, as `per_prompt_pairs` interleaved pairs of the engine and
+the torch path doing the same work (the order drawn per pair) after one untimed run of each, in this one
+process: a paired speedup per prompt, the tokens the engine and torch agree on, and the answers the quality pass
+scores.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 
@@ -21,31 +22,10 @@ from ..config import Cell
 from ..generation import Generator
 from ..metrics import timing as metrics
 from ..measure.clock import Clock
-from ..measure.loop import Arm, TimedRun, measure_runs, time_pair
+from ..measure.loop import Arm, time_pair
 from ..quality.prompts import PromptSet
-from ..results import Repetition
-from . import Engine, EngineAnswer, EngineBatch
+from . import Engine, EngineAnswer
 from .generator import EngineGenerator
-
-
-@dataclass
-class EngineMeasurement:
-    """The timed repetitions, the last batch, and answers (over all timed batches) whose returned token
-    count was not N_out."""
-
-    repetitions: list[Repetition]
-    last: EngineBatch
-    answers_not_n_out: int = 0
-
-
-def measure_engine(engine: Engine, prompt_ids: torch.Tensor, cell: Cell, clock: Clock,
-                   repetition: Callable[[TimedRun], Repetition]) -> EngineMeasurement:
-    """The engine cell through the one loop (measure.loop.measure_runs) as an EngineGenerator; EngineError
-    propagates. `repetition`: the runner's metrics of one timed run."""
-    runs, reps, _ = measure_runs(EngineGenerator(engine), prompt_ids, cell.n_out, cell.steps, clock,
-                                 cell.settings.timing, repetition)
-    short = sum(a.tokens_returned != cell.n_out for run in runs for a in run.trace.report.answers)
-    return EngineMeasurement(reps, runs[-1].trace.report, short)
 
 
 # --------------------------------------------------------------------------- agreement
