@@ -85,6 +85,7 @@ def test_cancelled_sweep_resumes_with_the_missing_cells_only(cluster, tiny_model
     config = tmp_path / "bigger.yaml"
     config.write_text(yaml.safe_dump(data))
     raw = tmp_path / "raw"
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(time.time() - 1))  # as the logs' times read
     jobs = submit(cluster, config, "--max_tasks", "1", "--no_finalize")
     deadline = time.time() + 300
     while len(list((raw / "cells").glob("*.json"))) < 3 and time.time() < deadline:
@@ -104,5 +105,8 @@ def test_cancelled_sweep_resumes_with_the_missing_cells_only(cluster, tiny_model
     rows = list(csv.DictReader(open(raw / "raw_metrics.csv")))
     assert sorted(r["cell_id"] for r in rows) == sorted(after)
     logs = "".join(p.read_text() for p in (ROOT / "logs" / "slurm").glob(f"dlm-bench-cpu_{jobs[0]}_*.out"))
-    skipped = [int(n) for n in re.findall(r"(\d+) already done", logs)]
+    # this test's lines only: a restarted scheduler may reuse a job id, and its logs are appended to
+    lines = re.findall(r"^(\S+ \S+),\d+ INFO dlm_bench\.runner: shard \d+/\d+: \d+ cells, (\d+) already done", logs,
+                       re.M)
+    skipped = [int(n) for when, n in lines if when >= started]
     assert len(skipped) == 2 and sum(skipped) == len(before)  # both tasks skipped exactly the finished cells
