@@ -9,7 +9,8 @@ The path is the first torch cell of the config's grid that matches the flags (it
 and the rest come with it). Requests run one at a time (a lock): a list of prompts of equal token length is
 generated as one batch, other lists prompt by prompt. What a request may say:
 
-- `prompt`: a string, a list of strings, a list of token ids, or a list of lists of token ids;
+- `prompt`: a string, a list of strings (each encoded as the tokenizer encodes a document, with its BOS token
+  where it adds one), a list of token ids, or a list of lists of token ids (used as given);
 - `max_tokens`: the answer length in tokens (a diffusion path: a multiple of its block length whose block count
   divides K, as for a cell); `temperature`, and on an AR path `top_p` and `repetition_penalty` /
   `repeat_penalty`; `seed` (the cell's seed when absent);
@@ -90,7 +91,7 @@ def _prompts(body: dict, tokenizer: Any) -> list[list[int]]:
     out = []
     for p in prompt:
         if isinstance(p, str):
-            ids = tokenizer(p, add_special_tokens=False)["input_ids"]
+            ids = tokenizer(p)["input_ids"]  # a text prompt as the tokenizer encodes a document (its BOS, if any)
         elif isinstance(p, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in p):
             ids = list(p)
         else:

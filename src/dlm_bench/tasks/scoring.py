@@ -1,6 +1,8 @@
 """The task pass: every finished torch quality cell answers every problem of every configured task (untimed,
 B = 1, the cell's path and K, `gen_tokens` answer tokens for both models), each answer is cut at the task's
-stop sequences and checked, and the per-problem outcomes go to task_outcomes.json.
+stop sequences and checked, and the per-problem outcomes go to task_outcomes.json. A problem's prompt is
+encoded as each model's tokenizer encodes a document, with the BOS token where the tokenizer adds one (as
+LLaMA-3's and LLaDA's do, and as lm-eval feeds them).
 
 A prompt longer than the model's positions leave room for keeps its last tokens (the check still uses the
 whole prompt) and the problem says so (`prompt_truncated`). A cell already answered under the same task
@@ -65,7 +67,7 @@ def answer(generator: Generator, task: Task, cell: Cell, n_out: int, tokenizer: 
     at the task's stop sequences, tokens generated and forwards run."""
     rows = []
     for problem in task.problems:
-        ids = tokenizer(problem.prompt, add_special_tokens=False)["input_ids"]
+        ids = tokenizer(problem.prompt)["input_ids"]  # as the tokenizer encodes a document: its BOS where it adds one
         truncated = max_positions is not None and len(ids) + n_out > max_positions
         if truncated:
             ids = ids[len(ids) + n_out - max_positions:]
