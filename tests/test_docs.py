@@ -96,7 +96,7 @@ def test_the_tour_is_drawn_from_the_code_and_its_checklists_cover_every_registry
         assert _resolve(name) is not None, name
     where = tour[tour.index("## Where to add"):tour.index("## Around the cell path")]
     tables = {n for n in dir(registry) if n.isupper() and isinstance(getattr(registry, n), dict)}
-    assert tables == {"FAMILIES", "SAMPLERS", "CACHES", "FORWARDS", "DECODE_PATHS", "ENGINES", "TASKS"}
+    assert tables == {"FAMILIES", "SAMPLERS", "CACHES", "FORWARDS", "DECODE_PATHS", "ENGINES", "TASKS", "SCHEDULES"}
     assert all(f"`registry.{t}`" in where for t in tables)
 
 

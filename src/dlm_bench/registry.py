@@ -65,6 +65,19 @@ FAMILIES = _table(Family("llama", AR, "llama"), Family("qwen2", AR, "qwen2"),
 
 
 @dataclass(frozen=True)
+class Schedule:
+    """How many tokens a diffusion step commits: LLaDA's even split of each block's tokens over its steps, or
+    Dream's linspace(1, eps) over the answer (`uses_eps`: `eps` enters its cells, its random sampler draws Dream's
+    transfer probabilities, and llama-diffusion-cli runs it without blocks, with Dream's algorithm ids)."""
+
+    name: str
+    uses_eps: bool = False
+
+
+SCHEDULES = _table(Schedule("llada"), Schedule("dream", uses_eps=True))
+
+
+@dataclass(frozen=True)
 class Sampler:
     """A diffusion sampler: how it scores proposals (confidence: the token's probability; margin: top-1
     minus top-2; entropy: minus the entropy; uniform: a random draw; higher = commit first), whether it

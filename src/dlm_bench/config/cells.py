@@ -220,7 +220,7 @@ def expand_cells(exp: Experiment, extra_steps: Optional[Mapping[tuple, set]] = N
                                       leap_window=d.leap_window if leap else None,
                                       temperature=d.temperature, cfg_scale=d.cfg_scale,
                                       threshold=d.threshold if threshold else None, schedule=schedule,
-                                      eps=d.eps if schedule == "dream" else None,
+                                      eps=d.eps if registry.SCHEDULES[schedule].uses_eps else None,
                                       threshold_steps=(family_default(d.threshold_steps, model.family,
                                                                       "threshold_steps") if threshold else None),
                                       noise_layout=(family_default(d.noise_layout, model.family, "noise_layout")
@@ -263,7 +263,7 @@ def llamacpp_cells(exp: Experiment, model: ModelSpec, common: dict[str, Any]) ->
     samplers = [s for s in d.sampler if s in LLAMACPP_SAMPLERS]
     return [Cell(**common, engine="llamacpp", weights_format=fmt, steps=k, sampler=sampler, cache="none",
                  block_length=d.block_length, temperature=d.temperature, schedule=schedule,
-                 eps=d.eps if schedule == "dream" else None)
+                 eps=d.eps if registry.SCHEDULES[schedule].uses_eps else None)
             for k, sampler, fmt in itertools.product(exp.grid.steps_for(common["seq_len"]), samplers,
                                                      e.llamacpp.weights_format)]
 

@@ -50,7 +50,7 @@ THRESHOLD_SAMPLERS = tuple(n for n, s in registry.SAMPLERS.items() if s.threshol
 # they are LocalLeap's defaults for LLaDA-8B-Instruct (arXiv 2510.07081): anchors at 0.9, neighbours at 0.75 within 4 positions
 DEFAULT_THRESHOLD, DEFAULT_LEAP_RELAXED, DEFAULT_LEAP_WINDOW = 0.9, 0.75, 4
 DIFFUSION_CACHES = tuple(registry.CACHES)
-DIFFUSION_SCHEDULES = ("llada", "dream")  # tokens committed per step: LLaDA's even split, Dream's linspace(1, eps)
+DIFFUSION_SCHEDULES = tuple(registry.SCHEDULES)  # tokens committed per step (registry.Schedule)
 FAMILY_SCHEDULES = _Field(registry.FAMILIES, "schedule")  # `schedule: auto` (None for AR families)
 AUTO = "auto"  # a diffusion option left to the family's reference code (registry.Family)
 THRESHOLD_STEPS = ("cap", "unbounded")  # threshold samplers: steps as a budget, or each block until empty

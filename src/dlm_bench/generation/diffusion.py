@@ -285,11 +285,12 @@ class MaskedDiffusionGenerator:
             for i in range(steps_per_block):
                 yield StepPlan(threshold=self.threshold, commit_all=i == steps_per_block - 1, **leap)
             return
-        if self.schedule == "dream" and self.sampler == "random":
+        linspace = registry.SCHEDULES[self.schedule].uses_eps  # Dream's schedule, else LLaDA's even split
+        if linspace and self.sampler == "random":
             for p in dream_transfer_probabilities(steps_per_block, self.eps):
                 yield StepPlan(p=p)  # p = 1 at the last step: everything left, still drawn as Dream does
             return
-        counts = (dream_schedule(bl, steps_per_block, self.eps) if self.schedule == "dream"
+        counts = (dream_schedule(bl, steps_per_block, self.eps) if linspace
                   else transfer_schedule(bl, steps_per_block))
         for k in counts:
             yield StepPlan(k=k)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Optional
 
 from ... import registry
+from ...registry import SCHEDULES
 from .build import LlamaCpp
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def block_counts(req: DiffusionRequest) -> tuple[int, int]:
 
 def steps_argument(req: DiffusionRequest) -> int:
     """The CLI's --diffusion-steps that gives the answer K steps (K / answer-blocks per block)."""
-    if req.schedule == "dream":
+    if SCHEDULES[req.schedule].uses_eps:  # Dream's schedule: no blocks
         return req.steps
     scheduled, answer = block_counts(req)
     return req.steps // answer * scheduled
@@ -88,7 +89,7 @@ def steps_argument(req: DiffusionRequest) -> int:
 
 def forward_passes(req: DiffusionRequest) -> int:
     """Forward passes the CLI runs: K, plus one for each empty block after the answer."""
-    if req.schedule == "dream":
+    if SCHEDULES[req.schedule].uses_eps:
         return req.steps
     scheduled, answer = block_counts(req)
     return req.steps + scheduled - answer
@@ -98,7 +99,7 @@ def unsupported(req: DiffusionRequest) -> Optional[str]:
     """Why the CLI cannot run this request as the project's sampler would, or None."""
     if req.sampler not in ALGORITHMS:
         return f"sampler {req.sampler!r} has no llama-diffusion-cli algorithm; allowed: {', '.join(ALGORITHMS)}"
-    if req.schedule == "llada":
+    if not SCHEDULES[req.schedule].uses_eps:  # the block schedule
         if (req.prompt_len + req.n_out) % req.block_length or req.prompt_len % req.block_length:
             return (f"llama-diffusion-cli's block schedule needs prompt ({req.prompt_len}) and prompt + answer "
                     f"({req.prompt_len + req.n_out}) to be multiples of block_length {req.block_length}")
@@ -110,8 +111,9 @@ def unsupported(req: DiffusionRequest) -> Optional[str]:
 def cli_arguments(llama: LlamaCpp, gguf: Path, req: DiffusionRequest) -> list[str]:
     length = str(req.prompt_len + req.n_out)
     schedule = (["--diffusion-block-length", str(req.block_length), "--diffusion-eps", "0"]
-                if req.schedule == "llada" else ["--diffusion-eps", str(req.eps), "--diffusion-block-length", "0"])
-    algorithm = (DREAM_ALGORITHMS if req.schedule == "dream" else ALGORITHMS)[req.sampler]
+                if not SCHEDULES[req.schedule].uses_eps else ["--diffusion-eps", str(req.eps),
+                                                              "--diffusion-block-length", "0"])
+    algorithm = (DREAM_ALGORITHMS if SCHEDULES[req.schedule].uses_eps else ALGORITHMS)[req.sampler]
     sampling = ["--top-k", str(GREEDY_TOP_K)] if req.temperature == 0 else []
     return [str(llama.binary("llama-diffusion-cli")), "-m", str(gguf), "-p", req.prompt_text,
             "-c", length, "-b", length, "-ub", length, "-t", str(req.threads), "-ngl", str(req.gpu_layers),
