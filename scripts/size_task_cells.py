@@ -9,16 +9,15 @@ and the sandbox's time per HumanEval completion is the one measured on this proj
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
 from dlm_bench.analysis.cost_model import Generation, predict_latency, predict_memory
-from dlm_bench.analysis.projection import BF16, DEVICES, GIB, device_ceilings, efficiency_at, efficiency_of
+from dlm_bench.analysis.projection import (BF16, DEVICES, GIB, device_ceilings, efficiency_at, efficiency_of,
+                                           paper_grid)
 from dlm_bench.config import expand_cells, load_experiment
-from dlm_bench.models.architecture import architecture_of_config
 from dlm_bench.registry import AR
 
 # Prompt tokens per problem (assumed, LLaMA-3-class tokenizers): HumanEval's prompts are 122 tokens at the median
@@ -33,8 +32,8 @@ def main() -> int:
     p.add_argument("--device", default="H100", choices=DEVICES)
     args = p.parse_args()
     exp = load_experiment(ROOT / "config" / "experiments_tasks.yaml", base_dir=ROOT)
-    archs = {"llama": architecture_of_config(json.loads((ROOT / "config/architectures/llama3_8b.json").read_text())),
-             "llada": architecture_of_config(json.loads((ROOT / "config/architectures/llada_8b.json").read_text()))}
+    grid = paper_grid(ROOT)  # the paper's two 8B architectures (config/architectures)
+    archs = {"llama": grid.llama, "llada": grid.llada}
     device = device_ceilings(args.device)
     print("| task | cell | projected per problem, s | projected per cell, min | projected peak memory, GiB |")
     print("|---|---|---|---|---|")

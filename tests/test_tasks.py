@@ -69,6 +69,11 @@ def test_gsm8k_prompt_shots_and_exact_match(tmp_path):
     assert task.check(task.problems[1], "The answer is 1,000.").correct
     with pytest.raises(TaskFileError, match="n_shot: 3 examples asked, the train file has 1"):
         gsm8k.load(test, n_shot=3, shots_file=shots)
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(json.dumps({"question": "no answer here"}) + "\n")
+    with pytest.raises(TaskFileError, match="broken.jsonl:1: missing string field\\(s\\) answer; a GSM8K line has "
+                                            "question, answer"):
+        gsm8k.load(broken)
 
 
 def test_gsm8k_without_its_dataset_names_the_download(tmp_path, monkeypatch):

@@ -43,6 +43,7 @@ from typing import Any, Optional
 import torch
 
 from .registry import DIFFUSION, IN_PROCESS
+from .models.loader import max_positions
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ class ServedPath:
         self.cell, self.loaded = cell, loaded
         self.lock = threading.Lock()
         self._generators: dict[tuple, Any] = {}
-        self.positions = getattr(getattr(loaded.model, "config", None), "max_position_embeddings", None)
+        self.positions = max_positions(loaded.model)
 
     @property
     def name(self) -> str:

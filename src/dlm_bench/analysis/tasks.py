@@ -5,7 +5,6 @@ selection / confirmation split as every other parity metric), and AUP per diffus
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +15,11 @@ import pandas as pd
 from ..config.cells import variant_label
 from ..quality.parity import REACHED, s_parity_tested, split_passages
 from ..registry import AR, DIFFUSION
-from ..stats import PASS, FAIL
+from ..selection.parity_rule import NOT_TESTED
+from ..stats import ALPHA, FAIL, PASS
 from ..tasks.accuracy import AccuracyComparison, aup, compare
 from ..tasks.outcomes import TASK_FILE, read_outcomes
-from .markdown import table as md_table
+from .markdown import fmt, table as md_table
 
 COLUMNS = ("cell_id", "task", "metric", "model_name", "kind", "path", "steps", "seq_len", "gen_tokens", "problems",
            "accuracy", "accuracy_ci_low", "accuracy_ci_high", "tokens_per_forward", "prompts_truncated")
@@ -69,7 +69,7 @@ def task_parity(outcomes: dict, diffusion_cells: dict[int, str], ar_cell: str, t
     tests = {k: compare(outcomes_of(outcomes, cell, task), ar, margin, selection, resamples).test
              for k, cell in sorted(diffusion_cells.items())}
     testable = {k: t for k, t in tests.items() if t.outcome is not None}
-    k_star, outcome = s_parity_tested(testable) if testable else (None, "not tested")
+    k_star, outcome = s_parity_tested(testable) if testable else (None, NOT_TESTED)
     confirm = (compare(outcomes_of(outcomes, diffusion_cells[k_star], task), ar, margin, confirmation, resamples)
                if k_star is not None else None)
     largest = max(diffusion_cells)
@@ -78,8 +78,9 @@ def task_parity(outcomes: dict, diffusion_cells: dict[int, str], ar_cell: str, t
                       largest, not any(ar.values()))
 
 
-def _pct(x: float) -> str:
-    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}"
+def _pct(x: Optional[float]) -> str:
+    """A share (0-1) as a percentage with one decimal; an em dash when missing (NaN is written as null)."""
+    return fmt(None if x is None else 100 * x)
 
 
 def _direction(c: AccuracyComparison) -> str:
@@ -87,7 +88,7 @@ def _direction(c: AccuracyComparison) -> str:
         return "no problem differs"
     lead = "diffusion" if c.only_diffusion > c.only_ar else "AR"
     return (f"only diffusion solved {c.only_diffusion}, only AR {c.only_ar} (exact p = {c.p_value:.2g}"
-            + (f"; {lead} better)" if c.p_value < 0.05 else "; no direction at 0.05)"))
+            + (f"; {lead} better)" if c.p_value < ALPHA else f"; no direction at {ALPHA:g})"))
 
 
 def task_section(outcomes: dict, resamples: int) -> str:

@@ -36,6 +36,13 @@ def native_config(family: str, raw: dict) -> LLaDAConfig:
     return native_module(family).native_config(raw)
 
 
+def max_positions(model: Any) -> Optional[int]:
+    """The positions a loaded model has: its config's max_position_embeddings (transformers) or
+    max_sequence_length (the native diffusion model); None when it states neither."""
+    config = getattr(model, "config", None)
+    return getattr(config, "max_position_embeddings", None) or getattr(config, "max_sequence_length", None)
+
+
 def torch_dtype(precision: str) -> torch.dtype:
     """The torch dtype of a config precision name (see config.PRECISIONS)."""
     return getattr(torch, PRECISIONS[precision].torch_dtype)

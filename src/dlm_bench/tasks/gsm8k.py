@@ -15,13 +15,12 @@ a leading $ and a trailing .0 removed).
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Optional, Sequence
 
 from ..registry import TASKS
-from .task import Outcome, Problem, Task, TaskFileError
+from .task import Outcome, Problem, Task, TaskFileError, read_jsonl
 
 DATASET, CONFIG = TASKS["gsm8k"].dataset
 STOP = ("\nQuestion:", "Question:", "\n\n\n")
@@ -55,22 +54,8 @@ def solved(question: str, answer: str) -> str:
 
 
 def read_rows(path: Path) -> list[dict]:
-    rows = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TaskFileError(f"tasks (gsm8k): cannot read {path}: {exc}") from None
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise TaskFileError(f"{path}:{n}: not valid JSON ({exc})") from None
-        if not (isinstance(row.get("question"), str) and isinstance(row.get("answer"), str)):
-            raise TaskFileError(f"{path}:{n}: a GSM8K line needs string fields question and answer")
-        rows.append(row)
-    return rows
+    """The question / answer rows of a GSM8K-format JSONL file."""
+    return read_jsonl(path, "gsm8k", "GSM8K", ("question", "answer"))
 
 
 def read_dataset(split: str, cache_dir: Optional[str]) -> list[dict]:

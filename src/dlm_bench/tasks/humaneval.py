@@ -8,13 +8,11 @@ Problems are read from a JSONL file (optionally gzip-compressed) with one object
 
 from __future__ import annotations
 
-import gzip
-import json
 from pathlib import Path
 from typing import Optional
 
 from .sandbox import Limits, run_program
-from .task import Outcome, Problem, Task, TaskFileError
+from .task import Outcome, Problem, Task, TaskFileError, read_jsonl
 
 # A completion ends where the function body ends: at the next top-level statement (no indentation).
 STOP = ("\ndef ", "\nclass ", "\nif ", "\nprint(", "\n#", "\n@", "\n```", "\nassert ")
@@ -33,27 +31,8 @@ def packaged_file() -> Path:
 
 def read_problems(path: Path) -> list[Problem]:
     """The problems of a HumanEval-format file, in file order."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    problems = []
-    try:
-        with opener(path, "rt", encoding="utf-8") as handle:
-            lines = handle.read().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TaskFileError(f"tasks (humaneval): cannot read {path}: {exc}") from None
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise TaskFileError(f"{path}:{n}: not valid JSON ({exc})") from None
-        missing = [f for f in FIELDS if not isinstance(row.get(f), str)]
-        if missing:
-            raise TaskFileError(f"{path}:{n}: missing string field(s) {', '.join(missing)}; a HumanEval line has "
-                                f"{', '.join(FIELDS)}")
-        problems.append(Problem(row["task_id"], row["prompt"],
-                                {"test": row["test"], "entry_point": row["entry_point"]}))
-    return problems
+    return [Problem(row["task_id"], row["prompt"], {"test": row["test"], "entry_point": row["entry_point"]})
+            for row in read_jsonl(path, "humaneval", "HumanEval", FIELDS)]
 
 
 def program_of(problem: Problem, completion: str) -> str:

@@ -26,7 +26,7 @@ from ..fileio import atomic_write_text, jsonable
 from ..generation import Generator
 from ..generation.cell_generator import make_generator
 from ..models.attention import kernel_context
-from ..models.loader import LoadSettings, each_loaded
+from ..models.loader import LoadSettings, each_loaded, max_positions
 from ..results import ResultStore
 from .accuracy import accuracy, tokens_per_forward
 from .outcomes import TASK_FILE, read_outcomes
@@ -34,6 +34,7 @@ from .task import Task
 from . import load_task
 
 log = logging.getLogger(__name__)
+
 
 def settings_key(spec: TaskSpec) -> str:
     """What a cell's answers depend on besides the cell: the task's settings (a change answers it again)."""
@@ -120,14 +121,14 @@ def score_tasks(exp: Experiment, device: torch.device, progress: bool = True) ->
         done = outcomes.get(cell_id, {}).get("tasks", {})
         return [n for n, (spec, _) in tasks.items() if done.get(n, {}).get("settings") != settings_key(spec)]
 
-    todo = [(c, r) for c, r in task_cells(exp, store) if missing(r.cell_id)]
-    summary.already = len(task_cells(exp, store)) - len(todo)
+    cells = task_cells(exp, store)
+    todo = [(c, r) for c, r in cells if missing(r.cell_id)]
+    summary.already = len(cells) - len(todo)
     names = {c.model.name for c, _ in todo}
     settings = LoadSettings(exp.precision, exp.attention, exp.seed, exp.base_dir)
     bar = tqdm(total=len(todo), desc="tasks", unit="cell", disable=not progress)
     for loaded in each_loaded((s for s in exp.models if s.name in names), device, settings):
-        config = getattr(loaded.model, "config", None)
-        positions = getattr(config, "max_position_embeddings", None) or getattr(config, "max_sequence_length", None)
+        positions = max_positions(loaded.model)
         for cell, record in ((c, r) for c, r in todo if c.model.name == loaded.spec.name):
             bar.set_postfix_str(cell.describe())
             generator = make_generator(cell, loaded)

@@ -6,7 +6,10 @@ answer is cut at the first stop sequence (`cut_at_stop`, the same rule for both 
 
 from __future__ import annotations
 
+import gzip
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 
@@ -53,3 +56,29 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> str:
 
 class TaskFileError(RuntimeError):
     """A task's problems cannot be read (missing package or dataset, malformed file): one line."""
+
+
+def read_jsonl(path: Path, task: str, label: str, fields: Sequence[str]) -> list[dict]:
+    """The objects of a task's JSONL file (gzip-compressed when its name ends in .gz), blank lines skipped, each
+    holding the string `fields`; TaskFileError names the file, the line and what is wrong (`task`: the registry
+    name, `label`: how its lines are called)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TaskFileError(f"tasks ({task}): cannot read {path}: {exc}") from None
+    rows = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise TaskFileError(f"{path}:{n}: not valid JSON ({exc})") from None
+        missing = [f for f in fields if not (isinstance(row, dict) and isinstance(row.get(f), str))]
+        if missing:
+            raise TaskFileError(f"{path}:{n}: missing string field(s) {', '.join(missing)}; a {label} line has "
+                                f"{', '.join(fields)}")
+        rows.append(row)
+    return rows
