@@ -19,6 +19,7 @@ import signal
 import sys
 import threading
 from datetime import datetime, timezone
+from typing import Optional
 
 from .config import OVERRIDES, ConfigError, expand_cells, load_experiment, parse_shard, select_shard
 from .preflight import OutputError, check_output, check_result_files
@@ -189,14 +190,14 @@ def _main(argv: list[str] | None) -> int:
                 problem = build_tools_missing(exp.engines.llamacpp.cache_dir)
                 if problem:
                     raise ConfigError(f"engines.engine: {problem}")
+        tasks = None  # the configured tasks' problems, read before any model loads (the task pass uses them)
         if answering:
-            from .tasks import TaskFileError, load_task
+            from .tasks import TaskFileError, load_tasks
 
-            for spec in exp.tasks:  # the problems are readable before any model loads
-                try:
-                    load_task(spec, exp.base_dir, exp.prompts.dataset_cache_dir)
-                except TaskFileError as exc:
-                    raise ConfigError(str(exc)) from None
+            try:
+                tasks = load_tasks(exp)
+            except TaskFileError as exc:
+                raise ConfigError(str(exc)) from None
         check_result_files(exp.results_dir)
         if not args.allow_shrink:
             check_tables(exp, args.command, shard)
@@ -211,14 +212,15 @@ def _main(argv: list[str] | None) -> int:
         print(f"results error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     try:
-        return _work(args, exp, shard, scoring, pairing, answering)
+        return _work(args, exp, shard, scoring, pairing, tasks)
     except (ShrinkError, ArchiveError, ResultFileError) as exc:  # a merge inside the work (files changed meanwhile)
         print(f"results error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
 
 
-def _work(args: argparse.Namespace, exp, shard, scoring: bool, pairing: bool, answering: bool) -> int:
-    """The command's work, after every check has passed (`--allow_shrink`: the shrinking merges first)."""
+def _work(args: argparse.Namespace, exp, shard, scoring: bool, pairing: bool, tasks: Optional[dict]) -> int:
+    """The command's work, after every check has passed (`--allow_shrink`: the shrinking merges first); `tasks`:
+    the loaded tasks when the command answers them (tasks.load_tasks), else None."""
     from .quality.prompts import PromptSourceError
     from .results import PairStore, ResultStore
     from .runner import AttentionBackendError, run_experiment
@@ -257,11 +259,11 @@ def _work(args: argparse.Namespace, exp, shard, scoring: bool, pairing: bool, an
         score_experiment(exp, resolve_device(exp.device))
         if exp.grid.parity_resolution and args.command in ("run", "finalize") and shard[1] == 1:
             errors += refine_parity(exp, redo_before)
-    if answering:
+    if tasks is not None:
         from .measure.environment import resolve_device
         from .tasks.scoring import score_tasks
 
-        score_tasks(exp, resolve_device(exp.device))
+        score_tasks(exp, resolve_device(exp.device), tasks=tasks)
     if pairing:
         from .pairs import describe, run_pairs
 

@@ -174,6 +174,16 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0][:500] if str(exc) else ''}"
 
 
+def _failure_line(cell: Cell, exc: Exception, what: str = "") -> str:
+    """The one line a failure leaves in a record, logged: an engine's own reason (EngineError, a warning), or the
+    exception's type and first line (with its traceback in the log)."""
+    if isinstance(exc, EngineError):
+        log.warning("cell %s: %s%s", cell.describe(), what, exc)
+        return str(exc)
+    log.exception("cell %s: %sfailed", cell.describe(), what)
+    return _one_line(exc)
+
+
 @dataclass
 class Extras:
     """Untimed work after the measurement: agreement with the uncached sampler (cached samplers) and
@@ -226,10 +236,7 @@ def engine_extras(cell: Cell, loaded: LoadedModel, engine: Engine, prompts: Prom
                                                            reference.describe())
         extras.generations = engine_measure.generations_of(records, prompts, loaded.tokenizer)
     except Exception as exc:  # the measurement stands; the per-prompt pass failed
-        line = str(exc) if isinstance(exc, EngineError) else _one_line(exc)
-        if not isinstance(exc, EngineError):
-            log.exception("cell %s: per-prompt pairs failed", cell.describe())
-        extras.error = f"per-prompt pairs: {line}"
+        extras.error = f"per-prompt pairs: {_failure_line(cell, exc, 'per-prompt pairs: ')}"
     return extras
 
 
@@ -318,10 +325,9 @@ def run_cell(cell: Cell, loaded: LoadedModel, prompts: PromptSet, ctx: RunContex
             if engines is None:
                 raise EngineError(f"engine {cell.engine!r}: no engine pool in this run")
             engine = engines.pool.engine_for(cell, loaded.tokenizer)
-    except EngineError as exc:
-        log.warning("cell %s: %s", cell.describe(), exc)
-        return new_record(cell, loaded, ctx, status, str(exc), None, None, extras, prompts.source, passage_ids,
-                          started_at, time.perf_counter() - t0)
+    except Exception as exc:  # the engine could not be had (build, export, server): recorded; the sweep goes on
+        return new_record(cell, loaded, ctx, status, _failure_line(cell, exc), None, None, extras, prompts.source,
+                          passage_ids, started_at, time.perf_counter() - t0)
     pids = engine.pids() if engine is not None else None  # an engine's own processes: their CPU is the measurement's
     options = kernels_to_try(loaded.attention_kernel, cell.settings.allow_attention_mismatch) if in_process else \
         [("none", ENGINE_LABEL)]
@@ -334,10 +340,6 @@ def run_cell(cell: Cell, loaded: LoadedModel, prompts: PromptSet, ctx: RunContex
         except torch.OutOfMemoryError as exc:
             status, error = "oom", str(exc).splitlines()[0][:500]
             break
-        except EngineError as exc:  # an engine's own one-line reason
-            log.warning("cell %s: %s", cell.describe(), exc)
-            error = str(exc)
-            break
         except Exception as exc:  # recorded; the sweep goes on
             if in_process and _is_kernel_unavailable(exc):
                 if attempt + 1 < len(options):
@@ -348,8 +350,7 @@ def run_cell(cell: Cell, loaded: LoadedModel, prompts: PromptSet, ctx: RunContex
                     f"{cell.model.name}: attention kernel {kernel!r} (requested {cell.attention_backend!r}) cannot "
                     f"run here: {str(exc).splitlines()[0]}. Choose another attention backend for all models, or set "
                     f"allow_attention_mismatch: true") from exc
-            log.exception("cell %s failed", cell.describe())
-            error = _one_line(exc)
+            error = _failure_line(cell, exc)
             break
         finally:
             if loaded.device.type == "cuda":

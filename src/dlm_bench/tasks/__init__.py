@@ -16,7 +16,7 @@ from .task import Outcome, Problem, Task, TaskFileError, cut_at_stop
 if TYPE_CHECKING:
     from ..config import TaskSpec
 
-__all__ = ["load_task", "Task", "Problem", "Outcome", "TaskFileError", "cut_at_stop"]
+__all__ = ["load_task", "load_tasks", "Task", "Problem", "Outcome", "TaskFileError", "cut_at_stop"]
 
 
 def load_task(spec: "TaskSpec", base_dir: str | Path, dataset_cache_dir: str | None = None) -> Task:
@@ -33,3 +33,8 @@ def load_task(spec: "TaskSpec", base_dir: str | Path, dataset_cache_dir: str | N
     if spec.max_problems is not None:
         task = dataclasses.replace(task, problems=task.problems[:spec.max_problems])
     return task
+
+
+def load_tasks(exp) -> dict[str, tuple["TaskSpec", Task]]:
+    """Every task of an experiment by name, with its config entry (raises TaskFileError)."""
+    return {spec.name: (spec, load_task(spec, exp.base_dir, exp.prompts.dataset_cache_dir)) for spec in exp.tasks}

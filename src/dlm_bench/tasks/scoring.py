@@ -31,7 +31,7 @@ from ..results import ResultStore
 from .accuracy import accuracy, tokens_per_forward
 from .outcomes import TASK_FILE, read_outcomes
 from .task import Task
-from . import load_task
+from . import load_tasks
 
 log = logging.getLogger(__name__)
 
@@ -106,16 +106,18 @@ class TaskSummary:
     already: int = 0  # answered before under the same settings
 
 
-def score_tasks(exp: Experiment, device: torch.device, progress: bool = True) -> TaskSummary:
+def score_tasks(exp: Experiment, device: torch.device, progress: bool = True,
+                tasks: Optional[dict[str, tuple[TaskSpec, Task]]] = None) -> TaskSummary:
     """Answer and check every configured task for every finished quality cell that lacks it; write the outcomes
-    file after each cell (a re-run resumes)."""
+    file after each cell (a re-run resumes). `tasks`: the experiment's tasks already loaded (tasks.load_tasks),
+    else they are read here."""
     summary = TaskSummary()
     if not exp.tasks:
         return summary
     store = ResultStore(exp.results_dir)
     path = store.root / TASK_FILE
     outcomes = read_outcomes(path)
-    tasks = {spec.name: (spec, load_task(spec, exp.base_dir, exp.prompts.dataset_cache_dir)) for spec in exp.tasks}
+    tasks = tasks if tasks is not None else load_tasks(exp)
 
     def missing(cell_id: str) -> list[str]:
         done = outcomes.get(cell_id, {}).get("tasks", {})
