@@ -182,7 +182,7 @@ def test_summary_numbers_match_the_fixture(tmp_path):
     # selection half's 4 prompts, above -0.02), confirmed on the other 4; paired speedup at B=1 = 100 / 80 = 1.25
     assert ("| 64 | 1 | bertscore_f1 | greedy | 0.800 | 8:0.7;16:0.82 | 16 | 16: Δ +0.020 [+0.020, +0.020] over 4 "
             "prompts, margin 0.02 | confirmed: Δ +0.020 [+0.020, +0.020] over 4 prompts | 1.25 [1.25, 1.25] | "
-            "1.25 [1.25, 1.25] | — | no direction (diffusion faster in 3 of 3 pairs, p = 0.25) |") in text
+            "1.25 [1.25, 1.25] | — | — | no direction (diffusion faster in 3 of 3 pairs, p = 0.25) |") in text
     # perplexity on the log scale: log(20 / 19) = +0.051 against a 0.10 margin
     assert "| 16 | 16: Δ +0.051 [+0.051, +0.051] over 4 prompts, margin 0.10 |" in text
     # at their best: the compiled AR path (40 ms) against the uncached sampler (dual's 0.75 is 0.05 below the AR
@@ -195,6 +195,32 @@ def test_summary_numbers_match_the_fixture(tmp_path):
     assert "| llama | static_compiled | — | 32 | 40.00 | 800.0 | 2.50 [2.50, 2.50] |" in text
     assert "| llada | low_confidence/dual | 16 | 16 | 60.00 |" in text and "| 1.33 [1.33, 1.33] |" in text
     assert "SYNTHETIC" in text or "synthetic" in text
+
+
+def test_a_pair_with_its_arms_alone_sets_their_ratio_and_each_arms_cost_beside_the_paired_ratio(tmp_path):
+    root = make_results(tmp_path / "raw")
+    # the published pair again (same id p0), now with 4 runs of each arm alone before its 3 pairs: AR alone 90, 92,
+    # 94, 96 ms (median 93), LLaDA alone 80 ms; in the pair AR 100 ms, LLaDA 80, 80, 88 ms (median 80)
+    store = PairStore(root)
+    store.write(PairRecord("p0", "speedup", "ok", "t", "GPU-X", "a1", "d2", "a1", "d2", 64, 1, 1, "RC" * 3,
+                           [100.0] * 3, [80.0, 80.0, 88.0], LoadStats(0.5, 0.5, 0.0, math.nan), solo_order="RC",
+                           reference_solo_ms=[90.0, 92.0, 94.0, 96.0], contender_solo_ms=[80.0] * 4))
+    store.merge()
+    text = summary_markdown(load_results(root))
+    # alone: 93 / 80 = 1.1625 [90 / 80 = 1.125, 96 / 80 = 1.2]; in the pair AR 100 / 93 = 1.075, LLaDA 80 / 80 = 1;
+    # the paired ratio (100/80, 100/80, 100/88: median 1.25, CI [1.136, 1.25]) overlaps the range
+    assert "| 1.16 [1.12, 1.20]; in the pair AR ×1.08, diffusion ×1.00 | — |" in text
+    # the calibration: the AR arm ran 7.5% slower inside its pair, within 10%; over all arms with runs alone
+    assert "| every arm | median 1.04 (1.00–1.08, 2 arms) |" in text
+    assert "Every arm ran within 10% of itself alone." in text
+    # an AR arm 20% slower inside the pair than alone is named, and a pair whose arms alone disagree is flagged
+    store.write(PairRecord("p0", "speedup", "ok", "t", "GPU-X", "a1", "d2", "a1", "d2", 64, 1, 1, "RC" * 3,
+                           [120.0] * 3, [80.0] * 3, LoadStats(0.5, 0.5, 0.0, math.nan), solo_order="CR",
+                           reference_solo_ms=[100.0] * 4, contender_solo_ms=[100.0] * 4))
+    store.merge()
+    text = summary_markdown(load_results(root))
+    assert "- a1 (in a1 / d2): ×1.20" in text
+    assert "| 1.00 [1.00, 1.00]; in the pair AR ×1.20, diffusion ×0.80 **disagrees**" in text
 
 
 def test_mixed_hardware_is_refused_unless_faceted(tmp_path):

@@ -117,6 +117,55 @@ def test_a_torch_arm_against_a_fake_engine_arm_gives_the_known_ratio_and_ci():
     assert (est.value, est.ci_low, est.ci_high) == (2.5, 2.5, 2.5)
 
 
+class ThrashedArm:
+    """A scripted arm: `ms` per run, `penalty_ms` more when the other arm ran last (as if it evicted this arm's
+    caches); `last` is shared by both arms."""
+
+    pids = ()
+
+    def __init__(self, name, ms, penalty_ms, last):
+        self.name, self.ms, self.penalty_ms, self.last = name, ms, penalty_ms, last
+
+    def warm_up(self, count):
+        pass
+
+    def generate_ms(self, clock):
+        ms = self.ms + (self.penalty_ms if self.last[0] not in (None, self.name) else 0.0)
+        self.last[0] = self.name
+        return ms
+
+
+def test_each_arm_is_timed_alone_before_the_pairs_and_the_check_shows_what_the_pairing_cost_it():
+    import statistics
+
+    import pandas as pd
+
+    from dlm_bench.results import PairRecord
+    from dlm_bench.selection.pairs import alone_check
+
+    last = [None]
+    timing = time_pair(ThrashedArm("R", 10.0, 5.0, last), ThrashedArm("C", 20.0, 0.0, last), 8, 0, None,
+                       random.Random(3), solo=4)
+    # the blocks alone: four runs of each, the arm of the second block starts after the other arm's last run
+    assert timing.solo_order in ("RC", "CR")
+    assert timing.reference_solo_ms == ([10.0] * 4 if timing.solo_order == "RC" else [15.0, 10.0, 10.0, 10.0])
+    assert timing.contender_solo_ms == [20.0] * 4
+    # inside the pairs, R pays 5 ms each time C ran just before it (the sequence continues from the blocks)
+    runs = timing.solo_order[-1] + timing.order
+    expected = [10.0 + 5.0 * (before == "C") for before, side in zip(runs, runs[1:]) if side == "R"]
+    assert timing.reference_ms == expected and len(expected) == 8 and timing.contender_ms == [20.0] * 8
+    record = PairRecord("p", "speedup", "ok", "t", "cpu", "r", "c", "R", "C", 64, 1, 0, timing.order,
+                        timing.reference_ms, timing.contender_ms, solo_order=timing.solo_order,
+                        reference_solo_ms=timing.reference_solo_ms, contender_solo_ms=timing.contender_solo_ms)
+    check = alone_check(pd.Series(record.to_row()))
+    assert check.reference_in_pair == statistics.median(expected) / 10.0 and check.contender_in_pair == 1.0
+    assert (check.alone.value, check.alone.high) == (0.5, max(timing.reference_solo_ms) / 20.0)
+    # without runs alone nothing is drawn for them: the pairs' orders are the generator's first draws
+    rng = random.Random(3)
+    assert time_pair(ThrashedArm("R", 1.0, 0.0, [None]), ThrashedArm("C", 1.0, 0.0, [None]), 8, 0, None,
+                     random.Random(3)).order == "".join(rng.choice(("RC", "CR")) for _ in range(8))
+
+
 def test_an_engine_that_fails_inside_a_pair_raises_its_one_line_error():
     clock = ScriptedClock()
     ids = torch.zeros(1, 3, dtype=torch.long)

@@ -71,7 +71,8 @@ def _records() -> list[CellRecord]:
 
 def _pairs() -> list[PairRecord]:
     return [PairRecord("p1", "speedup", "ok", "exp", "cpu: test", "ar", "dif", "AR", "DIF", 16, 1, 1, "RCCR",
-                       [10.123456, 11.5], [5.0, 6.25], LOAD, started_at="2026-12-01T11:00:00+00:00", wall_s=3.0),
+                       [10.123456, 11.5], [5.0, 6.25], LOAD, started_at="2026-12-01T11:00:00+00:00", wall_s=3.0,
+                       solo_order="CR", reference_solo_ms=[9.5, 10.25], contender_solo_ms=[5.5, 4.75]),
             PairRecord("p2", "fast_paths", "error", "exp", "cpu: test", "dif", "err", "DIF", "ERR", 16, 1, 1,
                        error="ValueError: x")]
 

@@ -11,7 +11,8 @@ After the cells (and the quality pass that finds S_parity), top to bottom:
    (measure.loop.time_pair: the cells' own timed region, marks included): one generation of the
    reference arm and one of the contender, back to back, in an order drawn per pair from a seeded
    generator, so drift and load hit both arms alike, with an idle gap before each run when an arm is
-   another engine's process. Both arms' thread counts go into the record;
+   another engine's process; before the pairs, each arm is timed `pairs.solo` times alone (its cell at the
+   pair's moment, for the summary's arm-against-itself check). Both arms' thread counts go into the record;
 3. the pair's `PairRecord` goes to `<output_dir>/pairs/<pair_id>.json`, and `pairs.csv` is rebuilt.
 Finished pairs are skipped on the next run, as cells are. An OOM or error is recorded for that pair
 and the step goes on.
@@ -72,6 +73,8 @@ def pair_id(pair: WantedPair, exp: Experiment) -> str:
                 "repeats": exp.pairs.repeats, "warmup": exp.pairs.warmup, "seed": exp.seed}
     if pair.beside is not None:  # pairs from before self-pairs keep their ids
         identity["beside"] = pair.beside
+    if exp.pairs.solo:  # and those from before the arms' runs alone
+        identity["solo"] = exp.pairs.solo
     return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -136,8 +139,11 @@ def measure_pair(record: PairRecord, make_arm: Callable[[Cell], PairArm], refere
         record.reference_threads, record.contender_threads = ref.threads, con.threads
         gap = IDLE_GAP_S if (ref.engine or con.engine) else 0.0
         rng = random.Random(f"{exp.seed}:{record.pair_id}")
-        timing = time_pair(ref.arm, con.arm, exp.pairs.repeats, exp.pairs.warmup, clock, rng, gap, beside_pids)
+        timing = time_pair(ref.arm, con.arm, exp.pairs.repeats, exp.pairs.warmup, clock, rng, gap, beside_pids,
+                           exp.pairs.solo)
         record.order, record.reference_ms, record.contender_ms = timing.order, timing.reference_ms, timing.contender_ms
+        record.solo_order = timing.solo_order
+        record.reference_solo_ms, record.contender_solo_ms = timing.reference_solo_ms, timing.contender_solo_ms
         record.reference_other_cpu_ms = timing.reference_other_cpu_ms
         record.contender_other_cpu_ms = timing.contender_other_cpu_ms
         record.status = "ok"

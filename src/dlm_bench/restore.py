@@ -34,8 +34,8 @@ NAN = math.nan
 CELL_FIELDS = ("status", "experiment", "weights", "hardware", "attention_kernel", "clock", "error", "extras_error",
                "warmup", "warmup_steps", "agreement_with_uncached", "n_params", "n_params_non_embedding",
                "prompt_source", "started_at", "finished_at", "wall_s")
-PAIR_LISTS = ("reference_ms", "contender_ms", "reference_other_cpu_ms", "contender_other_cpu_ms")  # `<name>_all`
-PAIR_FIELDS = tuple(f.name for f in dataclasses.fields(PairRecord) if f.name not in (*PAIR_LISTS, "load", "restored_from"))
+PAIR_FIELDS = tuple(f.name for f in dataclasses.fields(PairRecord)
+                    if f.name not in (*PairRecord.LISTS, "load", "restored_from"))
 
 
 class RestoreError(ValueError):
@@ -138,9 +138,9 @@ def cell_from_row(row: dict[str, str], environment: Optional[dict], per_prompt_r
 def pair_from_row(row: dict[str, str], source: str) -> PairRecord:
     """One pair record from its pairs.csv row."""
     values = {name: parse_value(row.get(name, "")) for name in PAIR_FIELDS}
-    values["order"] = row.get("order", "")
+    values["order"], values["solo_order"] = row.get("order", ""), row.get("solo_order", "")
     values["wall_s"] = NAN if values["wall_s"] is None else values["wall_s"]
-    lists = {name: [float(x) for x in row.get(f"{name}_all", "").split(";") if x] for name in PAIR_LISTS}
+    lists = {name: [float(x) for x in row.get(f"{name}_all", "").split(";") if x] for name in PairRecord.LISTS}
     return PairRecord(**values, **lists, restored_from=source, load=_part(LoadStats, row))
 
 

@@ -29,7 +29,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, ClassVar, Iterator, Optional, Sequence
 
 from .fileio import atomic_write_bytes, atomic_write_text, jsonable
 from .metrics import timing as metrics
@@ -337,13 +337,20 @@ class PairRecord(_JsonRecord):
     reference_other_cpu_ms: list[float] = field(default_factory=list)
     contender_other_cpu_ms: list[float] = field(default_factory=list)
     beside: Optional[str] = None  # a self-pair: the engine cell whose process was kept alive beside it
+    # each arm timed alone, `pairs.solo` runs back to back right before the pairs (ms; the block order in
+    # solo_order): the arm's cell at the pair's moment, which its runs inside the pair are compared with
+    solo_order: str = ""
+    reference_solo_ms: list[float] = field(default_factory=list)
+    contender_solo_ms: list[float] = field(default_factory=list)
+
+    LISTS: ClassVar[tuple[str, ...]] = ("reference_ms", "contender_ms", "reference_other_cpu_ms",
+                                        "contender_other_cpu_ms", "reference_solo_ms", "contender_solo_ms")
 
     def to_row(self) -> dict[str, Any]:
-        lists = ("reference_ms", "contender_ms", "reference_other_cpu_ms", "contender_other_cpu_ms")
         row = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-               if f.name not in (*lists, "load", "restored_from")}
+               if f.name not in (*self.LISTS, "load", "restored_from")}
         row["pairs"] = len(self.reference_ms)
-        for name in lists:
+        for name in self.LISTS:
             row[f"{name}_all"] = ";".join(f"{x:.4f}" for x in getattr(self, name))
         for f in dataclasses.fields(LoadStats):
             row[f.name] = getattr(self.load, f.name) if self.load is not None else NAN

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from typing import Optional
 
 import pandas as pd
@@ -17,8 +18,8 @@ from ..quality.parity import NOT_REACHED, REACHED
 from ..selection.parity_rule import CONFIRMED, NOT_TESTED
 from ..stats import ALPHA, CV_NO_VERDICT, CV_TARGET, UNDECIDED
 from .data import MAX_LOAD_CHANGE, MIN_REPEATS, Results
-from ..selection.pairs import (as_published_cell_id, cell_ratio, fast_path_cells, other_cores, pair_estimate,
-                               pair_lookup)
+from ..selection.pairs import (CellRatio, alone_check, as_published_cell_id, cell_ratio, fast_path_cells,
+                               ms_list, other_cores, pair_estimate, pair_lookup)
 from .markdown import fmt as _f, table as _table
 from .ar_tokens import ar_tokens_markdown
 from .engines import engines_digest, engines_table, per_prompt_table
@@ -143,11 +144,30 @@ def cells_consistency(row: pd.Series, results: Results) -> tuple[str, bool]:
             cells.disagrees(row["speedup_factor_ci_low"], row["speedup_factor_ci_high"]))
 
 
+def alone_consistency(row: pd.Series) -> tuple[str, bool]:
+    """The ratio of the pair's two arms timed alone right before it, as `median [range]`, with each arm's median
+    inside the pair over its median alone ("AR ×1.02, diffusion ×0.97"), and whether that ratio disagrees with
+    the pair ("—" where the pair has no runs alone)."""
+    alone = CellRatio(*(float(row.get(k, math.nan)) for k in ("alone_ratio", "alone_ratio_low", "alone_ratio_high")))
+    if not row.get("paired", False) or math.isnan(alone.value):
+        return "—", False
+    return (f"{_f(alone.value, 2)} [{_f(alone.low, 2)}, {_f(alone.high, 2)}]; in the pair AR "
+            f"×{_f(row['reference_in_pair'], 2)}, diffusion ×{_f(row['contender_in_pair'], 2)}",
+            alone.disagrees(row["speedup_factor_ci_low"], row["speedup_factor_ci_high"]))
+
+
 def consistency_text(row: pd.Series, results: Results) -> str:
     """The ratio of the two cells' medians beside the paired ratio, flagged where they disagree."""
     text, disagrees = cells_consistency(row, results)
     return text + (" **disagrees**: the pair is published (its arms ran interleaved; the cells ran apart)"
                    if disagrees else "")
+
+
+def alone_text(row: pd.Series) -> str:
+    """The arms alone beside the paired ratio, flagged where they disagree."""
+    text, disagrees = alone_consistency(row)
+    return text + (" **disagrees**: the pair is published (its arms ran interleaved, beside the same machine "
+                   "state)" if disagrees else "")
 
 
 def load_text(row: pd.Series) -> str:
@@ -182,13 +202,13 @@ def parity_markdown(results: Results, best: bool = False) -> str:
             curve += f" (degenerate at K={r['degenerate_steps'].replace(';', ', ')})"
         rows.append([str(r["seq_len"]), str(r["batch_size"]), r["metric"]] + paths
                     + [r["ar_decoding"], _f(r["ar_quality"], 3), curve, point, tested_parity_text(r),
-                       confirmation_text(r), _speedup(r), consistency_text(r, results), load_text(r),
-                       verdict(r, results.biased)])
+                       confirmation_text(r), _speedup(r), consistency_text(r, results), alone_text(r),
+                       load_text(r), verdict(r, results.biased)])
     return _table(["N", "B", "metric"] + (["AR path", "diffusion path"] if best else [])
                   + ["AR decoding", "AR quality", "diffusion quality by K", "S_parity, point rule",
                      "S_parity, tested on the selection half", "on the held-out half",
-                     "Speedup Factor, paired [95% CI]", "cells' medians [range]", "other work during the pair",
-                     "verdict"], rows)
+                     "Speedup Factor, paired [95% CI]", "cells' medians [range]",
+                     "arms alone before the pair [range]", "other work during the pair", "verdict"], rows)
 
 
 def paper_parity_markdown(results: Results, best: bool = False) -> str:
@@ -545,6 +565,7 @@ def calibration_markdown(results: Results) -> list[str]:
         if results.biased:
             lines += ["**A self-pair fails: this study's pairs are biased, and none of its ratios carries a "
                       "verdict.**", ""]
+    lines += arms_alone_lines(results)
     watched = [other_cores(r) for _, r in results.pairs.iterrows()] if "reference_other_cpu_ms_all" in \
         results.pairs else []
     watched = [x for x in watched if not math.isnan(x)]
@@ -552,6 +573,62 @@ def calibration_markdown(results: Results) -> list[str]:
         lines += [f"Across the {len(watched)} pairs with an engine arm (or an engine beside), the other side's "
                   f"processes used at most {_f(max(watched), 2)} CPU cores during an arm's run (median over each "
                   f"arm's runs; an engine is stopped while the other arm runs).", ""]
+    return lines
+
+
+ARM_TOLERANCE = 0.10  # an arm inside its pair more than 10% off itself alone is listed
+
+
+def arms_alone_lines(results: Results) -> list[str]:
+    """Every arm of every measured pair with runs alone: its median inside the pair over its median alone just
+    before (the pairing's own cost, at one moment of the machine) and over its cell's median (the cell timed
+    earlier in the sweep: that ratio also carries the machine's drift), for all arms and for the in-process arms
+    paired with another engine's arm; the arms more than ARM_TOLERANCE off themselves alone, named."""
+    pairs = results.pairs
+    if pairs.empty or "reference_solo_ms_all" not in pairs:
+        return []
+    rows, by_id, solo_runs = [], results.rows_by_id, set()
+    for _, pair in pairs[pairs["status"] == "ok"].iterrows():
+        check = alone_check(pair)
+        if check is None:
+            continue
+        solo_runs.add(len(ms_list(pair["reference_solo_ms_all"])))
+        cells = {side: by_id.get(str(pair[f"{side}_cell_id"])) for side in ("reference", "contender")}
+        engines = {side: (IN_PROCESS if cell is None else str(cell.get("engine") or IN_PROCESS))
+                   for side, cell in cells.items()}
+        for side, other, in_pair in (("reference", "contender", check.reference_in_pair),
+                                     ("contender", "reference", check.contender_in_pair)):
+            cell, arm = cells[side], ms_list(pair[f"{side}_ms_all"])
+            of_cell = (statistics.median(arm) / float(cell["latency_ms_median"])
+                       if cell is not None and pd.notna(cell.get("latency_ms_median")) else math.nan)
+            rows.append({"arm": str(pair[side]), "pair": f"{pair['reference']} / {pair['contender']}",
+                         "in_pair": in_pair, "of_cell": of_cell, "beside_engine": engines[side] == IN_PROCESS
+                         and engines[other] != IN_PROCESS})
+    if not rows:
+        return []
+
+    def spread(values: list[float]) -> str:
+        values = [v for v in values if not math.isnan(v)]
+        return (f"median {_f(statistics.median(values), 2)} ({_f(min(values), 2)}–{_f(max(values), 2)}, "
+                f"{len(values)} arms)") if values else "none"
+
+    beside = [r for r in rows if r["beside_engine"]]
+    off = [r for r in rows if abs(r["in_pair"] - 1.0) > ARM_TOLERANCE]
+    lines = ["## Calibration: each arm inside its pair against itself alone", "",
+             f"Before its pairs, each arm of a pair is timed alone ({'/'.join(map(str, sorted(solo_runs)))} "
+             "runs back to back, the other arm stopped): its cell timed again at the pair's moment. An arm's "
+             "median inside the pair over its median alone is what the pairing itself costs it; over its cell's "
+             "median it also carries the machine's drift between the cell's hour and the pair's.", "",
+             _table(["arms", "inside the pair ÷ alone", "inside the pair ÷ its cell"],
+                    [["every arm", spread([r["in_pair"] for r in rows]), spread([r["of_cell"] for r in rows])],
+                     ["in-process arms paired with another engine", spread([r["in_pair"] for r in beside]),
+                      spread([r["of_cell"] for r in beside])]]), ""]
+    if off:
+        lines += [f"{len(off)} arms ran more than {ARM_TOLERANCE:.0%} off themselves alone:", ""]
+        lines += [f"- {r['arm']} (in {r['pair']}): ×{_f(r['in_pair'], 2)}" for r in off[:20]]
+        lines += ([f"- … and {len(off) - 20} more"] if len(off) > 20 else []) + [""]
+    else:
+        lines += [f"Every arm ran within {ARM_TOLERANCE:.0%} of itself alone.", ""]
     return lines
 
 

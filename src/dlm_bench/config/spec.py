@@ -401,6 +401,10 @@ class PairsSpec:
         a ratio is a sign test over its pairs: 6 pairs that all agree give p = 0.031, 8 give 0.008, 5 can never
         reach p < 0.05.
     warmup: untimed generations of each arm before the first pair.
+    solo: timed runs of each arm alone, back to back, after the warm-up and before the pairs (0 = none): the
+        arm's cell timed again at the pair's moment. The summary sets each arm's runs inside the pair beside
+        them (an arm slowed by its neighbour shows there, apart from the machine's drift since the cells ran)
+        and the ratio of the two blocks beside the paired ratio.
     quantized_best: whether either side "at its best" may be an engine's quantized weights (q8_0, ...);
         by default only weights at the sweep's precision are the headline, quantized rows stand beside.
     """
@@ -408,6 +412,7 @@ class PairsSpec:
     measure: list[str] = field(default_factory=lambda: list(PAIR_KINDS))
     repeats: int = 10
     warmup: int = 1
+    solo: int = 5
     quantized_best: bool = False
 
     def validate(self) -> None:
@@ -420,6 +425,8 @@ class PairsSpec:
                               f"show a direction: the sign test's p-value stays above 0.05)")
         if self.warmup < 0:
             raise ConfigError(f"pairs.warmup: {self.warmup} is not allowed; allowed: integers >= 0")
+        if self.solo < 0:
+            raise ConfigError(f"pairs.solo: {self.solo} is not allowed; allowed: integers >= 0")
 
 
 @dataclass(frozen=True)

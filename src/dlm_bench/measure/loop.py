@@ -180,6 +180,9 @@ class PairTiming:
     contender_ms: list[float] = field(default_factory=list)
     reference_other_cpu_ms: list[float] = field(default_factory=list)
     contender_other_cpu_ms: list[float] = field(default_factory=list)
+    solo_order: str = ""  # which arm's block of runs alone came first ("RC" or "CR"); "" without such blocks
+    reference_solo_ms: list[float] = field(default_factory=list)  # each arm's runs alone, back to back (ms)
+    contender_solo_ms: list[float] = field(default_factory=list)
 
 
 def _cpu_ms(pids: tuple[int, ...], this_process: bool) -> float:
@@ -213,30 +216,43 @@ def paused(pids: tuple[int, ...]) -> Iterator[None]:
 
 
 def time_pair(reference: Arm, contender: Arm, repeats: int, warmup: int, clock: Clock, rng: random.Random,
-              idle_gap_s: float = 0.0, beside_pids: tuple[int, ...] = ()) -> PairTiming:
-    """Warm up each arm, then time `repeats` pairs in an order drawn per pair ("RC" or "CR") from `rng`;
-    `idle_gap_s` of sleep before every timed run (an engine's threads stop polling before the other arm
-    starts), and while an arm runs the other arm's processes (`Arm.pids`) are stopped. Each run's other-side
-    CPU time is recorded (PairTiming): the other arm's processes', and those of `beside_pids` (an engine left
-    running beside a self-pair, watched but not stopped)."""
+              idle_gap_s: float = 0.0, beside_pids: tuple[int, ...] = (), solo: int = 0) -> PairTiming:
+    """Warm up each arm; then (`solo` > 0) time each arm `solo` times alone, back to back, one block per arm in
+    an order drawn from `rng` (the arm's cell timed again at the pair's moment, to compare its runs inside the
+    pair with); then time `repeats` pairs in an order drawn per pair ("RC" or "CR") from `rng`. `idle_gap_s` of
+    sleep before every timed run (an engine's threads stop polling before the other arm starts), and while an
+    arm runs the other arm's processes (`Arm.pids`) are stopped. Each paired run's other-side CPU time is
+    recorded (PairTiming): the other arm's processes', and those of `beside_pids` (an engine left running beside
+    a self-pair, watched but not stopped)."""
     reference.warm_up(warmup)
     contender.warm_up(warmup)
     timing = PairTiming()
-    arms = {"R": (reference, contender, timing.reference_ms, timing.reference_other_cpu_ms),
-            "C": (contender, reference, timing.contender_ms, timing.contender_other_cpu_ms)}
+    arms = {"R": (reference, contender, timing.reference_ms, timing.reference_other_cpu_ms, timing.reference_solo_ms),
+            "C": (contender, reference, timing.contender_ms, timing.contender_other_cpu_ms, timing.contender_solo_ms)}
+
+    def timed(side: str) -> tuple[float, float]:
+        """One run of that side's arm, the other arm stopped: its latency (ms), the other side's CPU (ms)."""
+        arm, other = arms[side][:2]
+        own_pids = tuple(getattr(arm, "pids", ()))
+        other_pids = tuple(p for p in getattr(other, "pids", ()) if p not in own_pids)  # a self-pair shares them
+        other_is_this_process = bool(own_pids) and not getattr(other, "pids", ())
+        if idle_gap_s:
+            time.sleep(idle_gap_s)
+        watched = other_pids + tuple(p for p in beside_pids if p not in other_pids + own_pids)
+        with paused(other_pids):
+            before = _cpu_ms(watched, other_is_this_process)
+            latency = arm.generate_ms(clock)
+            return latency, _cpu_ms(watched, other_is_this_process) - before
+
+    if solo:
+        timing.solo_order = rng.choice(("RC", "CR"))
+        for side in timing.solo_order:
+            arms[side][4].extend(timed(side)[0] for _ in range(solo))
     for _ in range(repeats):
         this_pair = rng.choice(("RC", "CR"))
         for side in this_pair:
-            arm, other, latencies, other_cpu = arms[side]
-            own_pids = tuple(getattr(arm, "pids", ()))
-            other_pids = tuple(p for p in getattr(other, "pids", ()) if p not in own_pids)  # a self-pair shares them
-            other_is_this_process = bool(own_pids) and not getattr(other, "pids", ())
-            if idle_gap_s:
-                time.sleep(idle_gap_s)
-            watched = other_pids + tuple(p for p in beside_pids if p not in other_pids + own_pids)
-            with paused(other_pids):
-                before = _cpu_ms(watched, other_is_this_process)
-                latencies.append(arm.generate_ms(clock))
-                other_cpu.append(_cpu_ms(watched, other_is_this_process) - before)
+            latency, other_cpu = timed(side)
+            arms[side][2].append(latency)
+            arms[side][3].append(other_cpu)
         timing.order += this_pair
     return timing

@@ -301,7 +301,8 @@ def ms_list(text) -> list[float]:
 
 
 MEASUREMENT_KEYS = ("ratio_cv", "fewest_repeats", "load_change", "contention", "other_cpu_cores", "pairs_above",
-                    "pairs_below", "direction_p")  # what pair_estimate says of a pair's measurement
+                    "pairs_below", "direction_p", "reference_in_pair", "contender_in_pair", "alone_ratio",
+                    "alone_ratio_low", "alone_ratio_high")  # what pair_estimate says of a pair's measurement
 
 
 def pair_estimate(pair: pd.Series | None, resamples: int = RESAMPLES) -> tuple[Estimate, dict]:
@@ -318,11 +319,16 @@ def pair_estimate(pair: pd.Series | None, resamples: int = RESAMPLES) -> tuple[E
     load_change = abs(float(after) - float(before)) if pd.notna(before) and pd.notna(after) else math.nan
     test = paired_ratio_test(reference, contender, resamples)
     contention = pair.get("contention")
+    alone = alone_check(pair)
+    if alone is None:
+        alone = AloneCheck(math.nan, math.nan, CellRatio(math.nan, math.nan, math.nan))
     return test.estimate, {
         "ratio_cv": test.cv, "fewest_repeats": len(per_pair_ratios(reference, contender)), "load_change": load_change,
         "contention": contention if isinstance(contention, str) else "",
         "other_cpu_cores": float(pair.get("other_cpu_cores", math.nan)), "pairs_above": test.above,
-        "pairs_below": test.below, "direction_p": test.p_value}
+        "pairs_below": test.below, "direction_p": test.p_value, "reference_in_pair": alone.reference_in_pair,
+        "contender_in_pair": alone.contender_in_pair, "alone_ratio": alone.alone.value,
+        "alone_ratio_low": alone.alone.low, "alone_ratio_high": alone.alone.high}
 
 
 @dataclass(frozen=True)
@@ -339,6 +345,36 @@ class CellRatio:
         if any(math.isnan(x) for x in (self.low, self.high, ci_low, ci_high)):
             return False
         return ci_high < self.low or ci_low > self.high
+
+
+def runs_ratio(reference_ms: Sequence[float], contender_ms: Sequence[float]) -> CellRatio:
+    """The ratio of two sets of runs timed apart (their medians, and the span of their runs); NaN where either
+    set is empty."""
+    if not reference_ms or not contender_ms:
+        return CellRatio(math.nan, math.nan, math.nan)
+    return CellRatio(statistics.median(reference_ms) / statistics.median(contender_ms),
+                     min(reference_ms) / max(contender_ms), max(reference_ms) / min(contender_ms))
+
+
+@dataclass(frozen=True)
+class AloneCheck:
+    """A measured pair against its arms timed alone at the pair's moment (`pairs.solo` runs each, right before
+    the pairs): each arm's median inside the pair over its median alone (1.00: the pairing cost it nothing),
+    and the ratio of the two blocks alone beside the paired ratio."""
+
+    reference_in_pair: float
+    contender_in_pair: float
+    alone: CellRatio
+
+
+def alone_check(pair: pd.Series) -> Optional[AloneCheck]:
+    """The pair's check against its arms alone; None for a pair measured without runs alone."""
+    ref_alone, con_alone = ms_list(pair.get("reference_solo_ms_all")), ms_list(pair.get("contender_solo_ms_all"))
+    ref, con = ms_list(pair.get("reference_ms_all")), ms_list(pair.get("contender_ms_all"))
+    if not (ref_alone and con_alone and ref and con):
+        return None
+    return AloneCheck(statistics.median(ref) / statistics.median(ref_alone),
+                      statistics.median(con) / statistics.median(con_alone), runs_ratio(ref_alone, con_alone))
 
 
 def cell_ratio(reference: pd.Series, contender: pd.Series) -> CellRatio:
