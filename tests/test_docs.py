@@ -118,8 +118,8 @@ def test_the_projection_claim_gives_central_estimates_and_band_ends_as_shares_of
     projection = {"break_even_steps": [entry(512, 1, 64.0, 256.0, 128.0), entry(1024, 1, 128.0, 640.0, 256.0),
                                        entry(512, 8, -3.0, 300.0, 20.0)]}
     sources = Sources(None, "cpu", {}, {}, projection)
-    # central 128 / 256 = 0.50 and 256 / 512 = 0.50; bands from 64 / 256 = 0.25 to 640 / 512 = 1.25
-    assert k_star_line(sources, 1, (512, 1024)) == ("K\\* = 0.50–0.50 N_out (central estimates of 2 of 2, N ≤ 1024, "
+    # central 128 / 256 = 0.50 and 256 / 512 = 0.50 (one value); bands from 64 / 256 = 0.25 to 640 / 512 = 1.25
+    assert k_star_line(sources, 1, (512, 1024)) == ("K\\* = 0.50 N_out (central estimates of 2 of 2, N ≤ 1024, "
                                                     "B = 1, A100 to H200), bands spanning 0.25–1.25 N_out")
     # a band from below one step per block (8) to above one step per token (256) is undetermined
     assert k_star_line(sources, 8) == ("K\\* has no estimate inside the grid (every N, B = 8, A100 to H200); 1 of 1 "
@@ -128,5 +128,5 @@ def test_the_projection_claim_gives_central_estimates_and_band_ends_as_shares_of
     projection["break_even_steps"] += [entry(1024, 8, -50.0, 10.0, -20.0), entry(2048, 8, -40.0, 200.0, 10.0)]
     # N = 2048: N_out 1024, 32 blocks: central raised to 32 / 1024 = 0.03, band 32 / 1024 to 200 / 1024 = 0.20
     assert k_star_line(sources, 8, (1024, 2048)) == (
-        "K\\* = <0.03–0.03 N_out (central estimates of 1 of 2, N ≤ 2048, B = 8, A100 to H200), bands spanning "
+        "K\\* = <0.03 N_out (central estimates of 1 of 2, N ≤ 2048, B = 8, A100 to H200), bands spanning "
         "0.03–0.20 N_out; 1 of 2 none (diffusion projected slower even at one step per block)")

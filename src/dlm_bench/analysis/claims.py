@@ -123,7 +123,9 @@ def k_star_line(s: Sources, batch: int, seq_lens: Optional[tuple[int, ...]] = No
     parts = []
     if inside:
         low_central = min(inside, key=lambda x: x[0])
-        central = (("<" if low_central[3] else "") + f"{low_central[0]:.2f}–{max(x[0] for x in inside):.2f}")
+        top = f"{max(x[0] for x in inside):.2f}"
+        central = ("<" if low_central[3] else "") + f"{low_central[0]:.2f}"
+        central += f"–{top}" if top != f"{low_central[0]:.2f}" else ""  # one value where all central estimates agree
         parts.append(f"K\\* = {central} N_out (central estimates of {len(inside)} of {len(entries)}, {where}), "
                      f"bands spanning {min(x[1] for x in inside):.2f}–{max(x[2] for x in inside):.2f} N_out")
     else:

@@ -24,6 +24,7 @@ from typing import Optional
 from ..registry import AR, DIFFUSION
 from .. import registry
 from ..generation import ForwardWork
+from .gemm_bounds import tile_fill
 from ..generation.work import ar_work, diffusion_work
 from ..measure.roofline import forward_flops, forward_min_bytes
 from ..models.architecture import Architecture
@@ -62,13 +63,15 @@ class Generation:
 class Ceilings:
     """A device's peaks: FLOP/s of its matmuls in the run's precision and memory bandwidth; where measured, the
     matmul's rate by shape (`by_shape`: per width, (rows, TFLOP/s) pairs), since a forward of a few rows runs far
-    below a square matmul's rate."""
+    below a square matmul's rate; on a GPU, the rows of one tensor-core tile (`tile_rows`: a matmul of fewer rows
+    still computes a whole tile, analysis.gemm_bounds)."""
 
     name: str
     tflops: float
     tbps: float
     source: str  # datasheet, or the measurement they came from
     by_shape: tuple[tuple[int, tuple[tuple[int, float], ...]], ...] = ()
+    tile_rows: int = 0  # 0: no tiles (a CPU's measured shape table, or one peak)
 
     @classmethod
     def from_calibration(cls, name: str, entry: dict, source: str) -> "Ceilings":
@@ -81,7 +84,10 @@ class Ceilings:
     def tflops_at(self, width: int, rows: int) -> float:
         """The matmul rate of a forward whose matmuls have `rows` rows and inner width `width`: the measured
         width nearest to it, interpolated log-linearly in rows between the measured row counts (held at the
-        ends); the single peak where no shape was measured."""
+        ends); the single peak where no shape was measured, times the useful share of whole tiles where the device
+        computes in tiles."""
+        if self.tile_rows:
+            return self.tflops * tile_fill(rows, self.tile_rows)
         if not self.by_shape:
             return self.tflops
         _, table = min(self.by_shape, key=lambda entry: abs(math.log(entry[0] / width)))

@@ -22,6 +22,7 @@ from typing import Optional
 from ..registry import AR, DIFFUSION
 from ..models.architecture import Architecture, architecture_of_config
 from .cost_model import Ceilings, Efficiency, Generation, Overhead, predict_latency, predict_memory
+from .gemm_bounds import SOURCE, TILE_ROWS, bandwidth_shares, compute_shares
 
 GPU_PEAKS = Path(__file__).resolve().parent.parent / "measure" / "gpu_peaks.json"
 DEVICES = ("A100-SXM4-80GB", "H100", "H200")  # names in gpu_peaks.json: A100 80GB SXM, H100 SXM, H200
@@ -53,25 +54,33 @@ class PathBounds:
     basis: str
 
 
+GEMM_BANDWIDTH, GEMM_COMPUTE = bandwidth_shares(), compute_shares()  # analysis.gemm_bounds: published GEMMs
+E_B = Band(round(GEMM_BANDWIDTH.low, 2), round(GEMM_BANDWIDTH.high, 2))  # every path streams its weights alike
+E_F_TOP = round(GEMM_COMPUTE.high, 2)  # no forward reaches more of the matmul peak than its GEMMs alone
+GEMM_BASIS = (f"favourable ends of e_f and e_b from GEMMs at the forward's shapes ({SOURCE}): weight streaming at "
+              f"{E_B.low:g}-{E_B.high:g} of the bandwidth over {GEMM_BANDWIDTH.shapes} memory-bound shapes of 64 and 128 "
+              f"rows, at most {E_F_TOP:g} of the tensor-core peak over {GEMM_COMPUTE.shapes} compute-bound shapes of "
+              "4096 rows (inner width 2048 and more); a matmul of fewer rows than a 64-row tile pays for the whole "
+              "tile. ")
+
 PUBLISHED: dict[str, PathBounds] = {
     "ar:eager": PathBounds(
-        Band(0.30, 0.60), Band(0.45, 0.75), Band(7.0, 12.0),
+        Band(0.30, E_F_TOP), E_B, Band(7.0, 12.0),
         "transformers' eager generate of a 7-8B model at batch 1 runs about 50-57 tok/s on A100 and H100 "
         "(17.5-20 ms per token) against a bf16 weight-streaming floor of 4.8 ms (H100) to 7.9 ms (A100): "
         "7-12 ms of each token is per-forward overhead at the e_b of the compiled path"),
     "ar:static_compiled": PathBounds(
-        Band(0.30, 0.60), Band(0.45, 0.75), Band(0.0, 0.3),
+        Band(0.30, E_F_TOP), E_B, Band(0.0, 0.3),
         "gpt-fast's compiled static-cache decode of Llama-3-8B: 94 tok/s on an A100-80GB at 330 W, 1.41 TB/s "
-        "achieved of 2.04 (e_b 0.69); optimised engines at 100-110 tok/s on H100 against a 223 tok/s bf16 "
-        "roofline (0.45-0.49 with their overheads); CUDA graphs leave well under 0.3 ms per step"),
+        "achieved of 2.04 (e_b 0.69, inside the GEMMs' range); optimised engines at 100-110 tok/s on H100 against a "
+        "223 tok/s bf16 roofline (0.45-0.49 with their overheads); CUDA graphs leave well under 0.3 ms per step"),
     "diffusion:none": PathBounds(
-        Band(0.25, 0.60), Band(0.45, 0.75), Band(0.0, 5.0),
+        Band(0.25, E_F_TOP), E_B, Band(0.0, 5.0),
         "Fast-dLLM's vanilla LLaDA-8B-Instruct on an A100-80GB, gen length 256, one token per step: 6.7 tok/s, "
         "about 149 ms per whole-canvas forward, 0.26-0.40 of the bf16 peak for 5-shot GSM8K prompts of 600-1000 "
-        "tokens (the prompt length is not given in the source); at most 0.6, three quarters of the 0.81 a bf16 "
-        "matmul reached on an H100 (REFERENCE: 798 of 989 TFLOP/s)"),
+        "tokens (the prompt length is not given in the source): e_f's unfavourable end"),
     "diffusion:dual": PathBounds(
-        Band(0.25, 0.60), Band(0.45, 0.75), Band(0.0, 5.0),
+        Band(0.25, E_F_TOP), E_B, Band(0.0, 5.0),
         "as the uncached sampler (the same forwards, fewer positions after each block's first step); "
         "Fast-dLLM's dual cache with parallel decoding reaches 54.4 tok/s on the same A100 setting (8.1x)"),
 }
@@ -82,10 +91,11 @@ PAIRINGS = (("as published", "ar:eager", "diffusion:none"), ("both at their best
 
 
 def device_ceilings(name: str) -> Ceilings:
-    """A GPU's datasheet bf16 dense TFLOP/s and TB/s (measure/gpu_peaks.json)."""
+    """A GPU's datasheet bf16 dense TFLOP/s and TB/s (measure/gpu_peaks.json), its matmuls computed in tiles of
+    TILE_ROWS rows (a forward of fewer rows pays for a whole tile)."""
     for entry in json.loads(GPU_PEAKS.read_text())["peaks"]:
         if entry["name"] == name:
-            return Ceilings(name, entry["tflops"], entry["tbps"], f"datasheet: {name}")
+            return Ceilings(name, entry["tflops"], entry["tbps"], f"datasheet: {name}", tile_rows=TILE_ROWS)
     raise KeyError(f"{name}: not in {GPU_PEAKS.name}")
 
 
@@ -275,6 +285,7 @@ def to_json(p: Projection) -> dict:
             "bounds": {k: {"e_f": [v.e_f.low, v.e_f.high], "e_b": [v.e_b.low, v.e_b.high],
                            "overhead_ms": [v.overhead_ms.low, v.overhead_ms.high], "basis": v.basis}
                        for k, v in PUBLISHED.items()},
+            "gemm_bounds": GEMM_BASIS.strip(), "tile_rows": TILE_ROWS,
             "latency_ms": [{"device": d, "path": path, "seq_len": n, "batch_size": b, "steps": k,
                             "projected_low": v.low, "projected_high": v.high, "projected_central": v.central}
                            for (d, path, n, b, k), v in p.latency.items()],
@@ -338,6 +349,10 @@ def markdown(p: Projection, validation: Optional[dict], measured: list[str], lat
     for path, b in PUBLISHED.items():
         lines.append(f"| {path} | {b.e_f.low:g}-{b.e_f.high:g} | {b.e_b.low:g}-{b.e_b.high:g} | "
                      f"{b.overhead_ms.low:g}-{b.overhead_ms.high:g} |" + (f" {b.basis} |" if latency_table else ""))
+    if latency_table:
+        lines += ["", "Where the ends come from: the " + GEMM_BASIS + "The unfavourable ends of e_f and every overhead "
+                  "come from end-to-end measurements of whole generations (the last column): a forward also runs "
+                  "attention, norms and the sampler, which its GEMMs do not."]
     lines += ["", "**Projected break-even steps K\\*** (LLaDA's L_e2e equals LLaMA's; diffusion wins at equal quality "
               "only if the steps it needs, S_parity, are fewer; " + ("in brackets K\\* as a share of N_out):"
                                                                     if latency_table else
