@@ -9,7 +9,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from dlm_bench.models.tiny import TINY_WRITERS, read_corpus, write_tiny_models
+from dlm_bench.models.tiny import read_corpus, write_tiny_models
+from dlm_bench.registry import FAMILIES, resolve
+
+WRITABLE = sorted(name for name, family in FAMILIES.items() if family.tiny)  # families with a tiny-checkpoint writer
 
 
 def main() -> int:
@@ -19,7 +22,7 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--d_model", type=int, help="width (default: each family's tiny size); with --n_layers")
     p.add_argument("--n_layers", type=int, help="layers (default: each family's tiny size)")
-    p.add_argument("--families", nargs="+", choices=sorted(TINY_WRITERS), help="only these families (default: all)")
+    p.add_argument("--families", nargs="+", choices=WRITABLE, help="only these families (default: all)")
     args = p.parse_args()
     if (args.d_model is None) != (args.n_layers is None) or (args.d_model is not None and
                                                              (args.d_model < 8 or args.d_model % 4 or args.n_layers < 1)):
@@ -29,8 +32,8 @@ def main() -> int:
     else:
         corpus, size = read_corpus(Path(args.corpus)), ({} if args.d_model is None else
                                                         {"d_model": args.d_model, "n_layers": args.n_layers})
-        written = {f: TINY_WRITERS[f](Path(args.out) / f, corpus, args.seed + i, **size)
-                   for i, f in enumerate(args.families or sorted(TINY_WRITERS))}
+        written = {f: resolve(FAMILIES[f].tiny)(Path(args.out) / f, corpus, args.seed + i, **size)
+                   for i, f in enumerate(args.families or WRITABLE)}
     for family, path in written.items():
         print(f"{family}: {path}")
     return 0

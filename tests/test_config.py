@@ -435,3 +435,20 @@ def test_the_project_root_is_the_checkout_that_holds_the_package_and_its_configs
 
     assert project_root() == ROOT
     assert (project_root() / "src" / "dlm_bench" / "cli.py").is_file()
+
+
+def test_each_engine_section_says_whether_it_runs_llamacpp_and_which_models_it_exports():
+    from types import SimpleNamespace
+
+    from dlm_bench.config.spec import EnginesSpec, OpenAISpec
+
+    models = [SimpleNamespace(name="a"), SimpleNamespace(name="b")]
+    torch_only = EnginesSpec(engine=["torch"])
+    assert torch_only.sections() == [] and not torch_only.uses_llamacpp
+    remote = EnginesSpec(engine=["torch", "openai"], openai=OpenAISpec(url="http://127.0.0.1:9/v1", models=["a"]))
+    assert remote.sections() == [remote.openai] and not remote.uses_llamacpp and remote.openai.exported(models) == []
+    local = EnginesSpec(engine=["openai"], openai=OpenAISpec(url="local", models=["a"]))
+    assert local.uses_llamacpp and local.openai.exported(models) == ["a"]
+    both = EnginesSpec(engine=["llamacpp", "openai"], openai=OpenAISpec(url="http://127.0.0.1:9/v1", models=["b"]))
+    assert both.sections() == [both.llamacpp, both.openai] and both.uses_llamacpp
+    assert both.llamacpp.exported(models) == ["a", "b"]

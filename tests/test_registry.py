@@ -78,3 +78,16 @@ def test_registry_entries_are_frozen_records():
     with pytest.raises(dataclasses.FrozenInstanceError):
         entry.threshold = False
     assert {"leap_relaxed", "leap_window"} <= set(entry.knobs) and entry.threshold
+
+
+def test_every_family_names_the_writer_of_its_tiny_checkpoint():
+    from dlm_bench.models import tiny
+    from dlm_bench.registry import resolve
+
+    writers = {name: resolve(family.tiny) for name, family in registry.FAMILIES.items()}
+    assert writers == {"llama": tiny.write_tiny_llama, "qwen2": tiny.write_tiny_qwen2, "llada": tiny.write_tiny_llada,
+                       "dream": tiny.write_tiny_dream}
+    # the two transformers layouts keep each family's published constants
+    assert (tiny.LLAMA_LAYOUT.rope_theta, tiny.LLAMA_LAYOUT.rms_norm_eps) == (500000.0, 1e-5)
+    assert (tiny.QWEN2_LAYOUT.rope_theta, tiny.QWEN2_LAYOUT.rms_norm_eps) == (1e6, 1e-6)
+    assert "mask" not in tiny.QWEN2_LAYOUT.specials and tiny.LLAMA_LAYOUT.specials == tiny.LLAMA_SPECIALS

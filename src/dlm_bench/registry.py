@@ -55,13 +55,16 @@ class Family:
     threshold_steps: Optional[str] = None
     noise_layout: Optional[str] = None
     native: Optional[str] = None  # diffusion: the module whose `native_config(raw)` and `load(...)` build it
+    tiny: Optional[str] = None  # `module:function` writing a random-init checkpoint in the family's official
+    # layout: (out, corpus, seed, d_model=, n_layers=) -> folder (the tests' and the mini sweep's models)
 
 
-FAMILIES = _table(Family("llama", AR, "llama"), Family("qwen2", AR, "qwen2"),
+_TINY = "dlm_bench.models.tiny:write_tiny_"
+FAMILIES = _table(Family("llama", AR, "llama", tiny=_TINY + "llama"), Family("qwen2", AR, "qwen2", tiny=_TINY + "qwen2"),
                   Family("llada", DIFFUSION, "llada", schedule="llada", threshold_steps="unbounded",
-                         noise_layout="canvas", native="dlm_bench.models.llada"),
+                         noise_layout="canvas", native="dlm_bench.models.llada", tiny=_TINY + "llada"),
                   Family("dream", DIFFUSION, "dream", schedule="dream", threshold_steps="unbounded",
-                         noise_layout="canvas", native="dlm_bench.models.dream"))
+                         noise_layout="canvas", native="dlm_bench.models.dream", tiny=_TINY + "dream"))
 
 
 @dataclass(frozen=True)

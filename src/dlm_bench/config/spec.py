@@ -9,7 +9,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, ClassVar, Optional
 
 from ..registry import AR, DIFFUSION, IN_PROCESS, TASKS
 from ..metrics.quality import PARITY_METRICS
@@ -253,13 +253,25 @@ class LlamaCppSpec:
     timeout_s: float = 300.0
     cache_dir: Optional[str] = None
 
-    def validate(self) -> None:
+    runs_llamacpp: ClassVar[bool] = True  # its cells run llama.cpp's binaries on this machine
+
+    def validate(self, models: list["ModelSpec"]) -> None:
         distinct(self.weights_format, "engines.llamacpp.weights_format")
         for f in self.weights_format:
             one_of(f, WEIGHT_FORMATS, "engines.llamacpp.weights_format")
         if self.threads is not None:
             positive([self.threads], "engines.llamacpp.threads")
         finite(self.timeout_s, "engines.llamacpp.timeout_s", low=1e-9)
+
+    def exported(self, models: list["ModelSpec"]) -> list[str]:
+        """The models whose checkpoints this engine exports to GGUF: every model of the grid."""
+        return [m.name for m in models]
+
+    def check_grid(self, exp: "Experiment") -> None:
+        """llama-diffusion-cli runs only some samplers: a grid over diffusion models needs one of them."""
+        if any(m.kind == DIFFUSION for m in exp.models) and not set(exp.diffusion.sampler) & set(LLAMACPP_SAMPLERS):
+            raise ConfigError(f"diffusion.sampler: {', '.join(exp.diffusion.sampler)} has none that "
+                              f"llama-diffusion-cli runs; allowed with engine llamacpp: {', '.join(LLAMACPP_SAMPLERS)}")
 
 
 @dataclass(frozen=True)
@@ -300,6 +312,19 @@ class OpenAISpec:
                               f"(or empty); allowed: the name of a set variable holding the key")
         finite(self.timeout_s, "engines.openai.timeout_s", low=1e-9)
 
+    @property
+    def runs_llamacpp(self) -> bool:
+        """Whether the harness starts llama-server itself (url local)."""
+        return self.url == LOCAL_SERVER
+
+    def exported(self, models: list["ModelSpec"]) -> list[str]:
+        """The models whose checkpoints are exported to GGUF: those it serves when the harness starts the server;
+        none for a remote endpoint, which serves its own weights."""
+        return list(self.models) if self.runs_llamacpp else []
+
+    def check_grid(self, exp: "Experiment") -> None:
+        """Nothing beyond its own fields (validate)."""
+
 
 @dataclass(frozen=True)
 class EnginesSpec:
@@ -320,24 +345,31 @@ class EnginesSpec:
     llamacpp: LlamaCppSpec = field(default_factory=LlamaCppSpec)
     openai: OpenAISpec = field(default_factory=OpenAISpec)
 
+    def sections(self) -> list[Any]:
+        """The settings of each engine of the grid that has its own section here (the field named after it):
+        each validates itself against the models, says whether it runs llama.cpp's binaries, which models it
+        exports to GGUF, and checks the grid it runs (`check_grid`)."""
+        return [getattr(self, e) for e in self.engine if e != IN_PROCESS and hasattr(self, e)]
+
     @property
     def uses_llamacpp(self) -> bool:
         """Whether some cell runs llama.cpp's binaries (the llamacpp engine, or openai at url local)."""
-        return "llamacpp" in self.engine or ("openai" in self.engine and self.openai.url == LOCAL_SERVER)
+        return any(section.runs_llamacpp for section in self.sections())
 
     def validate(self, models: list["ModelSpec"]) -> None:
         distinct(self.engine, "engines.engine")
         for e in self.engine:
             one_of(e, ENGINES, "engines.engine")
         positive([self.per_prompt, self.per_prompt_pairs], "engines.per_prompt / per_prompt_pairs")
-        self.llamacpp.validate()
-        if "openai" in self.engine:
-            self.openai.validate(models)
-        if self.uses_llamacpp:  # a remote OpenAI endpoint serves its own weights: nothing to export
-            local = self.openai.models if "openai" in self.engine and self.openai.url == LOCAL_SERVER else []
-            for m in models:
-                if m.path is None and (m.name in local or "llamacpp" in self.engine):
-                    raise ConfigError(f"engines.engine: {m.name} has no checkpoint folder (path) to export to GGUF; "
+        self.llamacpp.validate(models)  # checked whether or not the grid runs it: a typo waits for no one
+        for section in self.sections():
+            if section is not self.llamacpp:
+                section.validate(models)
+        by_name = {m.name: m for m in models}
+        for section in self.sections():
+            for name in section.exported(models):
+                if by_name[name].path is None:
+                    raise ConfigError(f"engines.engine: {name} has no checkpoint folder (path) to export to GGUF; "
                                       f"allowed for llamacpp / openai-local: models given by path")
 
 
@@ -726,7 +758,8 @@ class Experiment:
         self.pairs.validate()
         self.engines.validate(self.models)
         self.load_guard.validate()
-        self._check_llamacpp_diffusion()
+        for section in self.engines.sections():
+            section.check_grid(self)
 
     def _check_tasks(self) -> None:
         """Each task is named once, and its answer length fits every diffusion K of the grid and every model."""
@@ -776,13 +809,5 @@ class Experiment:
             if isinstance(positions, int) and longest > positions:
                 raise ConfigError(f"grid.seq_len: {longest} is longer than {m.name}'s {positions} positions "
                                   f"(models[{i}] config.json); allowed: N <= {positions} for this model")
-
-    def _check_llamacpp_diffusion(self) -> None:
-        """llama-diffusion-cli runs only some samplers: a llamacpp grid over diffusion models needs one."""
-        if "llamacpp" not in self.engines.engine or not any(m.kind == DIFFUSION for m in self.models):
-            return
-        if not set(self.diffusion.sampler) & set(LLAMACPP_SAMPLERS):
-            raise ConfigError(f"diffusion.sampler: {', '.join(self.diffusion.sampler)} has none that "
-                              f"llama-diffusion-cli runs; allowed with engine llamacpp: {', '.join(LLAMACPP_SAMPLERS)}")
 
 

@@ -15,6 +15,7 @@ these checkpoints is labelled `weights=synthetic`.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -52,18 +53,34 @@ def _round_up(n: int, multiple: int = 64) -> int:
     return (n + multiple - 1) // multiple * multiple
 
 
-def _write_tiny_hf(out: Path, corpus: list[str], seed: int, family: str, d_model: int, n_layers: int) -> Path:
-    """A tiny transformers causal LM of the LLaMA-3 or Qwen2.5 architecture, saved as transformers does."""
-    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+@dataclass(frozen=True)
+class HFLayout:
+    """What differs between the transformers-saved AR layouts written here: special tokens, the transformers
+    config and model classes (by name) and the family's published rope theta and norm epsilon."""
+
+    specials: dict[str, str]
+    config_class: str
+    model_class: str
+    rope_theta: float
+    rms_norm_eps: float
+
+
+LLAMA_LAYOUT = HFLayout(LLAMA_SPECIALS, "LlamaConfig", "LlamaForCausalLM", 500000.0, 1e-5)
+QWEN2_LAYOUT = HFLayout({k: v for k, v in QWEN_SPECIALS.items() if k != "mask"}, "Qwen2Config", "Qwen2ForCausalLM",
+                        1e6, 1e-6)
+
+
+def _write_tiny_hf(out: Path, corpus: list[str], seed: int, layout: HFLayout, d_model: int, n_layers: int) -> Path:
+    """A tiny transformers causal LM in `layout` (LLaMA-3 or Qwen2.5), saved as transformers does."""
+    import transformers
 
     out.mkdir(parents=True, exist_ok=True)
-    specials = LLAMA_SPECIALS if family == "llama" else {k: v for k, v in QWEN_SPECIALS.items() if k != "mask"}
-    tok = train_tokenizer(corpus, specials, vocab_size=512)
-    config_cls, model_cls = (LlamaConfig, LlamaForCausalLM) if family == "llama" else (Qwen2Config, Qwen2ForCausalLM)
+    tok = train_tokenizer(corpus, layout.specials, vocab_size=512)
+    config_cls, model_cls = getattr(transformers, layout.config_class), getattr(transformers, layout.model_class)
     cfg = config_cls(hidden_size=d_model, intermediate_size=3 * d_model, num_hidden_layers=n_layers,
                      num_attention_heads=4, num_key_value_heads=2, vocab_size=_round_up(len(tok)),
-                     max_position_embeddings=1024, rope_theta=500000.0 if family == "llama" else 1e6,
-                     rms_norm_eps=1e-5 if family == "llama" else 1e-6, tie_word_embeddings=False,
+                     max_position_embeddings=1024, rope_theta=layout.rope_theta,
+                     rms_norm_eps=layout.rms_norm_eps, tie_word_embeddings=False,
                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
     setattr(cfg, SYNTHETIC_MARKER, MARKER_VALUE)
     torch.manual_seed(seed)
@@ -75,12 +92,12 @@ def _write_tiny_hf(out: Path, corpus: list[str], seed: int, family: str, d_model
 
 def write_tiny_llama(out: Path, corpus: list[str], seed: int = 0, d_model: int = 64, n_layers: int = 2) -> Path:
     """A tiny LLaMA-3-architecture checkpoint (GQA, rope theta 5e5, untied head) + tokenizer."""
-    return _write_tiny_hf(out, corpus, seed, "llama", d_model, n_layers)
+    return _write_tiny_hf(out, corpus, seed, LLAMA_LAYOUT, d_model, n_layers)
 
 
 def write_tiny_qwen2(out: Path, corpus: list[str], seed: int = 0, d_model: int = 64, n_layers: int = 2) -> Path:
     """A tiny Qwen2.5-architecture checkpoint (q/k/v biases, GQA, rope theta 1e6): Dream's AR sibling."""
-    return _write_tiny_hf(out, corpus, seed, "qwen2", d_model, n_layers)
+    return _write_tiny_hf(out, corpus, seed, QWEN2_LAYOUT, d_model, n_layers)
 
 
 def _save_sharded(out: Path, state: dict) -> None:
@@ -153,8 +170,6 @@ def read_corpus(path: Path) -> list[str]:
     return lines
 
 
-TINY_WRITERS = {"llama": write_tiny_llama, "llada": write_tiny_llada, "qwen2": write_tiny_qwen2,
-                "dream": write_tiny_dream}  # family -> writer(out, corpus, seed, d_model=, n_layers=)
 
 
 def write_tiny_models(out_dir: Path, corpus_file: Path, seed: int = 0) -> dict[str, Path]:
