@@ -20,7 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 from dlm_bench.config import (AR_DECODE_MODES, DIFFUSION_CACHES, DIFFUSION_SAMPLERS, ConfigError,
-                        expand_cells, load_experiment, project_root, variant_label)
+                        expand_cells, load_experiment, project_root)
+from dlm_bench.labels import variant_label
 from dlm_bench.measure.clock import clock_for
 from dlm_bench.measure.load import LoadGuard
 from dlm_bench.measure.environment import capture_environment, resolve_device

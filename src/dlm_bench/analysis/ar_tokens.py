@@ -14,7 +14,8 @@ from typing import Optional
 
 import pandas as pd
 
-from ..config import PRECISIONS, variant_label
+from ..config import PRECISIONS
+from ..labels import variant_label
 from ..registry import AR, IN_PROCESS
 from .data import Results
 from .markdown import fmt, table

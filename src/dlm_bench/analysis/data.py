@@ -13,7 +13,7 @@ from typing import Optional
 
 import pandas as pd
 
-from ..config import cell_label
+from ..labels import cell_label
 from ..stats import CV_NO_VERDICT, RESAMPLES
 from ..measure.benchmarks import read_targets
 from ..results import QUALITY_FILE, read_quality

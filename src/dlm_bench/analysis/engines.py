@@ -13,7 +13,7 @@ import math
 import pandas as pd
 
 from ..registry import AR, DIFFUSION
-from ..config import engine_label, variant_label
+from ..labels import engine_label, variant_label
 from ..stats import ALPHA, sign_test
 from .data import Results
 from .markdown import fmt, table

@@ -19,7 +19,7 @@ import pandas as pd  # noqa: E402
 
 from ..registry import AR, DIFFUSION, IN_PROCESS  # noqa: E402
 from .. import registry  # noqa: E402
-from ..config import ar_decoding_label, engine_label, variant_label  # noqa: E402
+from ..labels import ar_decoding_label, engine_label, variant_label  # noqa: E402
 from ..fileio import atomic_write_bytes  # noqa: E402
 from ..metrics.quality import PARITY_METRICS  # noqa: E402
 from ..selection.baseline import DIFFUSION_PATH, baseline, published_parity_rows  # noqa: E402

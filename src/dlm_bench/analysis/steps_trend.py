@@ -13,7 +13,7 @@ from typing import Optional
 import pandas as pd
 
 from ..registry import DIFFUSION
-from ..config import variant_label
+from ..labels import variant_label
 from ..metrics.quality import PARITY_METRICS
 from ..quality.trend import rank_correlation
 from ..stats import FAIL, PASS, RESAMPLES, Estimate, verdict as interval_verdict

@@ -9,7 +9,8 @@ from typing import Optional
 import pandas as pd
 
 from ..registry import AR, DIFFUSION, IN_PROCESS
-from ..config import DEFAULT_MAX_OTHER_CORES, ar_decoding_label, cell_label, engine_label, variant_label
+from ..config import DEFAULT_MAX_OTHER_CORES
+from ..labels import ar_decoding_label, cell_label, engine_label, variant_label
 from ..results import contended
 from ..measure import roofline
 from ..measure.benchmarks import target_from_dict

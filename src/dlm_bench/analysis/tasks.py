@@ -12,7 +12,7 @@ from typing import Optional
 
 import pandas as pd
 
-from ..config.cells import variant_label
+from ..labels import variant_label
 from ..quality.parity import REACHED, s_parity_tested, split_passages
 from ..registry import AR, DIFFUSION
 from ..selection.parity_rule import NOT_TESTED

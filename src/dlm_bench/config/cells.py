@@ -7,7 +7,6 @@ import dataclasses
 import hashlib
 import itertools
 import json
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,12 +14,12 @@ from typing import Any, Mapping, Optional
 
 from ..registry import AR, DIFFUSION, IN_PROCESS
 from .. import registry
+from ..labels import cell_label
 from .names import ConfigError, FAMILY_SCHEDULES, LLAMACPP_SAMPLERS, LOCAL_SERVER, family_default
 from .spec import ARSamplingSpec, Experiment, ModelSpec, TimingSpec
 
-__all__ = ["MeasurementSettings", "LATER_FIELDS", "Cell", "IDENTITY_COLUMNS", "engine_label", "ar_decoding_label",
-           "ar_decoding", "variant_label",
-           "cell_label", "expand_cells", "engine_cells", "parse_shard", "select_shard"]
+__all__ = ["MeasurementSettings", "LATER_FIELDS", "Cell", "IDENTITY_COLUMNS", "ar_decoding", "expand_cells",
+           "engine_cells", "parse_shard", "select_shard"]
 
 
 # --------------------------------------------------------------------------- cells
@@ -130,52 +129,6 @@ class Cell:
 # the names of `Cell.identity()`, in row order: the model's columns, then every grid field of Cell
 IDENTITY_COLUMNS = ("model_name", "family", "kind", "model_source", "prompt_len", "n_out",
                     *(f.name for f in dataclasses.fields(Cell) if f.name not in ("model", "settings")))
-
-
-def engine_label(row: Mapping[str, Any]) -> str:
-    """`torch`, or the engine with its weights (`llamacpp:q8_0`; `openai` for a remote endpoint)."""
-    engine = row.get("engine")
-    if not isinstance(engine, str) or engine == IN_PROCESS:
-        return IN_PROCESS
-    fmt = row.get("weights_format")
-    return f"{engine}:{fmt}" if isinstance(fmt, str) else engine
-
-
-def ar_decoding_label(row: Mapping[str, Any]) -> str:
-    """An AR row's decoding: `greedy`, or its sampling as `t0.7 p0.9 rp1.1` (only the parts that are set)."""
-    def value(name: str) -> Optional[float]:
-        v = row.get(name)
-        return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
-
-    temperature, top_p, penalty = value("temperature") or 0.0, value("top_p"), value("repetition_penalty")
-    parts = [f"t{temperature:g}"] if temperature > 0 else ["greedy"]
-    if top_p is not None and top_p != 1.0:
-        parts.append(f"p{top_p:g}")
-    if penalty is not None and penalty != 1.0:
-        parts.append(f"rp{penalty:g}")
-    return " ".join(parts)
-
-
-def variant_label(row: Mapping[str, Any]) -> str:
-    """The generation path of a cell or row: `sampler/cache` (diffusion) or the decode mode (AR), with
-    the engine in front when it is not torch (`llamacpp:f32 low_confidence`, `openai:f32`)."""
-    if engine_label(row) != IN_PROCESS:
-        return engine_label(row) + (f" {row['sampler']}" if row["kind"] == DIFFUSION else "")
-    if row["kind"] == DIFFUSION:
-        label = f"{row['sampler']}/{row['cache']}"
-        if row.get("forward") == "compiled":
-            label += "/compiled"
-        if row.get("schedule") not in (None, "", FAMILY_SCHEDULES.get(row.get("family"))):
-            label += f" ({row['schedule']} schedule)"
-        return label
-    decoding = ar_decoding_label(row)
-    return str(row["decode"]) + ("" if decoding == "greedy" else f" [{decoding}]")
-
-
-def cell_label(row: Mapping[str, Any]) -> str:
-    """The human label of a cell or row: model, B, N, K and generation path."""
-    k = f" K={int(row['steps'])}" if row["kind"] == DIFFUSION else ""
-    return f"{row['model_name']} B={int(row['batch_size'])} N={int(row['seq_len'])}{k} {variant_label(row)}"
 
 
 def _file_digest(path: Optional[Path]) -> Optional[str]:

@@ -25,7 +25,8 @@ from typing import Mapping, Optional, Sequence
 
 import pandas as pd
 
-from ..config import DEFAULT_MAX_OTHER_CORES, PRECISIONS, ar_decoding_label, engine_label, variant_label
+from ..config import DEFAULT_MAX_OTHER_CORES, PRECISIONS
+from ..labels import ar_decoding_label, engine_label, variant_label
 from ..registry import AR, DIFFUSION, IN_PROCESS
 from ..quality.parity import REACHED
 from ..stats import NO_ESTIMATE, RESAMPLES, Estimate, bootstrap_median, paired_ratio_test

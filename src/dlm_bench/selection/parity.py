@@ -15,7 +15,7 @@ from typing import Mapping, Optional
 
 import pandas as pd
 
-from ..config import ar_decoding_label
+from ..labels import ar_decoding_label
 from ..metrics.quality import PARITY_METRICS
 from ..registry import AR, DIFFUSION
 from ..stats import RESAMPLES
