@@ -11,7 +11,7 @@ from dlm_bench.engines import EngineAnswer, EngineBatch, EngineError
 from dlm_bench.engines.generator import EngineGenerator, contract_error
 from dlm_bench.generation import GenerationTrace
 from dlm_bench.measure.loop import Arm, CallGenerator, time_pair, timed_run
-from dlm_bench.runner import FALLBACK_LABEL, kernel_of_label
+from dlm_bench.runner import FALLBACK_LABEL
 from dlm_bench.selection.pairs import paired_ratio
 
 
@@ -199,10 +199,16 @@ def test_an_arm_sets_its_seed_before_every_generation():
     assert seen[0] == seen[1]
 
 
-def test_a_pair_arm_runs_on_the_kernel_its_cell_ran_on():
-    assert kernel_of_label("sdpa_flash") == "sdpa_flash"
-    assert kernel_of_label(FALLBACK_LABEL) == "sdpa"  # the cell fell back: its pair does too
-    assert kernel_of_label(float("nan")) is None and kernel_of_label("n/a (engine)") is None
+def test_the_kernel_a_cell_ran_on_is_a_record_field_and_older_records_take_it_from_their_label():
+    from dlm_bench.results import CellRecord
+
+    base = {"cell_id": "c", "identity": {}, "status": "ok", "experiment": "e", "weights": "synthetic",
+            "hardware": "cpu", "settings": {}}
+    assert CellRecord.from_json({**base, "attention_kernel": FALLBACK_LABEL, "kernel": "sdpa"}).kernel == "sdpa"
+    assert CellRecord.from_json({**base, "attention_kernel": "n/a (engine)", "kernel": None}).kernel is None
+    # a record written before the field: its label was the kernel, or after a fallback the kernel that ran first
+    for label, kernel in (("sdpa_flash", "sdpa_flash"), (FALLBACK_LABEL, "sdpa"), ("n/a (engine)", None), (None, None)):
+        assert CellRecord.from_json({**base, "attention_kernel": label}).kernel == kernel, label
 
 
 class BusyArm:

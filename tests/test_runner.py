@@ -158,6 +158,7 @@ def test_allowed_mismatch_falls_back_to_sdpa_and_the_row_says_so(mini_config, mo
     summary = runner.run_experiment(exp, progress=False)
     rows = list(csv.DictReader(open(summary.csv_path)))
     assert summary.ok == 1 and rows[0]["attention_kernel"] == "sdpa (fallback: sdpa_flash unavailable)"
+    assert rows[0]["kernel"] == "sdpa"  # the kernel that ran, a field of its own (the pairs step runs the arm on it)
 
 
 @pytest.mark.integration

@@ -52,7 +52,7 @@ from .measure.loop import Arm, time_pair
 from .models.loader import LoadedModel, LoadSettings, load_model
 from .quality.prompts import PromptProvider
 from .results import QUALITY_FILE, PairRecord, PairStore, ResultStore, read_quality
-from .runner import kernel_of_label, make_generator
+from .runner import make_generator
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class PairArm:
 
 class ArmMaker:
     """Makes a cell into one side of a pair: a torch generator on the attention kernel the cell's own
-    measurement ran on (`kernels`: cell id -> the row's kernel label), or the cell's engine as a generator
+    measurement ran on (`kernels`: cell id -> the record's `kernel` field), or the cell's engine as a generator
     (EngineError when it cannot run); models load once and are kept for the next pair."""
 
     def __init__(self, exp: Experiment, device: torch.device, pool: EnginePool, kernels: dict[str, str],
@@ -112,7 +112,7 @@ class ArmMaker:
             return PairArm(Arm(EngineGenerator(engine), ids, cell.n_out, cell.steps, pids=engine.pids()),
                            engine.threads, True, engine.pids())
         torch.manual_seed(cell.settings.seed)
-        kernel = kernel_of_label(self.kernels.get(cell.cell_id(self.hardware))) or model.attention_kernel
+        kernel = self.kernels.get(cell.cell_id(self.hardware)) or model.attention_kernel
         return PairArm(Arm(make_generator(cell, model), ids, cell.n_out, cell.steps, kernel=kernel),
                        torch.get_num_threads() if self.device.type == "cpu" else None, False)
 
@@ -180,7 +180,8 @@ def run_pairs(exp: Experiment, progress: bool = True, remeasure_contended: bool 
         quality, rule = read_quality(root / QUALITY_FILE), ParityRule(exp.quality.parity_margin)
         wanted = wanted_pairs(rows, parity_table(rows, quality=quality, rule=rule), exp.pairs.measure, engine_rows,
                               exp.pairs.quantized_best, quality, rule)
-        kernels = dict(zip(every["cell_id"], every["attention_kernel"])) if "attention_kernel" in every else {}
+        kernels = {cell_id: kernel for cell_id, kernel in zip(every["cell_id"], every["kernel"])
+                   if isinstance(kernel, str)}  # the kernel each cell's own measurement ran on
     store = PairStore(root)
     todo = [p for p in wanted if not store.is_done(pair_id(p, exp), remeasure_contended, redo_before)]
     summary = PairsSummary(len(wanted), len(wanted) - len(todo))

@@ -28,11 +28,11 @@ from .config import IDENTITY_COLUMNS
 from .metrics.quality import ESTIMATE_PARTS, QUALITY_METRICS
 from .stats import Estimate
 from .results import (_PARTS, PER_PROMPT_IDENTITY, TEXT_FIELDS, CellRecord, LoadStats, PairRecord, PairStore,
-                      QualityResult, Repetition, ResultStore)
+                      QualityResult, Repetition, ResultStore, kernel_of_legacy_label)
 
 NAN = math.nan
-CELL_FIELDS = ("status", "experiment", "weights", "hardware", "attention_kernel", "clock", "error", "extras_error",
-               "warmup", "warmup_steps", "agreement_with_uncached", "n_params", "n_params_non_embedding",
+CELL_FIELDS = ("status", "experiment", "weights", "hardware", "attention_kernel", "kernel", "clock", "error",
+               "extras_error", "warmup", "warmup_steps", "agreement_with_uncached", "n_params", "n_params_non_embedding",
                "prompt_source", "started_at", "finished_at", "wall_s")
 PAIR_FIELDS = tuple(f.name for f in dataclasses.fields(PairRecord)
                     if f.name not in (*PairRecord.LISTS, "load", "restored_from"))
@@ -125,6 +125,8 @@ def cell_from_row(row: dict[str, str], environment: Optional[dict], per_prompt_r
     for name in CELL_FIELDS:
         value = parse_value(row.get(name, ""))
         setattr(record, name, NAN if value is None and name == "wall_s" else value)
+    if "kernel" not in row:  # a table from before the field
+        record.kernel = kernel_of_legacy_label(record.attention_kernel)
     record.warmup = record.warmup or 0
     for name, cls in _PARTS.items():
         setattr(record, name, _part(cls, row))

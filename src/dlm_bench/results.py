@@ -236,7 +236,7 @@ class CellRecord(_JsonRecord):
     hardware: str
     settings: dict[str, Any]  # what else defines the measurement (`Cell.settings()`)
     environment: dict[str, Any] = field(default_factory=dict)
-    attention_kernel: Optional[str] = None
+    attention_kernel: Optional[str] = None  # the row's label of it (a fallback says so; an engine's is n/a)
     clock: Optional[str] = None
     error: Optional[str] = None  # why the measurement failed (status oom / error)
     extras_error: Optional[str] = None  # why an untimed extra (agreement, quality generations) failed
@@ -263,12 +263,14 @@ class CellRecord(_JsonRecord):
     engine: Optional[EngineStats] = None  # engines other than torch
     per_prompt: list[dict[str, Any]] = field(default_factory=list)  # engines: one entry per prompt
     restored_from: Optional[str] = None  # rebuilt from this table (src/dlm_bench/restore.py): no generations, no marks
+    kernel: Optional[str] = None  # the attention kernel that ran (its id: sdpa_flash, sdpa, ...); None: an engine ran it
 
     def to_row(self) -> dict[str, Any]:
         """The one flattening into CSV columns (empty parts become NaN columns, so headers are stable)."""
         row: dict[str, Any] = {"cell_id": self.cell_id, "status": self.status, "experiment": self.experiment,
                                **self.identity, "weights": self.weights, "hardware": self.hardware,
-                               "attention_kernel": self.attention_kernel, "clock": self.clock, "error": self.error,
+                               "attention_kernel": self.attention_kernel, "kernel": self.kernel, "clock": self.clock,
+                               "error": self.error,
                                "extras_error": self.extras_error, "warmup": self.warmup,
                                "warmup_steps": self.warmup_steps}
         for name, cls in _PARTS.items():
@@ -302,7 +304,17 @@ class CellRecord(_JsonRecord):
                                  for r in kwargs.get("repetitions", [])]
         if kwargs.get("wall_s") is None:
             kwargs["wall_s"] = NAN
+        if "kernel" not in kwargs:
+            kwargs["kernel"] = kernel_of_legacy_label(kwargs.get("attention_kernel"))
         return cls(**kwargs)
+
+
+def kernel_of_legacy_label(label: Any) -> Optional[str]:
+    """The kernel a record written before the `kernel` field ran: its label was the kernel's id, or after a
+    fallback the id that ran followed by the reason in brackets; None for an engine's "n/a" or no label."""
+    if not isinstance(label, str) or not label or label.startswith("n/a"):
+        return None
+    return label.split(" ", 1)[0]
 
 
 @dataclass

@@ -153,14 +153,6 @@ def kernels_to_try(kernel: str, allow_mismatch: bool) -> list[tuple[str, str]]:
     return options
 
 
-def kernel_of_label(label: Optional[str]) -> Optional[str]:
-    """The kernel a row's `attention_kernel` label names (a fallback label names the kernel that ran);
-    None for no label (NaN, None, an engine's)."""
-    if not isinstance(label, str) or label.startswith("n/a"):
-        return None
-    return {text: kernel for kernel, text in kernels_to_try("sdpa_flash", True)}.get(label, label)
-
-
 def _is_kernel_unavailable(exc: Optional[BaseException]) -> bool:
     """SDPA found no kernel among the allowed backends; also when wrapped (e.g. by torch.compile)."""
     while exc is not None:
@@ -243,14 +235,15 @@ def engine_extras(cell: Cell, loaded: LoadedModel, engine: Engine, prompts: Prom
 def new_record(cell: Cell, loaded: Optional[LoadedModel], ctx: RunContext, status: str, error: Optional[str],
                kernel_label: Optional[str], measurement: Optional[Measurement], extras: Extras,
                prompt_source: Optional[str], passage_ids: list[str], started_at: str, wall_s: float,
-               engine: Optional[Engine] = None) -> CellRecord:
+               engine: Optional[Engine] = None, kernel: Optional[str] = None) -> CellRecord:
     """The cell's record, built once from its parts (`loaded` is None when the model did not load; `engine`: the
-    engine that ran an engine cell)."""
+    engine that ran an engine cell; `kernel`: the attention kernel a torch cell's measurement ran on)."""
     record = CellRecord(
         cell_id=cell.cell_id(ctx.hardware), identity=cell.identity(), status=status, experiment=ctx.experiment,
         weights=loaded.weights if loaded else ("synthetic" if cell.model.synthetic else "pretrained"),
         hardware=ctx.hardware, settings=cell.settings.as_dict(), environment=ctx.environment,
-        attention_kernel=kernel_label or (loaded.attention_kernel if loaded else None), clock=ctx.clock.name,
+        attention_kernel=kernel_label or (loaded.attention_kernel if loaded else None), kernel=kernel,
+        clock=ctx.clock.name,
         error=error, extras_error=extras.error, warmup=cell.settings.timing.warmup,
         n_params=loaded.architecture.n_params if loaded else None,
         n_params_non_embedding=loaded.architecture.n_params_non_embedding if loaded else None,
@@ -318,7 +311,7 @@ def run_cell(cell: Cell, loaded: LoadedModel, prompts: PromptSet, ctx: RunContex
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     ids, passage_ids = prompts.batch(cell.batch_size, loaded.device)
-    status, error, label, measurement, extras, engine = "error", None, None, None, Extras(), None
+    status, error, label, measurement, extras, engine, ran = "error", None, None, None, Extras(), None, None
     in_process = cell.engine == IN_PROCESS
     try:
         if not in_process:
@@ -355,13 +348,14 @@ def run_cell(cell: Cell, loaded: LoadedModel, prompts: PromptSet, ctx: RunContex
         finally:
             if loaded.device.type == "cuda":
                 torch.cuda.empty_cache()
-        status, label = "ok", kernel_label
+        status, label, ran = "ok", kernel_label, (kernel if in_process else None)
         extras = (run_extras(cell, loaded, generator, kernel, ids, prompts) if in_process else
                   engine_extras(cell, loaded, engine, prompts, ctx, engines.ar_decode, engines.per_prompt_count,
                                 engines.pairs))
         break
     return new_record(cell, loaded, ctx, status, error, label or (ENGINE_LABEL if engine is not None else None),
-                      measurement, extras, prompts.source, passage_ids, started_at, time.perf_counter() - t0, engine)
+                      measurement, extras, prompts.source, passage_ids, started_at, time.perf_counter() - t0, engine,
+                      ran)
 
 
 # --------------------------------------------------------------------------- the sweep
