@@ -456,3 +456,27 @@ def test_cells_a_refinement_adds_are_measured_at_every_b_and_found_again_from_th
                          for c in cells if c.kind == "diffusion"]).loc[:, lambda d: ~d.columns.duplicated()]
     assert steps_beyond_the_grid(rows, exp.grid.steps_for) == {("tiny-llada", 32, "low_confidence", "none",
                                                                  "eager"): {6}}
+
+
+def test_the_arms_are_rebuilt_from_the_records_of_what_was_measured():
+    import dataclasses
+
+    from conftest import ROOT
+    from dlm_bench.config import load_experiment
+    from dlm_bench.pairs import cells_of_records
+    from dlm_bench.results import PairStore, ResultStore
+
+    exp = load_experiment(ROOT / "config" / "experiments_austen.yaml")
+    records = ResultStore(exp.results_dir).records()
+    cells = cells_of_records(records, exp, "cpu: AMD EPYC")
+    # every record of the committed trained study (the bisection's cells beside the grid's) is its own cell again
+    assert set(cells) == {r.cell_id for r in records} and len(cells) > 400
+    assert all(cells[r.cell_id].identity() == r.identity for r in records)
+    assert all({p.reference_cell_id, p.contender_cell_id} <= set(cells) for p in PairStore(exp.results_dir).records())
+    # a record of other settings, of other hardware, of another model, or with a setting this version lacks: none
+    r = records[0]
+    others = [dataclasses.replace(r, settings={**r.settings, "seed": r.settings["seed"] + 1}),
+              dataclasses.replace(r, hardware="cpu: another"),
+              dataclasses.replace(r, identity={**r.identity, "model_name": "not-in-the-config"}),
+              dataclasses.replace(r, settings={**r.settings, "a_later_setting": 1})]
+    assert cells_of_records(others, exp, "cpu: AMD EPYC") == {}

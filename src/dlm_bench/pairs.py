@@ -4,8 +4,10 @@ After the cells (and the quality pass that finds S_parity), top to bottom:
 1. `selection.pairs.wanted_pairs` names the cell pairs whose ratio the summary publishes (the
    Speedup Factor as published and at their best, where the AR side may be another engine's cell,
    and the fast-path table), from the records' rows;
-2. for each pair not measured yet, both arms are made ready: a torch cell's model is loaded (and kept
-   for the next pair) and runs on the attention kernel its cell ran on; another engine's cell runs
+2. for each pair not measured yet, both arms are made ready from their cells' records (`cells_of_records`:
+   each record's grid columns and settings on the config's model of its name; the grid is not expanded
+   again): a torch cell's model is loaded (and kept for the next pair) and runs on the attention kernel its
+   record says it ran on; another engine's cell runs
    through that engine (llama-server, llama-diffusion-cli, an OpenAI endpoint) as a generator. Both
    get the same prompts, each arm is warmed up, then `pairs.repeats` pairs are timed
    (measure.loop.time_pair: the cells' own timed region, marks included): one generation of the
@@ -39,8 +41,7 @@ from .selection.baseline import split_engines
 from .selection.pairs import WantedPair, wanted_pairs
 from .selection.parity import parity_table
 from .selection.parity_rule import ParityRule
-from .selection.refine import steps_beyond_the_grid
-from .config import Cell, Experiment, expand_cells
+from .config import Cell, Experiment
 from .measure import load as machine_load
 from .measure.clock import clock_for
 from .measure.environment import hardware_name, resolve_device
@@ -51,7 +52,7 @@ from .engines.pool import EnginePool
 from .measure.loop import Arm, time_pair
 from .models.loader import LoadedModel, LoadSettings, load_model
 from .quality.prompts import PromptProvider
-from .results import QUALITY_FILE, PairRecord, PairStore, ResultStore, read_quality
+from .results import QUALITY_FILE, CellRecord, PairRecord, PairStore, ResultStore, read_quality
 from .runner import make_generator
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ class PairsSummary:
     skipped: int  # measured by an earlier run
     ok: int = 0
     failed: int = 0
-    not_in_grid: int = 0  # a cell id of the rows that this config and hardware do not produce
+    not_rebuilt: int = 0  # a cell whose record is not a cell of this config's models on this hardware
     busy: int = 0  # measured, or being measured, by another run on the same folder
 
 
@@ -164,6 +165,25 @@ def measure_pair(record: PairRecord, make_arm: Callable[[Cell], PairArm], refere
     return record
 
 
+def cells_of_records(records: list[CellRecord], exp: Experiment, hardware: str) -> dict[str, Cell]:
+    """The cells the records measured on this hardware, by id: each rebuilt from its record (`Cell.from_record`)
+    on the config's model of its name, and kept only where it is the same cell (its id is the record's). A record
+    of another model spec, other settings or other hardware yields none."""
+    models = {m.name: m for m in exp.models}
+    cells = {}
+    for record in records:
+        model = models.get(record.identity.get("model_name"))
+        if model is None or record.hardware != hardware:
+            continue
+        try:
+            cell = Cell.from_record(record.identity, record.settings, model)
+        except (TypeError, ValueError):  # settings of another version of the harness
+            continue
+        if cell.cell_id(hardware) == record.cell_id:
+            cells[record.cell_id] = cell
+    return cells
+
+
 def run_pairs(exp: Experiment, progress: bool = True, remeasure_contended: bool = False,
               redo_before: Optional[str] = None) -> PairsSummary:
     """Measure every wanted pair not measured yet (with `remeasure_contended`, and every pair marked
@@ -173,7 +193,8 @@ def run_pairs(exp: Experiment, progress: bool = True, remeasure_contended: bool 
         torch.set_num_threads(exp.cpu_threads)
     hardware = hardware_name(device)
     root = exp.results_dir
-    every = pd.DataFrame(ResultStore(root).rows())  # the records themselves; raw_metrics.csv is not read back
+    records = ResultStore(root).records()
+    every = pd.DataFrame([r.to_row() for r in records])  # the records themselves; raw_metrics.csv is not read back
     wanted, kernels = [], {}
     if "status" in every:
         rows, engine_rows = split_engines(every)
@@ -185,8 +206,7 @@ def run_pairs(exp: Experiment, progress: bool = True, remeasure_contended: bool 
     store = PairStore(root)
     todo = [p for p in wanted if not store.is_done(pair_id(p, exp), remeasure_contended, redo_before)]
     summary = PairsSummary(len(wanted), len(wanted) - len(todo))
-    extra = steps_beyond_the_grid(rows, exp.grid.steps_for) if "status" in every else {}
-    cells = {c.cell_id(hardware): c for c in expand_cells(exp, extra)}  # the refinement's cells too
+    cells = cells_of_records(records, exp, hardware)  # the arms come from what was measured, the grid's or not
     clock = clock_for(device)
     log.info("pairs: %d wanted, %d already measured, %d to measure (%d pairs each)", len(wanted), summary.skipped,
              len(todo), exp.pairs.repeats)
@@ -198,9 +218,9 @@ def run_pairs(exp: Experiment, progress: bool = True, remeasure_contended: bool 
             reference, contender = cells.get(pair.reference_cell_id), cells.get(pair.contender_cell_id)
             beside = cells.get(pair.beside) if pair.beside is not None else None
             if reference is None or contender is None or (pair.beside is not None and beside is None):
-                log.warning("pair %s / %s: a cell is not in this config's grid on %s; skipped",
+                log.warning("pair %s / %s: a cell's record is not a cell of this config's models on %s; skipped",
                             pair.reference_cell_id, pair.contender_cell_id, hardware)
-                summary.not_in_grid += 1
+                summary.not_rebuilt += 1
                 continue
             pid = pair_id(pair, exp)
             with store.claim(f"pair-{pid}") as mine:
@@ -228,4 +248,5 @@ def run_pairs(exp: Experiment, progress: bool = True, remeasure_contended: bool 
 
 def describe(summary: PairsSummary) -> str:
     return (f"pairs: {summary.wanted} wanted, {summary.skipped} measured before, {summary.ok} measured now, "
-            f"{summary.failed} failed, {summary.busy} left to another run, {summary.not_in_grid} not in this grid")
+            f"{summary.failed} failed, {summary.busy} left to another run, {summary.not_rebuilt} of other models or "
+            "hardware")

@@ -50,6 +50,14 @@ class MeasurementSettings:
         out["prompt_tokenizers"] = list(self.prompt_tokenizers)
         return out
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "MeasurementSettings":
+        """The settings `as_dict` wrote (a record's `settings`); a key this version does not know is an error."""
+        timing = {f.name for f in dataclasses.fields(TimingSpec)}
+        rest = {k: v for k, v in data.items() if k not in timing}
+        rest["prompt_tokenizers"] = tuple(rest.get("prompt_tokenizers") or ())
+        return cls(timing=TimingSpec(**{k: v for k, v in data.items() if k in timing}), **rest)
+
 
 # Cell fields added after cells had been measured, with the values that mean "as before": left out of
 # the cell id at those values, so a sweep resumed on a newer version finds its earlier cells
@@ -124,6 +132,14 @@ class Cell:
 
     def describe(self) -> str:
         return cell_label(self.identity())
+
+    @classmethod
+    def from_record(cls, identity: Mapping[str, Any], settings: Mapping[str, Any], model: ModelSpec) -> "Cell":
+        """The cell a record measured, from its grid columns (`identity()`) and settings, on `model` (the spec
+        its `model_name` names); a column the record lacks takes the field's default (a field added later)."""
+        grid = {f.name: identity[f.name] for f in dataclasses.fields(cls)
+                if f.name not in ("model", "settings") and f.name in identity}
+        return cls(model=model, settings=MeasurementSettings.from_dict(settings), **grid)
 
 
 # the names of `Cell.identity()`, in row order: the model's columns, then every grid field of Cell
