@@ -353,15 +353,17 @@ def test_the_load_check_passes_overlapping_or_flagged_ratios_and_fails_a_confide
 @pytest.mark.integration
 @pytest.mark.parametrize("study", ["cpu_mini_synthetic", "cpu_austen_trained", "cpu_austen_engines"])
 def test_the_pairs_step_chooses_from_the_records_what_the_analysis_chooses_from_the_table(study):
-    """The pairs step never reads raw_metrics.csv back: its rows come from the records, and the selection
-    picks the same pairs from them as from the committed table."""
+    """The pairs step never reads raw_metrics.csv back: its rows come from the records through the one loader
+    (results.rows_frame), which reads them exactly as the analysis reads the committed table, and the selection
+    picks the same pairs from both."""
     from conftest import ROOT
-    from dlm_bench.results import ResultStore
+    from dlm_bench.results import ResultStore, read_rows, rows_frame
     from dlm_bench.selection.baseline import split_engines
 
     folder = ROOT / "results" / "raw_data" / study
-    from_records = split_engines(pd.DataFrame(ResultStore(folder).rows()))[0]
-    from_table = split_engines(pd.read_csv(folder / "raw_metrics.csv", dtype={"cell_id": str}))[0]
+    records, table = rows_frame(ResultStore(folder).records()), read_rows(folder / "raw_metrics.csv")
+    pd.testing.assert_frame_equal(records, table)
+    from_records, from_table = split_engines(records)[0], split_engines(table)[0]
     kinds = ["speedup", "fast_paths"]
     chosen = wanted_pairs(from_records, parity_table(from_records), kinds)
     assert chosen == wanted_pairs(from_table, parity_table(from_table), kinds)

@@ -254,3 +254,17 @@ def test_an_interrupted_write_leaves_the_old_file_and_no_temporary(tmp_path, mon
     with pytest.raises(OSError):
         atomic_write_text(target, "new table, half written")
     assert target.read_text() == "old table\n" and sorted(os.listdir(tmp_path)) == ["raw_metrics.csv"]
+
+
+def test_the_one_loader_reads_records_as_the_analysis_reads_their_table(tmp_path):
+    import pandas as pd
+
+    from dlm_bench.results import read_rows, rows_frame
+
+    assert rows_frame([]).empty
+    store = ResultStore(tmp_path)
+    for cell_id, latency in (("0123", 5.0), ("1e10", 6.5)):  # ids pandas would read as numbers
+        store.write(_record(cell_id, latency=latency))
+    frame, table = rows_frame(store.records()), read_rows(store.merge())
+    pd.testing.assert_frame_equal(frame, table)
+    assert list(frame["cell_id"]) == ["0123", "1e10"] and list(frame["latency_ms_median"]) == [5.0, 6.5]

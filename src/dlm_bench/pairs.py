@@ -32,7 +32,6 @@ from datetime import datetime, timezone
 from typing import Callable, Optional
 
 
-import pandas as pd
 import torch
 from tqdm import tqdm
 
@@ -52,7 +51,7 @@ from .engines.pool import EnginePool
 from .measure.loop import Arm, time_pair
 from .models.loader import LoadedModel, LoadSettings, load_model
 from .quality.prompts import PromptProvider
-from .results import QUALITY_FILE, CellRecord, PairRecord, PairStore, ResultStore, read_quality
+from .results import QUALITY_FILE, CellRecord, PairRecord, PairStore, ResultStore, read_quality, rows_frame
 from .runner import make_generator
 
 log = logging.getLogger(__name__)
@@ -194,7 +193,7 @@ def run_pairs(exp: Experiment, progress: bool = True, remeasure_contended: bool 
     hardware = hardware_name(device)
     root = exp.results_dir
     records = ResultStore(root).records()
-    every = pd.DataFrame([r.to_row() for r in records])  # the records themselves; raw_metrics.csv is not read back
+    every = rows_frame(records)  # the records themselves, read as the analysis reads raw_metrics.csv
     wanted, kernels = [], {}
     if "status" in every:
         rows, engine_rows = split_engines(every)

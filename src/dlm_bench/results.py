@@ -381,9 +381,8 @@ class PairRecord(_JsonRecord):
         return cls(**kwargs)
 
 
-def _write_csv(rows: list[dict[str, Any]], path: Path, empty_header: Sequence[str]) -> Path:
-    """Rows (dicts) as a CSV: the union of their keys in first-seen order; None and NaN as empty. A file that
-    already holds exactly this text is left as it is (a merge that changed nothing writes nothing)."""
+def csv_text(rows: list[dict[str, Any]], empty_header: Sequence[str] = ()) -> str:
+    """Rows (dicts) as CSV text: the union of their keys in first-seen order; None and NaN as empty."""
     columns: list[str] = []
     for row in rows:
         columns += [k for k in row if k not in columns]
@@ -393,10 +392,34 @@ def _write_csv(rows: list[dict[str, Any]], path: Path, empty_header: Sequence[st
     for row in rows:
         writer.writerow({k: ("" if v is None or (isinstance(v, float) and math.isnan(v)) else v)
                          for k, v in row.items()})
-    text = buf.getvalue()
+    return buf.getvalue()
+
+
+def _write_csv(rows: list[dict[str, Any]], path: Path, empty_header: Sequence[str]) -> Path:
+    """Rows as a CSV file (`csv_text`). A file that already holds exactly this text is left as it is (a merge that
+    changed nothing writes nothing)."""
+    text = csv_text(rows, empty_header)
     if not (path.is_file() and path.read_bytes() == text.encode("utf-8")):
         atomic_write_text(path, text)
     return path
+
+
+def read_rows(source: Path | io.StringIO):
+    """raw_metrics.csv (a path, or its text) as the one frame of rows every reader uses: cell ids as text, every
+    other column as pandas reads it."""
+    import pandas as pd
+
+    return pd.read_csv(source, dtype={"cell_id": str})
+
+
+def rows_frame(records: Sequence["CellRecord"]):
+    """The records' rows exactly as `read_rows` reads them from raw_metrics.csv (through the same CSV text), so the
+    sweep's own choices (refinement, pairs) and the analysis see the same values; empty without records."""
+    import pandas as pd
+
+    if not records:
+        return pd.DataFrame()
+    return read_rows(io.StringIO(csv_text([r.to_row() for r in records])))
 
 
 class ShrinkError(RuntimeError):

@@ -443,9 +443,7 @@ def run_experiment(exp: Experiment, shard: tuple[int, int] = (0, 1), progress: b
 def refined_steps(exp: Experiment) -> dict:
     """Every K the parity refinement wants for this study's published S_parity (selection.refine), given the
     cells and scores finished so far, together with the K it added before (found in the records)."""
-    import pandas as pd
-
-    from .results import QUALITY_FILE, read_quality
+    from .results import QUALITY_FILE, read_quality, rows_frame
     from .selection.baseline import split_engines
     from .selection.pairs import best_parity_rows
     from .selection.parity import parity_table
@@ -453,7 +451,7 @@ def refined_steps(exp: Experiment) -> dict:
     from .selection.refine import published_rows, refinement, steps_beyond_the_grid
 
     store = ResultStore(exp.results_dir)
-    every = pd.DataFrame(store.rows())
+    every = rows_frame(store.records())
     if every.empty:
         return {}
     rows, engine_rows = split_engines(every)

@@ -16,7 +16,7 @@ import pandas as pd
 from ..labels import cell_label
 from ..stats import CV_NO_VERDICT, RESAMPLES
 from ..measure.benchmarks import read_targets
-from ..results import QUALITY_FILE, read_quality
+from ..results import QUALITY_FILE, read_quality, read_rows
 from ..selection.baseline import split_engines, with_forward_column
 from ..selection.pairs import SelfPair, best_parity_rows, measured_self_pairs
 from ..selection.parity import parity_table
@@ -157,7 +157,7 @@ def load_results(input_dir: str | Path, facet: tuple[str, ...] = (), resamples: 
     csv_path = input_dir / "raw_metrics.csv"
     if not csv_path.is_file():
         raise FileNotFoundError(f"{csv_path}: no results (run the sweep first)")
-    rows, engine_rows = split_engines(with_forward_column(pd.read_csv(csv_path, dtype={"cell_id": str})))
+    rows, engine_rows = split_engines(with_forward_column(read_rows(csv_path)))
     check_comparable(rows[rows["status"] == "ok"], tuple(facet) + default_facets(rows))
     per_prompt_path = input_dir / "per_prompt.csv"
     per_prompt = (pd.read_csv(per_prompt_path, dtype={"cell_id": str}) if per_prompt_path.is_file()
