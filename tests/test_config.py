@@ -24,6 +24,13 @@ def test_mini_config_of_the_repo_loads_and_expands(tiny_models, tmp_path):
     assert {c.decode for c in cells} == {None, "eager", "static"}
     assert {c.model.kind for c in cells} == {"autoregressive", "diffusion"}
     assert all(c.prompt_len == c.n_out == c.seq_len // 2 for c in cells)
+    # every cell names its path as a value, and its label parses back to it
+    from dlm_bench.paths import ARPath, DiffusionPath
+
+    paths = {c.path for c in cells}
+    assert {p for p in paths if isinstance(p, ARPath)} == {ARPath("eager"), ARPath("static")}
+    assert DiffusionPath("threshold", "dual") in paths and all(type(p).parse(p.label) == p for p in paths)
+    assert {c.engine_path.label for c in cells} == {"torch"}
 
 
 def test_paper_config_is_the_paper_grid():

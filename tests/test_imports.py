@@ -15,7 +15,7 @@ MEASUREMENT = {"runner", "pairs", "perf", "measure", "engines", "generation", "m
 TORCH_FREE = ["dlm_bench.analysis.report", "dlm_bench.analysis.figures", "dlm_bench.selection.pairs",
               "dlm_bench.selection.parity", "dlm_bench.stats", "dlm_bench.metrics.timing",
               "dlm_bench.metrics.quality", "dlm_bench.config", "dlm_bench.results", "dlm_bench.analysis.tasks",
-              "dlm_bench.tasks.accuracy", "dlm_bench.tasks.outcomes", "dlm_bench.labels"]
+              "dlm_bench.tasks.accuracy", "dlm_bench.tasks.outcomes", "dlm_bench.labels", "dlm_bench.paths"]
 
 
 def _part(path: Path) -> str:
@@ -95,4 +95,5 @@ def test_the_leaves_import_only_what_the_tour_says():
     graph = folder_imports()
     assert {leaf: graph.get(leaf, set()) for leaf in ("stats", "fileio", "registry", "metrics")} == \
         {"stats": {"metrics"}, "fileio": set(), "registry": set(), "metrics": set()}
-    assert graph["labels"] == {"registry"}  # the human labels: written from the registry's facts alone
+    assert graph["paths"] == {"registry"}  # generation paths: checked against the registry's tables alone
+    assert graph["labels"] == {"registry", "paths"}  # the human labels: the registry's facts and the paths' labels

@@ -1,13 +1,14 @@
-"""The human labels of cells and rows: one place for how a generation path, an engine, an AR decoding and a
-cell are written in tables, figures, logs and the paper (torch-free; rows are mappings of `Cell.identity()`
-columns, so a live cell and a CSV row read alike)."""
+"""The human labels of cells and rows: how a cell and its generation path are written in tables, figures, logs
+and the paper (torch-free; rows are mappings of `Cell.identity()` columns, so a live cell and a CSV row read
+alike). A path's own label and its parser are the path's (`paths`); these add the engine, the schedule and the
+cell's shape."""
 
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping, Optional
 
 from . import registry
+from .paths import ARPath, DiffusionPath, EnginePath
 from .registry import DIFFUSION, IN_PROCESS
 
 
@@ -19,42 +20,27 @@ def _default_schedule(family: Any) -> Optional[str]:
 
 def engine_label(row: Mapping[str, Any]) -> str:
     """`torch`, or the engine with its weights (`llamacpp:q8_0`; `openai` for a remote endpoint)."""
-    engine = row.get("engine")
-    if not isinstance(engine, str) or engine == IN_PROCESS:
-        return IN_PROCESS
-    fmt = row.get("weights_format")
-    return f"{engine}:{fmt}" if isinstance(fmt, str) else engine
+    return EnginePath.of(row).label
 
 
 def ar_decoding_label(row: Mapping[str, Any]) -> str:
     """An AR row's decoding: `greedy`, or its sampling as `t0.7 p0.9 rp1.1` (only the parts that are set)."""
-    def value(name: str) -> Optional[float]:
-        v = row.get(name)
-        return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
-
-    temperature, top_p, penalty = value("temperature") or 0.0, value("top_p"), value("repetition_penalty")
-    parts = [f"t{temperature:g}"] if temperature > 0 else ["greedy"]
-    if top_p is not None and top_p != 1.0:
-        parts.append(f"p{top_p:g}")
-    if penalty is not None and penalty != 1.0:
-        parts.append(f"rp{penalty:g}")
-    return " ".join(parts)
+    return ARPath.of(row).decoding
 
 
 def variant_label(row: Mapping[str, Any]) -> str:
     """The generation path of a cell or row: `sampler/cache` (diffusion) or the decode mode (AR), with
-    the engine in front when it is not torch (`llamacpp:f32 low_confidence`, `openai:f32`)."""
-    if engine_label(row) != IN_PROCESS:
-        return engine_label(row) + (f" {row['sampler']}" if row["kind"] == DIFFUSION else "")
+    the engine in front when it is not torch (`llamacpp:f32 low_confidence`, `openai:f32`), and a diffusion
+    schedule other than its family's own."""
+    engine = EnginePath.of(row)
+    if engine.engine != IN_PROCESS:
+        return engine.label + (f" {row['sampler']}" if row["kind"] == DIFFUSION else "")
     if row["kind"] == DIFFUSION:
-        label = f"{row['sampler']}/{row['cache']}"
-        if row.get("forward") == "compiled":
-            label += "/compiled"
+        label = DiffusionPath.of(row).label
         if row.get("schedule") not in (None, "", _default_schedule(row.get("family"))):
             label += f" ({row['schedule']} schedule)"
         return label
-    decoding = ar_decoding_label(row)
-    return str(row["decode"]) + ("" if decoding == "greedy" else f" [{decoding}]")
+    return ARPath.of(row).label
 
 
 def cell_label(row: Mapping[str, Any]) -> str:

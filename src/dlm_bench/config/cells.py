@@ -15,6 +15,7 @@ from typing import Any, Mapping, Optional
 from ..registry import AR, DIFFUSION, IN_PROCESS
 from .. import registry
 from ..labels import cell_label
+from ..paths import ARPath, DiffusionPath, EnginePath
 from .names import ConfigError, FAMILY_SCHEDULES, LLAMACPP_SAMPLERS, LOCAL_SERVER, family_default
 from .spec import ARSamplingSpec, Experiment, ModelSpec, TimingSpec
 
@@ -113,6 +114,16 @@ class Cell:
     @property
     def kind(self) -> str:
         return self.model.kind
+
+    @property
+    def path(self) -> DiffusionPath | ARPath:
+        """How the cell generates (`paths`): its sampler, cache and forward, or its decode mode and decoding."""
+        return DiffusionPath.of(self.identity()) if self.kind == DIFFUSION else ARPath.of(self.identity())
+
+    @property
+    def engine_path(self) -> EnginePath:
+        """Which engine runs the cell, on which weights."""
+        return EnginePath(self.engine, self.weights_format)
 
     def identity(self) -> dict[str, Any]:
         """The cell's grid columns, in row order."""

@@ -211,12 +211,12 @@ def run_matrix(spec: PerfSpec, root: Path, slow_path: Optional[str] = None, slow
 
 
 def _diffusion_arm(spec: PerfSpec, loaded: LoadedModel, path: str, ids: torch.Tensor) -> PerfArm:
-    sampler, cache, forward = parse_diffusion_path(path)
-    options = {"threshold_steps": "cap"} if sampler in THRESHOLD_SAMPLERS else {}
-    if "leap_relaxed" in registry.SAMPLERS[sampler].knobs:
+    parsed = parse_diffusion_path(path)
+    options = {"threshold_steps": "cap"} if parsed.sampler in THRESHOLD_SAMPLERS else {}
+    if "leap_relaxed" in registry.SAMPLERS[parsed.sampler].knobs:
         options.update(threshold=spec.leap_threshold, leap_relaxed=spec.leap_relaxed, leap_window=spec.leap_window)
-    generator = MaskedDiffusionGenerator(loaded.model, loaded.mask_token_id, spec.block_length, sampler, cache=cache,
-                                         forward=forward, **options)
+    generator = MaskedDiffusionGenerator(loaded.model, loaded.mask_token_id, spec.block_length, parsed.sampler,
+                                         cache=parsed.cache, forward=parsed.forward, **options)
     return PerfArm(generator, ids, spec.n_out, spec.steps, kind=DIFFUSION, path=path)
 
 

@@ -24,8 +24,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ..config import (AR_DECODE_MODES, DEFAULT_LEAP_RELAXED, DEFAULT_LEAP_WINDOW, DEFAULT_THRESHOLD,
-                      DIFFUSION_CACHES, DIFFUSION_FORWARDS, DIFFUSION_SAMPLERS, ConfigError, diffusion_shape_error)
+from ..config import (AR_DECODE_MODES, DEFAULT_LEAP_RELAXED, DEFAULT_LEAP_WINDOW, DEFAULT_THRESHOLD, ConfigError,
+                      diffusion_shape_error)
+from ..paths import DiffusionPath, PathError
 
 GATE_METRICS = ("speedup", "quality_delta", "step_p99_over_p50", "agreement", "tokens_per_s", "peak_rss_gib")
 PAIRED_METRICS = ("speedup", "quality_delta")  # with a CI: pass, fail or undecided (perf.gates)
@@ -36,17 +37,12 @@ RELATIVE_TO = ("nothing", "previous")
 ABSOLUTE_ON = ("gpu", "any")
 
 
-def parse_diffusion_path(path: str) -> tuple[str, str, str]:
-    """'sampler/cache' or 'sampler/cache/compiled' -> (sampler, cache, forward)."""
-    parts = path.split("/")
-    if len(parts) == 2:
-        parts.append("eager")
-    if len(parts) != 3 or parts[0] not in DIFFUSION_SAMPLERS or parts[1] not in DIFFUSION_CACHES \
-            or parts[2] not in DIFFUSION_FORWARDS:
-        raise ConfigError(f"diffusion path {path!r} is not allowed; allowed: sampler/cache[/forward] with sampler in "
-                          f"{', '.join(DIFFUSION_SAMPLERS)}, cache in {', '.join(DIFFUSION_CACHES)}, forward in "
-                          f"{', '.join(DIFFUSION_FORWARDS)}")
-    return parts[0], parts[1], parts[2]
+def parse_diffusion_path(path: str) -> DiffusionPath:
+    """A matrix path label (`paths.DiffusionPath.parse`), as a config error naming what is allowed."""
+    try:
+        return DiffusionPath.parse(path)
+    except PathError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 @dataclass(frozen=True)
