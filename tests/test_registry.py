@@ -12,7 +12,7 @@ from dlm_bench.config import (AR_DECODE_MODES, DIFFUSION_CACHES, DIFFUSION_FORWA
                               FAMILIES, LLAMACPP_SAMPLERS, THRESHOLD_SAMPLERS)
 from dlm_bench.engines.llamacpp.diffusion_cli import ALGORITHMS
 from dlm_bench.generation.diffusion import score_proposals
-from dlm_bench.selection.baseline import BASELINE_CACHE, BASELINE_DECODE, BASELINE_FORWARD, BASELINE_SAMPLER
+from dlm_bench.selection.baseline import PUBLISHED_AR, PUBLISHED_DIFFUSION
 
 
 def test_the_config_allows_exactly_the_registered_names():
@@ -27,8 +27,8 @@ def test_the_config_allows_exactly_the_registered_names():
 
 def test_the_as_published_paths_are_the_registered_baselines():
     # LLaDA's reference sampler without a cache on the eager forward; LLaMA through transformers' generate
-    assert (BASELINE_SAMPLER, BASELINE_CACHE, BASELINE_FORWARD, BASELINE_DECODE) == (
-        "low_confidence", "none", "eager", "eager")
+    assert (PUBLISHED_DIFFUSION.sampler, PUBLISHED_DIFFUSION.cache, PUBLISHED_DIFFUSION.forward,
+            PUBLISHED_AR.decode) == ("low_confidence", "none", "eager", "eager")
     with pytest.raises(ValueError):
         registry.baseline(registry._table(registry.Cache("a", baseline=True), registry.Cache("b", baseline=True)))
     with pytest.raises(ValueError):

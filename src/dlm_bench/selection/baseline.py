@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..registry import DIFFUSION, IN_PROCESS
-from .. import registry
+import dataclasses
 
-BASELINE_SAMPLER, BASELINE_CACHE = registry.baseline(registry.SAMPLERS), registry.baseline(registry.CACHES)
-BASELINE_FORWARD, BASELINE_DECODE = registry.baseline(registry.FORWARDS), registry.baseline(registry.DECODE_PATHS)
-DIFFUSION_PATH = ["sampler", "cache", "forward"]  # the columns that tell one diffusion generation path from another
+from ..paths import ARPath, DiffusionPath
+from ..registry import DIFFUSION, IN_PROCESS
+
+PUBLISHED_DIFFUSION, PUBLISHED_AR = DiffusionPath.as_published(), ARPath.as_published()
+DIFFUSION_PATH = [f.name for f in dataclasses.fields(DiffusionPath)]  # the columns that name a diffusion path
 
 
 def quality_cells(path_cells: pd.DataFrame) -> dict[int, pd.Series]:
@@ -20,8 +21,7 @@ def quality_cells(path_cells: pd.DataFrame) -> dict[int, pd.Series]:
 
 
 def _is_published_diffusion(df: pd.DataFrame) -> pd.Series:
-    return ((df["sampler"] == BASELINE_SAMPLER) & (df["cache"] == BASELINE_CACHE)
-            & (df["forward"] == BASELINE_FORWARD))
+    return (df[DIFFUSION_PATH] == [getattr(PUBLISHED_DIFFUSION, c) for c in DIFFUSION_PATH]).all(axis=1)
 
 
 def baseline(df: pd.DataFrame) -> pd.DataFrame:
@@ -32,7 +32,7 @@ def baseline(df: pd.DataFrame) -> pd.DataFrame:
         if (g["kind"] == DIFFUSION).all():
             sel = g[_is_published_diffusion(g)]
         else:
-            sel = g[g["decode"] == BASELINE_DECODE]
+            sel = g[g["decode"] == PUBLISHED_AR.decode]
         keep.append(sel if not sel.empty else g)
     return pd.concat(keep) if keep else df
 
@@ -41,7 +41,7 @@ def published_parity_rows(parity: pd.DataFrame) -> pd.DataFrame:
     """Parity rows as published: eager `generate` against the reference sampler without cache."""
     if parity.empty:
         return parity
-    return parity[_is_published_diffusion(parity) & (parity["ar_decode"] == BASELINE_DECODE)]
+    return parity[_is_published_diffusion(parity) & (parity["ar_decode"] == PUBLISHED_AR.decode)]
 
 
 def with_forward_column(rows: pd.DataFrame) -> pd.DataFrame:
@@ -51,7 +51,7 @@ def with_forward_column(rows: pd.DataFrame) -> pd.DataFrame:
     if "forward" not in rows:
         rows["forward"] = None
     rows["forward"] = rows["forward"].astype(object)
-    rows.loc[(rows["kind"] == DIFFUSION) & rows["forward"].isna(), "forward"] = BASELINE_FORWARD
+    rows.loc[(rows["kind"] == DIFFUSION) & rows["forward"].isna(), "forward"] = PUBLISHED_DIFFUSION.forward
     return rows
 
 
