@@ -69,12 +69,7 @@ def apply_overrides(raw: dict, overrides: Mapping[str, Any]) -> dict:
             if unknown:
                 raise ConfigError(f"--models: unknown model {', '.join(unknown)}; allowed: {', '.join(map(str, names))}")
             raw["models"] = [m for m in raw["models"] if m.get("name") in value]
-            served = ((raw.get("engines") or {}).get("openai") or {}).get("models")
-            if isinstance(served, list):  # the endpoint serves only models still in the run (if any)
-                raw["engines"]["openai"]["models"] = [m for m in served if m in value]
-                engines = raw["engines"].get("engine")
-                if not raw["engines"]["openai"]["models"] and isinstance(engines, list):
-                    raw["engines"]["engine"] = [e for e in engines if e != "openai"]
+            _keep_served(raw.get("engines"), value)
             continue
         if key == "output_dir" and overrides.get("figures_dir") is None:
             raw.pop("figures_dir", None)  # the figures follow an output folder given on the command line
@@ -88,3 +83,13 @@ def apply_overrides(raw: dict, overrides: Mapping[str, Any]) -> dict:
     return raw
 
 
+def _keep_served(engines: Any, models: list[str]) -> None:
+    """An engine whose section lists the models it serves (`engines.<engine>.models`) serves only those still in
+    the run; an engine left with none leaves `engines.engine`."""
+    if not isinstance(engines, dict):
+        return
+    for name, section in engines.items():
+        if isinstance(section, dict) and isinstance(section.get("models"), list):
+            section["models"] = [m for m in section["models"] if m in models]
+            if not section["models"] and isinstance(engines.get("engine"), list):
+                engines["engine"] = [e for e in engines["engine"] if e != name]
