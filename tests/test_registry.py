@@ -91,3 +91,11 @@ def test_every_family_names_the_writer_of_its_tiny_checkpoint():
     assert (tiny.LLAMA_LAYOUT.rope_theta, tiny.LLAMA_LAYOUT.rms_norm_eps) == (500000.0, 1e-5)
     assert (tiny.QWEN2_LAYOUT.rope_theta, tiny.QWEN2_LAYOUT.rms_norm_eps) == (1e6, 1e-6)
     assert "mask" not in tiny.QWEN2_LAYOUT.specials and tiny.LLAMA_LAYOUT.specials == tiny.LLAMA_SPECIALS
+
+
+def test_a_checkpoints_model_type_names_its_family_and_its_attention_biases():
+    from dlm_bench.registry import family_of_model_type
+
+    assert family_of_model_type("Dream").name == "dream" and family_of_model_type("qwen2").qkv_bias
+    assert not family_of_model_type("llama").qkv_bias and family_of_model_type("gpt2") is None
+    assert family_of_model_type(None) is None

@@ -57,14 +57,22 @@ class Family:
     native: Optional[str] = None  # diffusion: the module whose `native_config(raw)` and `load(...)` build it
     tiny: Optional[str] = None  # `module:function` writing a random-init checkpoint in the family's official
     # layout: (out, corpus, seed, d_model=, n_layers=) -> folder (the tests' and the mini sweep's models)
+    qkv_bias: bool = False  # its attention's query, key and value projections carry biases (Qwen2's and Dream's)
 
 
 _TINY = "dlm_bench.models.tiny:write_tiny_"
-FAMILIES = _table(Family("llama", AR, "llama", tiny=_TINY + "llama"), Family("qwen2", AR, "qwen2", tiny=_TINY + "qwen2"),
+FAMILIES = _table(Family("llama", AR, "llama", tiny=_TINY + "llama"),
+                  Family("qwen2", AR, "qwen2", tiny=_TINY + "qwen2", qkv_bias=True),
                   Family("llada", DIFFUSION, "llada", schedule="llada", threshold_steps="unbounded",
                          noise_layout="canvas", native="dlm_bench.models.llada", tiny=_TINY + "llada"),
                   Family("dream", DIFFUSION, "dream", schedule="dream", threshold_steps="unbounded",
-                         noise_layout="canvas", native="dlm_bench.models.dream", tiny=_TINY + "dream"))
+                         noise_layout="canvas", native="dlm_bench.models.dream", tiny=_TINY + "dream", qkv_bias=True))
+
+
+def family_of_model_type(model_type: Any) -> Optional[Family]:
+    """The family whose checkpoints carry this config.json `model_type` (compared in lower case), or None."""
+    text = str(model_type).lower() if model_type is not None else None
+    return next((f for f in FAMILIES.values() if f.model_type == text), None)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..registry import family_of_model_type
+
 
 @dataclass(frozen=True)
 class Architecture:
@@ -46,7 +48,8 @@ def architecture_of_config(cfg: dict) -> Architecture:
         d, layers, heads = cfg["hidden_size"], cfg["num_hidden_layers"], cfg["num_attention_heads"]
         kv, mlp, vocab = cfg.get("num_key_value_heads") or heads, cfg["intermediate_size"], cfg["vocab_size"]
         tied = bool(cfg.get("tie_word_embeddings"))
-        qkv_bias = cfg.get("model_type") in ("qwen2", "Dream") or bool(cfg.get("attention_bias"))
+        family = family_of_model_type(cfg.get("model_type"))
+        qkv_bias = (family is not None and family.qkv_bias) or bool(cfg.get("attention_bias"))
         head_dim = cfg.get("head_dim") or d // heads
     attention = d * heads * head_dim + 2 * d * kv * head_dim + heads * head_dim * d
     if qkv_bias:
