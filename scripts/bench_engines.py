@@ -36,7 +36,7 @@ from dlm_bench.measure.environment import git_commit, hardware_name
 from dlm_bench.measure.loop import time_pair
 from dlm_bench.measure.roofline import generation_min_bytes
 from dlm_bench.metrics.timing import mean_finite, mean_itl_ms
-from dlm_bench.pairs import ArmMaker
+from dlm_bench.sweep.pairs import ArmMaker
 from dlm_bench.registry import AR
 from dlm_bench.selection.pairs import paired_ratio
 

@@ -19,7 +19,7 @@ from dlm_bench.models.attention import kernel_context
 from dlm_bench.fileio import atomic_write_text
 from dlm_bench.models.loader import LoadSettings, each_loaded
 from dlm_bench.quality.prompts import PromptProvider
-from dlm_bench.runner import make_generator
+from dlm_bench.sweep.runner import make_generator
 
 
 def main() -> int:

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 
-from dlm_bench.restore import RestoreError, restore_folder
+from dlm_bench.sweep.restore import RestoreError, restore_folder
 
 
 def main() -> int:

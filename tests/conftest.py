@@ -38,7 +38,7 @@ def pytest_runtest_call(item):
         return
     import subprocess
 
-    from dlm_bench import runner
+    from dlm_bench.sweep import runner
 
     def refuse(what: str):
         def stop(*args, **kwargs):

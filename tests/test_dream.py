@@ -75,7 +75,7 @@ def test_dream_cached_forward_matches_uncached_where_fresh(tiny_models, cache):
 @pytest.mark.integration
 def test_dream_and_qwen2_sweep(tiny_models, tmp_path):
     from dlm_bench.config import load_experiment
-    from dlm_bench.runner import run_experiment
+    from dlm_bench.sweep.runner import run_experiment
 
     data = {"name": "dream_test", "output_dir": str(tmp_path / "raw"), "figures_dir": str(tmp_path / "fig"),
             "device": "cpu", "precision": "fp32", "attention": "sdpa",

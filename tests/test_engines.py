@@ -15,7 +15,7 @@ import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
 from conftest import mini_config_dict, write_config
-from dlm_bench import runner
+from dlm_bench.sweep import runner
 from dlm_bench.analysis.data import Results
 from dlm_bench.analysis.engines import engines_table, pair_verdict, per_prompt_table
 from dlm_bench.config import LOCAL_SERVER, apply_overrides, expand_cells, load_experiment

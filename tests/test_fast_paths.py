@@ -175,7 +175,7 @@ def test_calibration_measures_positive_ceilings(tmp_path):
 def test_runner_records_agreement_and_roofline_for_cached_cells(mini_config):
     import csv
 
-    import dlm_bench.runner as runner
+    import dlm_bench.sweep.runner as runner
     from dlm_bench.config import load_experiment
 
     exp = load_experiment(mini_config, {"models": ["tiny-llada"], "batch_size": [1], "steps": [4],
@@ -267,7 +267,7 @@ def test_agreement_compares_cached_and_uncached_runs_from_the_same_seed(mini_con
     the uncached tokens; random remasking agrees fully only when both runs draw the same scores."""
     import csv
 
-    import dlm_bench.runner as runner
+    import dlm_bench.sweep.runner as runner
     from dlm_bench.config import load_experiment
 
     exp = load_experiment(mini_config, {"models": ["tiny-llada"], "batch_size": [1], "steps": [2],

@@ -11,7 +11,7 @@ from dlm_bench.engines import EngineAnswer, EngineBatch, EngineError
 from dlm_bench.engines.generator import EngineGenerator, contract_error
 from dlm_bench.generation import GenerationTrace
 from dlm_bench.measure.loop import Arm, CallGenerator, time_pair, timed_run
-from dlm_bench.runner import FALLBACK_LABEL
+from dlm_bench.sweep.runner import FALLBACK_LABEL
 from dlm_bench.selection.pairs import paired_ratio
 
 

@@ -220,7 +220,7 @@ def test_a_pair_whose_engine_arm_fails_is_an_error_record_and_the_next_pair_is_m
     from dlm_bench.measure.clock import PerfCounterClock
     from dlm_bench.measure.load import LoadGuard
     from dlm_bench.measure.loop import Arm
-    from dlm_bench.pairs import PairArm, measure_pair
+    from dlm_bench.sweep.pairs import PairArm, measure_pair
     from dlm_bench.results import PairRecord
 
     class Quick:
@@ -465,7 +465,7 @@ def test_the_arms_are_rebuilt_from_the_records_of_what_was_measured():
 
     from conftest import ROOT
     from dlm_bench.config import load_experiment
-    from dlm_bench.pairs import cells_of_records
+    from dlm_bench.sweep.pairs import cells_of_records
     from dlm_bench.results import PairStore, ResultStore
 
     exp = load_experiment(ROOT / "config" / "experiments_austen.yaml")

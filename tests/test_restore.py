@@ -8,7 +8,7 @@ import pytest
 
 from dlm_bench.config import IDENTITY_COLUMNS, Cell, MeasurementSettings, ModelSpec, TimingSpec
 from dlm_bench.stats import Estimate
-from dlm_bench.restore import RestoreError, parse_value, restore_folder
+from dlm_bench.sweep.restore import RestoreError, parse_value, restore_folder
 from dlm_bench.results import (AnswerStats, CellRecord, EngineStats, LoadStats, MemoryStats, PairRecord, PairStore,
                          QualityResult, Repetition, ResultStore, RooflineStats, TimingStats, WorkStats)
 

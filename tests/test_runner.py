@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import dlm_bench.runner as runner
+import dlm_bench.sweep.runner as runner
 from dlm_bench.measure.loop import warm_up
 from dlm_bench.measure.repeats import another_repetition
 from conftest import ROOT
@@ -480,7 +480,7 @@ def test_a_finished_rerun_loads_no_model_and_no_scorer(tiny_models, tmp_path, mo
     config.write_text(yaml.safe_dump(cfg))
     assert main(["--config", str(config), "--no_figure"]) == 0
     import dlm_bench.models.loader as loader
-    import dlm_bench.pairs as pairs
+    import dlm_bench.sweep.pairs as pairs
     import dlm_bench.quality.scoring as scoring
 
     def refuse(what):

@@ -32,7 +32,7 @@ def test_every_test_is_in_exactly_one_tier():
 def test_a_unit_test_that_starts_a_process_or_a_sweep_fails():
     probe = ROOT / "tests" / f"test_zz_tier_probe_{__import__('os').getpid()}.py"
     probe.write_text("import subprocess\n\n\ndef test_starts_a_process():\n    subprocess.run(['true'])\n\n\n"
-                     "def test_runs_a_sweep():\n    from dlm_bench.runner import run_experiment\n"
+                     "def test_runs_a_sweep():\n    from dlm_bench.sweep.runner import run_experiment\n"
                      "    run_experiment(None)\n\n\ndef test_in_process():\n    assert sum([1, 2]) == 3\n")
     try:
         out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(probe)], cwd=ROOT,

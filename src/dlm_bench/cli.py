@@ -223,7 +223,7 @@ def _work(args: argparse.Namespace, exp, shard, scoring: bool, pairing: bool, ta
     the loaded tasks when the command answers them (tasks.load_tasks), else None."""
     from .quality.prompts import PromptSourceError
     from .results import PairStore, ResultStore
-    from .runner import AttentionBackendError, run_experiment
+    from .sweep.runner import AttentionBackendError, run_experiment
 
     cells, pairs = ResultStore(exp.results_dir), PairStore(exp.results_dir)
     if args.allow_shrink:
@@ -265,7 +265,7 @@ def _work(args: argparse.Namespace, exp, shard, scoring: bool, pairing: bool, ta
 
         score_tasks(exp, resolve_device(exp.device), tasks=tasks)
     if pairing:
-        from .pairs import describe, run_pairs
+        from .sweep.pairs import describe, run_pairs
 
         measured = run_pairs(exp, remeasure_contended=args.remeasure_contended, redo_before=redo_before)
         log.info(describe(measured))
@@ -280,7 +280,7 @@ def refine_parity(exp, redo_before) -> int:
     refinement asks for until it asks for none; returns the cells that failed."""
     from .measure.environment import resolve_device
     from .quality.scoring import score_experiment
-    from .runner import refined_steps, run_experiment
+    from .sweep.runner import refined_steps, run_experiment
 
     errors, asked = 0, None
     while True:

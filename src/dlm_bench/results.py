@@ -262,7 +262,7 @@ class CellRecord(_JsonRecord):
     generations: list[dict[str, Any]] = field(default_factory=list)  # untimed, all prompts, for scoring
     engine: Optional[EngineStats] = None  # engines other than torch
     per_prompt: list[dict[str, Any]] = field(default_factory=list)  # engines: one entry per prompt
-    restored_from: Optional[str] = None  # rebuilt from this table (src/dlm_bench/restore.py): no generations, no marks
+    restored_from: Optional[str] = None  # rebuilt from this table (src/dlm_bench/sweep/restore.py): no generations, no marks
     kernel: Optional[str] = None  # the attention kernel that ran (its id: sdpa_flash, sdpa, ...); None: an engine ran it
 
     def to_row(self) -> dict[str, Any]:
@@ -342,7 +342,7 @@ class PairRecord(_JsonRecord):
     error: Optional[str] = None
     started_at: Optional[str] = None
     wall_s: float = NAN
-    restored_from: Optional[str] = None  # rebuilt from this table (src/dlm_bench/restore.py): latencies to 0.1 us
+    restored_from: Optional[str] = None  # rebuilt from this table (src/dlm_bench/sweep/restore.py): latencies to 0.1 us
     reference_threads: Optional[int] = None  # CPU threads each arm ran with (torch's, or the engine's own)
     contender_threads: Optional[int] = None
     # per timed run of each arm, the CPU time (ms) the other arm's processes used meanwhile (measure.loop.PairTiming)

@@ -1,6 +1,6 @@
 """An engine cell's per-prompt pairs against the torch path doing the same work, and its answers as ids.
 
-A cell of another engine is timed as torch cells are, by the runner's one cell path (runner.run_cell: the
+A cell of another engine is timed as torch cells are, by the runner's one cell path (sweep.runner.run_cell: the
 engine as a Generator, engines.generator, through the one loop, measure.loop). Its per-prompt pass then runs
 each of the first `engines.per_prompt` prompts alone, as `per_prompt_pairs` interleaved pairs of the engine and
 the torch path doing the same work (the order drawn per pair) after one untimed run of each, in this one

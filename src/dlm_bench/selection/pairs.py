@@ -2,7 +2,7 @@
 
 A published ratio (the Speedup Factor, a fast path against the reference sampler, a decode path
 against eager `generate`) never comes from two cells timed at different moments: the pairs step
-(`src/dlm_bench/pairs.py`) times the two arms interleaved in one process, and the ratio here is the median of
+(`src/dlm_bench/sweep/pairs.py`) times the two arms interleaved in one process, and the ratio here is the median of
 the per-pair ratios reference / contender (above 1: the contender is faster), with a bootstrap 95%
 CI over the pairs. This module only chooses pairs and reads measured ones; it never imports torch.
 

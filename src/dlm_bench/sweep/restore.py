@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from .config import IDENTITY_COLUMNS
-from .metrics.quality import ESTIMATE_PARTS, QUALITY_METRICS
-from .stats import Estimate
-from .results import (_PARTS, PER_PROMPT_IDENTITY, TEXT_FIELDS, CellRecord, LoadStats, PairRecord, PairStore,
+from ..config import IDENTITY_COLUMNS
+from ..metrics.quality import ESTIMATE_PARTS, QUALITY_METRICS
+from ..stats import Estimate
+from ..results import (_PARTS, PER_PROMPT_IDENTITY, TEXT_FIELDS, CellRecord, LoadStats, PairRecord, PairStore,
                       QualityResult, Repetition, ResultStore, kernel_of_legacy_label)
 
 NAN = math.nan

@@ -35,23 +35,23 @@ from typing import Callable, Optional
 import torch
 from tqdm import tqdm
 
-from .registry import IN_PROCESS
-from .selection.baseline import split_engines
-from .selection.pairs import WantedPair, wanted_pairs
-from .selection.parity import parity_table
-from .selection.parity_rule import ParityRule
-from .config import Cell, Experiment
-from .measure import load as machine_load
-from .measure.clock import clock_for
-from .measure.environment import hardware_name, resolve_device
-from .engines import EngineError
-from .engines.generator import EngineGenerator
-from .engines.measure import IDLE_GAP_S
-from .engines.pool import EnginePool
-from .measure.loop import Arm, time_pair
-from .models.loader import LoadedModel, LoadSettings, load_model
-from .quality.prompts import PromptProvider
-from .results import QUALITY_FILE, CellRecord, PairRecord, PairStore, ResultStore, read_quality, rows_frame
+from ..registry import IN_PROCESS
+from ..selection.baseline import split_engines
+from ..selection.pairs import WantedPair, wanted_pairs
+from ..selection.parity import parity_table
+from ..selection.parity_rule import ParityRule
+from ..config import Cell, Experiment
+from ..measure import load as machine_load
+from ..measure.clock import clock_for
+from ..measure.environment import hardware_name, resolve_device
+from ..engines import EngineError
+from ..engines.generator import EngineGenerator
+from ..engines.measure import IDLE_GAP_S
+from ..engines.pool import EnginePool
+from ..measure.loop import Arm, time_pair
+from ..models.loader import LoadedModel, LoadSettings, load_model
+from ..quality.prompts import PromptProvider
+from ..results import QUALITY_FILE, CellRecord, PairRecord, PairStore, ResultStore, read_quality, rows_frame
 from .runner import make_generator
 
 log = logging.getLogger(__name__)

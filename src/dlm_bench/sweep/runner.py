@@ -24,26 +24,26 @@ from typing import Optional
 import torch
 from tqdm import tqdm
 
-from .registry import AR, IN_PROCESS
-from .config import PRECISIONS, Cell, Experiment, expand_cells, project_root, select_shard
-from .generation import GenerationTrace, Generator
-from .engines import Engine, EngineError
-from .engines import measure as engine_measure
-from .engines.generator import EngineGenerator
-from .engines.pool import EnginePool
-from .generation.cell_generator import make_generator
-from .metrics import timing as metrics
-from .measure.clock import Clock, clock_for
-from .measure.environment import capture_environment, resolve_device
-from .measure.memory import read_peak, reset_peak
-from .measure.loop import TimedRun, measure_runs
-from .measure import load as machine_load
-from .measure import roofline
-from .models.attention import kernel_context
-from .models.loader import LoadedModel, LoadSettings, each_loaded
-from .quality.generations import generate_for_quality
-from .quality.prompts import PromptProvider, PromptSet
-from .results import (AnswerStats, CellRecord, EngineStats, LoadStats, MemoryStats, Repetition, ResultStore,
+from ..registry import AR, IN_PROCESS
+from ..config import PRECISIONS, Cell, Experiment, expand_cells, project_root, select_shard
+from ..generation import GenerationTrace, Generator
+from ..engines import Engine, EngineError
+from ..engines import measure as engine_measure
+from ..engines.generator import EngineGenerator
+from ..engines.pool import EnginePool
+from ..generation.cell_generator import make_generator
+from ..metrics import timing as metrics
+from ..measure.clock import Clock, clock_for
+from ..measure.environment import capture_environment, resolve_device
+from ..measure.memory import read_peak, reset_peak
+from ..measure.loop import TimedRun, measure_runs
+from ..measure import load as machine_load
+from ..measure import roofline
+from ..models.attention import kernel_context
+from ..models.loader import LoadedModel, LoadSettings, each_loaded
+from ..quality.generations import generate_for_quality
+from ..quality.prompts import PromptProvider, PromptSet
+from ..results import (AnswerStats, CellRecord, EngineStats, LoadStats, MemoryStats, Repetition, ResultStore,
                       TimingStats, WorkStats)
 
 log = logging.getLogger(__name__)
@@ -443,12 +443,12 @@ def run_experiment(exp: Experiment, shard: tuple[int, int] = (0, 1), progress: b
 def refined_steps(exp: Experiment) -> dict:
     """Every K the parity refinement wants for this study's published S_parity (selection.refine), given the
     cells and scores finished so far, together with the K it added before (found in the records)."""
-    from .results import QUALITY_FILE, read_quality, rows_frame
-    from .selection.baseline import split_engines
-    from .selection.pairs import best_parity_rows
-    from .selection.parity import parity_table
-    from .selection.parity_rule import ParityRule
-    from .selection.refine import published_rows, refinement, steps_beyond_the_grid
+    from ..results import QUALITY_FILE, read_quality, rows_frame
+    from ..selection.baseline import split_engines
+    from ..selection.pairs import best_parity_rows
+    from ..selection.parity import parity_table
+    from ..selection.parity_rule import ParityRule
+    from ..selection.refine import published_rows, refinement, steps_beyond_the_grid
 
     store = ResultStore(exp.results_dir)
     every = rows_frame(store.records())
