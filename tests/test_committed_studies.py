@@ -129,7 +129,7 @@ def test_a_run_may_leave_out_the_rows_of_its_own_grid_but_not_others(mini_config
     """`run` measures its grid's cells again, so their rows may have lost their records; no other row may."""
     import torch
 
-    from dlm_bench.config import expand_cells, load_experiment
+    from dlm_bench.config import expand_cells
     from dlm_bench.cli import check_tables
     from dlm_bench.measure.environment import hardware_name
     from dlm_bench.results import CellRecord, ShrinkError

@@ -3,7 +3,6 @@ code), it yields cells, an engine or a loaded model with its generator, and a dr
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from conftest import mini_config_dict, write_config

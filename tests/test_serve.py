@@ -17,7 +17,7 @@ import yaml
 
 from conftest import ROOT, mini_config_dict
 
-from dlm_bench.config import expand_cells, load_experiment
+from dlm_bench.config import load_experiment
 from dlm_bench.generation.cell_generator import make_generator
 from dlm_bench.models.loader import LoadSettings, load_model
 from dlm_bench.serve import RequestError, ServedPath, pick_cell
