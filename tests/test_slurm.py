@@ -106,7 +106,7 @@ def test_cancelled_sweep_resumes_with_the_missing_cells_only(cluster, tiny_model
     assert sorted(r["cell_id"] for r in rows) == sorted(after)
     logs = "".join(p.read_text() for p in (ROOT / "logs" / "slurm").glob(f"dlm-bench-cpu_{jobs[0]}_*.out"))
     # this test's lines only: a restarted scheduler may reuse a job id, and its logs are appended to
-    lines = re.findall(r"^(\S+ \S+),\d+ INFO dlm_bench\.runner: shard \d+/\d+: \d+ cells, (\d+) already done", logs,
-                       re.M)
+    lines = re.findall(r"^(\S+ \S+),\d+ INFO dlm_bench\.sweep\.runner: shard \d+/\d+: \d+ cells, (\d+) already done",
+                       logs, re.M)
     skipped = [int(n) for when, n in lines if when >= started]
     assert len(skipped) == 2 and sum(skipped) == len(before)  # both tasks skipped exactly the finished cells
