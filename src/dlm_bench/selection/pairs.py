@@ -320,9 +320,7 @@ def pair_estimate(pair: pd.Series | None, resamples: int = RESAMPLES) -> tuple[E
     load_change = abs(float(after) - float(before)) if pd.notna(before) and pd.notna(after) else math.nan
     test = paired_ratio_test(reference, contender, resamples)
     contention = pair.get("contention")
-    alone = alone_check(pair)
-    if alone is None:
-        alone = AloneCheck(math.nan, math.nan, CellRatio(math.nan, math.nan, math.nan))
+    alone = alone_check(pair) or NO_ALONE_CHECK
     return test.estimate, {
         "ratio_cv": test.cv, "fewest_repeats": len(per_pair_ratios(reference, contender)), "load_change": load_change,
         "contention": contention if isinstance(contention, str) else "",
@@ -347,14 +345,17 @@ class CellRatio:
             return False
         return ci_high < self.low or ci_low > self.high
 
+    @classmethod
+    def of_spans(cls, reference: Sequence[float], contender: Sequence[float]) -> "CellRatio":
+        """From each side's (median, fastest, slowest) latency: the medians' ratio, and the span from the fastest
+        reference over the slowest contender to the slowest over the fastest."""
+        (r_mid, r_fast, r_slow), (c_mid, c_fast, c_slow) = reference, contender
+        return cls(r_mid / c_mid, r_fast / c_slow, r_slow / c_fast)
 
-def runs_ratio(reference_ms: Sequence[float], contender_ms: Sequence[float]) -> CellRatio:
-    """The ratio of two sets of runs timed apart (their medians, and the span of their runs); NaN where either
-    set is empty."""
-    if not reference_ms or not contender_ms:
-        return CellRatio(math.nan, math.nan, math.nan)
-    return CellRatio(statistics.median(reference_ms) / statistics.median(contender_ms),
-                     min(reference_ms) / max(contender_ms), max(reference_ms) / min(contender_ms))
+
+def _span(runs_ms: Sequence[float]) -> tuple[float, float, float]:
+    """Runs' (median, fastest, slowest) latency."""
+    return statistics.median(runs_ms), min(runs_ms), max(runs_ms)
 
 
 @dataclass(frozen=True)
@@ -375,7 +376,11 @@ def alone_check(pair: pd.Series) -> Optional[AloneCheck]:
     if not (ref_alone and con_alone and ref and con):
         return None
     return AloneCheck(statistics.median(ref) / statistics.median(ref_alone),
-                      statistics.median(con) / statistics.median(con_alone), runs_ratio(ref_alone, con_alone))
+                      statistics.median(con) / statistics.median(con_alone),
+                      CellRatio.of_spans(_span(ref_alone), _span(con_alone)))
+
+
+NO_ALONE_CHECK = AloneCheck(math.nan, math.nan, CellRatio(math.nan, math.nan, math.nan))  # no runs alone
 
 
 def cell_ratio(reference: pd.Series, contender: pd.Series) -> CellRatio:
@@ -384,7 +389,8 @@ def cell_ratio(reference: pd.Series, contender: pd.Series) -> CellRatio:
         value = row.get(column, math.nan)
         return float(value) if value is not None and pd.notna(value) else math.nan
 
-    return CellRatio(num(reference, "latency_ms_median") / num(contender, "latency_ms_median"),
-                     num(reference, "latency_ms_min") / num(contender, "latency_ms_max"),
-                     num(reference, "latency_ms_max") / num(contender, "latency_ms_min"))
+    def span(row: pd.Series) -> tuple[float, float, float]:
+        return num(row, "latency_ms_median"), num(row, "latency_ms_min"), num(row, "latency_ms_max")
+
+    return CellRatio.of_spans(span(reference), span(contender))
 

@@ -194,18 +194,17 @@ def run_pairs(exp: Experiment, progress: bool = True, remeasure_contended: bool 
     root = exp.results_dir
     records = ResultStore(root).records()
     every = rows_frame(records)  # the records themselves, read as the analysis reads raw_metrics.csv
-    wanted, kernels = [], {}
+    wanted = []
     if "status" in every:
         rows, engine_rows = split_engines(every)
         quality, rule = read_quality(root / QUALITY_FILE), ParityRule(exp.quality.parity_margin)
         wanted = wanted_pairs(rows, parity_table(rows, quality=quality, rule=rule), exp.pairs.measure, engine_rows,
                               exp.pairs.quantized_best, quality, rule)
-        kernels = {cell_id: kernel for cell_id, kernel in zip(every["cell_id"], every["kernel"])
-                   if isinstance(kernel, str)}  # the kernel each cell's own measurement ran on
     store = PairStore(root)
     todo = [p for p in wanted if not store.is_done(pair_id(p, exp), remeasure_contended, redo_before)]
     summary = PairsSummary(len(wanted), len(wanted) - len(todo))
-    cells = cells_of_records(records, exp, hardware)  # the arms come from what was measured, the grid's or not
+    cells = cells_of_records(records, exp, hardware) if todo else {}  # the arms: what was measured, grid's or not
+    kernels = {r.cell_id: r.kernel for r in records if r.kernel}  # the kernel each cell's own measurement ran on
     clock = clock_for(device)
     log.info("pairs: %d wanted, %d already measured, %d to measure (%d pairs each)", len(wanted), summary.skipped,
              len(todo), exp.pairs.repeats)
