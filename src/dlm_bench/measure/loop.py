@@ -22,7 +22,7 @@ import signal
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, NamedTuple, Optional
 
 import torch
 
@@ -215,6 +215,16 @@ def paused(pids: tuple[int, ...]) -> Iterator[None]:
                 pass
 
 
+class _Side(NamedTuple):
+    """One side of a pair as `time_pair` fills it: its arm, the other arm, and its lists in the PairTiming."""
+
+    arm: Arm
+    other: Arm
+    ms: list[float]
+    other_cpu_ms: list[float]
+    solo_ms: list[float]
+
+
 def time_pair(reference: Arm, contender: Arm, repeats: int, warmup: int, clock: Clock, rng: random.Random,
               idle_gap_s: float = 0.0, beside_pids: tuple[int, ...] = (), solo: int = 0) -> PairTiming:
     """Warm up each arm; then (`solo` > 0) time each arm `solo` times alone, back to back, one block per arm in
@@ -227,12 +237,14 @@ def time_pair(reference: Arm, contender: Arm, repeats: int, warmup: int, clock: 
     reference.warm_up(warmup)
     contender.warm_up(warmup)
     timing = PairTiming()
-    arms = {"R": (reference, contender, timing.reference_ms, timing.reference_other_cpu_ms, timing.reference_solo_ms),
-            "C": (contender, reference, timing.contender_ms, timing.contender_other_cpu_ms, timing.contender_solo_ms)}
+    arms = {"R": _Side(reference, contender, timing.reference_ms, timing.reference_other_cpu_ms,
+                       timing.reference_solo_ms),
+            "C": _Side(contender, reference, timing.contender_ms, timing.contender_other_cpu_ms,
+                       timing.contender_solo_ms)}
 
     def timed(side: str) -> tuple[float, float]:
         """One run of that side's arm, the other arm stopped: its latency (ms), the other side's CPU (ms)."""
-        arm, other = arms[side][:2]
+        arm, other = arms[side].arm, arms[side].other
         own_pids = tuple(getattr(arm, "pids", ()))
         other_pids = tuple(p for p in getattr(other, "pids", ()) if p not in own_pids)  # a self-pair shares them
         other_is_this_process = bool(own_pids) and not getattr(other, "pids", ())
@@ -247,12 +259,12 @@ def time_pair(reference: Arm, contender: Arm, repeats: int, warmup: int, clock: 
     if solo:
         timing.solo_order = rng.choice(("RC", "CR"))
         for side in timing.solo_order:
-            arms[side][4].extend(timed(side)[0] for _ in range(solo))
+            arms[side].solo_ms.extend(timed(side)[0] for _ in range(solo))
     for _ in range(repeats):
         this_pair = rng.choice(("RC", "CR"))
         for side in this_pair:
             latency, other_cpu = timed(side)
-            arms[side][2].append(latency)
-            arms[side][3].append(other_cpu)
+            arms[side].ms.append(latency)
+            arms[side].other_cpu_ms.append(other_cpu)
         timing.order += this_pair
     return timing
