@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 import torch
 
 from dlm_bench.selection.pairs import paired_ratio
-from dlm_bench.generation.diffusion import MaskedDiffusionGenerator
+from dlm_bench.generation.diffusion import MaskedDiffusionGenerator, SamplerSettings
+from dlm_bench.paths import DiffusionPath
 from dlm_bench.measure.clock import clock_for
 from dlm_bench.measure.benchmarks import TargetResult, add_benchmark_arguments, record_targets, write_report
 from dlm_bench.measure.environment import git_commit, hardware_name
@@ -93,8 +94,9 @@ def main() -> int:
     common = dict(steps=args.steps, gen_length=args.gen_length, block_length=args.block_length, temperature=0.0,
                   remasking="low_confidence", mask_id=mask_id)
 
-    def ours_with(sampler: str, cache: str, **options) -> Callable[[torch.Tensor], torch.Tensor]:
-        gen = MaskedDiffusionGenerator(ours, mask_id, args.block_length, sampler, cache=cache, **options)
+    def ours_with(label: str, **settings) -> Callable[[torch.Tensor], torch.Tensor]:
+        gen = MaskedDiffusionGenerator(ours, mask_id, DiffusionPath.parse(label),
+                                       SamplerSettings(args.block_length, **settings))
         return lambda ids: gen.generate(ids, args.gen_length, steps=args.steps).output_ids
 
     def theirs(fn, **options) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -108,15 +110,15 @@ def main() -> int:
     comparisons = []
     if vanilla is not None:
         comparisons.append(("vanilla: generate.py vs low_confidence/none", theirs(vanilla.generate),
-                            ours_with("low_confidence", "none")))
+                            ours_with("low_confidence/none")))
     comparisons += [
         ("prefix: generate_with_prefix_cache vs low_confidence/prefix", theirs(fast.generate_with_prefix_cache),
-         ours_with("low_confidence", "prefix")),
+         ours_with("low_confidence/prefix")),
         ("dual: generate_with_dual_cache vs low_confidence/dual", theirs(fast.generate_with_dual_cache),
-         ours_with("low_confidence", "dual")),
+         ours_with("low_confidence/dual")),
         (f"threshold {args.threshold}: generate_with_dual_cache(threshold) vs threshold/dual",
          theirs(fast.generate_with_dual_cache, threshold=args.threshold),
-         ours_with("threshold", "dual", threshold=args.threshold, threshold_steps="unbounded"))]
+         ours_with("threshold/dual", threshold=args.threshold, threshold_steps="unbounded"))]
     clock = clock_for(device)
     hardware, commit = hardware_name(device), git_commit(ROOT)
     rows, targets = [], []

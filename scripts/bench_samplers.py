@@ -27,7 +27,7 @@ from dlm_bench.measure.load import LoadGuard
 from dlm_bench.measure.environment import capture_environment, resolve_device
 from dlm_bench.measure import roofline
 from dlm_bench.models.loader import LoadSettings, each_loaded
-from dlm_bench.quality.prompts import PromptProvider
+from dlm_bench.workload.prompts import PromptProvider
 from dlm_bench.sweep.runner import RunContext, run_cell
 
 COLUMNS = ["model", "path", "steps", "fwd passes", "L_e2e ms", "tokens/s", "TTFT ms", "ITL ms", "agreement", "MFU",

@@ -34,7 +34,8 @@ from transformers import AutoModelForCausalLM
 
 from dlm_bench.selection.pairs import paired_ratio
 from dlm_bench.generation.autoregressive import make_ar_generator
-from dlm_bench.generation.diffusion import MaskedDiffusionGenerator
+from dlm_bench.generation.diffusion import MaskedDiffusionGenerator, SamplerSettings
+from dlm_bench.paths import DiffusionPath
 from dlm_bench.measure.benchmarks import (TargetResult, add_benchmark_arguments, read_targets, record_targets,
                                     target_from_dict, write_report)
 from dlm_bench.measure.calibration import measure_ceilings
@@ -109,13 +110,13 @@ def main() -> int:
         print(f"{name}: {est.value:.3f} [{est.ci_low:.3f}, {est.ci_high:.3f}] -> {results[-1].verdict} ({detail})",
               flush=True)
 
-    def diffusion(sampler: str, cache: str, forward: str = "eager") -> MaskedDiffusionGenerator:
-        options = {"threshold_steps": "unbounded"} if sampler == "threshold" else {}
-        return MaskedDiffusionGenerator(llada, mask_id, args.block_length, sampler, cache=cache, forward=forward,
-                                        **options)
+    def diffusion(label: str) -> MaskedDiffusionGenerator:
+        """The project's generator on a path label (`sampler/cache[/forward]`); threshold samplers run each block
+        until it has no mask left, as Fast-dLLM does."""
+        return MaskedDiffusionGenerator(llada, mask_id, DiffusionPath.parse(label), SamplerSettings(args.block_length))
 
-    def diffusion_side(sampler: str, cache: str, forward: str) -> Arm:
-        return Arm(diffusion(sampler, cache, forward), dl_prompt, args.gen_length, args.steps)
+    def diffusion_side(label: str) -> Arm:
+        return Arm(diffusion(label), dl_prompt, args.gen_length, args.steps)
 
     def ar_side(decode: str) -> Arm:
         return Arm(make_ar_generator(llama, decode), ar_prompt, args.gen_length)
@@ -124,10 +125,10 @@ def main() -> int:
         dl_setting = f"LLaDA layout, {n_dl:.1f} M parameters, K = {args.steps}, block {args.block_length}, {common}"
         ar_setting = f"LLaMA-3 layout, {n_ar:.1f} M parameters, {common}"
         if "diffusion" in groups:
-            for i, (sampler, cache) in enumerate((("low_confidence", "none"), ("low_confidence", "prefix"),
-                                                  ("low_confidence", "dual"), ("threshold", "dual"))):
-                pair(f"compiled diffusion forward vs eager, {sampler}/{cache}", 1.3, True,
-                     diffusion_side(sampler, cache, "eager"), diffusion_side(sampler, cache, "compiled"), i, dl_setting)
+            for i, label in enumerate(("low_confidence/none", "low_confidence/prefix", "low_confidence/dual",
+                                       "threshold/dual")):
+                pair(f"compiled diffusion forward vs eager, {label}", 1.3, True, diffusion_side(label),
+                     diffusion_side(f"{label}/compiled"), i, dl_setting)
         if "ar" in groups:
             compiled = ar_side("static_compiled")
             pair("AR static_compiled decode vs eager generate, B = 1", 1.0, True, ar_side("eager"), compiled, 10,
@@ -152,7 +153,7 @@ def main() -> int:
             print(f"{results[-1].name}: {share:.3f} -> {results[-1].verdict} ({detail})", flush=True)
         if "overhead" in groups:
             for seed, (kind, generator, prompt, steps) in enumerate(
-                    (("diffusion low_confidence/dual", diffusion("low_confidence", "dual"), dl_prompt, args.steps),
+                    (("diffusion low_confidence/dual", diffusion("low_confidence/dual"), dl_prompt, args.steps),
                      ("AR static", make_ar_generator(llama, "static"), ar_prompt, None))):
                 runner = Arm(generator, prompt, args.gen_length, steps)  # the cells' timed region, marks included
                 bare = Arm(CallGenerator(lambda ids, g=generator, s=steps: g.generate(ids, args.gen_length,

@@ -30,11 +30,12 @@ import torch
 from tqdm import tqdm
 
 from dlm_bench.config import ModelSpec, PromptSpec, resolve_asset
-from dlm_bench.generation.diffusion import MaskedDiffusionGenerator
+from dlm_bench.generation.diffusion import MaskedDiffusionGenerator, SamplerSettings
+from dlm_bench.paths import DiffusionPath
 from dlm_bench.models.loader import LoadSettings, load_model
 from dlm_bench.quality.bertscore import BertScore, BertScoreSettings
-from dlm_bench.quality.generations import generate_for_quality
-from dlm_bench.quality.prompts import PromptProvider
+from dlm_bench.workload.generations import generate_for_quality
+from dlm_bench.workload.prompts import PromptProvider
 from dlm_bench.quality.scoring import load_judge_from, score_generations
 from dlm_bench.quality.trend import paired_difference
 from dlm_bench.stats import PASS, verdict
@@ -96,15 +97,17 @@ def main() -> int:
         return [math.log(r["gen_ppl"]) if args.metric == "gen_ppl" else r["bertscore_f1"] for r in rows]
 
     with torch.inference_mode():
-        base_rows, base_steps = run(MaskedDiffusionGenerator(loaded.model, loaded.mask_token_id, args.block_length,
-                                                             "low_confidence"))
+        base_rows, base_steps = run(MaskedDiffusionGenerator(loaded.model, loaded.mask_token_id,
+                                                             DiffusionPath("low_confidence"),
+                                                             SamplerSettings(args.block_length)))
         base = values(base_rows)
         table = []
         settings = [(t, k, w) for t, k, w in itertools.product(args.taus, args.kappas, args.windows) if k <= t]
         for tau, kappa, window in tqdm(settings, desc="LocalLeap settings", unit="setting"):
-            generator = MaskedDiffusionGenerator(loaded.model, loaded.mask_token_id, args.block_length, "local_leap",
-                                                 threshold=tau, threshold_steps="unbounded", leap_relaxed=kappa,
-                                                 leap_window=window)
+            generator = MaskedDiffusionGenerator(loaded.model, loaded.mask_token_id, DiffusionPath("local_leap"),
+                                                 SamplerSettings(args.block_length, threshold=tau,
+                                                                 threshold_steps="unbounded", leap_relaxed=kappa,
+                                                                 leap_window=window))
             scored, steps_run = run(generator)
             diff = paired_difference(values(scored), base)
             if args.metric == "gen_ppl":

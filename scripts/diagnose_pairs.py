@@ -42,7 +42,7 @@ from dlm_bench.measure.clock import clock_for
 from dlm_bench.measure.load import CLOCK_TICKS, LoadGuard, process_ticks
 from dlm_bench.measure.loop import Arm
 from dlm_bench.models.loader import LoadSettings, load_model
-from dlm_bench.quality.prompts import PromptProvider
+from dlm_bench.workload.prompts import PromptProvider
 from dlm_bench.stats import paired_ratio_test
 
 CONDITIONS = ("paused", "idle_gap", "idle_long", "after_request")

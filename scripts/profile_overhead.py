@@ -18,7 +18,7 @@ from dlm_bench.measure.overhead import harness_overhead
 from dlm_bench.models.attention import kernel_context
 from dlm_bench.fileio import atomic_write_text
 from dlm_bench.models.loader import LoadSettings, each_loaded
-from dlm_bench.quality.prompts import PromptProvider
+from dlm_bench.workload.prompts import PromptProvider
 from dlm_bench.sweep.runner import make_generator
 
 

@@ -44,7 +44,8 @@ def measure() -> list[dict]:
     from dlm_bench.analysis.cost_model import Generation, predict_steps_ms, step_kind
     from dlm_bench.analysis.cost_validation import fit_from_json
     from dlm_bench.config import ModelSpec
-    from dlm_bench.generation.diffusion import MaskedDiffusionGenerator
+    from dlm_bench.generation.diffusion import MaskedDiffusionGenerator, SamplerSettings
+    from dlm_bench.paths import DiffusionPath
     from dlm_bench.generation.work import diffusion_work
     from dlm_bench.models.loader import LoadSettings, load_model
     from dlm_bench.registry import DIFFUSION
@@ -61,7 +62,8 @@ def measure() -> list[dict]:
             prompt, n_out = n // 2, n - n // 2
             ids = torch.randint(0, arch.vocab_size - 2, (1, prompt), generator=torch.Generator().manual_seed(n))
             for cache in CACHES:
-                generator = MaskedDiffusionGenerator(loaded.model, loaded.mask_token_id, BLOCK, cache=cache)
+                generator = MaskedDiffusionGenerator(loaded.model, loaded.mask_token_id,
+                                                     DiffusionPath("low_confidence", cache), SamplerSettings(BLOCK))
                 work = diffusion_work(1, prompt, n_out, STEPS, BLOCK, cache)
                 predicted = predict_steps_ms(Generation(DIFFUSION, cache, 1, prompt, n_out, STEPS, BLOCK), arch, 4,
                                              fit.ceilings, fit.efficiency)

@@ -18,11 +18,12 @@ import torch
 from conftest import ROOT
 from dlm_bench.config import ModelSpec, PromptSpec, resolve_asset
 from dlm_bench.generation.autoregressive import make_ar_generator
-from dlm_bench.generation.diffusion import MaskedDiffusionGenerator
+from dlm_bench.paths import DiffusionPath
+from dlm_bench.generation.diffusion import MaskedDiffusionGenerator, SamplerSettings
 from dlm_bench.models.loader import LoadSettings, load_model
 from dlm_bench.quality.bertscore import BertScore, BertScoreSettings
-from dlm_bench.quality.generations import generate_for_quality
-from dlm_bench.quality.prompts import PromptProvider
+from dlm_bench.workload.generations import generate_for_quality
+from dlm_bench.workload.prompts import PromptProvider
 from dlm_bench.quality.scoring import load_judge_from, score_generations
 from dlm_bench.quality.trend import rank_correlation
 from dlm_bench.train import corpus
@@ -75,7 +76,8 @@ def scores(bench, name, generator, steps, n: int = N, judge: bool = True):
 
 
 def mdm(sampler, temperature: float = 0.0):
-    return lambda loaded: MaskedDiffusionGenerator(loaded.model, loaded.mask_token_id, 32, sampler, temperature)
+    return lambda loaded: MaskedDiffusionGenerator(loaded.model, loaded.mask_token_id, DiffusionPath(sampler),
+                                                   SamplerSettings(32, temperature=temperature))
 
 
 @pytest.mark.parametrize("sampler", ["random", "low_confidence"])

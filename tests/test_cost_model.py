@@ -133,10 +133,12 @@ def test_flops_of_a_cached_step_match_torchs_counter():
 
 @pytest.mark.parametrize("cache", ["none", "prefix", "dual"])
 def test_the_analytic_diffusion_forwards_are_what_the_sampler_runs(cache):
-    from dlm_bench.generation.diffusion import MaskedDiffusionGenerator
+    from dlm_bench.paths import DiffusionPath
+    from dlm_bench.generation.diffusion import MaskedDiffusionGenerator, SamplerSettings
 
     prompt = torch.randint(0, 90, (2, 6), generator=torch.Generator().manual_seed(1))
-    trace = MaskedDiffusionGenerator(small_llada(), MASK, 8, "low_confidence", cache=cache).generate(prompt, 16, steps=8)
+    trace = MaskedDiffusionGenerator(small_llada(), MASK, DiffusionPath("low_confidence", cache),
+                                     SamplerSettings(8)).generate(prompt, 16, steps=8)
     assert trace.work == diffusion_work(2, 6, 16, 8, 8, cache)
 
 

@@ -8,7 +8,8 @@ import torch
 import yaml
 
 from conftest import PROMPTS
-from dlm_bench.generation.diffusion import MaskedDiffusionGenerator
+from dlm_bench.paths import DiffusionPath
+from dlm_bench.generation.diffusion import MaskedDiffusionGenerator, SamplerSettings
 from dlm_bench.models import dream
 from dlm_bench.models.llada import LLaDAModelLM
 from dlm_bench.models.tiny import read_corpus, write_tiny_dream
@@ -54,8 +55,8 @@ def test_shifted_logits_read_the_previous_position():
             logits[:, 4 + 2 - 1, 9] = 20.0  # the output at position 5 predicts block position 2 (absolute 6)
             return type("O", (), {"logits": logits[:, logits_slice], "kv": None})()
 
-    trace = MaskedDiffusionGenerator(Fixed(), 49, block_length=4).generate(torch.zeros(1, 4, dtype=torch.long), 4,
-                                                                            steps=4)
+    trace = MaskedDiffusionGenerator(Fixed(), 49, DiffusionPath("low_confidence"), SamplerSettings(4)).generate(
+        torch.zeros(1, 4, dtype=torch.long), 4, steps=4)
     assert trace.output_ids[0, 2] == 9
 
 
@@ -65,7 +66,7 @@ def test_dream_cached_forward_matches_uncached_where_fresh(tiny_models, cache):
     mask = model.config.mask_token_id
     x = torch.full((2, 22), mask)
     x[:, :9] = torch.randint(3, 200, (2, 9), generator=torch.Generator().manual_seed(0))
-    gen = MaskedDiffusionGenerator(model, mask, block_length=8, cache=cache)
+    gen = MaskedDiffusionGenerator(model, mask, DiffusionPath("low_confidence", cache), SamplerSettings(8))
     with torch.no_grad():
         full, kv = gen._full(x, 6, 6, 14, [], keep_kv=True)
         cached = gen._cached(x, 6, 14, kv, [])

@@ -8,7 +8,9 @@ import torch
 from dlm_bench.generation import ForwardWork
 from dlm_bench.generation.autoregressive import StaticCacheGenerator, HFGenerateGenerator
 from dlm_bench.generation.work import ar_work
-from dlm_bench.generation.diffusion import MaskedDiffusionGenerator, choose, propose_tokens, score_proposals
+from dlm_bench.paths import DiffusionPath
+from dlm_bench.generation.diffusion import (MaskedDiffusionGenerator, SamplerSettings, choose, propose_tokens,
+                                            score_proposals)
 from dlm_bench.measure import roofline
 
 from conftest import MASK, small_llada as _llada
@@ -27,7 +29,7 @@ def test_cached_forward_equals_uncached_forward_where_the_cache_is_fresh(cache):
     model = _llada()
     x = _canvas()
     start, end = 6, 14  # the block being decoded
-    gen = MaskedDiffusionGenerator(model, MASK, block_length=8, cache=cache)
+    gen = MaskedDiffusionGenerator(model, MASK, DiffusionPath("low_confidence", cache), SamplerSettings(8))
     with torch.no_grad():
         full, kv = gen._full(x, 6, start, end, [], keep_kv=True)
         cached = gen._cached(x, start, end, kv, [])
@@ -37,9 +39,11 @@ def test_cached_forward_equals_uncached_forward_where_the_cache_is_fresh(cache):
 def test_cached_samplers_run_and_mostly_agree_with_the_uncached_one():
     model = _llada()
     prompt = torch.randint(0, 90, (2, 6), generator=torch.Generator().manual_seed(3))
-    ref = MaskedDiffusionGenerator(model, MASK, block_length=8).generate(prompt, 16, steps=16)
+    ref = MaskedDiffusionGenerator(model, MASK, DiffusionPath("low_confidence"),
+                                   SamplerSettings(8)).generate(prompt, 16, steps=16)
     for cache in ("prefix", "dual"):
-        trace = MaskedDiffusionGenerator(model, MASK, block_length=8, cache=cache).generate(prompt, 16, steps=16)
+        trace = MaskedDiffusionGenerator(model, MASK, DiffusionPath("low_confidence", cache),
+                                         SamplerSettings(8)).generate(prompt, 16, steps=16)
         assert not (trace.output_ids == MASK).any() and trace.steps_executed == 16
         # the first step of each block is an exact full forward, so those commits always agree
         assert (trace.output_ids == ref.output_ids).float().mean() > 0.1
@@ -49,25 +53,28 @@ def test_cached_samplers_run_and_mostly_agree_with_the_uncached_one():
 
 def test_threshold_one_commits_one_token_per_step():
     prompt = torch.randint(0, 90, (1, 5), generator=torch.Generator().manual_seed(1))
-    trace = MaskedDiffusionGenerator(_llada(), MASK, block_length=8, sampler="threshold", threshold=1.0).generate(
+    trace = MaskedDiffusionGenerator(_llada(), MASK, DiffusionPath("threshold"),
+                                     SamplerSettings(8, threshold=1.0)).generate(
         prompt, 16, steps=16)
     assert trace.committed_per_step == [1.0] * 16 and not (trace.output_ids == MASK).any()
 
 
 def test_threshold_near_zero_finishes_each_block_in_one_step():
     prompt = torch.randint(0, 90, (2, 5), generator=torch.Generator().manual_seed(1))
-    trace = MaskedDiffusionGenerator(_llada(), MASK, block_length=8, sampler="threshold", threshold=1e-9).generate(
+    trace = MaskedDiffusionGenerator(_llada(), MASK, DiffusionPath("threshold"),
+                                     SamplerSettings(8, threshold=1e-9)).generate(
         prompt, 16, steps=16)
     assert trace.steps_executed == 2 and trace.committed_per_step == [8.0, 8.0] and trace.forward_passes == 2
 
 
 def test_threshold_respects_the_step_budget():
     prompt = torch.randint(0, 90, (1, 5), generator=torch.Generator().manual_seed(1))
-    trace = MaskedDiffusionGenerator(_llada(), MASK, block_length=8, sampler="threshold", threshold=1.0,
-                                     threshold_steps="cap").generate(prompt, 16, steps=4)
+    trace = MaskedDiffusionGenerator(_llada(), MASK, DiffusionPath("threshold"),
+                                     SamplerSettings(8, threshold=1.0, threshold_steps="cap")
+                                     ).generate(prompt, 16, steps=4)
     assert trace.committed_per_step == [1.0, 7.0, 1.0, 7.0]  # 2 steps per block: one token, then everything left
     # as Fast-dLLM runs it (the default): no budget; at threshold 1.0 one token a step, every block to its end
-    unbounded = MaskedDiffusionGenerator(_llada(), MASK, block_length=8, sampler="threshold", threshold=1.0)
+    unbounded = MaskedDiffusionGenerator(_llada(), MASK, DiffusionPath("threshold"), SamplerSettings(8, threshold=1.0))
     assert unbounded.generate(prompt, 16, steps=4).committed_per_step == [1.0] * 16
 
 
@@ -219,7 +226,7 @@ class ConcatenatingCache(MaskedDiffusionGenerator):
 
     def _cached(self, x, start, end, kv, work):
         first = start - self.shift
-        if self.cache == "prefix":
+        if self.path.cache == "prefix":
             context, ids = [(k[:, :, :first], v[:, :, :first]) for k, v in kv], x[:, first:]
         else:
             context = [(torch.cat([k[:, :, :first], k[:, :, end:]], 2), torch.cat([v[:, :, :first], v[:, :, end:]], 2))
@@ -235,8 +242,10 @@ def test_in_place_cache_buffers_give_the_tokens_of_concatenated_caches(cache, sa
     model = _llada()
     for seed in range(3):
         prompt = torch.randint(0, 90, (2, 6), generator=torch.Generator().manual_seed(seed))
-        new = MaskedDiffusionGenerator(model, MASK, 8, sampler, cache=cache).generate(prompt, 16, steps=8)
-        old = ConcatenatingCache(model, MASK, 8, sampler, cache=cache).generate(prompt, 16, steps=8)
+        new = MaskedDiffusionGenerator(model, MASK, DiffusionPath(sampler, cache),
+                                       SamplerSettings(8)).generate(prompt, 16, steps=8)
+        old = ConcatenatingCache(model, MASK, DiffusionPath(sampler, cache),
+                                 SamplerSettings(8)).generate(prompt, 16, steps=8)
         assert torch.equal(new.output_ids, old.output_ids), (cache, sampler, seed)
 
 
@@ -244,7 +253,7 @@ def test_in_place_cache_buffers_give_the_tokens_of_concatenated_caches(cache, sa
 def test_a_cached_step_writes_its_keys_into_the_block_buffer_in_place(cache):
     model = _llada()
     x = _canvas()
-    gen = MaskedDiffusionGenerator(model, MASK, block_length=8, cache=cache)
+    gen = MaskedDiffusionGenerator(model, MASK, DiffusionPath("low_confidence", cache), SamplerSettings(8))
     with torch.no_grad():
         _, kv = gen._full(x, 6, 6, 14, [], keep_kv=True)
         buffers = [(k.data_ptr(), v.data_ptr()) for k, v in kv]
@@ -294,8 +303,9 @@ def test_compiled_diffusion_forward_emits_the_eager_tokens_with_one_graph_per_st
     prompt = torch.randint(0, 90, (2, 6), generator=torch.Generator().manual_seed(5))
     for cache, sampler, most_graphs in (("dual", "low_confidence", 2), ("prefix", "threshold", 3),
                                         ("none", "low_confidence", 1)):
-        eager = MaskedDiffusionGenerator(model, MASK, 8, sampler, cache=cache).generate(prompt, 32, steps=16)
-        compiled = MaskedDiffusionGenerator(model, MASK, 8, sampler, cache=cache, forward="compiled")
+        eager = MaskedDiffusionGenerator(model, MASK, DiffusionPath(sampler, cache),
+                                         SamplerSettings(8)).generate(prompt, 32, steps=16)
+        compiled = MaskedDiffusionGenerator(model, MASK, DiffusionPath(sampler, cache, "compiled"), SamplerSettings(8))
         before = _compiled_graphs()
         trace = compiled.generate(prompt, 32, steps=16)
         # 4 blocks at different canvas offsets: one graph for the full forward and one for the cached step
@@ -308,7 +318,8 @@ def test_compiled_diffusion_forward_emits_the_eager_tokens_with_one_graph_per_st
     # the compiled forward's logits are the eager ones up to reassociation in fused kernels (samplers that
     # rank near-tied scores, such as entropy on these random weights, can then differ in a token)
     model = _llada()  # float32, as it runs
-    compiled = MaskedDiffusionGenerator(model, MASK, 8, "low_confidence", forward="compiled")
+    compiled = MaskedDiffusionGenerator(model, MASK, DiffusionPath("low_confidence", "none", "compiled"),
+                                        SamplerSettings(8))
     x = torch.randint(0, 90, (2, 38), generator=torch.Generator().manual_seed(6))
     rows = torch.arange(6, 14)
     with torch.inference_mode():
@@ -317,8 +328,8 @@ def test_compiled_diffusion_forward_emits_the_eager_tokens_with_one_graph_per_st
 
 
 def test_an_unknown_forward_is_refused():
-    with pytest.raises(ValueError, match="unknown forward 'fast'; allowed: eager, compiled"):
-        MaskedDiffusionGenerator(_llada(), MASK, 8, forward="fast")
+    with pytest.raises(ValueError, match="forward: 'fast' is not allowed; allowed: eager, compiled"):
+        MaskedDiffusionGenerator(_llada(), MASK, DiffusionPath("low_confidence", "none", "fast"), SamplerSettings(8))
 
 
 def test_local_leap_commits_anchors_and_their_confident_neighbours_within_the_window():
@@ -338,13 +349,16 @@ def test_local_leap_without_relaxation_is_the_threshold_sampler(cache):
     model = _llada()
     prompt = torch.randint(0, 90, (2, 6), generator=torch.Generator().manual_seed(4))
     for threshold, window in ((0.05, 3), (0.2, 0)):
-        common = dict(cache=cache, threshold=threshold, threshold_steps="unbounded")
-        reference = MaskedDiffusionGenerator(model, MASK, 8, "threshold", **common).generate(prompt, 16, steps=8)
-        same = MaskedDiffusionGenerator(model, MASK, 8, "local_leap", leap_relaxed=threshold, leap_window=window,
-                                        **common).generate(prompt, 16, steps=8)
+        common = dict(threshold=threshold, threshold_steps="unbounded")
+        reference = MaskedDiffusionGenerator(model, MASK, DiffusionPath("threshold", cache),
+                                             SamplerSettings(8, **common)).generate(prompt, 16, steps=8)
+        same = MaskedDiffusionGenerator(model, MASK, DiffusionPath("local_leap", cache),
+                                        SamplerSettings(8, leap_relaxed=threshold, leap_window=window, **common)
+                                        ).generate(prompt, 16, steps=8)
         assert torch.equal(same.output_ids, reference.output_ids) and same.steps_executed == reference.steps_executed
     with pytest.raises(ValueError, match="leap_relaxed 0.95 and leap_window 4 are not allowed"):
-        MaskedDiffusionGenerator(model, MASK, 8, "local_leap", threshold=0.9, leap_relaxed=0.95)
+        MaskedDiffusionGenerator(model, MASK, DiffusionPath("local_leap"),
+                                 SamplerSettings(8, threshold=0.9, leap_relaxed=0.95))
 
 
 @pytest.mark.parametrize("sampler", ["low_confidence", "entropy", "margin", "threshold", "local_leap", "random"])
@@ -359,8 +373,9 @@ def test_a_batch_gives_each_prompt_the_tokens_it_gets_alone_unless_the_sampler_d
 
     def run(ids):
         torch.manual_seed(11)
-        return MaskedDiffusionGenerator(model, MASK, block_length=8, sampler=sampler, cache=cache, threshold=0.5,
-                                        leap_relaxed=0.4).generate(ids, 16, steps=8).output_ids
+        return MaskedDiffusionGenerator(model, MASK, DiffusionPath(sampler, cache),
+                                        SamplerSettings(8, threshold=0.5, leap_relaxed=0.4)
+                                        ).generate(ids, 16, steps=8).output_ids
 
     alone = torch.cat([run(prompts[i:i + 1]) for i in range(4)])
     together = run(prompts)

@@ -10,8 +10,10 @@ import pytest
 import torch
 
 from dlm_bench.generation.autoregressive import HFGenerateGenerator, StaticCacheGenerator, check_exact_n_out
-from dlm_bench.generation.diffusion import (MaskedDiffusionGenerator, dream_schedule, dream_transfer_probabilities,
-                                      score_proposals, transfer_schedule, uniform)
+from dlm_bench.paths import DiffusionPath
+from dlm_bench.generation.diffusion import (MaskedDiffusionGenerator, SamplerSettings, dream_schedule,
+                                            dream_transfer_probabilities, score_proposals, transfer_schedule,
+                                            uniform)
 
 from conftest import MASK, small_llada as _llada
 
@@ -102,7 +104,8 @@ def test_dream_schedule_commits_its_counts_in_confidence_order():
     # 8 positions, ever more confident towards the end: maskgit_plus commits from the right
     logits = _peaked(50, [(3, 1.0 + i) for i in range(8)])
     model = FixedLogits(logits, 4, shift=True)  # Dream: block position i is read from the output at i - 1
-    trace = MaskedDiffusionGenerator(model, 49, block_length=8, schedule="dream").generate(
+    trace = MaskedDiffusionGenerator(model, 49, DiffusionPath("low_confidence"),
+                                     SamplerSettings(8, schedule="dream")).generate(
         torch.zeros(1, 4, dtype=torch.long), 8, steps=8)
     assert trace.committed_per_step == [0, 1, 1, 1, 1, 1, 1, 2]
     assert trace.output_ids[0].tolist() == [3] * 8 and trace.steps_executed == 8
@@ -126,7 +129,8 @@ def test_margin_and_entropy_scores_by_hand():
 
 def test_dream_origin_draws_over_the_masked_positions_only():
     logits = _peaked(50, [(7, 5.0)] * 8)
-    gen = MaskedDiffusionGenerator(FixedLogits(logits, 4), 49, block_length=8, sampler="random", schedule="dream")
+    gen = MaskedDiffusionGenerator(FixedLogits(logits, 4), 49, DiffusionPath("random"),
+                                   SamplerSettings(8, schedule="dream"))
     torch.manual_seed(11)
     trace = gen.generate(torch.zeros(1, 4, dtype=torch.long), 8, steps=4)
     # the same draws by hand: per step, one uniform per masked position, row-major, compared with p
@@ -174,11 +178,13 @@ def test_each_family_defaults_to_its_references_own_choices(mini_config, tiny_mo
 def test_unbounded_threshold_runs_each_block_until_empty_whatever_the_steps():
     prompt = torch.randint(0, 90, (1, 5), generator=torch.Generator().manual_seed(1))
     # threshold 1.0 commits exactly one token per step (the best), so each block of 8 needs 8 steps
-    unbounded = MaskedDiffusionGenerator(_llada(), MASK, block_length=8, sampler="threshold", threshold=1.0,
-                                         threshold_steps="unbounded").generate(prompt, 16, steps=4)
+    unbounded = MaskedDiffusionGenerator(_llada(), MASK, DiffusionPath("threshold"),
+                                         SamplerSettings(8, threshold=1.0, threshold_steps="unbounded")
+                                         ).generate(prompt, 16, steps=4)
     assert unbounded.committed_per_step == [1.0] * 16 and unbounded.steps_executed == 16
-    capped = MaskedDiffusionGenerator(_llada(), MASK, block_length=8, sampler="threshold", threshold=1.0,
-                                      threshold_steps="cap").generate(prompt, 16, steps=4)
+    capped = MaskedDiffusionGenerator(_llada(), MASK, DiffusionPath("threshold"),
+                                      SamplerSettings(8, threshold=1.0, threshold_steps="cap")
+                                      ).generate(prompt, 16, steps=4)
     assert capped.committed_per_step == [1.0, 7.0, 1.0, 7.0] and capped.steps_executed == 4
     assert not (unbounded.output_ids == MASK).any()
 
@@ -229,11 +235,13 @@ def test_seeded_canvas_layout_reproduces_the_reference_loop(remasking, temperatu
     with torch.no_grad():
         expected = _reference_loop(model, prompt, 16, 8, 8, temperature, remasking)
     torch.manual_seed(21)
-    ours = MaskedDiffusionGenerator(model, MASK, block_length=8, sampler=remasking, temperature=temperature,
-                                    noise_layout="canvas").generate(prompt, 16, steps=8).output_ids
+    ours = MaskedDiffusionGenerator(model, MASK, DiffusionPath(remasking),
+                                    SamplerSettings(8, temperature=temperature, noise_layout="canvas")
+                                    ).generate(prompt, 16, steps=8).output_ids
     assert torch.equal(ours, expected)
     if temperature > 0:  # the default block layout draws fewer numbers, so the tokens differ
         torch.manual_seed(21)
-        block = MaskedDiffusionGenerator(model, MASK, block_length=8, sampler=remasking, temperature=temperature,
-                                         noise_layout="block").generate(prompt, 16, steps=8).output_ids
+        block = MaskedDiffusionGenerator(model, MASK, DiffusionPath(remasking),
+                                         SamplerSettings(8, temperature=temperature, noise_layout="block")
+                                         ).generate(prompt, 16, steps=8).output_ids
         assert not torch.equal(block, expected)

@@ -1,7 +1,10 @@
+import re
 import pytest
 import torch
 
-from dlm_bench.generation.diffusion import MaskedDiffusionGenerator, add_gumbel_noise, transfer_schedule
+from dlm_bench.paths import DiffusionPath
+from dlm_bench.generation.diffusion import (MaskedDiffusionGenerator, SamplerSettings, add_gumbel_noise,
+                                            transfer_schedule)
 
 from conftest import MASK, small_llada as _llada
 
@@ -30,8 +33,8 @@ def test_reference_transfer_schedule(count, steps, expected):
 def test_sampler_unmasks_the_schedule_and_keeps_the_prompt(sampler, temperature, cfg):
     torch.manual_seed(0)
     model = CountingModel(_llada())
-    gen = MaskedDiffusionGenerator(model, MASK, block_length=8, sampler=sampler, temperature=temperature,
-                                   cfg_scale=cfg)
+    gen = MaskedDiffusionGenerator(model, MASK, DiffusionPath(sampler),
+                                   SamplerSettings(8, temperature=temperature, cfg_scale=cfg))
     prompt = torch.randint(0, 90, (3, 6))
     marks = []
     trace = gen.generate(prompt, 24, steps=9, marker=lambda: marks.append(1) or len(marks))
@@ -57,7 +60,8 @@ def test_sampler_never_changes_the_prompt_or_committed_tokens():
             snapshots.append(ids.clone())
             return model(ids, **kw)
 
-    MaskedDiffusionGenerator(Spy(), MASK, block_length=4).generate(prompt, 8, steps=8)
+    MaskedDiffusionGenerator(Spy(), MASK, DiffusionPath("low_confidence"),
+                             SamplerSettings(4)).generate(prompt, 8, steps=8)
     for before, after in zip(snapshots, snapshots[1:]):
         assert torch.equal(after[:, :5], prompt)
         committed = before != MASK
@@ -73,8 +77,8 @@ def test_low_confidence_commits_the_most_confident_position():
             logits[:, 4 + 2, 9] = 20.0  # prompt length 4, block position 2
             return type("O", (), {"logits": logits[:, logits_slice], "kv": None})()
 
-    trace = MaskedDiffusionGenerator(Fixed(), MASK, block_length=4).generate(torch.zeros(1, 4, dtype=torch.long), 4,
-                                                                              steps=4)
+    trace = MaskedDiffusionGenerator(Fixed(), MASK, DiffusionPath("low_confidence"), SamplerSettings(4)).generate(
+        torch.zeros(1, 4, dtype=torch.long), 4, steps=4)
     assert trace.output_ids[0, 2] == 9
 
 
@@ -85,6 +89,31 @@ def test_gumbel_noise_identity_at_zero_and_float64_otherwise():
 
 
 def test_diffusion_rejects_bad_shapes():
-    gen = MaskedDiffusionGenerator(_llada(), MASK, block_length=5)
+    gen = MaskedDiffusionGenerator(_llada(), MASK, DiffusionPath("low_confidence"), SamplerSettings(5))
     with pytest.raises(ValueError, match="does not divide"):
         gen.generate(torch.zeros(1, 3, dtype=torch.long), 8, steps=4)
+
+
+@pytest.mark.parametrize("settings, says", [
+    (dict(schedule="cosine"), "schedule: 'cosine' is not allowed; allowed: llada, dream"),
+    (dict(threshold_steps="some"), "threshold_steps: 'some' is not allowed; allowed: cap, unbounded"),
+    (dict(noise_layout="row"), "noise_layout: 'row' is not allowed; allowed: block, canvas"),
+])
+def test_sampler_settings_refuse_a_value_with_what_is_allowed(settings, says):
+    with pytest.raises(ValueError, match=re.escape(says)):
+        SamplerSettings(8, **settings)
+
+
+@pytest.mark.parametrize("path, says", [
+    (DiffusionPath("best"), "sampler: 'best' is not allowed; allowed: low_confidence, "),
+    (DiffusionPath("random", "disk"), "cache: 'disk' is not allowed; allowed: none, prefix, dual"),
+])
+def test_the_generator_refuses_a_path_the_registry_does_not_know(path, says):
+    with pytest.raises(ValueError, match=re.escape(says)):
+        MaskedDiffusionGenerator(_llada(), MASK, path, SamplerSettings(8))
+
+
+def test_guidance_with_a_cache_is_refused():
+    with pytest.raises(ValueError, match="classifier-free guidance is not combined with a KV cache"):
+        MaskedDiffusionGenerator(_llada(), MASK, DiffusionPath("low_confidence", "dual"),
+                                 SamplerSettings(8, cfg_scale=1.0))

@@ -11,7 +11,7 @@ import pytest
 from conftest import ROOT
 
 PACKAGE = ROOT / "src" / "dlm_bench"
-MEASUREMENT = {"sweep", "perf", "measure", "engines", "generation", "models", "quality", "train"}
+MEASUREMENT = {"sweep", "perf", "measure", "engines", "generation", "models", "quality", "workload", "train"}
 TORCH_FREE = ["dlm_bench.analysis.report", "dlm_bench.analysis.figures", "dlm_bench.selection.pairs",
               "dlm_bench.selection.parity", "dlm_bench.stats", "dlm_bench.metrics.timing",
               "dlm_bench.metrics.quality", "dlm_bench.config", "dlm_bench.results", "dlm_bench.analysis.tasks",

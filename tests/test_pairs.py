@@ -460,6 +460,7 @@ def test_cells_a_refinement_adds_are_measured_at_every_b_and_found_again_from_th
                                                                  "eager"): {6}}
 
 
+@pytest.mark.integration  # the study's config checks that its prompt file (the prepared Austen corpus) exists
 def test_the_arms_are_rebuilt_from_the_records_of_what_was_measured():
     import dataclasses
 

@@ -2,6 +2,7 @@
 label that names no path is refused with what is allowed."""
 
 import math
+import re
 
 import pytest
 
@@ -37,9 +38,12 @@ def test_the_as_published_paths_are_the_registrys_baselines():
 
 
 @pytest.mark.parametrize("parse, text, says", [
-    (DiffusionPath.parse, "fastest/dual", "diffusion path 'fastest/dual' is not allowed; allowed: sampler/cache"),
-    (DiffusionPath.parse, "random", "diffusion path 'random' is not allowed"),
-    (DiffusionPath.parse, "random/dual/jit", "forward in eager, compiled"),
+    (DiffusionPath.parse, "fastest/dual", "diffusion path 'fastest/dual' is not allowed (sampler: 'fastest' is not "
+                                          "allowed; allowed: low_confidence, "),
+    (DiffusionPath.parse, "random", "diffusion path 'random' is not allowed (it needs 2 or 3 parts)"),
+    (DiffusionPath.parse, "random/dual/jit", "(forward: 'jit' is not allowed; allowed: eager, compiled); allowed: "
+                                             "sampler/cache[/forward]"),
+    (DiffusionPath.parse, "random/disk", "(cache: 'disk' is not allowed; allowed: none, prefix, dual)"),
     (ARPath.parse, "turbo", "allowed decode modes: eager, static, static_compiled"),
     (ARPath.parse, "eager t0.7", "then its sampling in brackets"),
     (ARPath.parse, "eager [k40]", "'k40' is not allowed; allowed: t<temperature>"),
@@ -47,5 +51,5 @@ def test_the_as_published_paths_are_the_registrys_baselines():
     (EnginePath.parse, "torch:f32", "engine 'torch:f32' is not allowed"),
 ])
 def test_a_label_that_names_no_path_is_refused_with_what_is_allowed(parse, text, says):
-    with pytest.raises(PathError, match=says.replace("[", r"\[").replace("(", r"\(")):
+    with pytest.raises(PathError, match=re.escape(says)):
         parse(text)

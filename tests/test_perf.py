@@ -304,8 +304,9 @@ def test_local_leap_paths_run_at_the_configured_knobs_and_the_threshold_path_kee
     loaded = SimpleNamespace(model=small_llada(), mask_token_id=MASK)  # what _diffusion_arm reads of a LoadedModel
     ids = torch.zeros(1, 4, dtype=torch.long)
     leap = _diffusion_arm(spec, loaded, "local_leap/dual", ids).generator
-    assert (leap.threshold, leap.leap_relaxed, leap.leap_window) == (0.2, 0.1, 4) and leap.cache == "dual"
-    assert _diffusion_arm(spec, loaded, "threshold/dual", ids).generator.threshold == 0.9
+    assert (leap.settings.threshold, leap.settings.leap_relaxed, leap.settings.leap_window) == (0.2, 0.1, 4)
+    assert leap.path.cache == "dual" and leap.settings.threshold_steps == "cap"
+    assert _diffusion_arm(spec, loaded, "threshold/dual", ids).generator.settings.threshold == 0.9
 
 
 def test_the_quality_pass_covers_every_prompt_in_batches_of_the_largest_batch():

@@ -8,7 +8,7 @@ import torch
 from dlm_bench.quality.diversity import distinct_n, is_degenerate, unigram_entropy_bits
 from dlm_bench.quality.parity import (NOT_REACHED, REACHED, more_degenerate, paired_differences, parity_test,
                                       s_parity, s_parity_tested, split_passages)
-from dlm_bench.quality.prompts import (Passage, PromptSourceError, articles_from_lines, build_prompt_sets,
+from dlm_bench.workload.prompts import (Passage, PromptSourceError, articles_from_lines, build_prompt_sets,
                                  read_prompt_file, read_wikitext)
 from dlm_bench.stats import Estimate, bootstrap_mean
 

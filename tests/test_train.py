@@ -79,7 +79,8 @@ def test_both_runs_see_the_same_windows_in_the_same_order():
 @pytest.mark.integration
 def test_micro_pair_trains_saves_and_loads_through_the_project_loader(tmp_path):
     from dlm_bench.config import ModelSpec
-    from dlm_bench.generation.diffusion import MaskedDiffusionGenerator
+    from dlm_bench.paths import DiffusionPath
+    from dlm_bench.generation.diffusion import MaskedDiffusionGenerator, SamplerSettings
     from dlm_bench.models.loader import LoadSettings, load_model
     from dlm_bench.models.tiny import read_corpus, train_tokenizer
     from dlm_bench.train.pair import SPECIALS
@@ -114,7 +115,8 @@ def test_micro_pair_trains_saves_and_loads_through_the_project_loader(tmp_path):
                                            atol=1e-4, rtol=1e-4)
             else:
                 torch.testing.assert_close(loaded.model(prompt).logits, model(prompt).logits, atol=1e-4, rtol=1e-4)
-                out = MaskedDiffusionGenerator(loaded.model, mask_id, 8).generate(prompt, 16, steps=4).output_ids
+                out = MaskedDiffusionGenerator(loaded.model, mask_id, DiffusionPath("low_confidence"),
+                                               SamplerSettings(8)).generate(prompt, 16, steps=4).output_ids
                 assert out.shape == (1, 16) and not (out == mask_id).any()
 
 

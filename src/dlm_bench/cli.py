@@ -221,7 +221,7 @@ def _main(argv: list[str] | None) -> int:
 def _work(args: argparse.Namespace, exp, shard, scoring: bool, pairing: bool, tasks: Optional[dict]) -> int:
     """The command's work, after every check has passed (`--allow_shrink`: the shrinking merges first); `tasks`:
     the loaded tasks when the command answers them (tasks.load_tasks), else None."""
-    from .quality.prompts import PromptSourceError
+    from .workload.prompts import PromptSourceError
     from .results import PairStore, ResultStore
     from .sweep.runner import AttentionBackendError, run_experiment
 

@@ -42,17 +42,25 @@ class DiffusionPath:
     def label(self) -> str:
         return f"{self.sampler}/{self.cache}" + (f"/{COMPILED}" if self.forward == COMPILED else "")
 
+    def problem(self) -> Optional[str]:
+        """The first part the registry does not know, as 'part: value is not allowed; allowed: ...', or None."""
+        for what, value, table in (("sampler", self.sampler, registry.SAMPLERS), ("cache", self.cache, registry.CACHES),
+                                   ("forward", self.forward, registry.FORWARDS)):
+            if value not in table:
+                return f"{what}: {value!r} is not allowed; allowed: {', '.join(table)}"
+        return None
+
     @classmethod
     def parse(cls, text: str) -> "DiffusionPath":
         """`sampler/cache` or `sampler/cache/forward`, each part one the registry knows."""
         parts = text.split("/")
         if len(parts) == 2:
             parts.append("eager")
-        if len(parts) != 3 or parts[0] not in registry.SAMPLERS or parts[1] not in registry.CACHES \
-                or parts[2] not in registry.FORWARDS:
-            raise PathError(f"diffusion path {text!r} is not allowed; allowed: sampler/cache[/forward] with sampler "
-                            f"in {', '.join(registry.SAMPLERS)}, cache in {', '.join(registry.CACHES)}, forward in "
-                            f"{', '.join(registry.FORWARDS)}")
+        problem = cls(*parts).problem() if len(parts) == 3 else "it needs 2 or 3 parts"
+        if problem:
+            raise PathError(f"diffusion path {text!r} is not allowed ({problem}); allowed: sampler/cache[/forward] "
+                            f"with sampler in {', '.join(registry.SAMPLERS)}, cache in {', '.join(registry.CACHES)}, "
+                            f"forward in {', '.join(registry.FORWARDS)}")
         return cls(*parts)
 
     @classmethod

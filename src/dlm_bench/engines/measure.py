@@ -23,7 +23,7 @@ from ..generation import Generator
 from ..metrics import timing as metrics
 from ..measure.clock import Clock
 from ..measure.loop import Arm, time_pair
-from ..quality.prompts import PromptSet
+from ..workload.prompts import PromptSet
 from . import Engine, EngineAnswer
 from .generator import EngineGenerator
 
@@ -115,7 +115,7 @@ def per_prompt_rows(records: list[PromptPairs], cell: Cell, tokenizer: Any, eos_
 
 
 def generations_of(records: list[PromptPairs], prompts: PromptSet, tokenizer: Any) -> list[dict[str, Any]]:
-    """The engine's answers as the quality pass reads generations (see quality.generations)."""
+    """The engine's answers as the quality pass reads generations (see workload.generations)."""
     index = {p: i for i, p in enumerate(prompts.passage_ids)}
     out = []
     for r in records:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Optional
 
 from ..config import Cell
@@ -9,19 +10,24 @@ from ..paths import DiffusionPath
 from ..models.loader import LoadedModel
 from . import Generator
 from .autoregressive import make_ar_generator
-from .diffusion import MaskedDiffusionGenerator
+from .diffusion import MaskedDiffusionGenerator, SamplerSettings
 
 
 def make_generator(cell: Cell, loaded: LoadedModel, cache: Optional[str] = None) -> Generator:
     """The generator a cell measures (`cache` overrides the cell's KV-cache mode)."""
     path = cell.path
     if isinstance(path, DiffusionPath):
-        # options a cell leaves unset (None) keep the generator's own defaults
-        options = {name: getattr(cell, name) for name in ("threshold", "eps", "threshold_steps", "noise_layout",
-                                                          "leap_relaxed", "leap_window")
-                   if getattr(cell, name) is not None}
-        return MaskedDiffusionGenerator(loaded.model, loaded.mask_token_id, cell.block_length, path.sampler,
-                                        cell.temperature, cell.cfg_scale or 0.0, cache or path.cache,
-                                        schedule=cell.schedule, forward=path.forward, **options)
+        return MaskedDiffusionGenerator(loaded.model, loaded.mask_token_id,
+                                        dataclasses.replace(path, cache=cache) if cache else path,
+                                        sampler_settings(cell))
     return make_ar_generator(loaded.model, path.decode, path.temperature, path.top_p or 1.0,
                              path.repetition_penalty or 1.0)
+
+
+def sampler_settings(cell: Cell) -> SamplerSettings:
+    """A diffusion cell's sampler settings: the settings a cell leaves unset (None) keep the sampler's defaults."""
+    optional = {name: getattr(cell, name) for name in ("threshold", "eps", "threshold_steps", "noise_layout",
+                                                        "leap_relaxed", "leap_window")
+                if getattr(cell, name) is not None}
+    return SamplerSettings(cell.block_length, cell.temperature, cell.cfg_scale or 0.0, schedule=cell.schedule,
+                           **optional)

@@ -60,12 +60,11 @@ import torch
 from torch import Tensor
 
 from .. import registry
-from ..config import DIFFUSION_CACHES as CACHES
-from ..config import DIFFUSION_SAMPLERS as SAMPLERS
 from ..config import DIFFUSION_SCHEDULES as SCHEDULES
-from ..config import (DEFAULT_LEAP_RELAXED, DEFAULT_LEAP_WINDOW, DEFAULT_THRESHOLD, DIFFUSION_FORWARDS,
-                      NOISE_LAYOUTS, THRESHOLD_SAMPLERS, THRESHOLD_STEPS, diffusion_shape_error)
+from ..config import (DEFAULT_LEAP_RELAXED, DEFAULT_LEAP_WINDOW, DEFAULT_THRESHOLD, NOISE_LAYOUTS,
+                      THRESHOLD_SAMPLERS, THRESHOLD_STEPS, diffusion_shape_error)
 from ..models.llada import KVSlot
+from ..paths import DiffusionPath
 from . import ForwardWork, GenerationTrace, Marker
 from .compiled import compile_for
 
@@ -146,7 +145,7 @@ def score_proposals(logits: Tensor, x0: Tensor, sampler: str,
         return (probs * torch.log(probs + ENTROPY_EPS)).sum(-1)  # = -entropy
     if score == "uniform":
         return uniform(tuple(x0.shape), torch.float32, x0.device, score_canvas)
-    raise ValueError(f"unknown sampler {sampler!r}; allowed: {', '.join(SAMPLERS)}")
+    raise ValueError(f"unknown sampler {sampler!r}; allowed: {', '.join(registry.SAMPLERS)}")
 
 
 def origin_choice(masked: Tensor, p: float) -> Tensor:
@@ -206,35 +205,53 @@ class StepPlan:
     window: int = 0  # LocalLeap: how far from an anchor (positions) the relaxed threshold applies
 
 
-class MaskedDiffusionGenerator:
-    """Block-wise masked-diffusion sampler over a native LLaDA or Dream model (see module docstring)."""
+@dataclass(frozen=True)
+class SamplerSettings:
+    """A diffusion path's settings beside its sampler, cache and forward (`paths.DiffusionPath`).
 
-    def __init__(self, model: torch.nn.Module, mask_id: int, block_length: int,
-                 sampler: str = "low_confidence", temperature: float = 0.0, cfg_scale: float = 0.0,
-                 cache: str = "none", threshold: float = DEFAULT_THRESHOLD, schedule: str = "llada",
-                 eps: float = 1e-3,
-                 threshold_steps: str = "unbounded", noise_layout: str = "canvas", forward: str = "eager",
-                 leap_relaxed: float = DEFAULT_LEAP_RELAXED, leap_window: int = DEFAULT_LEAP_WINDOW):
-        for value, allowed, what in ((sampler, SAMPLERS, "sampler"), (cache, CACHES, "cache"),
-                                     (forward, DIFFUSION_FORWARDS, "forward"),
-                                     (schedule, SCHEDULES, "schedule"), (threshold_steps, THRESHOLD_STEPS,
-                                                                         "threshold_steps"),
-                                     (noise_layout, NOISE_LAYOUTS, "noise_layout")):
+    block_length: tokens per block; temperature: of the Gumbel noise (0: argmax); cfg_scale: classifier-free
+    guidance (0: none); threshold, threshold_steps: the threshold samplers' (anchor) probability and whether
+    `steps` is a budget; schedule, eps: tokens committed per step (`eps` for Dream's linspace only);
+    noise_layout: Gumbel noise over the canvas or the block; leap_relaxed, leap_window: LocalLeap's relaxed
+    threshold and its reach (positions). A sampler reads only the settings it uses (registry.SAMPLERS' knobs).
+    """
+
+    block_length: int
+    temperature: float = 0.0
+    cfg_scale: float = 0.0
+    threshold: float = DEFAULT_THRESHOLD
+    threshold_steps: str = "unbounded"
+    schedule: str = "llada"
+    eps: float = 1e-3
+    noise_layout: str = "canvas"
+    leap_relaxed: float = DEFAULT_LEAP_RELAXED
+    leap_window: int = DEFAULT_LEAP_WINDOW
+
+    def __post_init__(self):
+        for value, allowed, what in ((self.schedule, SCHEDULES, "schedule"),
+                                     (self.threshold_steps, THRESHOLD_STEPS, "threshold_steps"),
+                                     (self.noise_layout, NOISE_LAYOUTS, "noise_layout")):
             if value not in allowed:
-                raise ValueError(f"unknown {what} {value!r}; allowed: {', '.join(allowed)}")
-        if "leap_relaxed" in registry.SAMPLERS[sampler].knobs and (not 0.0 < leap_relaxed <= threshold
-                                                                     or leap_window < 0):
-            raise ValueError(f"local_leap: leap_relaxed {leap_relaxed} and leap_window {leap_window} are not allowed; "
-                             f"allowed: 0 < leap_relaxed <= threshold ({threshold}), leap_window >= 0")
-        if cache != "none" and cfg_scale > 0:
+                raise ValueError(f"{what}: {value!r} is not allowed; allowed: {', '.join(allowed)}")
+
+
+class MaskedDiffusionGenerator:
+    """Block-wise masked-diffusion sampler over a native LLaDA or Dream model (see module docstring): the
+    path says how it commits, caches and runs its forward, the settings the numbers it does so with."""
+
+    def __init__(self, model: torch.nn.Module, mask_id: int, path: DiffusionPath, settings: SamplerSettings):
+        problem = path.problem()
+        if problem:
+            raise ValueError(problem)
+        if "leap_relaxed" in registry.SAMPLERS[path.sampler].knobs and (
+                not 0.0 < settings.leap_relaxed <= settings.threshold or settings.leap_window < 0):
+            raise ValueError(f"local_leap: leap_relaxed {settings.leap_relaxed} and leap_window {settings.leap_window} "
+                             f"are not allowed; allowed: 0 < leap_relaxed <= threshold ({settings.threshold}), "
+                             f"leap_window >= 0")
+        if path.cache != "none" and settings.cfg_scale > 0:
             raise ValueError("classifier-free guidance is not combined with a KV cache")
-        self.model, self.mask_id, self.block_length = model, mask_id, block_length
-        self.forward = model if forward == "eager" else compile_for(model, next(model.parameters()).device)
-        self.sampler, self.temperature, self.cfg_scale = sampler, temperature, cfg_scale
-        self.cache, self.threshold = cache, threshold
-        self.schedule, self.eps = schedule, eps
-        self.threshold_steps, self.noise_layout = threshold_steps, noise_layout
-        self.leap_relaxed, self.leap_window = leap_relaxed, leap_window
+        self.model, self.mask_id, self.path, self.settings = model, mask_id, path, settings
+        self.forward = model if path.forward == "eager" else compile_for(model, next(model.parameters()).device)
         # Dream-style models read position i's prediction from the output at i - 1
         self.shift = int(bool(getattr(getattr(model, "config", None), "shift_logits", False)))
 
@@ -244,13 +261,13 @@ class MaskedDiffusionGenerator:
         """Whole-canvas forward; logits of the block (and the canvas K/V when keep_kv)."""
         batch, total = x.shape
         rows = torch.arange(start - self.shift, end - self.shift, device=x.device)
-        if self.cfg_scale > 0:
+        if self.settings.cfg_scale > 0:
             unconditional = x.clone()
             unconditional[:, :prompt_len] = self.mask_id
             both = self.forward(torch.cat([x, unconditional]), logits_slice=rows).logits
             cond, uncond = both.chunk(2)
             work.append(ForwardWork(2 * batch, total, total * total, end - start, 0))
-            return uncond + (self.cfg_scale + 1) * (cond - uncond), None
+            return uncond + (self.settings.cfg_scale + 1) * (cond - uncond), None
         out = self.forward(x, logits_slice=rows, return_kv=keep_kv)
         work.append(ForwardWork(batch, total, total * total, end - start, 0))
         return out.logits, out.kv
@@ -261,7 +278,7 @@ class MaskedDiffusionGenerator:
         place (prefix: from the block to the end of the canvas; dual: the block) and attends over all."""
         batch, total = x.shape
         first = start - self.shift  # shifted-logits models also recompute the position before the block
-        last = total if self.cache == "prefix" else end
+        last = total if self.path.cache == "prefix" else end
         ids = x[:, first:last]
         positions = torch.arange(first, last, device=x.device)
         context = [KVSlot(k, v, positions) for k, v in kv]
@@ -275,22 +292,22 @@ class MaskedDiffusionGenerator:
     def block_plan(self, steps_per_block: int) -> Iterator[StepPlan]:
         """The steps of one block, in order; `unbounded` threshold decoding never runs out of steps
         (the caller stops when the block has no mask left)."""
-        bl = self.block_length
-        if self.sampler in THRESHOLD_SAMPLERS:
-            leap = (dict(relaxed=self.leap_relaxed, window=self.leap_window)
-                    if "leap_relaxed" in registry.SAMPLERS[self.sampler].knobs else {})
-            if self.threshold_steps == "unbounded":
+        bl = self.settings.block_length
+        if self.path.sampler in THRESHOLD_SAMPLERS:
+            leap = (dict(relaxed=self.settings.leap_relaxed, window=self.settings.leap_window)
+                    if "leap_relaxed" in registry.SAMPLERS[self.path.sampler].knobs else {})
+            if self.settings.threshold_steps == "unbounded":
                 while True:
-                    yield StepPlan(threshold=self.threshold, **leap)
+                    yield StepPlan(threshold=self.settings.threshold, **leap)
             for i in range(steps_per_block):
-                yield StepPlan(threshold=self.threshold, commit_all=i == steps_per_block - 1, **leap)
+                yield StepPlan(threshold=self.settings.threshold, commit_all=i == steps_per_block - 1, **leap)
             return
-        linspace = registry.SCHEDULES[self.schedule].uses_eps  # Dream's schedule, else LLaDA's even split
-        if linspace and self.sampler == "random":
-            for p in dream_transfer_probabilities(steps_per_block, self.eps):
+        linspace = registry.SCHEDULES[self.settings.schedule].uses_eps  # Dream's schedule, else LLaDA's even split
+        if linspace and self.path.sampler == "random":
+            for p in dream_transfer_probabilities(steps_per_block, self.settings.eps):
                 yield StepPlan(p=p)  # p = 1 at the last step: everything left, still drawn as Dream does
             return
-        counts = (dream_schedule(bl, steps_per_block, self.eps) if linspace
+        counts = (dream_schedule(bl, steps_per_block, self.settings.eps) if linspace
                   else transfer_schedule(bl, steps_per_block))
         for k in counts:
             yield StepPlan(k=k)
@@ -300,10 +317,10 @@ class MaskedDiffusionGenerator:
                  marker: Optional[Marker] = None) -> GenerationTrace:
         if steps is None:
             raise ValueError("diffusion generation needs steps")
-        problem = diffusion_shape_error(n_out, self.block_length, steps)
+        problem = diffusion_shape_error(n_out, self.settings.block_length, steps)
         if problem:
             raise ValueError(problem)
-        bl = self.block_length
+        bl = self.settings.block_length
         n_blocks = n_out // bl
         steps_per_block = steps // n_blocks
         batch, prompt_len = prompt_ids.shape
@@ -322,16 +339,16 @@ class MaskedDiffusionGenerator:
                 masked = block == self.mask_id
                 if plan.threshold is not None and not masked.any():
                     break  # threshold decoding finished the block early (the only host sync per step)
-                if i == 0 or self.cache == "none":
-                    logits, kv = self._full(x, prompt_len, start, end, work, keep_kv=self.cache != "none")
+                if i == 0 or self.path.cache == "none":
+                    logits, kv = self._full(x, prompt_len, start, end, work, keep_kv=self.path.cache != "none")
                 else:
                     logits = self._cached(x, start, end, kv, work)
-                x0, proposal_logits = propose_tokens(logits, self.temperature, self.mask_id,
-                                                     canvas if self.noise_layout == "canvas" else None)
+                x0, proposal_logits = propose_tokens(logits, self.settings.temperature, self.mask_id,
+                                                     canvas if self.settings.noise_layout == "canvas" else None)
                 if plan.p is not None:
                     chosen = origin_choice(masked, plan.p)
                 else:
-                    score = score_proposals(proposal_logits, x0, self.sampler, score_canvas=canvas)
+                    score = score_proposals(proposal_logits, x0, self.path.sampler, score_canvas=canvas)
                     chosen = choose(score, masked, plan.k, plan.threshold, plan.commit_all, plan.relaxed, plan.window)
                 block.copy_(torch.where(chosen, x0, block))
                 committed.append(plan.k if plan.k is not None else chosen.sum())  # adaptive plans: counted

@@ -4,7 +4,7 @@ For each batch size and each non-baseline path, the baseline and the path are wa
 unrecorded) and timed in `pairs` pairs (order drawn per pair, same prompt ids); a path's figures
 (tokens/s, latency, step or inter-token p50/p99, steps executed) come from all its timed
 generations (the baseline's from every pairing), and its speedup is the paired ratio against the
-baseline. Models load through `models.loader` and prompts come from `quality.prompts`, as for the
+baseline. Models load through `models.loader` and prompts come from `workload.prompts`, as for the
 cells. `slow_path` / `slow_factor` stretch one path's timed region by sleeping (factor - 1) times its
 own duration after each generation: the test-only knob that shows a gate turning red.
 """
@@ -25,18 +25,19 @@ from tqdm import tqdm
 from ..registry import AR, DIFFUSION
 from .. import registry
 from ..selection.pairs import paired_ratio
-from ..config import THRESHOLD_SAMPLERS, ModelSpec, PromptSpec
+from ..config import ModelSpec, PromptSpec
 from ..generation import GenerationTrace, Generator
 from ..generation.autoregressive import make_ar_generator
-from ..generation.diffusion import MaskedDiffusionGenerator
+from ..generation.diffusion import MaskedDiffusionGenerator, SamplerSettings
 from ..metrics import timing as metrics
 from ..measure.clock import clock_for
 from ..measure.environment import git_commit, hardware_name
 from ..measure.memory import process_max_rss_gib
 from ..models.loader import LoadedModel, LoadSettings, load_model
 from ..measure.loop import Arm, time_pair
-from ..quality.prompts import PromptProvider, PromptSet
-from .spec import PerfSpec, parse_diffusion_path
+from ..workload.prompts import PromptProvider, PromptSet
+from ..paths import DiffusionPath
+from .spec import PerfSpec
 
 
 @dataclass
@@ -211,13 +212,13 @@ def run_matrix(spec: PerfSpec, root: Path, slow_path: Optional[str] = None, slow
 
 
 def _diffusion_arm(spec: PerfSpec, loaded: LoadedModel, path: str, ids: torch.Tensor) -> PerfArm:
-    parsed = parse_diffusion_path(path)
-    options = {"threshold_steps": "cap"} if parsed.sampler in THRESHOLD_SAMPLERS else {}
-    if "leap_relaxed" in registry.SAMPLERS[parsed.sampler].knobs:
-        options.update(threshold=spec.leap_threshold, leap_relaxed=spec.leap_relaxed, leap_window=spec.leap_window)
-    generator = MaskedDiffusionGenerator(loaded.model, loaded.mask_token_id, spec.block_length, parsed.sampler,
-                                         cache=parsed.cache, forward=parsed.forward, **options)
-    return PerfArm(generator, ids, spec.n_out, spec.steps, kind=DIFFUSION, path=path)
+    parsed = DiffusionPath.parse(path)
+    knobs = registry.SAMPLERS[parsed.sampler].knobs
+    settings = SamplerSettings(spec.block_length, threshold_steps="cap" if "threshold_steps" in knobs else "unbounded",
+                               **(dict(threshold=spec.leap_threshold, leap_relaxed=spec.leap_relaxed,
+                                       leap_window=spec.leap_window) if "leap_relaxed" in knobs else {}))
+    return PerfArm(MaskedDiffusionGenerator(loaded.model, loaded.mask_token_id, parsed, settings), ids, spec.n_out,
+                   spec.steps, kind=DIFFUSION, path=path)
 
 
 def _ar_arm(spec: PerfSpec, loaded: LoadedModel, path: str, ids: torch.Tensor) -> PerfArm:

@@ -50,7 +50,7 @@ from ..engines.measure import IDLE_GAP_S
 from ..engines.pool import EnginePool
 from ..measure.loop import Arm, time_pair
 from ..models.loader import LoadedModel, LoadSettings, load_model
-from ..quality.prompts import PromptProvider
+from ..workload.prompts import PromptProvider
 from ..results import QUALITY_FILE, CellRecord, PairRecord, PairStore, ResultStore, read_quality, rows_frame
 from .runner import make_generator
 

@@ -41,8 +41,8 @@ from ..measure import load as machine_load
 from ..measure import roofline
 from ..models.attention import kernel_context
 from ..models.loader import LoadedModel, LoadSettings, each_loaded
-from ..quality.generations import generate_for_quality
-from ..quality.prompts import PromptProvider, PromptSet
+from ..workload.generations import generate_for_quality
+from ..workload.prompts import PromptProvider, PromptSet
 from ..results import (AnswerStats, CellRecord, EngineStats, LoadStats, MemoryStats, Repetition, ResultStore,
                       TimingStats, WorkStats)
 
