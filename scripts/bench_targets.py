@@ -35,7 +35,7 @@ from transformers import AutoModelForCausalLM
 from dlm_bench.selection.pairs import paired_ratio
 from dlm_bench.generation.autoregressive import make_ar_generator
 from dlm_bench.generation.diffusion import MaskedDiffusionGenerator, SamplerSettings
-from dlm_bench.paths import DiffusionPath
+from dlm_bench.paths import ARPath, DiffusionPath
 from dlm_bench.measure.benchmarks import (TargetResult, add_benchmark_arguments, read_targets, record_targets,
                                     target_from_dict, write_report)
 from dlm_bench.measure.calibration import measure_ceilings
@@ -118,8 +118,8 @@ def main() -> int:
     def diffusion_side(label: str) -> Arm:
         return Arm(diffusion(label), dl_prompt, args.gen_length, args.steps)
 
-    def ar_side(decode: str) -> Arm:
-        return Arm(make_ar_generator(llama, decode), ar_prompt, args.gen_length)
+    def ar_side(label: str) -> Arm:
+        return Arm(make_ar_generator(llama, ARPath.parse(label)), ar_prompt, args.gen_length)
 
     with torch.inference_mode():
         dl_setting = f"LLaDA layout, {n_dl:.1f} M parameters, K = {args.steps}, block {args.block_length}, {common}"
@@ -133,7 +133,7 @@ def main() -> int:
             compiled = ar_side("static_compiled")
             pair("AR static_compiled decode vs eager generate, B = 1", 1.0, True, ar_side("eager"), compiled, 10,
                  ar_setting)
-            generator = make_ar_generator(llama, "static_compiled")
+            generator = make_ar_generator(llama, ARPath("static_compiled"))
             warm_up(generator, ar_prompt, args.gen_length, None, 1)
             itls = [mean_itl_ms(timed_run(generator, ar_prompt, args.gen_length, None, clock).mark_offsets_ms)
                     for _ in range(args.pairs)]
@@ -154,7 +154,7 @@ def main() -> int:
         if "overhead" in groups:
             for seed, (kind, generator, prompt, steps) in enumerate(
                     (("diffusion low_confidence/dual", diffusion("low_confidence/dual"), dl_prompt, args.steps),
-                     ("AR static", make_ar_generator(llama, "static"), ar_prompt, None))):
+                     ("AR static", make_ar_generator(llama, ARPath("static")), ar_prompt, None))):
                 runner = Arm(generator, prompt, args.gen_length, steps)  # the cells' timed region, marks included
                 bare = Arm(CallGenerator(lambda ids, g=generator, s=steps: g.generate(ids, args.gen_length,
                                                                                      steps=s).output_ids),

@@ -18,7 +18,7 @@ import torch
 from conftest import ROOT
 from dlm_bench.config import ModelSpec, PromptSpec, resolve_asset
 from dlm_bench.generation.autoregressive import make_ar_generator
-from dlm_bench.paths import DiffusionPath
+from dlm_bench.paths import ARPath, DiffusionPath
 from dlm_bench.generation.diffusion import MaskedDiffusionGenerator, SamplerSettings
 from dlm_bench.models.loader import LoadSettings, load_model
 from dlm_bench.quality.bertscore import BertScore, BertScoreSettings
@@ -151,7 +151,7 @@ def plausible_prose(rows) -> bool:
 
 
 def test_ar_continuations_are_about_as_likely_as_the_reference(bench):
-    rows = scores(bench, "austen-ar", lambda loaded: make_ar_generator(loaded.model, "eager"), None)
+    rows = scores(bench, "austen-ar", lambda loaded: make_ar_generator(loaded.model, ARPath("eager")), None)
     assert plausible_prose(rows), (_judge_ratio(rows), statistics.fmean(r["distinct_2"] for r in rows))
 
 
@@ -165,5 +165,5 @@ def test_a_mixed_up_vocabulary_fails_the_ar_bound(bench):
     with torch.no_grad():
         head = broken.lm_head.weight
         head.copy_(head[torch.randperm(head.shape[0], generator=torch.Generator().manual_seed(0))])
-    rows = scores(bench, "austen-ar/mixed-up", lambda _: make_ar_generator(broken, "eager"), None)
+    rows = scores(bench, "austen-ar/mixed-up", lambda _: make_ar_generator(broken, ARPath("eager")), None)
     assert not plausible_prose(rows), (_judge_ratio(rows), statistics.fmean(r["distinct_2"] for r in rows))

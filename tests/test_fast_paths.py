@@ -8,7 +8,7 @@ import torch
 from dlm_bench.generation import ForwardWork
 from dlm_bench.generation.autoregressive import StaticCacheGenerator, HFGenerateGenerator
 from dlm_bench.generation.work import ar_work
-from dlm_bench.paths import DiffusionPath
+from dlm_bench.paths import ARPath, DiffusionPath
 from dlm_bench.generation.diffusion import (MaskedDiffusionGenerator, SamplerSettings, choose, propose_tokens,
                                             score_proposals)
 from dlm_bench.measure import roofline
@@ -398,7 +398,7 @@ def test_greedy_ar_decoding_gives_each_prompt_the_same_tokens_in_a_batch(path, _
     from dlm_bench.generation.autoregressive import make_ar_generator
 
     prompts = torch.randint(5, 90, (3, 6), generator=torch.Generator().manual_seed(2))
-    gen = make_ar_generator(_tiny_llama, path)
+    gen = make_ar_generator(_tiny_llama, ARPath(path))
     alone = torch.cat([gen.generate(prompts[i:i + 1], 8).output_ids for i in range(3)])
     assert torch.equal(gen.generate(prompts, 8).output_ids, alone)
 
@@ -422,7 +422,7 @@ def test_a_sampled_ar_decoding_is_reproducible_with_its_seed_and_differs_from_gr
     from dlm_bench.generation.autoregressive import make_ar_generator
 
     prompts = torch.randint(5, 90, (2, 6), generator=torch.Generator().manual_seed(4))
-    sampled = make_ar_generator(_tiny_llama, path, temperature=0.7, top_p=0.9, repetition_penalty=1.1)
+    sampled = make_ar_generator(_tiny_llama, ARPath(path, temperature=0.7, top_p=0.9, repetition_penalty=1.1))
 
     def run(seed):
         torch.manual_seed(seed)
@@ -430,5 +430,17 @@ def test_a_sampled_ar_decoding_is_reproducible_with_its_seed_and_differs_from_gr
 
     first = run(3)
     assert torch.equal(run(3), first) and not torch.equal(run(4), first)
-    greedy = make_ar_generator(_tiny_llama, path).generate(prompts, 12).output_ids
+    greedy = make_ar_generator(_tiny_llama, ARPath(path)).generate(prompts, 12).output_ids
     assert not torch.equal(first, greedy) and first.shape == greedy.shape == (2, 12)
+
+
+def test_an_ar_paths_decode_mode_and_sampling_reach_its_generator(_tiny_llama):
+    from dlm_bench.generation.autoregressive import HFGenerateGenerator, StaticCacheGenerator, make_ar_generator
+
+    eager = make_ar_generator(_tiny_llama, ARPath("eager"))
+    assert type(eager) is HFGenerateGenerator and eager.temperature == 0.0
+    static = make_ar_generator(_tiny_llama, ARPath("static", 0.7, 0.9, 1.1))
+    assert type(static) is StaticCacheGenerator and static.step.__name__ == "_decode_one"
+    assert (static.temperature, static.top_p, static.repetition_penalty) == (0.7, 0.9, 1.1)
+    unset = make_ar_generator(_tiny_llama, ARPath("static", 0.7))  # an unset nucleus and penalty: none
+    assert (unset.top_p, unset.repetition_penalty) == (1.0, 1.0)

@@ -117,3 +117,12 @@ def test_guidance_with_a_cache_is_refused():
     with pytest.raises(ValueError, match="classifier-free guidance is not combined with a KV cache"):
         MaskedDiffusionGenerator(_llada(), MASK, DiffusionPath("low_confidence", "dual"),
                                  SamplerSettings(8, cfg_scale=1.0))
+
+
+def test_an_ar_path_the_registry_does_not_know_is_refused_before_the_model_is_touched():
+    from dlm_bench.generation.autoregressive import make_ar_generator
+    from dlm_bench.paths import ARPath
+
+    with pytest.raises(ValueError, match=re.escape("decode: 'turbo' is not allowed; allowed: eager, static, "
+                                                   "static_compiled")):
+        make_ar_generator(None, ARPath("turbo"))

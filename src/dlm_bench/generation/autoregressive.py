@@ -20,7 +20,7 @@ from torch import Tensor
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from .. import registry
-from ..config import AR_DECODE_MODES as DECODE_MODES
+from ..paths import ARPath
 from . import GenerationTrace, Marker
 from .compiled import compile_for
 from .work import ar_work
@@ -198,13 +198,15 @@ class StaticCacheGenerator:
                                steps_executed=n_out, work=ar_work(batch, prompt_len, n_out))
 
 
-def make_ar_generator(model: torch.nn.Module, decode: str, temperature: float = 0.0, top_p: float = 1.0,
-                      repetition_penalty: float = 1.0):
-    """The generator of one decode mode and decoding (greedy at temperature 0; see ARSamplingSpec)."""
-    path = registry.DECODE_PATHS.get(decode)
-    if path is not None and not path.static:
-        return HFGenerateGenerator(model, temperature, top_p, repetition_penalty)
-    if path is not None:
-        return StaticCacheGenerator(model, compile=path.compiled, temperature=temperature, top_p=top_p,
-                                    repetition_penalty=repetition_penalty)
-    raise ValueError(f"unknown decode mode {decode!r}; allowed: {', '.join(DECODE_MODES)}")
+def make_ar_generator(model: torch.nn.Module, path: ARPath):
+    """The generator of an AR path: its decode mode, greedy at temperature 0, else sampled with its nucleus and
+    repetition penalty (unset: every token, no penalty; see ARSamplingSpec)."""
+    entry = registry.DECODE_PATHS.get(path.decode)
+    if entry is None:
+        raise ValueError(f"decode: {path.decode!r} is not allowed; allowed: {', '.join(registry.DECODE_PATHS)}")
+    top_p = 1.0 if path.top_p is None else path.top_p
+    penalty = 1.0 if path.repetition_penalty is None else path.repetition_penalty
+    if not entry.static:
+        return HFGenerateGenerator(model, path.temperature, top_p, penalty)
+    return StaticCacheGenerator(model, compile=entry.compiled, temperature=path.temperature, top_p=top_p,
+                                repetition_penalty=penalty)

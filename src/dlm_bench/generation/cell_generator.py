@@ -20,8 +20,7 @@ def make_generator(cell: Cell, loaded: LoadedModel, cache: Optional[str] = None)
         return MaskedDiffusionGenerator(loaded.model, loaded.mask_token_id,
                                         dataclasses.replace(path, cache=cache) if cache else path,
                                         sampler_settings(cell))
-    return make_ar_generator(loaded.model, path.decode, path.temperature, path.top_p or 1.0,
-                             path.repetition_penalty or 1.0)
+    return make_ar_generator(loaded.model, path)
 
 
 def sampler_settings(cell: Cell) -> SamplerSettings:

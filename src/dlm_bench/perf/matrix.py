@@ -36,7 +36,7 @@ from ..measure.memory import process_max_rss_gib
 from ..models.loader import LoadedModel, LoadSettings, load_model
 from ..measure.loop import Arm, time_pair
 from ..workload.prompts import PromptProvider, PromptSet
-from ..paths import DiffusionPath
+from ..paths import ARPath, DiffusionPath
 from .spec import PerfSpec
 
 
@@ -222,4 +222,4 @@ def _diffusion_arm(spec: PerfSpec, loaded: LoadedModel, path: str, ids: torch.Te
 
 
 def _ar_arm(spec: PerfSpec, loaded: LoadedModel, path: str, ids: torch.Tensor) -> PerfArm:
-    return PerfArm(make_ar_generator(loaded.model, path), ids, spec.n_out, None, kind=AR, path=path)
+    return PerfArm(make_ar_generator(loaded.model, ARPath.parse(path)), ids, spec.n_out, None, kind=AR, path=path)
