@@ -41,17 +41,18 @@ def main() -> int:
         prompt, n_out, problems = PROMPT_TOKENS[task.name], task.answer_tokens, PROBLEMS[task.name]
         check_s = SANDBOX_S if task.name == "humaneval" else 0.0
         for cell in expand_cells(exp):
+            d = cell.decoding
             if cell.kind == AR:
-                gen, key = Generation(AR, str(cell.decode), 1, prompt, n_out), f"ar:{cell.decode}"
+                gen, key = Generation(AR, str(d.decode), 1, prompt, n_out), f"ar:{d.decode}"
             else:
-                gen = Generation(cell.kind, str(cell.cache), 1, prompt, n_out, cell.steps, cell.block_length)
-                key = f"diffusion:{cell.cache}"
+                gen = Generation(cell.kind, str(d.cache), 1, prompt, n_out, d.steps, d.block_length)
+                key = f"diffusion:{d.cache}"
             arch = archs[cell.model.family]
             fast, slow = (predict_latency(gen, arch, BF16, device, efficiency_at(key, f)).latency_ms / 1000
                           for f in (True, False))
             central = predict_latency(gen, arch, BF16, device, efficiency_of(key, {})).latency_ms / 1000
             memory = predict_memory(gen, arch, BF16, 0.0).total / GIB
-            if cell.sampler == "threshold":  # its K is a ceiling: bounded by the same K's row of a fixed schedule
+            if getattr(d, "sampler", None) == "threshold":  # its K is a ceiling: bounded by the same K's row of a fixed schedule
                 continue
             label = cell.describe().split(" ", 1)[1]
             print(f"| {task.name} (P≈{prompt}, N_out={n_out}, {problems}) | {cell.model.name} {label} | "

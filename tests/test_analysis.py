@@ -11,7 +11,7 @@ from dlm_bench.analysis import figures
 from dlm_bench.analysis.data import MixedRowsError, load_results
 from dlm_bench.analysis.report import BEGIN, END, analyze, markers, update_paper, paper_section
 from dlm_bench.analysis.summary import summary_markdown
-from dlm_bench.config import Cell, MeasurementSettings, ModelSpec, TimingSpec
+from dlm_bench.config import ARDecoding, Cell, DiffusionDecoding, MeasurementSettings, ModelSpec, TimingSpec
 from dlm_bench.stats import Estimate
 from dlm_bench.results import (CellRecord, LoadStats, MemoryStats, PairRecord, PairStore, QualityResult, Repetition,
                          ResultStore, RooflineStats, TimingStats, WorkStats)
@@ -27,10 +27,11 @@ def _record(cell_id, model, kind, b, n, k, lat, status="ok", f1=None, ppl=None, 
     diffusion = kind == "diffusion"
     spec = ModelSpec(model, "llada" if diffusion else "llama", path="x")
     if diffusion:
-        cell = Cell(spec, SETTINGS, b, n, "bf16", "flash_attention_2", steps=k, sampler="low_confidence", cache=cache,
-                    block_length=32, cfg_scale=0.0, schedule="llada", forward=forward)
+        decoding = DiffusionDecoding(steps=k, sampler="low_confidence", cache=cache, block_length=32, schedule="llada",
+                                     cfg_scale=0.0, forward=forward)
     else:
-        cell = Cell(spec, SETTINGS, b, n, "bf16", "flash_attention_2", decode=decode or "eager")
+        decoding = ARDecoding(decode or "eager")
+    cell = Cell(spec, SETTINGS, b, n, "bf16", "flash_attention_2", decoding)
     r = CellRecord(cell_id=cell_id, identity=cell.identity(), status=status, experiment="t", weights="synthetic",
                    hardware=hardware, settings=SETTINGS.as_dict(), environment={"hardware": hardware},
                    attention_kernel="sdpa_flash", warmup=3, wall_s=wall_s)

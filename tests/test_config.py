@@ -19,9 +19,9 @@ def test_mini_config_of_the_repo_loads_and_expands(tiny_models, tmp_path):
     cells = expand_cells(exp)
     # 2 B x 2 N: 2 decode modes for the AR model, 2 K x 4 samplers x 3 caches for the diffusion model
     assert len(cells) == 4 * 2 + 4 * 2 * 4 * 3
-    assert {c.sampler for c in cells} == {None, "low_confidence", "random", "entropy", "threshold"}
-    assert {c.cache for c in cells} == {None, "none", "prefix", "dual"}
-    assert {c.decode for c in cells} == {None, "eager", "static"}
+    assert {c.identity()["sampler"] for c in cells} == {None, "low_confidence", "random", "entropy", "threshold"}
+    assert {c.identity()["cache"] for c in cells} == {None, "none", "prefix", "dual"}
+    assert {c.identity()["decode"] for c in cells} == {None, "eager", "static"}
     assert {c.model.kind for c in cells} == {"autoregressive", "diffusion"}
     assert all(c.prompt_len == c.n_out == c.seq_len // 2 for c in cells)
     # every cell names its path as a value, and its label parses back to it
@@ -247,14 +247,14 @@ def test_the_compiled_forward_axis_adds_cells_and_keeps_the_eager_cells_ids(tiny
     plain = expand_cells(load_experiment(write_config(tmp_path, data)))
     data["diffusion"]["forward"] = ["eager", "compiled"]
     both = expand_cells(load_experiment(write_config(tmp_path, data)))
-    eager = [c for c in both if c.forward != "compiled"]
-    compiled = [c for c in both if c.forward == "compiled"]
+    eager = [c for c in both if c.identity()["forward"] != "compiled"]
+    compiled = [c for c in both if c.identity()["forward"] == "compiled"]
     assert len(compiled) == sum(c.kind == "diffusion" for c in plain) and len(eager) == len(plain)
     # cells measured before the axis existed are found again (a resumed sweep does not re-run them)
     assert [c.cell_id("cpu: x") for c in eager] == [c.cell_id("cpu: x") for c in plain]
     assert not {c.cell_id("cpu: x") for c in compiled} & {c.cell_id("cpu: x") for c in plain}
     assert all(c.describe().endswith("/compiled") for c in compiled)
-    assert all(c.forward is None for c in both if c.kind == "autoregressive")
+    assert all(c.identity()["forward"] is None for c in both if c.kind == "autoregressive")
 
 
 def test_local_leap_cells_carry_their_knobs_and_other_cells_keep_their_ids(tiny_models, tmp_path):
@@ -263,11 +263,11 @@ def test_local_leap_cells_carry_their_knobs_and_other_cells_keep_their_ids(tiny_
     plain = expand_cells(load_experiment(write_config(tmp_path, data)))
     data["diffusion"].update(sampler=["low_confidence", "threshold", "local_leap"], leap_relaxed=0.6, leap_window=3)
     cells = expand_cells(load_experiment(write_config(tmp_path, data)))
-    leap = [c for c in cells if c.sampler == "local_leap"]
-    assert leap and all((c.threshold, c.leap_relaxed, c.leap_window, c.threshold_steps) == (0.9, 0.6, 3, "unbounded")
-                        for c in leap)
-    others = [c for c in cells if c.sampler != "local_leap"]
-    assert all(c.leap_relaxed is None and c.leap_window is None for c in others)
+    leap = [c.decoding for c in cells if c.identity()["sampler"] == "local_leap"]
+    assert leap and all((d.threshold, d.leap_relaxed, d.leap_window, d.threshold_steps) == (0.9, 0.6, 3, "unbounded")
+                        for d in leap)
+    others = [c for c in cells if c.identity()["sampler"] != "local_leap"]
+    assert all(c.identity()["leap_relaxed"] is None and c.identity()["leap_window"] is None for c in others)
     assert [c.cell_id("cpu: x") for c in others] == [c.cell_id("cpu: x") for c in plain]
 
 

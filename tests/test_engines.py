@@ -251,14 +251,15 @@ def _engine_config(tiny_models, tmp_path, **engines):
 def test_engine_cells_exist_where_the_engine_can_run_them(tiny_models, tmp_path):
     data = _engine_config(tiny_models, tmp_path)
     cells = expand_cells(load_experiment(write_config(tmp_path, data)))
-    by = lambda **kw: [c for c in cells if all(getattr(c, k) == v for k, v in kw.items())]  # noqa: E731
+    by = lambda **kw: [c for c in cells if all(c.identity()[k] == v for k, v in kw.items())]  # noqa: E731
     assert len(by(engine="torch", kind="autoregressive")) == 2  # B 1, 2 x decode eager
     assert len(by(engine="llamacpp", kind="autoregressive")) == 4  # B x 2 weights formats
     assert len(by(engine="openai")) == 2 and all(c.weights_format is None for c in by(engine="openai"))
     assert len(by(engine="torch", kind="diffusion")) == 2 * 2 * 2 * 2  # B x K x samplers x caches
     llama_diffusion = by(engine="llamacpp", kind="diffusion")
     assert len(llama_diffusion) == 2 * 2  # B = 1 only, K 4 and 8, low_confidence only, 2 formats
-    assert {(c.batch_size, c.sampler, c.cache) for c in llama_diffusion} == {(1, "low_confidence", "none")}
+    assert {(c.batch_size, c.decoding.sampler, c.decoding.cache) for c in llama_diffusion} == \
+        {(1, "low_confidence", "none")}
     assert len(cells) == 28
     # the torch cells keep the ids they had before the engine axis existed
     plain = copy.deepcopy(data)

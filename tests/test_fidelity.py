@@ -156,21 +156,21 @@ def test_each_family_defaults_to_its_references_own_choices(mini_config, tiny_mo
     mini_config.write_text(yaml.safe_dump(data))
     cells = [c for c in expand_cells(load_experiment(mini_config)) if c.model.kind == "diffusion"]
     # the references' own choices by default: Fast-dLLM's unbounded threshold loop, generate.py's canvas noise
-    assert {c.schedule for c in cells} == {"llada"} and {c.eps for c in cells} == {None}
-    assert {c.threshold_steps for c in cells if c.sampler == "threshold"} == {"unbounded"}
-    assert {c.threshold_steps for c in cells if c.sampler == "margin"} == {None}
-    assert {c.noise_layout for c in cells} == {"canvas"}
+    assert {c.decoding.schedule for c in cells} == {"llada"} and {c.decoding.eps for c in cells} == {None}
+    assert {c.decoding.threshold_steps for c in cells if c.decoding.sampler == "threshold"} == {"unbounded"}
+    assert {c.decoding.threshold_steps for c in cells if c.decoding.sampler == "margin"} == {None}
+    assert {c.decoding.noise_layout for c in cells} == {"canvas"}
     data["diffusion"].update(schedule="dream", eps=0.01, threshold_steps="cap", noise_layout="block")
     mini_config.write_text(yaml.safe_dump(data))
     cells = [c for c in expand_cells(load_experiment(mini_config)) if c.model.kind == "diffusion"]
-    assert {(c.schedule, c.eps, c.noise_layout) for c in cells} == {("dream", 0.01, "block")}
-    assert {c.threshold_steps for c in cells if c.sampler == "threshold"} == {"cap"}
+    assert {(c.decoding.schedule, c.decoding.eps, c.decoding.noise_layout) for c in cells} == {("dream", 0.01, "block")}
+    assert {c.decoding.threshold_steps for c in cells if c.decoding.sampler == "threshold"} == {"cap"}
     data["models"][1] = {"name": "tiny-dream", "family": "dream", "path": str(tiny_models["dream"])}
     data["diffusion"] = {"block_length": 8, "sampler": ["threshold"], "temperature": 0.5}
     mini_config.write_text(yaml.safe_dump(data))  # Dream gets its own schedule without being told
     cells = [c for c in expand_cells(load_experiment(mini_config)) if c.model.kind == "diffusion"]
-    assert {(c.schedule, c.eps, c.threshold_steps, c.noise_layout) for c in cells} == {("dream", 1e-3, "unbounded",
-                                                                                         "canvas")}
+    assert {(d.schedule, d.eps, d.threshold_steps, d.noise_layout) for d in (c.decoding for c in cells)} == \
+        {("dream", 1e-3, "unbounded", "canvas")}
 
 
 # ----------------------------------------------------------------- threshold step semantics

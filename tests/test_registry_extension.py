@@ -9,7 +9,7 @@ from conftest import mini_config_dict, write_config
 
 from dlm_bench import registry
 from dlm_bench.cli import dry_run
-from dlm_bench.config import Cell, ModelSpec, expand_cells, load_experiment
+from dlm_bench.config import ARDecoding, Cell, ModelSpec, expand_cells, load_experiment
 from dlm_bench.engines import EngineAnswer, EngineBatch
 from dlm_bench.engines.generator import EngineGenerator
 from dlm_bench.engines.pool import EnginePool
@@ -40,7 +40,7 @@ def echo_cells(exp, model, common) -> list[Cell]:
     """The echo engine's rule: one cell per AR model at B = 1."""
     if model.kind != registry.AR or common["batch_size"] != 1:
         return []
-    return [Cell(**common, engine="echo", temperature=0.0)]
+    return [Cell(**common, decoding=ARDecoding(None), engine="echo")]
 
 
 def echo_engine(pool, cell, tokenizer) -> EchoEngine:
@@ -76,7 +76,7 @@ def test_a_family_registered_alone_is_loaded_by_its_native_module_and_generates(
     data["models"] = [{"name": "like", "family": "llada_like", "path": str(tiny_models["llada"])}]
     exp = load_experiment(write_config(tmp_path, data))
     cells = expand_cells(exp)
-    assert {(c.steps, c.schedule) for c in cells} == {(4, "llada"), (8, "llada")}
+    assert {(c.steps, c.decoding.schedule) for c in cells} == {(4, "llada"), (8, "llada")}
     loaded = load_model(exp.models[0], torch.device("cpu"), LoadSettings("fp32", "sdpa", 0, exp.base_dir))
     reference = load_model(ModelSpec(name="ref", family="llada", path=str(tiny_models["llada"])),
                            torch.device("cpu"), LoadSettings("fp32", "sdpa", 0, exp.base_dir))

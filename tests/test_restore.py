@@ -6,7 +6,8 @@ import shutil
 
 import pytest
 
-from dlm_bench.config import IDENTITY_COLUMNS, Cell, MeasurementSettings, ModelSpec, TimingSpec
+from dlm_bench.config import (IDENTITY_COLUMNS, ARDecoding, Cell, DiffusionDecoding, MeasurementSettings, ModelSpec,
+                              TimingSpec)
 from dlm_bench.stats import Estimate
 from dlm_bench.sweep.restore import RestoreError, parse_value, restore_folder
 from dlm_bench.results import (AnswerStats, CellRecord, EngineStats, LoadStats, MemoryStats, PairRecord, PairStore,
@@ -26,20 +27,20 @@ def test_parse_value_returns_what_wrote_the_text(text, value):
     assert parse_value(text) == value and type(parse_value(text)) is type(value)
 
 
-def _cell(kind: str, **grid) -> Cell:
-    family = {"autoregressive": "llama", "diffusion": "llada"}[kind]
-    return Cell(ModelSpec(f"m-{family}", family, path="ckpt"), SETTINGS, 1, 16, "fp32", "sdpa", **grid)
+def _cell(decoding: DiffusionDecoding | ARDecoding, **engine) -> Cell:
+    family = "llada" if isinstance(decoding, DiffusionDecoding) else "llama"
+    return Cell(ModelSpec(f"m-{family}", family, path="ckpt"), SETTINGS, 1, 16, "fp32", "sdpa", decoding, **engine)
 
 
 def _records() -> list[CellRecord]:
     env = {"hardware": "cpu: test", "torch_version": "2.13.0", "slurm_job_id": None, "cpu_count": 2}
     out = []
-    for cell_id, cell in (("ar", _cell("autoregressive", decode="static")),
-                          ("dif", _cell("diffusion", steps=4, sampler="random", cache="dual", block_length=8,
-                                        cfg_scale=0.0, schedule="llada")),
-                          ("eng", _cell("autoregressive", engine="llamacpp", weights_format="q8_0")),
-                          ("err", _cell("diffusion", steps=8, sampler="low_confidence", cache="none",
-                                        block_length=8, schedule="llada"))):
+    for cell_id, cell in (("ar", _cell(ARDecoding("static"))),
+                          ("dif", _cell(DiffusionDecoding(steps=4, sampler="random", cache="dual", block_length=8,
+                                                          schedule="llada", cfg_scale=0.0))),
+                          ("eng", _cell(ARDecoding(None), engine="llamacpp", weights_format="q8_0")),
+                          ("err", _cell(DiffusionDecoding(steps=8, sampler="low_confidence", cache="none",
+                                                          block_length=8, schedule="llada")))):
         r = CellRecord(cell_id, cell.identity(), "error" if cell_id == "err" else "ok", "exp", "synthetic",
                        "cpu: test", SETTINGS.as_dict(), dict(env), attention_kernel="sdpa", clock="perf_counter",
                        warmup=2, started_at="2026-12-01T10:00:00+00:00", wall_s=1.5)
@@ -160,3 +161,32 @@ def test_a_table_value_that_would_not_come_back_stops_the_restore_before_anythin
         restore_folder(tmp_path)
     assert path.read_bytes() == before and not (tmp_path / "cells").exists()
     assert not (tmp_path / "cells.jsonl.xz").exists()
+
+
+def test_a_cell_holds_the_decoding_of_its_models_kind():
+    with pytest.raises(ValueError, match="decoding: ARDecoding is not allowed for the diffusion model 'm'; allowed: DiffusionDecoding"):
+        Cell(ModelSpec("m", "llada", path="ckpt"), SETTINGS, 1, 16, "fp32", "sdpa", ARDecoding("eager"))
+    with pytest.raises(ValueError, match="decoding: DiffusionDecoding is not allowed for the autoregressive model 'm'; "
+                                         "allowed: ARDecoding"):
+        Cell(ModelSpec("m", "llama", path="ckpt"), SETTINGS, 1, 16, "fp32", "sdpa",
+             DiffusionDecoding(steps=4, sampler="random", cache="none", block_length=8, schedule="llada"))
+
+def test_a_cells_identity_is_its_grid_columns_in_row_order_the_other_kinds_empty():
+    ar = _cell(ARDecoding("static", 0.7, top_p=0.9))
+    by_hand = {"model_name": "m-llama", "family": "llama", "kind": "autoregressive", "model_source": "ckpt",
+               "prompt_len": 8, "n_out": 8, "batch_size": 1, "seq_len": 16, "precision": "fp32",
+               "attention_backend": "sdpa", "temperature": 0.7, "steps": None, "sampler": None, "cache": None,
+               "decode": "static", "block_length": None, "cfg_scale": None, "threshold": None, "schedule": None,
+               "eps": None, "threshold_steps": None, "noise_layout": None, "forward": None, "leap_relaxed": None,
+               "leap_window": None, "engine": "torch", "weights_format": None, "top_p": 0.9,
+               "repetition_penalty": None}
+    assert ar.identity() == by_hand and list(ar.identity()) == list(IDENTITY_COLUMNS)
+    diffusion = _cell(DiffusionDecoding(steps=4, sampler="threshold", cache="dual", block_length=8, schedule="llada",
+                                        threshold=0.9, threshold_steps="cap"))
+    columns = diffusion.identity()
+    assert (columns["steps"], columns["sampler"], columns["cache"], columns["threshold"], columns["decode"],
+            columns["top_p"], columns["kind"]) == (4, "threshold", "dual", 0.9, None, None, "diffusion")
+    assert diffusion.steps == 4 and ar.steps is None
+    for cell in (ar, diffusion, _cell(ARDecoding(None), engine="llamacpp", weights_format="q8_0")):
+        again = Cell.from_record(cell.identity(), SETTINGS.as_dict(), cell.model)
+        assert again == cell and again.cell_id("cpu: x") == cell.cell_id("cpu: x")

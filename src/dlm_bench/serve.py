@@ -29,7 +29,6 @@ with HTTP 400 and a message naming the field. Bound to 127.0.0.1 unless --host s
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
@@ -132,7 +131,8 @@ class ServedPath:
 
         key = (temperature, top_p, penalty)
         if key not in self._generators:
-            cell = dataclasses.replace(self.cell, temperature=temperature, top_p=top_p, repetition_penalty=penalty)
+            sampling = {} if self.cell.kind == DIFFUSION else dict(top_p=top_p, repetition_penalty=penalty)
+            cell = self.cell.with_decoding(temperature=temperature, **sampling)  # check() refuses AR-only fields
             self._generators[key] = make_generator(cell, self.loaded)
         return self._generators[key]
 
@@ -156,10 +156,11 @@ class ServedPath:
         if is_diffusion:
             from .config import diffusion_shape_error
 
-            problem = diffusion_shape_error(max_tokens, int(self.cell.block_length), int(self.cell.steps))
+            decoding = self.cell.decoding
+            problem = diffusion_shape_error(max_tokens, int(decoding.block_length), int(decoding.steps))
             if problem:
-                raise RequestError("max_tokens", f"{max_tokens} does not fit this path's K = {self.cell.steps} and "
-                                                 f"block length {self.cell.block_length} ({problem})")
+                raise RequestError("max_tokens", f"{max_tokens} does not fit this path's K = {decoding.steps} and "
+                                                 f"block length {decoding.block_length} ({problem})")
         temperature = _number(body, "temperature", 0.0, 0.0, 2.0)
         top_p = _number(body, "top_p", 1.0, 1e-6, 1.0)
         penalty = body.get("repetition_penalty", body.get("repeat_penalty"))
@@ -341,9 +342,9 @@ def pick_cell(exp: Any, model: str, options: dict) -> Any:
     cells = [c for c in expand_cells(exp) if c.model.name == model and c.engine == IN_PROCESS]
     for name, value in options.items():
         if value is not None:
-            kept = [c for c in cells if getattr(c, name) == value]
+            kept = [c for c in cells if c.identity()[name] == value]
             if not kept:
-                allowed = sorted({str(getattr(c, name)) for c in cells})
+                allowed = sorted({str(c.identity()[name]) for c in cells})
                 raise ConfigError(f"--{name}: {value!r} is not in the grid for {model}; allowed: {', '.join(allowed)}")
             cells = kept
     return min(cells, key=lambda c: c.batch_size)

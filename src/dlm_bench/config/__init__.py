@@ -9,8 +9,8 @@ expansion, cell identity and labels, shards). What the rest of the project uses 
 here by name, so a reader sees where each name lives.
 """
 
-from .cells import (MeasurementSettings, LATER_FIELDS, Cell, IDENTITY_COLUMNS, ar_decoding, expand_cells,
-                    engine_cells, parse_shard, select_shard)
+from .cells import (MeasurementSettings, LATER_FIELDS, DiffusionDecoding, ARDecoding, Cell, GRID_COLUMNS,
+                    IDENTITY_COLUMNS, ar_decoding, expand_cells, engine_cells, parse_shard, select_shard)
 from .loading import (build_validated, read_yaml, load_experiment, project_root)
 from .names import (FAMILIES, MODEL_TYPES, ATTENTION_BACKENDS, DEVICES, PROMPT_SOURCES, DIFFUSION_SAMPLERS,
                     THRESHOLD_SAMPLERS, AUTO, family_default, DEFAULT_THRESHOLD, DEFAULT_LEAP_RELAXED,
@@ -25,7 +25,8 @@ from .spec import (ModelSpec, GridSpec, DiffusionSpec, ARSamplingSpec, Autoregre
 from .validation import (encoder_depth, positive, distinct, finite, one_of, exists, EMBEDDINGS,
                          safetensors_shapes, check_embedding, writable_folder, diffusion_shape_error)
 
-__all__ = ["MeasurementSettings", "LATER_FIELDS", "Cell", "IDENTITY_COLUMNS", "ar_decoding", "expand_cells", "engine_cells", "parse_shard", "select_shard",
+__all__ = ["MeasurementSettings", "LATER_FIELDS", "DiffusionDecoding", "ARDecoding", "Cell", "GRID_COLUMNS",
+           "IDENTITY_COLUMNS", "ar_decoding", "expand_cells", "engine_cells", "parse_shard", "select_shard",
            "build_validated", "read_yaml", "load_experiment", "project_root", "FAMILIES", "MODEL_TYPES",
            "ATTENTION_BACKENDS", "DEVICES", "PROMPT_SOURCES", "DIFFUSION_SAMPLERS", "THRESHOLD_SAMPLERS", "AUTO",
            "family_default", "DEFAULT_THRESHOLD", "DEFAULT_LEAP_RELAXED", "DEFAULT_LEAP_WINDOW", "DIFFUSION_CACHES",

@@ -19,8 +19,8 @@ from ..paths import ARPath, DiffusionPath, EnginePath
 from .names import ConfigError, FAMILY_SCHEDULES, LLAMACPP_SAMPLERS, LOCAL_SERVER, family_default
 from .spec import ARSamplingSpec, Experiment, ModelSpec, TimingSpec
 
-__all__ = ["MeasurementSettings", "LATER_FIELDS", "Cell", "IDENTITY_COLUMNS", "ar_decoding", "expand_cells",
-           "engine_cells", "parse_shard", "select_shard"]
+__all__ = ["MeasurementSettings", "LATER_FIELDS", "DiffusionDecoding", "ARDecoding", "Cell", "GRID_COLUMNS",
+           "IDENTITY_COLUMNS", "ar_decoding", "expand_cells", "engine_cells", "parse_shard", "select_shard"]
 
 
 # --------------------------------------------------------------------------- cells
@@ -68,11 +68,65 @@ LATER_FIELDS: dict[str, tuple] = {"forward": (None, "eager"), "leap_relaxed": (N
 
 
 @dataclass(frozen=True)
-class Cell:
-    """One grid point: model x B x N (x K x sampler options for diffusion, x decode mode for AR).
+class DiffusionDecoding:
+    """How a diffusion cell decodes: K, its path (sampler, cache, forward) and the settings its sampler reads.
 
-    Every field but `model` and `settings` is a grid column: `identity()` turns them (with the model's
-    name, family and source) into the columns of the cell's row, so a new axis is one new field here.
+    A setting the cell's sampler, schedule or temperature does not use is None (the sampler's `knobs`, the
+    schedule's `uses_eps`, noise only at temperature > 0), so it does not enter the cell id; an engine cell
+    leaves unset what its engine does not offer (its forward, guidance).
+    """
+
+    steps: int
+    sampler: str
+    cache: str
+    block_length: int
+    schedule: str  # llada | dream (resolved from `auto`)
+    temperature: float = 0.0
+    cfg_scale: Optional[float] = None
+    threshold: Optional[float] = None  # threshold samplers only
+    eps: Optional[float] = None  # Dream schedule only
+    threshold_steps: Optional[str] = None  # threshold samplers only: cap | unbounded
+    noise_layout: Optional[str] = None  # temperature > 0 only: block | canvas
+    forward: Optional[str] = None  # eager | compiled (None: an engine's own)
+    leap_relaxed: Optional[float] = None  # local_leap sampler only
+    leap_window: Optional[int] = None  # local_leap sampler only
+
+    @property
+    def path(self) -> DiffusionPath:
+        return DiffusionPath.of(dataclasses.asdict(self))
+
+
+@dataclass(frozen=True)
+class ARDecoding:
+    """How an AR cell decodes: its decode mode (None: an engine's own) and its decoding (greedy at temperature 0;
+    the nucleus and the repetition penalty None where they are off)."""
+
+    decode: Optional[str]
+    temperature: float = 0.0
+    top_p: Optional[float] = None
+    repetition_penalty: Optional[float] = None
+
+    @property
+    def path(self) -> ARPath:
+        return ARPath.of(dataclasses.asdict(self))
+
+
+# the grid columns of a cell's row, in row order (after the model's): the shape, then the decoding of either kind
+# (a column of the other kind is empty), then the engine
+GRID_COLUMNS = ("batch_size", "seq_len", "precision", "attention_backend", "temperature", "steps", "sampler", "cache",
+                "decode", "block_length", "cfg_scale", "threshold", "schedule", "eps", "threshold_steps",
+                "noise_layout", "forward", "leap_relaxed", "leap_window", "engine", "weights_format", "top_p",
+                "repetition_penalty")
+DECODING_TYPES = {DIFFUSION: DiffusionDecoding, AR: ARDecoding}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One grid point: model x B x N, how it decodes (x K x sampler options for diffusion, x decode mode and
+    decoding for AR), and the engine that runs it.
+
+    `identity()` turns the grid fields and the decoding (with the model's name, family and source) into the
+    columns of the cell's row (`GRID_COLUMNS`); a new axis is a new field of the decoding of its kind.
     """
 
     model: ModelSpec
@@ -81,25 +135,14 @@ class Cell:
     seq_len: int
     precision: str
     attention_backend: str
-    temperature: float = 0.0
-    steps: Optional[int] = None  # diffusion only, like every option below but `decode`
-    sampler: Optional[str] = None
-    cache: Optional[str] = None
-    decode: Optional[str] = None  # autoregressive only
-    block_length: Optional[int] = None
-    cfg_scale: Optional[float] = None
-    threshold: Optional[float] = None
-    schedule: Optional[str] = None  # diffusion: llada | dream (resolved from `auto`)
-    eps: Optional[float] = None  # Dream schedule only
-    threshold_steps: Optional[str] = None  # threshold sampler only: cap | unbounded
-    noise_layout: Optional[str] = None  # diffusion at temperature > 0 only: block | canvas
-    forward: Optional[str] = None  # diffusion: eager | compiled
-    leap_relaxed: Optional[float] = None  # local_leap sampler only
-    leap_window: Optional[int] = None  # local_leap sampler only
+    decoding: DiffusionDecoding | ARDecoding
     engine: str = IN_PROCESS  # registry.ENGINES: torch | llamacpp | openai
     weights_format: Optional[str] = None  # llamacpp / openai-local: the GGUF weights (f32, q8_0, ...)
-    top_p: Optional[float] = None  # AR sampling: the nucleus (None: every token)
-    repetition_penalty: Optional[float] = None  # AR decoding: transformers' repetition penalty (None: none)
+
+    def __post_init__(self):
+        if not isinstance(self.decoding, DECODING_TYPES[self.model.kind]):
+            raise ValueError(f"decoding: {type(self.decoding).__name__} is not allowed for the {self.model.kind} model "
+                             f"{self.model.name!r}; allowed: {DECODING_TYPES[self.model.kind].__name__}")
 
     @property
     def prompt_len(self) -> int:
@@ -116,18 +159,29 @@ class Cell:
         return self.model.kind
 
     @property
+    def steps(self) -> Optional[int]:
+        """K, the denoising steps of a diffusion cell; None for AR."""
+        return getattr(self.decoding, "steps", None)
+
+    @property
     def path(self) -> DiffusionPath | ARPath:
         """How the cell generates (`paths`): its sampler, cache and forward, or its decode mode and decoding."""
-        return DiffusionPath.of(self.identity()) if self.kind == DIFFUSION else ARPath.of(self.identity())
+        return self.decoding.path
 
     @property
     def engine_path(self) -> EnginePath:
         """Which engine runs the cell, on which weights."""
         return EnginePath(self.engine, self.weights_format)
 
+    def with_decoding(self, **changes: Any) -> "Cell":
+        """This cell with some of its decoding's fields changed (as `dataclasses.replace`)."""
+        return dataclasses.replace(self, decoding=dataclasses.replace(self.decoding, **changes))
+
     def identity(self) -> dict[str, Any]:
         """The cell's grid columns, in row order."""
-        grid = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("model", "settings")}
+        decoding = dataclasses.asdict(self.decoding)
+        grid = {name: getattr(self, name) if name in CELL_GRID_FIELDS else decoding.get(name)
+                for name in GRID_COLUMNS}
         return {"model_name": self.model.name, "family": self.model.family, "kind": self.model.kind,
                 "model_source": self.model.source, "prompt_len": self.prompt_len, "n_out": self.n_out, **grid}
 
@@ -148,14 +202,17 @@ class Cell:
     def from_record(cls, identity: Mapping[str, Any], settings: Mapping[str, Any], model: ModelSpec) -> "Cell":
         """The cell a record measured, from its grid columns (`identity()`) and settings, on `model` (the spec
         its `model_name` names); a column the record lacks takes the field's default (a field added later)."""
-        grid = {f.name: identity[f.name] for f in dataclasses.fields(cls)
-                if f.name not in ("model", "settings") and f.name in identity}
-        return cls(model=model, settings=MeasurementSettings.from_dict(settings), **grid)
+        decoding = DECODING_TYPES[model.kind]
+        return cls(model=model, settings=MeasurementSettings.from_dict(settings),
+                   decoding=decoding(**{f.name: identity[f.name] for f in dataclasses.fields(decoding)
+                                        if f.name in identity}),
+                   **{name: identity[name] for name in CELL_GRID_FIELDS if name in identity})
 
 
-# the names of `Cell.identity()`, in row order: the model's columns, then every grid field of Cell
-IDENTITY_COLUMNS = ("model_name", "family", "kind", "model_source", "prompt_len", "n_out",
-                    *(f.name for f in dataclasses.fields(Cell) if f.name not in ("model", "settings")))
+# the grid columns the cell holds itself (the rest are its decoding's)
+CELL_GRID_FIELDS = tuple(f.name for f in dataclasses.fields(Cell) if f.name not in ("model", "settings", "decoding"))
+# the names of `Cell.identity()`, in row order: the model's columns, then the grid columns
+IDENTITY_COLUMNS = ("model_name", "family", "kind", "model_source", "prompt_len", "n_out", *GRID_COLUMNS)
 
 
 def _file_digest(path: Optional[Path]) -> Optional[str]:
@@ -194,30 +251,29 @@ def expand_cells(exp: Experiment, extra_steps: Optional[Mapping[tuple, set]] = N
                     target = cells if (k, sampler, cache, forward) in grid else later
                     knobs = registry.SAMPLERS[sampler].knobs  # the sampler's own fields enter its cells only
                     threshold, leap = "threshold" in knobs, "leap_relaxed" in knobs
-                    target.append(Cell(**common, steps=k, sampler=sampler, cache=cache, forward=forward,
-                                      block_length=d.block_length,
-                                      leap_relaxed=d.leap_relaxed if leap else None,
-                                      leap_window=d.leap_window if leap else None,
-                                      temperature=d.temperature, cfg_scale=d.cfg_scale,
-                                      threshold=d.threshold if threshold else None, schedule=schedule,
-                                      eps=d.eps if registry.SCHEDULES[schedule].uses_eps else None,
-                                      threshold_steps=(family_default(d.threshold_steps, model.family,
-                                                                      "threshold_steps") if threshold else None),
-                                      noise_layout=(family_default(d.noise_layout, model.family, "noise_layout")
-                                                    if d.temperature > 0 else None)))
+                    decoding = DiffusionDecoding(
+                        steps=k, sampler=sampler, cache=cache, forward=forward, block_length=d.block_length,
+                        schedule=schedule, temperature=d.temperature, cfg_scale=d.cfg_scale,
+                        leap_relaxed=d.leap_relaxed if leap else None, leap_window=d.leap_window if leap else None,
+                        threshold=d.threshold if threshold else None,
+                        eps=d.eps if registry.SCHEDULES[schedule].uses_eps else None,
+                        threshold_steps=(family_default(d.threshold_steps, model.family, "threshold_steps")
+                                         if threshold else None),
+                        noise_layout=(family_default(d.noise_layout, model.family, "noise_layout")
+                                      if d.temperature > 0 else None))
+                    target.append(Cell(**common, decoding=decoding))
             elif model.kind == AR and torch_cells:
                 for mode, sampling in itertools.product(a.decode, a.decodings):
-                    cells.append(Cell(**common, decode=mode, **ar_decoding(sampling)))
+                    cells.append(Cell(**common, decoding=ar_decoding(mode, sampling)))
             cells += engine_cells(exp, model, common)
     return cells + later
 
 
-def ar_decoding(sampling: ARSamplingSpec) -> dict[str, Any]:
-    """An AR cell's decoding fields: the temperature, and the nucleus and penalty only where they are set (a
-    greedy cell's id is what it was before these fields existed)."""
-    return {"temperature": sampling.temperature,
-            "top_p": sampling.top_p if sampling.top_p != 1.0 else None,
-            "repetition_penalty": sampling.repetition_penalty if sampling.repetition_penalty != 1.0 else None}
+def ar_decoding(decode: Optional[str], sampling: ARSamplingSpec) -> ARDecoding:
+    """An AR cell's decoding: its decode mode, the temperature, and the nucleus and penalty only where they are
+    set (a greedy cell's id is what it was before these fields existed)."""
+    return ARDecoding(decode, sampling.temperature, sampling.top_p if sampling.top_p != 1.0 else None,
+                      sampling.repetition_penalty if sampling.repetition_penalty != 1.0 else None)
 
 
 def engine_cells(exp: Experiment, model: ModelSpec, common: dict[str, Any]) -> list[Cell]:
@@ -235,15 +291,16 @@ def llamacpp_cells(exp: Experiment, model: ModelSpec, common: dict[str, Any]) ->
     B = 1 per K, sampler the CLI has and weights format (its diffusion CLI, no cache)."""
     e, d = exp.engines, exp.diffusion
     if model.kind == AR:
-        return [Cell(**common, engine="llamacpp", weights_format=f, **ar_decoding(exp.autoregressive.decodings[0]))
-                for f in e.llamacpp.weights_format]
+        return [Cell(**common, decoding=ar_decoding(None, exp.autoregressive.decodings[0]), engine="llamacpp",
+                     weights_format=f) for f in e.llamacpp.weights_format]
     if common["batch_size"] != 1:
         return []
     schedule = FAMILY_SCHEDULES[model.family] if d.schedule == "auto" else d.schedule
     samplers = [s for s in d.sampler if s in LLAMACPP_SAMPLERS]
-    return [Cell(**common, engine="llamacpp", weights_format=fmt, steps=k, sampler=sampler, cache="none",
-                 block_length=d.block_length, temperature=d.temperature, schedule=schedule,
-                 eps=d.eps if registry.SCHEDULES[schedule].uses_eps else None)
+    return [Cell(**common, engine="llamacpp", weights_format=fmt,
+                 decoding=DiffusionDecoding(steps=k, sampler=sampler, cache="none", block_length=d.block_length,
+                                            schedule=schedule, temperature=d.temperature,
+                                            eps=d.eps if registry.SCHEDULES[schedule].uses_eps else None))
             for k, sampler, fmt in itertools.product(exp.grid.steps_for(common["seq_len"]), samplers,
                                                      e.llamacpp.weights_format)]
 
@@ -253,8 +310,8 @@ def openai_cells(exp: Experiment, model: ModelSpec, common: dict[str, Any]) -> l
     o = exp.engines.openai
     if model.kind != AR or model.name not in o.models:
         return []
-    return [Cell(**common, engine="openai", weights_format=o.weights_format if o.url == LOCAL_SERVER else None,
-                 **ar_decoding(exp.autoregressive.decodings[0]))]
+    return [Cell(**common, decoding=ar_decoding(None, exp.autoregressive.decodings[0]), engine="openai",
+                 weights_format=o.weights_format if o.url == LOCAL_SERVER else None)]
 
 
 def parse_shard(text: Optional[str]) -> tuple[int, int]:

@@ -134,5 +134,6 @@ def torch_reference(cell: Cell, ar_decode: str) -> Cell:
     """The torch cell doing the engine cell's work: same sampler and K without a cache (diffusion), or
     the config's first decode mode (AR)."""
     if cell.kind == DIFFUSION:
-        return dataclasses.replace(cell, engine=IN_PROCESS, weights_format=None, cache="none", forward="eager")
-    return dataclasses.replace(cell, engine=IN_PROCESS, weights_format=None, decode=ar_decode)
+        return dataclasses.replace(cell.with_decoding(cache="none", forward="eager"), engine=IN_PROCESS,
+                                   weights_format=None)
+    return dataclasses.replace(cell.with_decoding(decode=ar_decode), engine=IN_PROCESS, weights_format=None)

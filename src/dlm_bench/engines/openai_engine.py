@@ -43,7 +43,7 @@ class OpenAIEngine:
     def body(self, prompt: Sequence[int]) -> dict[str, Any]:
         c = self.cell
         body = {"model": self.served_model, "prompt": self.tokenizer.decode(list(prompt)), "max_tokens": c.n_out,
-                "temperature": c.temperature, "seed": c.settings.seed, "stream": True, "ignore_eos": True,
+                "temperature": c.decoding.temperature, "seed": c.settings.seed, "stream": True, "ignore_eos": True,
                 "stream_options": {"include_usage": True}, **sampling_fields(c)}
         if self.local_server is not None:
             body["cache_prompt"] = False  # llama-server: no prompt cache between repetitions

@@ -25,8 +25,8 @@ def make_generator(cell: Cell, loaded: LoadedModel, cache: Optional[str] = None)
 
 def sampler_settings(cell: Cell) -> SamplerSettings:
     """A diffusion cell's sampler settings: the settings a cell leaves unset (None) keep the sampler's defaults."""
-    optional = {name: getattr(cell, name) for name in ("threshold", "eps", "threshold_steps", "noise_layout",
-                                                        "leap_relaxed", "leap_window")
-                if getattr(cell, name) is not None}
-    return SamplerSettings(cell.block_length, cell.temperature, cell.cfg_scale or 0.0, schedule=cell.schedule,
-                           **optional)
+    d = cell.decoding
+    optional = {name: getattr(d, name) for name in ("threshold", "eps", "threshold_steps", "noise_layout",
+                                                     "leap_relaxed", "leap_window")
+                if getattr(d, name) is not None}
+    return SamplerSettings(d.block_length, d.temperature, d.cfg_scale or 0.0, schedule=d.schedule, **optional)

@@ -24,7 +24,7 @@ from typing import Optional
 import torch
 from tqdm import tqdm
 
-from ..registry import AR, IN_PROCESS
+from ..registry import AR, DIFFUSION, IN_PROCESS
 from ..config import PRECISIONS, Cell, Experiment, expand_cells, project_root, select_shard
 from ..generation import GenerationTrace, Generator
 from ..engines import Engine, EngineError
@@ -194,7 +194,7 @@ def run_extras(cell: Cell, loaded: LoadedModel, generator: Generator, kernel: st
     extras = Extras()
     try:
         with kernel_context(kernel):
-            if cell.cache not in (None, "none"):  # both from the cell's seed: random draws are the same ones
+            if cell.kind == DIFFUSION and cell.decoding.cache != "none":  # both from the seed: the same random draws
                 torch.manual_seed(cell.settings.seed)
                 cached = generator.generate(ids, cell.n_out, steps=cell.steps)
                 torch.manual_seed(cell.settings.seed)

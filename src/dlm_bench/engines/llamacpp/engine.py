@@ -48,11 +48,11 @@ class DiffusionCliEngine:
         self.version, self.build = llama.version, llama.run_flags(gpu_layers)
 
     def request(self, prompt: Sequence[int]) -> DiffusionRequest:
-        c = self.cell
+        c, d = self.cell, self.cell.decoding
         return DiffusionRequest(prompt_text=self.tokenizer.decode(list(prompt)), prompt_len=c.prompt_len,
-                                n_out=c.n_out, steps=int(c.steps), block_length=int(c.block_length),
-                                schedule=str(c.schedule), sampler=str(c.sampler), temperature=c.temperature,
-                                seed=c.settings.seed, threads=self.threads, eps=c.eps, gpu_layers=self.gpu_layers)
+                                n_out=c.n_out, steps=int(d.steps), block_length=int(d.block_length),
+                                schedule=str(d.schedule), sampler=str(d.sampler), temperature=d.temperature,
+                                seed=c.settings.seed, threads=self.threads, eps=d.eps, gpu_layers=self.gpu_layers)
 
     def run(self, prompt_ids: Sequence[Sequence[int]]) -> EngineBatch:
         if len(prompt_ids) != 1:
@@ -85,7 +85,7 @@ class ServerEngine:
     def body(self, prompt: Sequence[int]) -> dict[str, Any]:
         c = self.cell
         return {"prompt": [int(t) for t in prompt], "n_predict": c.n_out, "ignore_eos": True, "stream": True,
-                "return_tokens": True, "cache_prompt": False, "temperature": c.temperature, "seed": c.settings.seed,
+                "return_tokens": True, "cache_prompt": False, "temperature": c.decoding.temperature, "seed": c.settings.seed,
                 **sampling_fields(c)}
 
     def run(self, prompt_ids: Sequence[Sequence[int]]) -> EngineBatch:
@@ -106,10 +106,10 @@ def sampling_fields(cell: Cell) -> dict[str, Any]:
     """A request's nucleus and repetition penalty where the cell sets them (llama-server's names; its penalty
     looks back 64 tokens, transformers' over the whole sequence)."""
     out: dict[str, Any] = {}
-    if cell.top_p is not None:
-        out["top_p"] = cell.top_p
-    if cell.repetition_penalty is not None:
-        out["repeat_penalty"] = cell.repetition_penalty
+    if cell.decoding.top_p is not None:
+        out["top_p"] = cell.decoding.top_p
+    if cell.decoding.repetition_penalty is not None:
+        out["repeat_penalty"] = cell.decoding.repetition_penalty
     return out
 
 
