@@ -298,15 +298,35 @@ def test_local_leap_paths_run_at_the_configured_knobs_and_the_threshold_path_kee
     from types import SimpleNamespace
 
     from conftest import MASK, small_llada
-    from dlm_bench.perf.matrix import _diffusion_arm
+    from dlm_bench.perf.matrix import perf_arm
 
     spec = build_validated(PerfSpec, read_yaml(ROOT / "config" / "perf" / "austen.yaml"))
-    loaded = SimpleNamespace(model=small_llada(), mask_token_id=MASK)  # what _diffusion_arm reads of a LoadedModel
+    loaded = SimpleNamespace(model=small_llada(), mask_token_id=MASK)  # what make_generator reads of a LoadedModel
     ids = torch.zeros(1, 4, dtype=torch.long)
-    leap = _diffusion_arm(spec, loaded, "local_leap/dual", ids).generator
+    leap = perf_arm(spec, loaded, "diffusion", "local_leap/dual", ids).generator
     assert (leap.settings.threshold, leap.settings.leap_relaxed, leap.settings.leap_window) == (0.2, 0.1, 4)
     assert leap.path.cache == "dual" and leap.settings.threshold_steps == "cap"
-    assert _diffusion_arm(spec, loaded, "threshold/dual", ids).generator.settings.threshold == 0.9
+    assert perf_arm(spec, loaded, "diffusion", "threshold/dual", ids).generator.settings.threshold == 0.9
+
+
+def test_each_path_of_the_matrix_is_a_grid_cell_of_its_kind():
+    from dlm_bench.config import ARDecoding, DiffusionDecoding
+
+    spec = build_validated(PerfSpec, read_yaml(ROOT / "config" / "perf" / "austen.yaml"))
+    threshold = spec.cell("diffusion", "threshold/dual", 8, "fp32")
+    # by hand from config/perf/austen.yaml: K 32, block 32, N = 128 + 128; the threshold sampler at its default 0.9,
+    # steps as a budget
+    assert threshold.decoding == DiffusionDecoding(steps=32, sampler="threshold", cache="dual", block_length=32,
+                                                   schedule="llada", cfg_scale=0.0, threshold=0.9,
+                                                   threshold_steps="cap", forward="eager")
+    assert (threshold.batch_size, threshold.seq_len, threshold.n_out, threshold.model.path) == \
+        (8, 256, 128, "checkpoints/austen/mdm")
+    compiled = spec.cell("diffusion", "low_confidence/dual/compiled", 1, "fp32").decoding
+    assert (compiled.forward, compiled.threshold, compiled.threshold_steps, compiled.leap_relaxed) == \
+        ("compiled", None, None, None)
+    ar = spec.cell("autoregressive", "static_compiled", 1, "bf16")
+    assert ar.decoding == ARDecoding("static_compiled") and ar.path.label == "static_compiled"
+    assert ar.model.path == "checkpoints/austen/ar" and ar.precision == "bf16" and ar.steps is None
 
 
 def test_the_quality_pass_covers_every_prompt_in_batches_of_the_largest_batch():

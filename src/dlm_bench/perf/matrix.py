@@ -4,8 +4,9 @@ For each batch size and each non-baseline path, the baseline and the path are wa
 unrecorded) and timed in `pairs` pairs (order drawn per pair, same prompt ids); a path's figures
 (tokens/s, latency, step or inter-token p50/p99, steps executed) come from all its timed
 generations (the baseline's from every pairing), and its speedup is the paired ratio against the
-baseline. Models load through `models.loader` and prompts come from `workload.prompts`, as for the
-cells. `slow_path` / `slow_factor` stretch one path's timed region by sleeping (factor - 1) times its
+baseline. Each path at each batch size is a grid cell (`PerfSpec.cell`) whose generator the sweep's
+`make_generator` builds; models load through `models.loader` and prompts come from `workload.prompts`, as for
+the cells. `slow_path` / `slow_factor` stretch one path's timed region by sleeping (factor - 1) times its
 own duration after each generation: the test-only knob that shows a gate turning red.
 """
 
@@ -23,12 +24,10 @@ import torch
 from tqdm import tqdm
 
 from ..registry import AR, DIFFUSION
-from .. import registry
 from ..selection.pairs import paired_ratio
-from ..config import ModelSpec, PromptSpec
+from ..config import PromptSpec
 from ..generation import GenerationTrace, Generator
-from ..generation.autoregressive import make_ar_generator
-from ..generation.diffusion import MaskedDiffusionGenerator, SamplerSettings
+from ..generation.cell_generator import make_generator
 from ..metrics import timing as metrics
 from ..measure.clock import clock_for
 from ..measure.environment import git_commit, hardware_name
@@ -36,7 +35,6 @@ from ..measure.memory import process_max_rss_gib
 from ..models.loader import LoadedModel, LoadSettings, load_model
 from ..measure.loop import Arm, time_pair
 from ..workload.prompts import PromptProvider, PromptSet
-from ..paths import ARPath, DiffusionPath
 from .spec import PerfSpec
 
 
@@ -110,12 +108,7 @@ def load_pair(spec: PerfSpec, root: Path, device: torch.device) -> dict[str, Loa
     """The matrix's two checkpoints by architecture, through the project's loader: fp32 on a CPU, bf16 on
     a GPU, SDPA attention."""
     settings = LoadSettings("bf16" if device.type == "cuda" else "fp32", "sdpa", spec.seed, root)
-    return {kind: load_model(model, device, settings) for kind, model in model_specs(spec).items()}
-
-
-def model_specs(spec: PerfSpec) -> dict[str, ModelSpec]:
-    return {DIFFUSION: ModelSpec(DIFFUSION, "llada", path=spec.diffusion_model),
-            AR: ModelSpec(AR, "llama", path=spec.ar_model)}
+    return {kind: load_model(model, device, settings) for kind, model in spec.models().items()}
 
 
 def quality_prompt_count(spec: PerfSpec) -> int:
@@ -129,7 +122,7 @@ def read_prompts(spec: PerfSpec, root: Path, loaded: dict[str, LoadedModel]) -> 
     count = max(max(spec.batch_size), quality_prompt_count(spec) if spec.quality_encoder else 0)
     source = PromptSpec("file", spec.prompt_file, count) if spec.prompt_file is not None \
         else PromptSpec("random_ids", None, count)
-    provider = PromptProvider(source, list(model_specs(spec).values()), root, spec.seed)
+    provider = PromptProvider(source, list(spec.models().values()), root, spec.seed)
     return {kind: provider.for_model(kind, m.architecture.vocab_size, m.mask_token_id, spec.prompt_len + spec.n_out)
             for kind, m in loaded.items()}
 
@@ -176,13 +169,12 @@ def run_matrix(spec: PerfSpec, root: Path, slow_path: Optional[str] = None, slow
     with torch.inference_mode():
         for seed, (batch, kind, paths) in enumerate(jobs):
             ids = torch.tensor(prompts[kind].prompt_ids[:batch], dtype=torch.long, device=device)
-            make = _diffusion_arm if kind == DIFFUSION else _ar_arm
-            baseline = make(spec, loaded[kind], paths[0], ids)
+            baseline = perf_arm(spec, loaded[kind], kind, paths[0], ids)
             scored = scorer is not None and batch == max(spec.batch_size)
             quality_ids = prompts[kind].prompt_ids[:quality_prompt_count(spec)]
             baseline_quality = quality_outputs(baseline, quality_ids, batch) if scored else None
             for i, path in enumerate(paths[1:]):
-                contender = make(spec, loaded[kind], path, ids)
+                contender = perf_arm(spec, loaded[kind], kind, path, ids)
                 if path == slow_path:
                     contender.slow_down(slow_factor)
                 for arm in (baseline, contender):  # warm-ups here, so that the arms record timed generations only
@@ -211,15 +203,9 @@ def run_matrix(spec: PerfSpec, root: Path, slow_path: Optional[str] = None, slow
             "rows": rows, "peak_rss_gib": process_max_rss_gib()}
 
 
-def _diffusion_arm(spec: PerfSpec, loaded: LoadedModel, path: str, ids: torch.Tensor) -> PerfArm:
-    parsed = DiffusionPath.parse(path)
-    knobs = registry.SAMPLERS[parsed.sampler].knobs
-    settings = SamplerSettings(spec.block_length, threshold_steps="cap" if "threshold_steps" in knobs else "unbounded",
-                               **(dict(threshold=spec.leap_threshold, leap_relaxed=spec.leap_relaxed,
-                                       leap_window=spec.leap_window) if "leap_relaxed" in knobs else {}))
-    return PerfArm(MaskedDiffusionGenerator(loaded.model, loaded.mask_token_id, parsed, settings), ids, spec.n_out,
-                   spec.steps, kind=DIFFUSION, path=path)
-
-
-def _ar_arm(spec: PerfSpec, loaded: LoadedModel, path: str, ids: torch.Tensor) -> PerfArm:
-    return PerfArm(make_ar_generator(loaded.model, ARPath.parse(path)), ids, spec.n_out, None, kind=AR, path=path)
+def perf_arm(spec: PerfSpec, loaded: LoadedModel, kind: str, path: str, ids: torch.Tensor) -> PerfArm:
+    """One path of the matrix at the batch of `ids`: the spec's cell for it (`PerfSpec.cell`), generated by the
+    sweep's own `make_generator`."""
+    precision = "bf16" if ids.device.type == "cuda" else "fp32"
+    cell = spec.cell(kind, path, ids.shape[0], precision)
+    return PerfArm(make_generator(cell, loaded), ids, cell.n_out, cell.steps, kind=kind, path=path)

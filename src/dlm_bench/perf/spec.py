@@ -24,9 +24,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ..config import (AR_DECODE_MODES, DEFAULT_LEAP_RELAXED, DEFAULT_LEAP_WINDOW, DEFAULT_THRESHOLD, ConfigError,
-                      diffusion_shape_error)
-from ..paths import DiffusionPath, PathError
+from .. import registry
+from ..config import (AR_DECODE_MODES, DEFAULT_LEAP_RELAXED, DEFAULT_LEAP_WINDOW, DEFAULT_THRESHOLD, ARDecoding, Cell,
+                      ConfigError, DiffusionDecoding, MeasurementSettings, ModelSpec, TimingSpec, diffusion_shape_error)
+from ..paths import ARPath, DiffusionPath, PathError
+from ..registry import AR, DIFFUSION
 
 GATE_METRICS = ("speedup", "quality_delta", "step_p99_over_p50", "agreement", "tokens_per_s", "peak_rss_gib")
 PAIRED_METRICS = ("speedup", "quality_delta")  # with a CI: pass, fail or undecided (perf.gates)
@@ -113,6 +115,34 @@ class PerfSpec:
     cpu_threads: Optional[int] = 2
     seed: int = 0
     gates: list[GateSpec] = field(default_factory=list)
+
+    def models(self) -> dict[str, ModelSpec]:
+        """The matrix's two checkpoints, by architecture (each named after its kind)."""
+        return {DIFFUSION: ModelSpec(DIFFUSION, "llada", path=self.diffusion_model),
+                AR: ModelSpec(AR, "llama", path=self.ar_model)}
+
+    def cell(self, kind: str, path: str, batch_size: int, precision: str) -> Cell:
+        """One path of the matrix at one batch size as a grid cell, which the sweep's `make_generator` builds:
+        threshold samplers take `steps` as a budget (`cap`), LocalLeap runs at the matrix's knobs, the threshold
+        sampler at its default threshold; SDPA attention; timed `pairs` times after `warmup` generations."""
+        if kind == DIFFUSION:
+            parsed = DiffusionPath.parse(path)
+            knobs = registry.SAMPLERS[parsed.sampler].knobs
+            leap = "leap_relaxed" in knobs
+            threshold = (self.leap_threshold if leap else DEFAULT_THRESHOLD) if "threshold" in knobs else None
+            decoding = DiffusionDecoding(
+                steps=self.steps, sampler=parsed.sampler, cache=parsed.cache, forward=parsed.forward,
+                block_length=self.block_length, schedule="llada", cfg_scale=0.0, threshold=threshold,
+                threshold_steps="cap" if "threshold_steps" in knobs else None,
+                leap_relaxed=self.leap_relaxed if leap else None, leap_window=self.leap_window if leap else None)
+        else:
+            parsed = ARPath.parse(path)
+            decoding = ARDecoding(parsed.decode, parsed.temperature, parsed.top_p, parsed.repetition_penalty)
+        settings = MeasurementSettings(self.seed, TimingSpec(warmup=self.warmup, repeats=self.pairs),
+                                       "file" if self.prompt_file else "random_ids", None, max(self.batch_size), (),
+                                       None, False)
+        return Cell(self.models()[kind], settings, batch_size, self.prompt_len + self.n_out, precision, "sdpa",
+                    decoding)
 
     def validate(self) -> None:
         for name in ("prompt_len", "n_out", "steps", "block_length", "pairs"):
