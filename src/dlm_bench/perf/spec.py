@@ -125,6 +125,7 @@ class PerfSpec:
         """One path of the matrix at one batch size as a grid cell, which the sweep's `make_generator` builds:
         threshold samplers take `steps` as a budget (`cap`), LocalLeap runs at the matrix's knobs, the threshold
         sampler at its default threshold; SDPA attention; timed `pairs` times after `warmup` generations."""
+        model = self.models()[kind]
         if kind == DIFFUSION:
             parsed = DiffusionPath.parse(path)
             knobs = registry.SAMPLERS[parsed.sampler].knobs
@@ -132,7 +133,8 @@ class PerfSpec:
             threshold = (self.leap_threshold if leap else DEFAULT_THRESHOLD) if "threshold" in knobs else None
             decoding = DiffusionDecoding(
                 steps=self.steps, sampler=parsed.sampler, cache=parsed.cache, forward=parsed.forward,
-                block_length=self.block_length, schedule="llada", cfg_scale=0.0, threshold=threshold,
+                block_length=self.block_length, schedule=registry.FAMILIES[model.family].schedule, cfg_scale=0.0,
+                threshold=threshold,
                 threshold_steps="cap" if "threshold_steps" in knobs else None,
                 leap_relaxed=self.leap_relaxed if leap else None, leap_window=self.leap_window if leap else None)
         else:
@@ -141,8 +143,7 @@ class PerfSpec:
         settings = MeasurementSettings(self.seed, TimingSpec(warmup=self.warmup, repeats=self.pairs),
                                        "file" if self.prompt_file else "random_ids", None, max(self.batch_size), (),
                                        None, False)
-        return Cell(self.models()[kind], settings, batch_size, self.prompt_len + self.n_out, precision, "sdpa",
-                    decoding)
+        return Cell(model, settings, batch_size, self.prompt_len + self.n_out, precision, "sdpa", decoding)
 
     def validate(self) -> None:
         for name in ("prompt_len", "n_out", "steps", "block_length", "pairs"):
