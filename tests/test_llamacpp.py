@@ -13,7 +13,8 @@ import torch
 import yaml
 
 from conftest import PROMPTS, ROOT
-from dlm_bench.config import load_experiment
+from dlm_bench.config import (ARDecoding, Cell, DiffusionDecoding, MeasurementSettings, ModelSpec, TimingSpec,
+                              load_experiment)
 from dlm_bench.engines import EngineError
 from dlm_bench.engines.llamacpp.build import find_built
 from dlm_bench.engines.llamacpp.diffusion_cli import CliError, DiffusionRequest, run_diffusion
@@ -59,21 +60,22 @@ def prompts(tokenizer, count: int, length: int = 32) -> list[list[int]]:
     return [tokenizer(ln, add_special_tokens=False).input_ids[:length] for ln in lines[:count]]
 
 
-class _Cell:
-    """The fields of a grid cell the engines read."""
-
-    def __init__(self, **kw):
-        self.__dict__.update(dict(prompt_len=32, n_out=32, steps=32, block_length=32, schedule="llada",
-                                  sampler="low_confidence", temperature=0.0, top_p=None, repetition_penalty=None,
-                                  eps=None, kind="diffusion",
-                                  settings=type("S", (), {"seed": 1234})()), **kw)
+def _cell(kind: str = "diffusion") -> Cell:
+    """A grid cell of N = 64 as the engines read it: K = 32 in one block of 32 for diffusion, greedy for AR."""
+    settings = MeasurementSettings(1234, TimingSpec(), "file", None, 2, (), None, False)
+    if kind == "diffusion":
+        return Cell(ModelSpec("mdm", "llada", path="x"), settings, 1, 64, "fp32", "sdpa",
+                    DiffusionDecoding(steps=32, sampler="low_confidence", cache="none", block_length=32,
+                                      schedule="llada"), engine="llamacpp", weights_format="f32")
+    return Cell(ModelSpec("ar", "llama", path="x"), settings, 1, 64, "fp32", "sdpa", ARDecoding(None),
+                engine="llamacpp", weights_format="f32")
 
 
 def test_the_diffusion_cli_computes_what_the_torch_model_computes(llama, ggufs, pair):
     """At temperature 0 the CLI commits the argmax left to right (every confidence is 1 after top-k 1); the
     same order replayed here with the torch model, one position per step, gives the same tokens."""
     mdm = pair["mdm"]
-    engine = DiffusionCliEngine(llama, ggufs["mdm"], _Cell(), mdm.tokenizer, threads=2, timeout_s=60)
+    engine = DiffusionCliEngine(llama, ggufs["mdm"], _cell(), mdm.tokenizer, threads=2, timeout_s=60)
     for prompt in prompts(mdm.tokenizer, 2):
         x = torch.tensor([prompt + [mdm.mask_token_id] * 32])
         with torch.no_grad():
@@ -91,7 +93,7 @@ def test_the_server_decodes_greedily_as_transformers_does(llama, ggufs, pair):
     ar = pair["ar"]
     log = ggufs["ar"].parent / "server.log"
     with LlamaServer(llama, ggufs["ar"], threads=2, parallel=2, context=256, log_path=log) as server:
-        engine = ServerEngine(llama, server, _Cell(kind="autoregressive", steps=None), threads=2, timeout_s=60)
+        engine = ServerEngine(llama, server, _cell("autoregressive"), threads=2, timeout_s=60)
         batch = engine.run(prompts(ar.tokenizer, 2))
     for prompt, answer in zip(prompts(ar.tokenizer, 2), batch.answers):
         with torch.no_grad():
@@ -107,7 +109,7 @@ def test_the_openai_engine_streams_b_answers_from_a_real_server(llama, ggufs, pa
     monkeypatch.setenv("DLM_BENCH_TEST_KEY", "secret")
     with LlamaServer(llama, ggufs["ar"], threads=2, parallel=4, context=512,
                      log_path=ggufs["ar"].parent / "server-openai.log") as server:
-        engine = OpenAIEngine(server.url + "/v1", "austen-ar", _Cell(kind="autoregressive"), ar.tokenizer, 60,
+        engine = OpenAIEngine(server.url + "/v1", "austen-ar", _cell("autoregressive"), ar.tokenizer, 60,
                               api_key_env="DLM_BENCH_TEST_KEY", local_server=server)
         batch = engine.run(prompts(ar.tokenizer, 4))
     assert len(batch.answers) == 4 and all(a.tokens_returned == 32 and a.text for a in batch.answers)
@@ -116,7 +118,7 @@ def test_the_openai_engine_streams_b_answers_from_a_real_server(llama, ggufs, pa
 
 def test_a_server_that_dies_is_an_engine_error_and_a_bad_gguf_does_not_load(llama, ggufs, pair, tmp_path):
     with LlamaServer(llama, ggufs["ar"], threads=2, parallel=1, context=128, log_path=tmp_path / "s.log") as server:
-        engine = ServerEngine(llama, server, _Cell(kind="autoregressive"), threads=2, timeout_s=30)
+        engine = ServerEngine(llama, server, _cell("autoregressive"), threads=2, timeout_s=30)
         os.kill(server.proc.pid, signal.SIGKILL)
         server.proc.wait()
         with pytest.raises(EngineError, match="llama-server is not running"):
