@@ -14,6 +14,7 @@ from dlm_bench.engines import EngineAnswer, EngineBatch
 from dlm_bench.engines.generator import EngineGenerator
 from dlm_bench.engines.pool import EnginePool
 from dlm_bench.generation.cell_generator import make_generator
+from dlm_bench.generation.work import diffusion_work
 from dlm_bench.models.loader import LoadSettings, load_model
 
 
@@ -88,3 +89,27 @@ def test_a_family_registered_alone_is_loaded_by_its_native_module_and_generates(
     assert mine.output_ids.tolist() == theirs.output_ids.tolist()  # the same weights, loaded the same way
     assert dry_run(exp, (0, 1)) == 0
     assert "like B=1 N=32 K=4 low_confidence/none" in capsys.readouterr().out
+
+
+def test_a_sampler_and_a_cache_registered_alone_yield_cells_a_generator_and_a_dry_run_line(
+        tiny_models, tmp_path, monkeypatch, capsys):
+    """A confidence sampler and a cache whose later steps run the block to the canvas end, registered under new
+    names, decode exactly as low_confidence/prefix does: the generator and its work count read the entries' rules,
+    never their names (a name it did not know would run as another cache and do other work)."""
+    monkeypatch.setitem(registry.SAMPLERS, "sure", registry.Sampler("sure", "confidence", "#000000"))
+    monkeypatch.setitem(registry.CACHES, "to_the_end", registry.Cache("to_the_end", "block_to_end"))
+    data = mini_config_dict(tiny_models, tmp_path)
+    data["models"] = data["models"][1:]  # the diffusion model
+    data["diffusion"].update(sampler=["sure", "low_confidence"], cache=["to_the_end", "prefix"])
+    exp = load_experiment(write_config(tmp_path, data))
+    cells = {(c.decoding.sampler, c.decoding.cache, c.batch_size, c.steps): c for c in expand_cells(exp)}
+    assert {key[:2] for key in cells} == {("sure", "to_the_end"), ("sure", "prefix"), ("low_confidence", "to_the_end"),
+                                          ("low_confidence", "prefix")}
+    loaded = load_model(exp.models[0], torch.device("cpu"), LoadSettings("fp32", "sdpa", 0, exp.base_dir))
+    ids = torch.tensor([[5, 6, 7, 8] * 4])
+    mine = make_generator(cells["sure", "to_the_end", 1, 8], loaded).generate(ids, 16, steps=8)
+    theirs = make_generator(cells["low_confidence", "prefix", 1, 8], loaded).generate(ids, 16, steps=8)
+    assert mine.output_ids.tolist() == theirs.output_ids.tolist() and mine.work == theirs.work
+    assert mine.work == diffusion_work(1, 16, 16, 8, 8, "to_the_end") != diffusion_work(1, 16, 16, 8, 8, "dual")
+    assert dry_run(exp, (0, 1)) == 0
+    assert "tiny-llada B=1 N=32 K=8 sure/to_the_end" in capsys.readouterr().out

@@ -122,13 +122,28 @@ SCORES = ("confidence", "margin", "entropy", "uniform")  # what generation.diffu
 
 @dataclass(frozen=True)
 class Cache:
-    """A diffusion KV cache: none, the prompt and finished blocks (prefix), or both sides of the block (dual)."""
+    """A diffusion KV cache, by what a block's later steps run as queries (`queries`): `canvas`, the whole canvas
+    every step, nothing kept (none); `block_to_end`, the block and everything after it against the keys/values
+    the block's first step kept of the prompt and finished blocks (prefix); `block`, the block alone against
+    both sides (dual). The generator and its work count read this, not the cache's name."""
 
     name: str
+    queries: str = "canvas"
     baseline: bool = False
 
+    @property
+    def keeps_kv(self) -> bool:
+        """Whether a block's first step keeps keys/values for its later steps."""
+        return self.queries != "canvas"
 
-CACHES = _table(Cache("none", baseline=True), Cache("prefix"), Cache("dual"))
+
+CACHE_QUERIES = ("canvas", "block_to_end", "block")
+CACHES = _table(Cache("none", baseline=True), Cache("prefix", "block_to_end"), Cache("dual", "block"))
+
+
+def uncached() -> str:
+    """The cache that keeps nothing: every step runs the whole canvas (the reference sampler's way)."""
+    return next(name for name, entry in CACHES.items() if not entry.keeps_kv)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,6 @@ from ..measure.roofline import forward_flops, forward_min_bytes
 from ..models.architecture import Architecture
 
 AR_PATHS = tuple(registry.DECODE_PATHS)
-DIFFUSION_CACHES = ("none", "prefix", "dual")
 LOGITS_BYTES = 4  # logits and the sampler's probabilities are float32 whatever the weights' precision
 
 
@@ -199,7 +198,7 @@ class MemoryPrediction:
 def kv_cache_bytes(gen: Generation, arch: Architecture, bytes_per_param: int) -> float:
     """Keys and values a path keeps for the whole generation: the AR cache over P + N_out positions, a
     diffusion cache over the canvas; none for the uncached sampler (one layer's K/V at a time)."""
-    if gen.kind == DIFFUSION and gen.path == "none":
+    if gen.kind == DIFFUSION and not registry.CACHES[gen.path].keeps_kv:
         return 0.0
     return float(gen.batch * (gen.prompt_len + gen.n_out) * arch.kv_per_token * bytes_per_param)
 

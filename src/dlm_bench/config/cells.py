@@ -298,8 +298,8 @@ def llamacpp_cells(exp: Experiment, model: ModelSpec, common: dict[str, Any]) ->
     schedule = FAMILY_SCHEDULES[model.family] if d.schedule == "auto" else d.schedule
     samplers = [s for s in d.sampler if s in LLAMACPP_SAMPLERS]
     return [Cell(**common, engine="llamacpp", weights_format=fmt,
-                 decoding=DiffusionDecoding(steps=k, sampler=sampler, cache="none", block_length=d.block_length,
-                                            schedule=schedule, temperature=d.temperature,
+                 decoding=DiffusionDecoding(steps=k, sampler=sampler, cache=registry.uncached(),
+                                            block_length=d.block_length, schedule=schedule, temperature=d.temperature,
                                             eps=d.eps if registry.SCHEDULES[schedule].uses_eps else None))
             for k, sampler, fmt in itertools.product(exp.grid.steps_for(common["seq_len"]), samplers,
                                                      e.llamacpp.weights_format)]

@@ -6,10 +6,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 from .. import registry
 
@@ -38,33 +38,59 @@ class _Field(Mapping):
         return len(self.table)
 
 
+class _Names(Sequence):
+    """A live view of the names of a registry table's entries, those `keep` accepts (all by default), in the
+    table's order: an entry registered later (a test's fake sampler or cache) is an allowed value at once."""
+
+    def __init__(self, table: dict, keep: Optional[Callable[[Any], bool]] = None):
+        self.table, self.keep = table, keep
+
+    def _names(self) -> list[str]:
+        return [name for name, entry in self.table.items() if self.keep is None or self.keep(entry)]
+
+    def __getitem__(self, index):
+        return self._names()[index]
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+    def __iter__(self):
+        return iter(self._names())
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, (tuple, list, _Names)) and tuple(self) == tuple(other)
+
+    def __repr__(self) -> str:
+        return repr(tuple(self))
+
+
 # the registries' names (registry.py) as the config's allowed values
 FAMILIES = _Field(registry.FAMILIES, "kind")
 MODEL_TYPES = _Field(registry.FAMILIES, "model_type")  # config.json model_type
 ATTENTION_BACKENDS = ("flash_attention_2", "sdpa", "eager")
 DEVICES = ("auto", "cuda", "cpu")
 PROMPT_SOURCES = ("file", "wikitext", "random_ids")
-DIFFUSION_SAMPLERS = tuple(registry.SAMPLERS)
-THRESHOLD_SAMPLERS = tuple(n for n, s in registry.SAMPLERS.items() if s.threshold)  # commit by threshold
+DIFFUSION_SAMPLERS = _Names(registry.SAMPLERS)
+THRESHOLD_SAMPLERS = _Names(registry.SAMPLERS, lambda s: s.threshold)  # commit by threshold
 # the threshold samplers' defaults: the (anchor) probability threshold, and LocalLeap's relaxed threshold and window;
 # they are LocalLeap's defaults for LLaDA-8B-Instruct (arXiv 2510.07081): anchors at 0.9, neighbours at 0.75 within 4 positions
 DEFAULT_THRESHOLD, DEFAULT_LEAP_RELAXED, DEFAULT_LEAP_WINDOW = 0.9, 0.75, 4
-DIFFUSION_CACHES = tuple(registry.CACHES)
-DIFFUSION_SCHEDULES = tuple(registry.SCHEDULES)  # tokens committed per step (registry.Schedule)
+DIFFUSION_CACHES = _Names(registry.CACHES)
+DIFFUSION_SCHEDULES = _Names(registry.SCHEDULES)  # tokens committed per step (registry.Schedule)
 FAMILY_SCHEDULES = _Field(registry.FAMILIES, "schedule")  # `schedule: auto` (None for AR families)
 AUTO = "auto"  # a diffusion option left to the family's reference code (registry.Family)
 THRESHOLD_STEPS = ("cap", "unbounded")  # threshold samplers: steps as a budget, or each block until empty
 NOISE_LAYOUTS = ("block", "canvas")  # Gumbel noise over the block, or over the whole canvas (reference)
-AR_DECODE_MODES = tuple(registry.DECODE_PATHS)
+AR_DECODE_MODES = _Names(registry.DECODE_PATHS)
 
 
 def family_default(value: str, family: str, option: str) -> str:
     """A diffusion option's value for a family: as given, or for `auto` the family's reference choice."""
     return getattr(registry.FAMILIES[family], option) if value == AUTO else value
-DIFFUSION_FORWARDS = tuple(registry.FORWARDS)
+DIFFUSION_FORWARDS = _Names(registry.FORWARDS)
 ENGINES = _Field(registry.ENGINES, "kinds")  # iterates over the engine names
 WEIGHT_FORMATS = ("f32", "f16", "bf16", "q8_0", "q4_k_m")  # GGUF weights of the llamacpp engine
-LLAMACPP_SAMPLERS = tuple(n for n, s in registry.SAMPLERS.items() if s.llamacpp_algorithm is not None)
+LLAMACPP_SAMPLERS = _Names(registry.SAMPLERS, lambda s: s.llamacpp_algorithm is not None)
 LOCAL_SERVER = "local"  # openai.url: the harness's own llama-server, spoken to only through the OpenAI API
 
 

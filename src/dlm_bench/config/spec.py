@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Optional
 
+from .. import registry
 from ..registry import AR, DIFFUSION, IN_PROCESS, TASKS
 from ..metrics.quality import PARITY_METRICS
 from ..stats import RESAMPLES
@@ -167,10 +168,10 @@ class DiffusionSpec:
             one_of(s, DIFFUSION_SAMPLERS, "diffusion.sampler")
         for c in self.cache:
             one_of(c, DIFFUSION_CACHES, "diffusion.cache")
-        one_of(self.schedule, ("auto",) + DIFFUSION_SCHEDULES, "diffusion.schedule")
+        one_of(self.schedule, (AUTO, *DIFFUSION_SCHEDULES), "diffusion.schedule")
         one_of(self.threshold_steps, (AUTO,) + THRESHOLD_STEPS, "diffusion.threshold_steps")
         one_of(self.noise_layout, (AUTO,) + NOISE_LAYOUTS, "diffusion.noise_layout")
-        if self.cfg_scale > 0 and any(c != "none" for c in self.cache):
+        if self.cfg_scale > 0 and any(registry.CACHES[c].keeps_kv for c in self.cache):
             raise ConfigError("diffusion.cfg_scale: classifier-free guidance cannot be combined with a KV cache; "
                               "allowed: cfg_scale 0 with cache prefix/dual, or cache [none]")
         finite(self.temperature, "diffusion.temperature")

@@ -17,6 +17,7 @@ from typing import Any, Optional, Sequence
 
 import torch
 
+from .. import registry
 from ..registry import DIFFUSION, IN_PROCESS
 from ..config import Cell
 from ..generation import Generator
@@ -134,6 +135,6 @@ def torch_reference(cell: Cell, ar_decode: str) -> Cell:
     """The torch cell doing the engine cell's work: same sampler and K without a cache (diffusion), or
     the config's first decode mode (AR)."""
     if cell.kind == DIFFUSION:
-        return dataclasses.replace(cell.with_decoding(cache="none", forward="eager"), engine=IN_PROCESS,
+        return dataclasses.replace(cell.with_decoding(cache=registry.uncached(), forward="eager"), engine=IN_PROCESS,
                                    weights_format=None)
     return dataclasses.replace(cell.with_decoding(decode=ar_decode), engine=IN_PROCESS, weights_format=None)

@@ -248,7 +248,8 @@ class MaskedDiffusionGenerator:
             raise ValueError(f"local_leap: leap_relaxed {settings.leap_relaxed} and leap_window {settings.leap_window} "
                              f"are not allowed; allowed: 0 < leap_relaxed <= threshold ({settings.threshold}), "
                              f"leap_window >= 0")
-        if path.cache != "none" and settings.cfg_scale > 0:
+        self.queries = registry.CACHES[path.cache].queries  # what a block's later steps recompute
+        if self.queries != "canvas" and settings.cfg_scale > 0:
             raise ValueError("classifier-free guidance is not combined with a KV cache")
         self.model, self.mask_id, self.path, self.settings = model, mask_id, path, settings
         self.forward = model if path.forward == "eager" else compile_for(model, next(model.parameters()).device)
@@ -278,7 +279,7 @@ class MaskedDiffusionGenerator:
         place (prefix: from the block to the end of the canvas; dual: the block) and attends over all."""
         batch, total = x.shape
         first = start - self.shift  # shifted-logits models also recompute the position before the block
-        last = total if self.path.cache == "prefix" else end
+        last = total if self.queries == "block_to_end" else end
         ids = x[:, first:last]
         positions = torch.arange(first, last, device=x.device)
         context = [KVSlot(k, v, positions) for k, v in kv]
@@ -339,8 +340,8 @@ class MaskedDiffusionGenerator:
                 masked = block == self.mask_id
                 if plan.threshold is not None and not masked.any():
                     break  # threshold decoding finished the block early (the only host sync per step)
-                if i == 0 or self.path.cache == "none":
-                    logits, kv = self._full(x, prompt_len, start, end, work, keep_kv=self.path.cache != "none")
+                if i == 0 or self.queries == "canvas":
+                    logits, kv = self._full(x, prompt_len, start, end, work, keep_kv=self.queries != "canvas")
                 else:
                     logits = self._cached(x, start, end, kv, work)
                 x0, proposal_logits = propose_tokens(logits, self.settings.temperature, self.mask_id,

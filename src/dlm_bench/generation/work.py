@@ -8,6 +8,7 @@ run (tests/test_cost_model.py checks that both agree); the roofline and the cost
 
 from __future__ import annotations
 
+from .. import registry
 from . import ForwardWork
 
 
@@ -27,6 +28,7 @@ def diffusion_work(batch: int, prompt_len: int, n_out: int, steps: int, block_le
     CFG doubles the batch of the full forwards. `shift` = 1 for shifted-logits models (Dream), whose
     cached steps also recompute the position before the block.
     """
+    queries = registry.CACHES[cache].queries
     total = prompt_len + n_out
     n_blocks = n_out // block_length
     per_block = steps // n_blocks
@@ -34,10 +36,10 @@ def diffusion_work(batch: int, prompt_len: int, n_out: int, steps: int, block_le
     for b in range(n_blocks):
         start = prompt_len + b * block_length
         for i in range(per_block):
-            if i == 0 or cache == "none":
+            if i == 0 or queries == "canvas":
                 work.append(ForwardWork((2 if cfg else 1) * batch, total, total * total, block_length, 0))
                 continue
             first = start - shift
-            q = (total if cache == "prefix" else start + block_length) - first
+            q = (total if queries == "block_to_end" else start + block_length) - first
             work.append(ForwardWork(batch, q, q * total, block_length, total - q))
     return work

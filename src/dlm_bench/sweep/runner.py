@@ -24,6 +24,7 @@ from typing import Optional
 import torch
 from tqdm import tqdm
 
+from .. import registry
 from ..registry import AR, DIFFUSION, IN_PROCESS
 from ..config import PRECISIONS, Cell, Experiment, expand_cells, project_root, select_shard
 from ..generation import GenerationTrace, Generator
@@ -194,11 +195,12 @@ def run_extras(cell: Cell, loaded: LoadedModel, generator: Generator, kernel: st
     extras = Extras()
     try:
         with kernel_context(kernel):
-            if cell.kind == DIFFUSION and cell.decoding.cache != "none":  # both from the seed: the same random draws
+            if cell.kind == DIFFUSION and registry.CACHES[cell.decoding.cache].keeps_kv:  # both from the seed
                 torch.manual_seed(cell.settings.seed)
                 cached = generator.generate(ids, cell.n_out, steps=cell.steps)
                 torch.manual_seed(cell.settings.seed)
-                uncached = make_generator(cell, loaded, cache="none").generate(ids, cell.n_out, steps=cell.steps)
+                uncached = make_generator(cell, loaded, cache=registry.uncached()).generate(ids, cell.n_out,
+                                                                                         steps=cell.steps)
                 extras.agreement_with_uncached = float((cached.output_ids == uncached.output_ids).float().mean())
             if (cell.settings.quality_batch_size is not None and prompts.reference_ids
                     and loaded.tokenizer is not None):
