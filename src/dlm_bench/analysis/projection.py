@@ -140,13 +140,6 @@ def projected_latency_ms(path: str, arch: Architecture, device: Ceilings, batch:
     return Band(fast, slow, predict_latency(gen, arch, BF16, device, efficiency_of(path, {})).latency_ms)
 
 
-def projected_memory_gib(path: str, arch: Architecture, batch: int, seq_len: int, steps: Optional[int] = None,
-                         block_length: int = 32) -> float:
-    """Weights, KV cache and the largest transient of one cell, GiB (no process base: a GPU's allocator
-    counts tensors only)."""
-    return predict_memory(_generation(path, batch, seq_len, steps, block_length), arch, BF16, 0.0).total / GIB
-
-
 def k_star(ar: str, diffusion: str, llama: Architecture, llada: Architecture, device: Ceilings, batch: int,
            seq_len: int, block_length: int, ar_eff: Efficiency, diffusion_eff: Efficiency) -> float:
     """The diffusion steps at which LLaDA's projected L_e2e equals LLaMA's, for given factors. L(K) is linear in K
