@@ -16,9 +16,11 @@ from dlm_bench.measure.loop import time_pair
 
 
 def test_paired_ratio_is_the_median_of_per_pair_ratios():
-    # per-pair ratios 2, 2, 3, 4, 2 -> median 2; every resample's median is one of them
-    est = paired_ratio([100, 200, 300, 400, 50], [50, 100, 100, 100, 25], resamples=200)
-    assert est.value == 2.0 and 2.0 <= est.ci_low <= est.ci_high <= 4.0
+    # per-pair ratios 2, 2, 3, 4, 2 -> median 2. A resample's median (5 draws, each 2 with p = 0.6, 3 or 4 with
+    # p = 0.2) is 2 with probability P(at least 3 twos) = 0.683 > 2.5% and 4 with P(at least 3 fours) = 0.058 > 2.5%,
+    # so the exact 95% interval is [2, 4]
+    est = paired_ratio([100, 200, 300, 400, 50], [50, 100, 100, 100, 25], resamples=1000)
+    assert (est.value, est.ci_low, est.ci_high) == (2.0, 2.0, 4.0)
     # the median of each arm would give 200 / 100 = 2 as well, but only pairing sees that the ratio is stable
     steady = paired_ratio([10, 1000, 10, 1000], [5, 500, 5, 500], resamples=200)
     assert steady.value == steady.ci_low == steady.ci_high == 2.0
