@@ -135,6 +135,6 @@ def torch_reference(cell: Cell, ar_decode: str) -> Cell:
     """The torch cell doing the engine cell's work: same sampler and K without a cache (diffusion), or
     the config's first decode mode (AR)."""
     if cell.kind == DIFFUSION:
-        return dataclasses.replace(cell.with_decoding(cache=registry.uncached(), forward="eager"), engine=IN_PROCESS,
-                                   weights_format=None)
+        uncached = cell.with_decoding(cache=registry.uncached(), forward=registry.baseline(registry.FORWARDS))
+        return dataclasses.replace(uncached, engine=IN_PROCESS, weights_format=None)
     return dataclasses.replace(cell.with_decoding(decode=ar_decode), engine=IN_PROCESS, weights_format=None)

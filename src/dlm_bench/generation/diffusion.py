@@ -252,7 +252,8 @@ class MaskedDiffusionGenerator:
         if self.queries != "canvas" and settings.cfg_scale > 0:
             raise ValueError("classifier-free guidance is not combined with a KV cache")
         self.model, self.mask_id, self.path, self.settings = model, mask_id, path, settings
-        self.forward = model if path.forward == "eager" else compile_for(model, next(model.parameters()).device)
+        compiled = registry.FORWARDS[path.forward].compiled
+        self.forward = compile_for(model, next(model.parameters()).device) if compiled else model
         # Dream-style models read position i's prediction from the output at i - 1
         self.shift = int(bool(getattr(getattr(model, "config", None), "shift_logits", False)))
 
