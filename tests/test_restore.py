@@ -190,3 +190,14 @@ def test_a_cells_identity_is_its_grid_columns_in_row_order_the_other_kinds_empty
     for cell in (ar, diffusion, _cell(ARDecoding(None), engine="llamacpp", weights_format="q8_0")):
         again = Cell.from_record(cell.identity(), SETTINGS.as_dict(), cell.model)
         assert again == cell and again.cell_id("cpu: x") == cell.cell_id("cpu: x")
+
+
+def test_every_field_of_a_cell_and_its_decodings_is_a_grid_column_once():
+    import dataclasses
+
+    from dlm_bench.config import GRID_COLUMNS
+
+    fields = [f.name for f in dataclasses.fields(Cell) if f.name not in ("model", "settings", "decoding")]
+    for decoding in (DiffusionDecoding, ARDecoding):
+        fields += [f.name for f in dataclasses.fields(decoding) if f.name not in fields]  # temperature: both kinds
+    assert sorted(fields) == sorted(GRID_COLUMNS) and len(set(GRID_COLUMNS)) == len(GRID_COLUMNS)
