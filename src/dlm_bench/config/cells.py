@@ -95,6 +95,18 @@ class DiffusionDecoding:
     def path(self) -> DiffusionPath:
         return DiffusionPath.of(dataclasses.asdict(self))
 
+    @classmethod
+    def of_sampler(cls, steps: int, path: DiffusionPath, block_length: int, schedule: str, temperature: float = 0.0,
+                   cfg_scale: float = 0.0, **settings: Any) -> "DiffusionDecoding":
+        """A decoding on `path` that keeps of `settings` (threshold, threshold_steps, eps, noise_layout,
+        leap_relaxed, leap_window) only those the path's sampler (its `knobs`), the schedule (`eps`) and the
+        temperature (the noise layout, above 0) use; the others are None and stay out of the cell id."""
+        used = set(registry.SAMPLERS[path.sampler].knobs)
+        used |= {"eps"} if registry.SCHEDULES[schedule].uses_eps else set()
+        used |= {"noise_layout"} if temperature > 0 else set()
+        return cls(steps, path.sampler, path.cache, block_length, schedule, temperature, cfg_scale,
+                   forward=path.forward, **{name: value for name, value in settings.items() if name in used})
+
 
 @dataclass(frozen=True)
 class ARDecoding:
@@ -249,18 +261,12 @@ def expand_cells(exp: Experiment, extra_steps: Optional[Mapping[tuple, set]] = N
                                  for k in steps if k not in g.steps_for(n))
                 for k, sampler, cache, forward in grid + refined:
                     target = cells if (k, sampler, cache, forward) in grid else later
-                    knobs = registry.SAMPLERS[sampler].knobs  # the sampler's own fields enter its cells only
-                    threshold, leap = "threshold" in knobs, "leap_relaxed" in knobs
-                    decoding = DiffusionDecoding(
-                        steps=k, sampler=sampler, cache=cache, forward=forward, block_length=d.block_length,
-                        schedule=schedule, temperature=d.temperature, cfg_scale=d.cfg_scale,
-                        leap_relaxed=d.leap_relaxed if leap else None, leap_window=d.leap_window if leap else None,
-                        threshold=d.threshold if threshold else None,
-                        eps=d.eps if registry.SCHEDULES[schedule].uses_eps else None,
-                        threshold_steps=(family_default(d.threshold_steps, model.family, "threshold_steps")
-                                         if threshold else None),
-                        noise_layout=(family_default(d.noise_layout, model.family, "noise_layout")
-                                      if d.temperature > 0 else None))
+                    decoding = DiffusionDecoding.of_sampler(
+                        k, DiffusionPath(sampler, cache, forward), d.block_length, schedule, d.temperature,
+                        d.cfg_scale, threshold=d.threshold, eps=d.eps, leap_relaxed=d.leap_relaxed,
+                        leap_window=d.leap_window,
+                        threshold_steps=family_default(d.threshold_steps, model.family, "threshold_steps"),
+                        noise_layout=family_default(d.noise_layout, model.family, "noise_layout"))
                     target.append(Cell(**common, decoding=decoding))
             elif model.kind == AR and torch_cells:
                 for mode, sampling in itertools.product(a.decode, a.decodings):

@@ -128,15 +128,11 @@ class PerfSpec:
         model = self.models()[kind]
         if kind == DIFFUSION:
             parsed = DiffusionPath.parse(path)
-            knobs = registry.SAMPLERS[parsed.sampler].knobs
-            leap = "leap_relaxed" in knobs
-            threshold = (self.leap_threshold if leap else DEFAULT_THRESHOLD) if "threshold" in knobs else None
-            decoding = DiffusionDecoding(
-                steps=self.steps, sampler=parsed.sampler, cache=parsed.cache, forward=parsed.forward,
-                block_length=self.block_length, schedule=registry.FAMILIES[model.family].schedule, cfg_scale=0.0,
-                threshold=threshold,
-                threshold_steps="cap" if "threshold_steps" in knobs else None,
-                leap_relaxed=self.leap_relaxed if leap else None, leap_window=self.leap_window if leap else None)
+            leap = "leap_relaxed" in registry.SAMPLERS[parsed.sampler].knobs
+            decoding = DiffusionDecoding.of_sampler(
+                self.steps, parsed, self.block_length, registry.FAMILIES[model.family].schedule,
+                threshold=self.leap_threshold if leap else DEFAULT_THRESHOLD, threshold_steps="cap",
+                leap_relaxed=self.leap_relaxed, leap_window=self.leap_window)
         else:
             parsed = ARPath.parse(path)
             decoding = ARDecoding(parsed.decode, parsed.temperature, parsed.top_p, parsed.repetition_penalty)
