@@ -170,8 +170,6 @@ def read_corpus(path: Path) -> list[str]:
     return lines
 
 
-
-
 def write_tiny_models(out_dir: Path, corpus_file: Path, seed: int = 0) -> dict[str, Path]:
     """All tiny checkpoints under out_dir/{llama,llada,qwen2,dream}."""
     corpus = read_corpus(corpus_file)

@@ -85,8 +85,8 @@ class ServerEngine:
     def body(self, prompt: Sequence[int]) -> dict[str, Any]:
         c = self.cell
         return {"prompt": [int(t) for t in prompt], "n_predict": c.n_out, "ignore_eos": True, "stream": True,
-                "return_tokens": True, "cache_prompt": False, "temperature": c.decoding.temperature, "seed": c.settings.seed,
-                **sampling_fields(c)}
+                "return_tokens": True, "cache_prompt": False, "temperature": c.decoding.temperature,
+                "seed": c.settings.seed, **sampling_fields(c)}
 
     def run(self, prompt_ids: Sequence[Sequence[int]]) -> EngineBatch:
         if not self.server.alive():
